@@ -1,0 +1,149 @@
+//! Store settings and the builder that sets them.
+
+use std::time::Duration;
+
+use deadpool_redis::{Pool, Runtime, Timeouts};
+
+use crate::{RedisSessionStore, StoreError};
+
+/// The settings a store runs with; see [`RedisSessionStoreBuilder`] for each one's meaning.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) key_prefix: String,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) absolute_timeout: Duration,
+    pub(crate) max_state_size: usize,
+    pub(crate) pool_timeouts: Timeouts,
+    pub(crate) command_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            key_prefix: "session:".to_owned(),
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 60 * 60),
+            max_state_size: 64 * 1024,
+            pool_timeouts: Timeouts {
+                wait: Some(Duration::from_secs(1)),
+                create: Some(Duration::from_secs(1)),
+                recycle: Some(Duration::from_secs(1)),
+            },
+            command_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Builds a [`RedisSessionStore`] with settings other than the defaults.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use session_store::RedisSessionStore;
+///
+/// # fn main() -> Result<(), session_store::StoreError> {
+/// let store = RedisSessionStore::builder()
+///     .key_prefix("shop:")
+///     .idle_timeout(Duration::from_secs(15 * 60))
+///     .absolute_timeout(Duration::from_secs(8 * 60 * 60))
+///     .build_with_url("redis://127.0.0.1:6379")?;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use]
+#[derive(Debug, Clone, Default)]
+pub struct RedisSessionStoreBuilder {
+    config: Config,
+}
+
+impl RedisSessionStoreBuilder {
+    /// Prefix of every Redis key the store writes (default `"session:"`). Give each application
+    /// sharing a Redis its own prefix.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.key_prefix = prefix.into();
+        self
+    }
+
+    /// How long a session lives without being used (default 30 minutes). Every load slides it.
+    ///
+    /// This, not actix-session's `session_ttl`, is the lifetime of the state in Redis.
+    ///
+    /// # Panics
+    /// If `timeout` is under one millisecond: Redis cannot expire a key sooner.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = at_least_a_millisecond("idle_timeout", timeout);
+        self
+    }
+
+    /// How long a session lives after it was created, however active (default 12 hours).
+    ///
+    /// # Panics
+    /// If `timeout` is under one millisecond.
+    pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.config.absolute_timeout = at_least_a_millisecond("absolute_timeout", timeout);
+        self
+    }
+
+    /// The largest session state accepted, in bytes of entry names plus values (default 64 KiB).
+    /// A larger state is refused with [`StoreError::StateTooLarge`] and nothing is written.
+    pub fn max_state_size(mut self, bytes: usize) -> Self {
+        self.config.max_state_size = bytes;
+        self
+    }
+
+    /// How long to wait for a free pooled connection (default 1 s).
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.config.pool_timeouts.wait = Some(timeout);
+        self
+    }
+
+    /// How long connecting to Redis may take (default 1 s).
+    pub fn create_timeout(mut self, timeout: Duration) -> Self {
+        self.config.pool_timeouts.create = Some(timeout);
+        self
+    }
+
+    /// How long the pool's health check of a connection may take (default 1 s).
+    pub fn recycle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.pool_timeouts.recycle = Some(timeout);
+        self
+    }
+
+    /// How long Redis may take to answer one command (default 1 s).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.config.command_timeout = timeout;
+        self
+    }
+
+    /// Builds a store on an existing pool.
+    ///
+    /// The pool must have been built with a runtime (`Runtime::Tokio1`), since the store applies
+    /// its pool timeouts to every checkout; without one each operation fails with
+    /// [`StoreError::PoolWithoutRuntime`].
+    pub fn build(self, pool: Pool) -> RedisSessionStore {
+        RedisSessionStore::from_parts(pool, self.config)
+    }
+
+    /// Builds a store on a new pool for `url` (`redis://`, `rediss://` or `redis+unix://`).
+    ///
+    /// # Errors
+    /// [`StoreError::CreatePool`] when the URL cannot be used.
+    pub fn build_with_url(self, url: &str) -> Result<RedisSessionStore, StoreError> {
+        let pool = deadpool_redis::Config::from_url(url)
+            .builder()
+            .map_err(deadpool_redis::CreatePoolError::Config)?
+            .runtime(Runtime::Tokio1)
+            .timeouts(self.config.pool_timeouts)
+            .build()
+            .map_err(deadpool_redis::CreatePoolError::Build)?;
+        Ok(self.build(pool))
+    }
+}
+
+fn at_least_a_millisecond(setting: &str, timeout: Duration) -> Duration {
+    assert!(
+        timeout >= Duration::from_millis(1),
+        "{setting} must be at least one millisecond, got {timeout:?}"
+    );
+    timeout
+}

@@ -1,0 +1,89 @@
+//! The store's error type and how it maps onto actix-session's errors.
+
+use std::time::Duration;
+
+use actix_session::storage::{LoadError, SaveError, UpdateError};
+
+/// Everything that can go wrong in a store operation.
+///
+/// actix-session only sees its own `LoadError`/`SaveError`/`UpdateError`; these wrap a
+/// `StoreError`, so the whole cause chain still reaches the logs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No connection could be had from the pool in time, or connecting to Redis failed.
+    #[error("could not get a Redis connection from the pool")]
+    Pool(#[source] deadpool_redis::PoolError),
+
+    /// The pool has no async runtime, so the store's pool timeouts cannot apply.
+    #[error(
+        "the Redis pool was built without a runtime, so its timeouts cannot apply: \
+         build it with `deadpool_redis::Runtime::Tokio1`"
+    )]
+    PoolWithoutRuntime,
+
+    /// The pool could not be built (for example from a malformed URL).
+    #[error("could not create the Redis connection pool")]
+    CreatePool(#[from] deadpool_redis::CreatePoolError),
+
+    /// Redis answered with an error, or the connection broke.
+    #[error("Redis command failed")]
+    Redis(#[from] redis::RedisError),
+
+    /// Redis did not answer a command within the command timeout.
+    #[error("Redis did not answer within {0:?}")]
+    CommandTimeout(Duration),
+
+    /// The session state is larger than the configured limit; nothing was written.
+    #[error("session state of {size} bytes is over the limit of {limit} bytes")]
+    StateTooLarge {
+        /// Bytes of entry names and values in the refused state.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// A stored session holds bytes that are not UTF-8, so they cannot be session state.
+    #[error("the stored session state is not valid UTF-8")]
+    CorruptState,
+
+    /// Freshly generated session ids were already taken, which a working CSPRNG never does.
+    #[error("freshly generated session ids were already in use")]
+    IdCollision,
+}
+
+impl From<deadpool_redis::PoolError> for StoreError {
+    fn from(err: deadpool_redis::PoolError) -> Self {
+        match err {
+            deadpool_redis::PoolError::NoRuntimeSpecified => Self::PoolWithoutRuntime,
+            err => Self::Pool(err),
+        }
+    }
+}
+
+impl From<StoreError> for LoadError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::CorruptState => Self::Deserialization(err.into()),
+            err => Self::Other(err.into()),
+        }
+    }
+}
+
+impl From<StoreError> for SaveError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::StateTooLarge { .. } => Self::Serialization(err.into()),
+            err => Self::Other(err.into()),
+        }
+    }
+}
+
+impl From<StoreError> for UpdateError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::StateTooLarge { .. } => Self::Serialization(err.into()),
+            err => Self::Other(err.into()),
+        }
+    }
+}

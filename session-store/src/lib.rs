@@ -1,0 +1,93 @@
+//! A Redis session store for [actix-session], through a [deadpool-redis] pool.
+//!
+//! [`RedisSessionStore`] implements actix-session's `SessionStore`, so it drops into
+//! `SessionMiddleware::new(store, key)` unchanged. Compared with the Redis store inside
+//! actix-session it:
+//!
+//! - loads a session and slides its idle expiry in **one round trip**, and skips the second
+//!   one actix-session asks for with `TtlExtensionPolicy::OnEveryRequest`;
+//! - never brings back a session that was logged out, revoked or expired while a request was
+//!   writing to it;
+//! - stores only a SHA-256 hash of the session id in Redis keys, so reading Redis hands nobody
+//!   a usable cookie, and never sends a cookie of the wrong shape to Redis at all;
+//! - enforces an idle timeout *and* an absolute lifetime;
+//! - refuses session state over a size limit with a typed error, leaving the stored state as
+//!   it was;
+//! - bounds every Redis call with a timeout.
+//!
+//! # Getting started
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use actix_session::{Session, SessionMiddleware};
+//! use actix_web::{App, HttpServer, Responder, cookie::Key, web};
+//! use session_store::RedisSessionStore;
+//!
+//! async fn visits(session: Session) -> actix_web::Result<impl Responder> {
+//!     let visits = session.get::<u32>("visits")?.unwrap_or(0) + 1;
+//!     session.insert("visits", visits)?;
+//!     Ok(format!("visit number {visits}"))
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let store = RedisSessionStore::builder()
+//!         .idle_timeout(Duration::from_secs(30 * 60))
+//!         .build_with_url("redis://127.0.0.1:6379")
+//!         .expect("a valid Redis URL");
+//!     // All instances of the app must share this key: load it from your configuration.
+//!     let key = Key::generate();
+//!
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .wrap(SessionMiddleware::new(store.clone(), key.clone()))
+//!             .route("/", web::get().to(visits))
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await
+//! }
+//! ```
+//!
+//! # Choosing settings
+//!
+//! | setting | default | meaning |
+//! |---|---|---|
+//! | [`key_prefix`](RedisSessionStoreBuilder::key_prefix) | `session:` | prefix of every key the store writes |
+//! | [`idle_timeout`](RedisSessionStoreBuilder::idle_timeout) | 30 min | a session unused this long is gone; every load slides it |
+//! | [`absolute_timeout`](RedisSessionStoreBuilder::absolute_timeout) | 12 h | a session this old is gone, however active |
+//! | [`max_state_size`](RedisSessionStoreBuilder::max_state_size) | 64 KiB | larger state is refused with [`StoreError::StateTooLarge`] |
+//! | [`wait_timeout`](RedisSessionStoreBuilder::wait_timeout) | 1 s | wait for a free pooled connection |
+//! | [`create_timeout`](RedisSessionStoreBuilder::create_timeout) | 1 s | connect to Redis |
+//! | [`recycle_timeout`](RedisSessionStoreBuilder::recycle_timeout) | 1 s | the pool's health check of a connection |
+//! | [`command_timeout`](RedisSessionStoreBuilder::command_timeout) | 1 s | Redis answering one command |
+//!
+//! The idle timeout and absolute lifetime govern how long state lives in Redis; actix-session's
+//! own `session_ttl` only sets the cookie's `Max-Age`.
+//!
+//! # Storage layout
+//!
+//! A session lives in one Redis hash at `{prefix}s:{base64url(sha256(id))}`. Each entry is one
+//! field holding the value as actix-session hands it over; two metadata fields (`\0c` created
+//! and `\0s` last seen, in milliseconds by the Redis server's clock) sit beside them, and an
+//! entry whose own name starts with a NUL byte is stored with one more, so names never collide.
+//! Every operation is one Lua script, so it is atomic and costs one round trip.
+//!
+//! [actix-session]: https://docs.rs/actix-session
+//! [deadpool-redis]: https://docs.rs/deadpool-redis
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod recent;
+mod scripts;
+mod session_id;
+mod state;
+mod store;
+
+pub use deadpool_redis::{self, redis};
+
+pub use crate::{config::RedisSessionStoreBuilder, error::StoreError, store::RedisSessionStore};

@@ -1,0 +1,111 @@
+//! How actix-session's state maps onto the fields of a session's Redis hash.
+//!
+//! Each entry is one field: its name as the application wrote it, its value as actix-session
+//! hands it over (already JSON, stored as is). Metadata fields are a NUL byte followed by a
+//! letter (`\0c` created, `\0s` last seen; see `lua/`). An entry whose name starts with NUL is
+//! stored with one more NUL in front, so no entry name can collide with a metadata field.
+
+use std::{borrow::Cow, collections::HashMap};
+
+use crate::StoreError;
+
+/// Session state as actix-session passes it around.
+pub(crate) type SessionState = HashMap<String, String>;
+
+/// The hash field that holds the entry `name`.
+pub(crate) fn field_name(name: &str) -> Cow<'_, str> {
+    if name.starts_with('\0') {
+        Cow::Owned(format!("\0{name}"))
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// The entry name stored in `field`, or `None` when `field` is metadata.
+fn entry_name(mut field: String) -> Option<String> {
+    match field.as_bytes() {
+        [0, 0, ..] => {
+            field.remove(0);
+            Some(field)
+        }
+        [0, ..] => None,
+        _ => Some(field),
+    }
+}
+
+/// Rebuilds the state from a hash's fields and values, leaving metadata out.
+pub(crate) fn decode(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<SessionState, StoreError> {
+    let mut state = SessionState::with_capacity(fields.len());
+    for (field, value) in fields {
+        let field = String::from_utf8(field).map_err(|_| StoreError::CorruptState)?;
+        if let Some(name) = entry_name(field) {
+            let value = String::from_utf8(value).map_err(|_| StoreError::CorruptState)?;
+            state.insert(name, value);
+        }
+    }
+    Ok(state)
+}
+
+/// Bytes of the state as the size limit counts them: entry names plus values.
+pub(crate) fn size(state: &SessionState) -> usize {
+    state
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(state: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut fields: Vec<_> = state
+            .iter()
+            .map(|(name, value)| {
+                (
+                    field_name(name).as_bytes().to_vec(),
+                    value.as_bytes().to_vec(),
+                )
+            })
+            .collect();
+        fields.push((b"\0c".to_vec(), b"1700000000000".to_vec()));
+        fields.push((b"\0s".to_vec(), b"1700000000001".to_vec()));
+        fields
+    }
+
+    #[test]
+    fn entries_round_trip_and_metadata_stays_out() {
+        let entries = [
+            ("user", "\"alice\""),
+            ("", "1"),
+            ("\0c", "2"),
+            ("\0", "3"),
+            ("\0\0s", "4"),
+        ];
+        let state = decode(stored(&entries)).expect("valid state");
+        let expected: SessionState = entries
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(state, expected);
+    }
+
+    #[test]
+    fn names_starting_with_nul_never_look_like_metadata() {
+        assert_eq!(field_name("\0c"), "\0\0c");
+        assert_eq!(field_name("c"), "c");
+        assert_eq!(entry_name("\0c".to_owned()), None);
+    }
+
+    #[test]
+    fn invalid_utf8_is_corrupt_state() {
+        let fields = vec![(b"user".to_vec(), vec![0xff, 0xfe])];
+        assert!(matches!(decode(fields), Err(StoreError::CorruptState)));
+    }
+
+    #[test]
+    fn size_counts_names_and_values() {
+        let state = SessionState::from([("ab".to_owned(), "cde".to_owned())]);
+        assert_eq!(size(&state), 5);
+    }
+}

@@ -1,0 +1,13 @@
+//! Support for the workspace's test suites: real `redis-server` processes started on free
+//! ports for one test and stopped when it ends, and ways to watch what reaches them.
+//!
+//! Nothing here talks to a Redis someone else started. Set `REDIS_SERVER_BIN` to use a
+//! `redis-server` other than the one on `PATH`.
+
+mod monitor;
+mod redis_server;
+
+pub use crate::{
+    monitor::{Command, Monitor},
+    redis_server::RedisServer,
+};

@@ -6,6 +6,7 @@
 
 mod monitor;
 mod redis_server;
+pub mod session_app;
 
 pub use crate::{
     monitor::{Command, Monitor},

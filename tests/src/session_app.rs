@@ -1,0 +1,177 @@
+//! A small actix-web app that exposes session operations as routes, for driving the store
+//! through actix-session's `SessionMiddleware` as a real application would.
+
+use std::time::Duration;
+
+use actix_session::{
+    Session, SessionMiddleware,
+    config::{CookieContentSecurity, PersistentSession, TtlExtensionPolicy},
+};
+use actix_web::{
+    HttpResponse,
+    cookie::{Cookie, Key},
+    dev::ServiceResponse,
+    web,
+};
+use session_store::RedisSessionStore;
+
+/// The name of actix-session's cookie.
+pub const COOKIE: &str = "id";
+
+/// How the middleware under test protects its cookie and slides expiry.
+#[derive(Debug, Clone)]
+pub struct MiddlewareMode {
+    /// Signed or encrypted cookie.
+    pub security: CookieContentSecurity,
+    /// When actix-session asks the store to slide the expiry.
+    pub policy: TtlExtensionPolicy,
+}
+
+impl MiddlewareMode {
+    /// Both cookie modes, with actix-session's default TTL policy.
+    pub const COOKIE_MODES: [Self; 2] = [
+        Self {
+            security: CookieContentSecurity::Private,
+            policy: TtlExtensionPolicy::OnStateChanges,
+        },
+        Self {
+            security: CookieContentSecurity::Signed,
+            policy: TtlExtensionPolicy::OnStateChanges,
+        },
+    ];
+}
+
+/// The session middleware as an application would set it up.
+pub fn middleware(
+    store: RedisSessionStore,
+    key: &Key,
+    mode: MiddlewareMode,
+) -> SessionMiddleware<RedisSessionStore> {
+    SessionMiddleware::builder(store, key.clone())
+        .cookie_content_security(mode.security)
+        .session_lifecycle(PersistentSession::default().session_ttl_extension_policy(mode.policy))
+        .build()
+}
+
+/// Routes over the session: `GET /get/{name}`, `POST /set/{name}/{value}`,
+/// `POST /slow-set/{name}/{value}` (waits 300 ms first), `POST /remove/{name}`, `POST /purge`,
+/// `POST /renew`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/get/{name}", web::get().to(get))
+        .route("/set/{name}/{value}", web::post().to(set))
+        .route("/slow-set/{name}/{value}", web::post().to(slow_set))
+        .route("/remove/{name}", web::post().to(remove))
+        .route("/purge", web::post().to(purge))
+        .route("/renew", web::post().to(renew));
+}
+
+async fn get(session: Session, name: web::Path<String>) -> actix_web::Result<HttpResponse> {
+    let value = session.get::<String>(&name)?;
+    Ok(HttpResponse::Ok().body(value.unwrap_or_else(|| "none".to_owned())))
+}
+
+async fn set(
+    session: Session,
+    path: web::Path<(String, String)>,
+) -> actix_web::Result<HttpResponse> {
+    let (name, value) = path.into_inner();
+    session.insert(name, value)?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+async fn slow_set(
+    session: Session,
+    path: web::Path<(String, String)>,
+) -> actix_web::Result<HttpResponse> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    set(session, path).await
+}
+
+async fn remove(session: Session, name: web::Path<String>) -> HttpResponse {
+    session.remove(&name);
+    HttpResponse::Ok().finish()
+}
+
+async fn purge(session: Session) -> HttpResponse {
+    session.purge();
+    HttpResponse::Ok().finish()
+}
+
+async fn renew(session: Session) -> HttpResponse {
+    session.renew();
+    HttpResponse::Ok().finish()
+}
+
+/// The session cookie a response sets (or clears), if any.
+pub fn session_cookie<B>(response: &ServiceResponse<B>) -> Option<Cookie<'static>> {
+    response
+        .response()
+        .cookies()
+        .find(|cookie| cookie.name() == COOKIE)
+        .map(Cookie::into_owned)
+}
+
+/// A cookie the middleware accepts as authentic (signed or encrypted with `key`) whose value,
+/// the session key, is whatever the caller likes.
+pub fn forge_cookie(
+    key: &Key,
+    security: CookieContentSecurity,
+    session_key: &str,
+) -> Cookie<'static> {
+    let mut jar = actix_web::cookie::CookieJar::new();
+    let cookie = Cookie::new(COOKIE, session_key.to_owned());
+    match security {
+        CookieContentSecurity::Private => jar.private_mut(key).add(cookie),
+        CookieContentSecurity::Signed => jar.signed_mut(key).add(cookie),
+    }
+    jar.get(COOKIE).expect("just added").clone()
+}
+
+/// Sends `method path` with `cookie` (if any) to a test service and returns the response.
+pub async fn send<S, B>(
+    app: &S,
+    method: actix_web::http::Method,
+    path: &str,
+    cookie: Option<&Cookie<'static>>,
+) -> ServiceResponse<B>
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+{
+    let mut request = actix_web::test::TestRequest::default()
+        .method(method)
+        .uri(path);
+    if let Some(cookie) = cookie {
+        request = request.cookie(cookie.clone());
+    }
+    actix_web::test::call_service(app, request.to_request()).await
+}
+
+/// `GET /get/{name}` with `cookie`: the entry's value, or `"none"`.
+pub async fn get_entry<S, B>(app: &S, name: &str, cookie: Option<&Cookie<'static>>) -> String
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let response = send(
+        app,
+        actix_web::http::Method::GET,
+        &format!("/get/{name}"),
+        cookie,
+    )
+    .await;
+    assert!(
+        response.status().is_success(),
+        "GET /get/{name}: {}",
+        response.status()
+    );
+    let body = actix_web::test::read_body(response).await;
+    String::from_utf8(body.to_vec()).expect("a UTF-8 body")
+}

@@ -1,0 +1,211 @@
+//! The store behind actix-session's `SessionMiddleware`, request by request, in both cookie
+//! modes (signed and encrypted).
+
+use std::time::Duration;
+
+use actix_web::{App, cookie::Key, http::Method, test};
+use integration_tests::{
+    Monitor, RedisServer,
+    session_app::{self, MiddlewareMode, forge_cookie, get_entry, send, session_cookie},
+};
+use redis::AsyncCommands as _;
+use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
+
+/// A test service: the session routes behind the middleware, on a store from `$builder`.
+macro_rules! app {
+    ($server:expr, $key:expr, $mode:expr, $builder:expr) => {
+        test::init_service(
+            App::new()
+                .wrap(session_app::middleware(
+                    store(&$server, $builder),
+                    &$key,
+                    $mode,
+                ))
+                .configure(session_app::routes),
+        )
+        .await
+    };
+}
+
+fn store(server: &RedisServer, builder: RedisSessionStoreBuilder) -> RedisSessionStore {
+    builder.build_with_url(&server.url()).expect("a valid URL")
+}
+
+async fn session_keys(server: &RedisServer) -> Vec<String> {
+    server
+        .connection()
+        .await
+        .keys("session:*")
+        .await
+        .expect("KEYS")
+}
+
+#[actix_web::test]
+async fn insert_read_change_renew_purge() {
+    for mode in MiddlewareMode::COOKIE_MODES {
+        let server = RedisServer::start();
+        let key = Key::generate();
+        let app = app!(server, key, mode.clone(), RedisSessionStore::builder());
+
+        let anonymous = send(&app, Method::GET, "/get/user", None).await;
+        assert!(
+            session_cookie(&anonymous).is_none(),
+            "{mode:?}: a cookie for nothing"
+        );
+        assert!(session_keys(&server).await.is_empty());
+
+        let login = send(&app, Method::POST, "/set/user/alice", None).await;
+        let first = session_cookie(&login).expect("a session cookie");
+        assert_eq!(get_entry(&app, "user", Some(&first)).await, "alice");
+
+        send(&app, Method::POST, "/set/user/bob", Some(&first)).await;
+        send(&app, Method::POST, "/set/theme/dark", Some(&first)).await;
+        assert_eq!(get_entry(&app, "user", Some(&first)).await, "bob");
+        send(&app, Method::POST, "/remove/theme", Some(&first)).await;
+        assert_eq!(get_entry(&app, "theme", Some(&first)).await, "none");
+
+        let renewed = send(&app, Method::POST, "/renew", Some(&first)).await;
+        let second = session_cookie(&renewed).expect("a renewed cookie");
+        assert_ne!(first.value(), second.value(), "{mode:?}: renew kept the id");
+        assert_eq!(
+            get_entry(&app, "user", Some(&first)).await,
+            "none",
+            "old id lives"
+        );
+        assert_eq!(get_entry(&app, "user", Some(&second)).await, "bob");
+        assert_eq!(session_keys(&server).await.len(), 1);
+
+        let logout = send(&app, Method::POST, "/purge", Some(&second)).await;
+        let removal = session_cookie(&logout).expect("a removal cookie");
+        assert_eq!(
+            removal.value(),
+            "",
+            "{mode:?}: logout did not clear the cookie"
+        );
+        assert_eq!(get_entry(&app, "user", Some(&second)).await, "none");
+        assert!(session_keys(&server).await.is_empty());
+    }
+}
+
+#[actix_web::test]
+async fn an_idle_session_expires() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let builder = RedisSessionStore::builder().idle_timeout(Duration::from_millis(400));
+    let mode = MiddlewareMode::COOKIE_MODES[0].clone();
+    let app = app!(server, key, mode, builder);
+
+    let login = send(&app, Method::POST, "/set/user/alice", None).await;
+    let cookie = session_cookie(&login).expect("a session cookie");
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(
+            get_entry(&app, "user", Some(&cookie)).await,
+            "alice",
+            "no sliding"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
+}
+
+#[actix_web::test]
+async fn the_absolute_lifetime_ends_an_active_session() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let builder = RedisSessionStore::builder()
+        .idle_timeout(Duration::from_secs(60))
+        .absolute_timeout(Duration::from_millis(1000));
+    let app = app!(
+        server,
+        key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        builder
+    );
+
+    let login = send(&app, Method::POST, "/set/user/alice", None).await;
+    let cookie = session_cookie(&login).expect("a session cookie");
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        send(&app, Method::POST, "/set/clicks/more", Some(&cookie)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
+}
+
+#[actix_web::test]
+async fn malformed_cookies_are_no_session_and_reach_no_redis() {
+    for mode in MiddlewareMode::COOKIE_MODES {
+        let server = RedisServer::start();
+        let key = Key::generate();
+        let app = app!(server, key, mode.clone(), RedisSessionStore::builder());
+        let monitor = Monitor::start(&server);
+
+        let mut cookies = vec![
+            actix_web::cookie::Cookie::new(session_app::COOKIE, "not-encrypted-at-all"),
+            forge_cookie(
+                &Key::generate(),
+                mode.security,
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            ),
+        ];
+        for odd in [
+            "",
+            "x",
+            "*",
+            "{tag}",
+            "a b",
+            "%00",
+            &"A".repeat(44),
+            &"A".repeat(3000),
+        ] {
+            cookies.push(forge_cookie(&key, mode.security, odd));
+        }
+        for cookie in &cookies {
+            let response = send(&app, Method::GET, "/get/user", Some(cookie)).await;
+            assert_eq!(response.status(), 200, "{mode:?} {cookie}");
+            assert!(session_cookie(&response).is_none(), "{mode:?} {cookie}");
+        }
+        assert_eq!(
+            monitor.take(),
+            vec![],
+            "{mode:?}: a malformed cookie reached Redis"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_write_racing_a_logout_does_not_undo_it() {
+    for mode in MiddlewareMode::COOKIE_MODES {
+        let server = RedisServer::start();
+        let key = Key::generate();
+        let app = app!(server, key, mode.clone(), RedisSessionStore::builder());
+        let login = send(&app, Method::POST, "/set/user/alice", None).await;
+        let cookie = session_cookie(&login).expect("a session cookie");
+
+        // The slow write loads the session, then the logout lands while it sleeps.
+        let (slow, _) = futures_util::join!(
+            send(&app, Method::POST, "/slow-set/cart/full", Some(&cookie)),
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                send(&app, Method::POST, "/purge", Some(&cookie)).await
+            }
+        );
+        assert_eq!(slow.status(), 200);
+        let after = session_cookie(&slow).unwrap_or_else(|| cookie.clone());
+        assert_eq!(
+            get_entry(&app, "user", Some(&after)).await,
+            "none",
+            "{mode:?}"
+        );
+        assert_eq!(
+            get_entry(&app, "cart", Some(&after)).await,
+            "none",
+            "{mode:?}"
+        );
+        assert!(
+            session_keys(&server).await.is_empty(),
+            "{mode:?}: the logout was undone"
+        );
+    }
+}

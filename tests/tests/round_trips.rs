@@ -1,0 +1,95 @@
+//! What reaches Redis per request through `SessionMiddleware`, watched with `MONITOR`.
+//!
+//! Counts leave out the `UNWATCH` + `PING` that deadpool-redis sends as its health check when it
+//! hands out a pooled connection again.
+
+use actix_session::config::{CookieContentSecurity, TtlExtensionPolicy};
+use actix_web::{App, cookie::Key, http::Method, test};
+use integration_tests::{
+    Monitor, RedisServer,
+    session_app::{self, MiddlewareMode, forge_cookie, get_entry, send, session_cookie},
+};
+use session_store::RedisSessionStore;
+
+macro_rules! app {
+    ($server:expr, $key:expr, $mode:expr) => {
+        test::init_service(
+            App::new()
+                .wrap(session_app::middleware(
+                    RedisSessionStore::from_url(&$server.url()).expect("a valid URL"),
+                    &$key,
+                    $mode,
+                ))
+                .configure(session_app::routes),
+        )
+        .await
+    };
+}
+
+/// The commands clients sent, leaving out those of Lua scripts and the pool's health check.
+fn sent(monitor: &Monitor) -> Vec<String> {
+    monitor
+        .take()
+        .into_iter()
+        .filter(|command| {
+            !command.from_script && !matches!(command.name.as_str(), "unwatch" | "ping")
+        })
+        .map(|command| command.name)
+        .collect()
+}
+
+const POLICIES: [TtlExtensionPolicy; 2] = [
+    TtlExtensionPolicy::OnStateChanges,
+    TtlExtensionPolicy::OnEveryRequest,
+];
+
+fn mode(policy: TtlExtensionPolicy) -> MiddlewareMode {
+    MiddlewareMode {
+        security: CookieContentSecurity::Private,
+        policy,
+    }
+}
+
+#[actix_web::test]
+async fn a_read_only_request_is_one_round_trip() {
+    for policy in POLICIES {
+        let server = RedisServer::start();
+        let key = Key::generate();
+        let app = app!(server, key, mode(policy.clone()));
+        let login = send(&app, Method::POST, "/set/user/alice", None).await;
+        let cookie = session_cookie(&login).expect("a session cookie");
+        // The first read also puts the script into Redis's script cache.
+        get_entry(&app, "user", Some(&cookie)).await;
+
+        let monitor = Monitor::start(&server);
+        assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
+        assert_eq!(sent(&monitor), ["evalsha"], "{policy:?}");
+    }
+}
+
+#[actix_web::test]
+async fn a_new_session_is_one_round_trip_and_a_write_two() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let app = app!(server, key, mode(TtlExtensionPolicy::OnStateChanges));
+    let login = send(&app, Method::POST, "/set/user/alice", None).await;
+    let cookie = session_cookie(&login).expect("a session cookie");
+    send(&app, Method::POST, "/set/user/bob", Some(&cookie)).await;
+
+    let monitor = Monitor::start(&server);
+    send(&app, Method::POST, "/set/user/carol", None).await;
+    assert_eq!(sent(&monitor), ["evalsha"], "new session");
+    send(&app, Method::POST, "/set/user/dave", Some(&cookie)).await;
+    assert_eq!(sent(&monitor), ["evalsha", "evalsha"], "load, then update");
+}
+
+#[actix_web::test]
+async fn a_malformed_cookie_sends_nothing_at_all() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let app = app!(server, key, mode(TtlExtensionPolicy::OnEveryRequest));
+    let monitor = Monitor::start(&server);
+    let forged = forge_cookie(&key, CookieContentSecurity::Private, "{not*an id}");
+    assert_eq!(get_entry(&app, "user", Some(&forged)).await, "none");
+    assert_eq!(monitor.take(), vec![], "not even a pool health check");
+}

@@ -1,0 +1,472 @@
+//! The store's acceptance suite: one function per promised behaviour, stamped into a test
+//! module per Redis topology by `acceptance_suite!`.
+
+use std::{collections::HashMap, time::Duration};
+
+use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
+use actix_web::cookie::time::Duration as CookieDuration;
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use integration_tests::{Monitor, RedisServer};
+use redis::AsyncCommands as _;
+use session_store::{RedisSessionStore, RedisSessionStoreBuilder, StoreError};
+use sha2::{Digest as _, Sha256};
+
+/// What actix-session passes as `ttl`; the store's own timeouts govern, so any value will do.
+const TTL: CookieDuration = CookieDuration::days(1);
+
+/// One Redis deployment and a way to build stores on it.
+struct Fixture {
+    server: RedisServer,
+    prefix: &'static str,
+}
+
+impl Fixture {
+    fn single_node() -> Self {
+        Self {
+            server: RedisServer::start(),
+            prefix: "test:",
+        }
+    }
+
+    fn store(&self) -> RedisSessionStore {
+        self.store_with(RedisSessionStore::builder())
+    }
+
+    fn store_with(&self, builder: RedisSessionStoreBuilder) -> RedisSessionStore {
+        builder
+            .key_prefix(self.prefix)
+            .build_with_url(&self.server.url())
+            .expect("a valid URL")
+    }
+
+    async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        self.server.connection().await
+    }
+
+    fn monitor(&self) -> Monitor {
+        Monitor::start(&self.server)
+    }
+
+    /// The Redis key the store must use for `id`, computed independently of the store.
+    fn redis_key(&self, id: &SessionKey) -> String {
+        let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(id.as_ref().as_bytes()));
+        format!("{}s:{digest}", self.prefix)
+    }
+
+    async fn stored_keys(&self) -> Vec<String> {
+        self.redis()
+            .await
+            .keys(format!("{}*", self.prefix))
+            .await
+            .expect("KEYS")
+    }
+
+    async fn pttl(&self, id: &SessionKey) -> i64 {
+        self.redis()
+            .await
+            .pttl(self.redis_key(id))
+            .await
+            .expect("PTTL")
+    }
+}
+
+fn state(entries: &[(&str, &str)]) -> HashMap<String, String> {
+    entries
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+fn key(id: &str) -> SessionKey {
+    SessionKey::try_from(id.to_owned()).expect("short enough for a session key")
+}
+
+/// A key of the right shape that the store never issued.
+const NEVER_ISSUED: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+mod cases {
+    use super::*;
+
+    pub(super) async fn saved_state_loads_back(fx: Fixture) {
+        let store = fx.store();
+        let saved = state(&[("user", "\"alice\""), ("theme", "{\"dark\":true}")]);
+        let id = store.save(saved.clone(), &TTL).await.expect("save");
+        assert_eq!(store.load(&id).await.expect("load"), Some(saved));
+    }
+
+    pub(super) async fn ids_are_256_bit_url_safe_and_fresh(fx: Fixture) {
+        let store = fx.store();
+        let a = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
+        let b = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
+        for id in [&a, &b] {
+            let id = id.as_ref();
+            assert_eq!(id.len(), 43, "{id}");
+            let bytes = URL_SAFE_NO_PAD.decode(id).expect("base64url");
+            assert_eq!(bytes.len(), 32);
+        }
+        assert_ne!(a, b);
+    }
+
+    pub(super) async fn redis_holds_a_hash_of_the_id_and_entries_as_given(fx: Fixture) {
+        let store = fx.store();
+        let id = store
+            .save(state(&[("user", "\"alice\""), ("n", "7")]), &TTL)
+            .await
+            .expect("save");
+        let keys = fx.stored_keys().await;
+        assert_eq!(keys, vec![fx.redis_key(&id)]);
+        assert!(
+            !keys[0].contains(id.as_ref()),
+            "the id itself reached Redis"
+        );
+
+        let fields: HashMap<Vec<u8>, Vec<u8>> =
+            fx.redis().await.hgetall(&keys[0]).await.expect("HGETALL");
+        assert_eq!(
+            fields[b"user".as_slice()],
+            b"\"alice\"",
+            "no JSON inside JSON"
+        );
+        assert_eq!(fields[b"n".as_slice()], b"7");
+        let metadata: Vec<_> = fields.keys().filter(|f| f.first() == Some(&0)).collect();
+        assert_eq!(
+            metadata.len(),
+            2,
+            "created and last-seen fields: {metadata:?}"
+        );
+    }
+
+    pub(super) async fn malformed_keys_are_no_session_and_never_reach_redis(fx: Fixture) {
+        let store = fx.store();
+        let monitor = fx.monitor();
+        for bad in [
+            "",
+            "short",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA*",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA{",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA ",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\0",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            let bad = key(bad);
+            assert_eq!(store.load(&bad).await.expect("load"), None, "{bad:?}");
+            store.update_ttl(&bad, &TTL).await.expect("update_ttl");
+            store.delete(&bad).await.expect("delete");
+            let kept = store
+                .update(bad, state(&[("k", "v")]), &TTL)
+                .await
+                .expect("update");
+            assert_eq!(store.load(&kept).await.expect("load"), None);
+        }
+        assert_eq!(monitor.take(), vec![], "a malformed key reached Redis");
+        assert!(fx.stored_keys().await.is_empty());
+    }
+
+    pub(super) async fn a_never_issued_key_is_no_session(fx: Fixture) {
+        let store = fx.store();
+        assert_eq!(store.load(&key(NEVER_ISSUED)).await.expect("load"), None);
+        assert!(fx.stored_keys().await.is_empty(), "loading created a key");
+    }
+
+    pub(super) async fn load_slides_the_idle_expiry(fx: Fixture) {
+        let store =
+            fx.store_with(RedisSessionStore::builder().idle_timeout(Duration::from_secs(4)));
+        let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(fx.pttl(&id).await <= 2600, "expiry did not run down");
+        store.load(&id).await.expect("load").expect("live session");
+        assert!(fx.pttl(&id).await > 3500, "load did not slide the expiry");
+    }
+
+    pub(super) async fn an_idle_session_expires(fx: Fixture) {
+        let store =
+            fx.store_with(RedisSessionStore::builder().idle_timeout(Duration::from_millis(300)));
+        let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            store.load(&id).await.expect("load").is_some(),
+            "expired too soon"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            store.load(&id).await.expect("load").is_some(),
+            "use did not slide"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(store.load(&id).await.expect("load"), None);
+    }
+
+    pub(super) async fn the_absolute_lifetime_ends_an_active_session(fx: Fixture) {
+        let store = fx.store_with(
+            RedisSessionStore::builder()
+                .idle_timeout(Duration::from_secs(60))
+                .absolute_timeout(Duration::from_millis(1200)),
+        );
+        let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
+        assert!(
+            fx.pttl(&id).await <= 1200,
+            "expiry not capped by the lifetime"
+        );
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(store.load(&id).await.expect("load").is_some());
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(store.load(&id).await.expect("load"), None);
+        assert!(fx.stored_keys().await.is_empty());
+    }
+
+    pub(super) async fn update_replaces_the_entries(fx: Fixture) {
+        let store = fx.store();
+        let id = store
+            .save(state(&[("a", "1"), ("b", "2")]), &TTL)
+            .await
+            .expect("save");
+        let created: Vec<u8> = fx
+            .redis()
+            .await
+            .hget(fx.redis_key(&id), "\0c")
+            .await
+            .expect("HGET");
+        let new = state(&[("a", "10"), ("c", "3")]);
+        let id = store.update(id, new.clone(), &TTL).await.expect("update");
+        assert_eq!(store.load(&id).await.expect("load"), Some(new));
+        let created_after: Vec<u8> = fx
+            .redis()
+            .await
+            .hget(fx.redis_key(&id), "\0c")
+            .await
+            .expect("HGET");
+        assert_eq!(created, created_after, "update changed the creation time");
+    }
+
+    pub(super) async fn update_after_delete_does_not_bring_the_session_back(fx: Fixture) {
+        let store = fx.store();
+        let id = store
+            .save(state(&[("user", "1")]), &TTL)
+            .await
+            .expect("save");
+        let same = key(id.as_ref());
+        store.delete(&id).await.expect("delete");
+        let returned = store
+            .update(id, state(&[("user", "1"), ("x", "2")]), &TTL)
+            .await
+            .expect("update");
+        assert_eq!(returned, same, "update must not hand out a new session");
+        assert_eq!(store.load(&returned).await.expect("load"), None);
+        assert!(fx.stored_keys().await.is_empty(), "the state came back");
+    }
+
+    pub(super) async fn update_after_expiry_does_not_bring_the_session_back(fx: Fixture) {
+        let store =
+            fx.store_with(RedisSessionStore::builder().idle_timeout(Duration::from_millis(200)));
+        let id = store
+            .save(state(&[("user", "1")]), &TTL)
+            .await
+            .expect("save");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let returned = store
+            .update(id, state(&[("user", "1")]), &TTL)
+            .await
+            .expect("update");
+        assert_eq!(store.load(&returned).await.expect("load"), None);
+        assert!(fx.stored_keys().await.is_empty(), "the state came back");
+    }
+
+    pub(super) async fn update_ttl_slides_the_expiry(fx: Fixture) {
+        let store =
+            fx.store_with(RedisSessionStore::builder().idle_timeout(Duration::from_secs(4)));
+        let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        store.update_ttl(&id, &TTL).await.expect("update_ttl");
+        assert!(
+            fx.pttl(&id).await > 3500,
+            "update_ttl did not slide the expiry"
+        );
+    }
+
+    pub(super) async fn update_ttl_right_after_load_costs_no_round_trip(fx: Fixture) {
+        let store = fx.store();
+        let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
+        // The first load also puts the script into Redis's script cache.
+        store.load(&id).await.expect("load");
+        let monitor = fx.monitor();
+        store.load(&id).await.expect("load");
+        store.update_ttl(&id, &TTL).await.expect("update_ttl");
+        let sent: Vec<_> = monitor
+            .take()
+            .into_iter()
+            .filter(|c| !c.from_script && !is_pool_health_check(&c.name))
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(sent, ["evalsha"]);
+    }
+
+    pub(super) async fn update_ttl_on_an_ended_session_creates_nothing(fx: Fixture) {
+        let store = fx.store();
+        store
+            .update_ttl(&key(NEVER_ISSUED), &TTL)
+            .await
+            .expect("update_ttl");
+        assert!(fx.stored_keys().await.is_empty());
+    }
+
+    pub(super) async fn oversized_state_is_refused_and_the_stored_state_kept(fx: Fixture) {
+        let store = fx.store_with(RedisSessionStore::builder().max_state_size(64));
+        let small = state(&[("user", "\"alice\"")]);
+        let id = store.save(small.clone(), &TTL).await.expect("save");
+        let big = state(&[("user", "\"alice\""), ("blob", &"x".repeat(100))]);
+
+        let err = store
+            .update(key(id.as_ref()), big.clone(), &TTL)
+            .await
+            .expect_err("oversized update");
+        let UpdateError::Serialization(cause) = err else {
+            panic!("expected a serialization error, got {err:?}");
+        };
+        assert!(
+            matches!(
+                cause.downcast_ref(),
+                Some(StoreError::StateTooLarge {
+                    size: 115,
+                    limit: 64
+                })
+            ),
+            "{cause:?}"
+        );
+        assert_eq!(store.load(&id).await.expect("load"), Some(small));
+
+        let err = store.save(big, &TTL).await.expect_err("oversized save");
+        assert!(matches!(err, SaveError::Serialization(_)), "{err:?}");
+        assert_eq!(fx.stored_keys().await.len(), 1, "the refused save wrote");
+    }
+
+    pub(super) async fn entry_names_never_collide_with_metadata(fx: Fixture) {
+        let store = fx
+            .store_with(RedisSessionStore::builder().absolute_timeout(Duration::from_millis(800)));
+        let odd = state(&[
+            ("\0c", "\"not a timestamp\""),
+            ("\0s", "1"),
+            ("\0", "2"),
+            ("", "3"),
+            ("*{} \r\n", "\"\\u0000 é 日本\""),
+        ]);
+        let id = store.save(odd.clone(), &TTL).await.expect("save");
+        assert_eq!(store.load(&id).await.expect("load"), Some(odd.clone()));
+        let id = store.update(id, odd.clone(), &TTL).await.expect("update");
+        assert_eq!(store.load(&id).await.expect("load"), Some(odd));
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(
+            store.load(&id).await.expect("load"),
+            None,
+            "an entry overwrote the creation time"
+        );
+    }
+
+    pub(super) async fn corrupt_stored_state_is_a_deserialization_error(fx: Fixture) {
+        let store = fx.store();
+        let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
+        let () = fx
+            .redis()
+            .await
+            .hset(fx.redis_key(&id), "k", &[0xffu8, 0xfe][..])
+            .await
+            .expect("HSET");
+        let err = store.load(&id).await.expect_err("corrupt state");
+        assert!(matches!(err, LoadError::Deserialization(_)), "{err:?}");
+    }
+
+    pub(super) async fn delete_ends_the_session(fx: Fixture) {
+        let store = fx.store();
+        let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
+        store.delete(&id).await.expect("delete");
+        assert_eq!(store.load(&id).await.expect("load"), None);
+        assert!(fx.stored_keys().await.is_empty());
+    }
+
+    pub(super) async fn save_never_overwrites_an_existing_key(fx: Fixture) {
+        // The save script is what guarantees this; ids never collide in practice, so run the
+        // script itself against a key that exists.
+        let script = redis::Script::new(concat!(
+            include_str!("../../session-store/src/lua/prelude.lua"),
+            include_str!("../../session-store/src/lua/save.lua"),
+        ));
+        let mut redis = fx.redis().await;
+        let () = redis.hset("test:s:x", "k", "old").await.expect("HSET");
+        let created: i64 = script
+            .key("test:s:x")
+            .arg(60_000)
+            .arg(60_000)
+            .arg("k")
+            .arg("new")
+            .invoke_async(&mut redis)
+            .await
+            .expect("script");
+        assert_eq!(created, 0);
+        let value: String = redis.hget("test:s:x", "k").await.expect("HGET");
+        assert_eq!(value, "old");
+    }
+
+    pub(super) async fn different_prefixes_do_not_see_each_other(fx: Fixture) {
+        let ours = fx.store();
+        let theirs = RedisSessionStore::builder()
+            .key_prefix("other:")
+            .build_with_url(&fx.server.url())
+            .expect("a valid URL");
+        let id = ours.save(state(&[("k", "1")]), &TTL).await.expect("save");
+        assert_eq!(theirs.load(&id).await.expect("load"), None);
+        assert!(ours.load(&id).await.expect("load").is_some());
+    }
+}
+
+/// The pool's check of a connection it hands out again (`UNWATCH` + `PING` in one pipeline).
+fn is_pool_health_check(command: &str) -> bool {
+    matches!(command, "unwatch" | "ping")
+}
+
+/// Stamps one `#[tokio::test]` per case, each on a fresh fixture from `$fixture`.
+macro_rules! acceptance_suite {
+    ($fixture:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                super::cases::$case($fixture()).await;
+            }
+        )*
+    };
+}
+
+macro_rules! every_case {
+    ($fixture:path) => {
+        acceptance_suite!($fixture;
+            saved_state_loads_back,
+            ids_are_256_bit_url_safe_and_fresh,
+            redis_holds_a_hash_of_the_id_and_entries_as_given,
+            malformed_keys_are_no_session_and_never_reach_redis,
+            a_never_issued_key_is_no_session,
+            load_slides_the_idle_expiry,
+            an_idle_session_expires,
+            the_absolute_lifetime_ends_an_active_session,
+            update_replaces_the_entries,
+            update_after_delete_does_not_bring_the_session_back,
+            update_after_expiry_does_not_bring_the_session_back,
+            update_ttl_slides_the_expiry,
+            update_ttl_right_after_load_costs_no_round_trip,
+            update_ttl_on_an_ended_session_creates_nothing,
+            oversized_state_is_refused_and_the_stored_state_kept,
+            entry_names_never_collide_with_metadata,
+            corrupt_stored_state_is_a_deserialization_error,
+            delete_ends_the_session,
+            save_never_overwrites_an_existing_key,
+            different_prefixes_do_not_see_each_other,
+        );
+    };
+}
+
+mod single_node {
+    use super::Fixture;
+
+    every_case!(Fixture::single_node);
+}

@@ -52,19 +52,10 @@
 //!
 //! # Choosing settings
 //!
-//! | setting | default | meaning |
-//! |---|---|---|
-//! | [`key_prefix`](RedisSessionStoreBuilder::key_prefix) | `session:` | prefix of every key the store writes |
-//! | [`idle_timeout`](RedisSessionStoreBuilder::idle_timeout) | 30 min | a session unused this long is gone; every load slides it |
-//! | [`absolute_timeout`](RedisSessionStoreBuilder::absolute_timeout) | 12 h | a session this old is gone, however active |
-//! | [`max_state_size`](RedisSessionStoreBuilder::max_state_size) | 64 KiB | larger state is refused with [`StoreError::StateTooLarge`] |
-//! | [`wait_timeout`](RedisSessionStoreBuilder::wait_timeout) | 1 s | wait for a free pooled connection |
-//! | [`create_timeout`](RedisSessionStoreBuilder::create_timeout) | 1 s | connect to Redis |
-//! | [`recycle_timeout`](RedisSessionStoreBuilder::recycle_timeout) | 1 s | the pool's health check of a connection |
-//! | [`command_timeout`](RedisSessionStoreBuilder::command_timeout) | 1 s | Redis answering one command |
-//!
-//! The idle timeout and absolute lifetime govern how long state lives in Redis; actix-session's
-//! own `session_ttl` only sets the cookie's `Max-Age`.
+//! [`RedisSessionStore::builder`] sets the key prefix, the idle timeout and absolute lifetime,
+//! the largest state accepted and the timeouts of pool checkouts and commands; each setter
+//! documents its default. The idle and absolute timeouts govern how long state lives in Redis;
+//! actix-session's own `session_ttl` only sets the cookie's `Max-Age`.
 //!
 //! # Storage layout
 //!

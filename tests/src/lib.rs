@@ -12,3 +12,8 @@ pub use crate::{
     monitor::{Command, Monitor},
     redis_server::RedisServer,
 };
+
+/// The README's Rust examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

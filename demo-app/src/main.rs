@@ -1,27 +1,34 @@
-//! The demo application. Its full scope (several instances, login pages) is still to come;
-//! for now it serves one instance that counts visits in a shared session.
+//! `demo-app`: launches the demo, runs one instance, or hashes a password.
 
-use actix_session::{Session, SessionMiddleware};
-use actix_web::{App, HttpServer, Responder, cookie::Key, web};
-use session_store::RedisSessionStore;
+use std::io::{IsTerminal as _, Read as _};
 
-async fn visits(session: Session) -> actix_web::Result<impl Responder> {
-    let visits = session.get::<u32>("visits")?.unwrap_or(0) + 1;
-    session.insert("visits", visits)?;
-    Ok(format!("visit number {visits}\n"))
-}
+use clap::Parser as _;
+use demo_app::{
+    accounts,
+    cli::{Cli, Command},
+    instance, launcher,
+};
+use tracing_subscriber::EnvFilter;
 
-#[actix_web::main]
-async fn main() -> std::io::Result<()> {
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let store = RedisSessionStore::from_url(&redis_url).map_err(std::io::Error::other)?;
-    let key = Key::generate();
-    HttpServer::new(move || {
-        App::new()
-            .wrap(SessionMiddleware::new(store.clone(), key.clone()))
-            .route("/", web::get().to(visits))
-    })
-    .bind(("127.0.0.1", 8081))?
-    .run()
-    .await
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        None => launcher::run(cli.launch),
+        Some(Command::Serve(args)) => actix_web::rt::System::new().block_on(instance::serve(args)),
+        Some(Command::HashPassword) => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            println!("{}", accounts::hash_password(password).map_err(|err| anyhow::anyhow!("{err}"))?);
+            Ok(())
+        }
+    }
 }

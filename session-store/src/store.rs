@@ -57,6 +57,17 @@ impl RedisSessionStore {
         &self.inner.pool
     }
 
+    /// Checks that Redis answers a `PING` through the pool, within the store's timeouts: the
+    /// probe for a health endpoint.
+    ///
+    /// # Errors
+    /// The [`StoreError`] that a session operation would meet right now.
+    pub async fn health_check(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection().await?;
+        self.bounded(redis::cmd("PING").exec_async(&mut connection))
+            .await
+    }
+
     pub(crate) fn from_parts(pool: Pool, config: Config) -> Self {
         Self {
             inner: Arc::new(Inner {

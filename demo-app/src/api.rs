@@ -1,0 +1,103 @@
+//! The JSON API for scripts and tests, and the health check.
+
+use actix_session::Session;
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use crate::{state::AppState, user};
+
+/// Registers the API routes and `/healthz`.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/login", web::post().to(login))
+        .route("/api/logout", web::post().to(logout))
+        .route("/api/me", web::get().to(me))
+        .route("/api/profile", web::put().to(update_profile))
+        .route("/healthz", web::get().to(health));
+}
+
+/// Who a session belongs to, and which instance answered.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Me {
+    /// The signed-in user, or `null`.
+    pub user: Option<String>,
+    /// The user's display name, if they chose one.
+    pub display_name: Option<String>,
+    /// The port of the instance that answered.
+    pub instance: u16,
+}
+
+fn me_of(session: &Session, state: &AppState) -> actix_web::Result<Me> {
+    Ok(Me {
+        user: user::current(session)?,
+        display_name: user::display_name(session)?,
+        instance: state.port,
+    })
+}
+
+fn error(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({ "error": message }))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+async fn login(
+    state: web::Data<AppState>,
+    session: Session,
+    credentials: web::Json<Credentials>,
+) -> actix_web::Result<HttpResponse> {
+    if !state.accounts.verify(&credentials.username, &credentials.password) {
+        tracing::info!("failed login");
+        return Ok(error(actix_web::http::StatusCode::UNAUTHORIZED, "unknown username or wrong password"));
+    }
+    user::sign_in(&session, &credentials.username)?;
+    tracing::info!(user = %credentials.username, "signed in");
+    Ok(HttpResponse::Ok().json(me_of(&session, &state)?))
+}
+
+async fn logout(state: web::Data<AppState>, session: Session) -> HttpResponse {
+    user::sign_out(&session);
+    HttpResponse::Ok().json(Me {
+        user: None,
+        display_name: None,
+        instance: state.port,
+    })
+}
+
+async fn me(state: web::Data<AppState>, session: Session) -> actix_web::Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(me_of(&session, &state)?))
+}
+
+#[derive(Deserialize)]
+struct ProfileUpdate {
+    display_name: String,
+}
+
+async fn update_profile(
+    state: web::Data<AppState>,
+    session: Session,
+    update: web::Json<ProfileUpdate>,
+) -> actix_web::Result<HttpResponse> {
+    if user::current(&session)?.is_none() {
+        return Ok(error(actix_web::http::StatusCode::UNAUTHORIZED, "not signed in"));
+    }
+    if let Err(message) = user::set_display_name(&session, &update.display_name)? {
+        return Ok(error(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, &message));
+    }
+    Ok(HttpResponse::Ok().json(me_of(&session, &state)?))
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.health_check().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "redis": "ok", "instance": state.port })),
+        Err(err) => {
+            tracing::warn!(error = %err, cause = ?err, "health check failed");
+            HttpResponse::ServiceUnavailable()
+                .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
+                .json(serde_json::json!({ "redis": "unavailable", "instance": state.port }))
+        }
+    }
+}

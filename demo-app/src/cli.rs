@@ -1,0 +1,94 @@
+//! The command line. Every flag can also come from the environment variable named beside it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Shared login state across several actix-web instances, kept in one Redis.
+///
+/// Without a subcommand it launches the demo: N instances as separate processes on ports
+/// BASE_PORT to BASE_PORT+N-1, all behind one Redis, and prints their addresses. Log in on one
+/// port and you are logged in on all of them. Ctrl-C stops everything it started.
+#[derive(Debug, Parser)]
+#[command(name = "demo-app", version, about, long_about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Something other than launching the demo.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// How to launch the demo.
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one instance (the launcher starts N of these).
+    Serve(ServeArgs),
+    /// Read a password from standard input and print its argon2 hash, for an accounts file.
+    HashPassword,
+}
+
+/// Settings of the launcher.
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// How many instances to start.
+    #[arg(long, env = "DEMO_INSTANCES", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub instances: u16,
+
+    /// The first instance's port; the others follow it.
+    #[arg(long, env = "DEMO_BASE_PORT", default_value_t = 8081)]
+    pub base_port: u16,
+
+    /// Mark cookies `Secure` (for when a TLS proxy fronts the instances). By default the
+    /// launcher serves plain HTTP on localhost, where browsers would drop a `Secure` cookie.
+    #[arg(long, env = "DEMO_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// Settings shared with `serve`.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Settings of one instance.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The port to listen on (loopback only).
+    #[arg(long, env = "PORT")]
+    pub port: u16,
+
+    /// The ports of all instances, for the links between them (default: this one only).
+    #[arg(long, env = "DEMO_PEERS", value_delimiter = ',')]
+    pub peers: Vec<u16>,
+
+    /// Serve plain HTTP on localhost: cookies are not marked `Secure`.
+    #[arg(long, env = "DEMO_PLAIN_HTTP")]
+    pub plain_http: bool,
+
+    /// Stop when standard input closes, i.e. when the launcher that started it is gone.
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
+
+    /// Settings shared with the launcher.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Settings of both the launcher and `serve`.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Redis to keep sessions in (`redis://host:port`). The launcher starts a private
+    /// `redis-server` on a free port when this is not given.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// The key that signs and encrypts cookies: base64 of at least 64 bytes, the same for every
+    /// instance. When not given, one is generated at launch and shared with the instances.
+    #[arg(long, env = "DEMO_COOKIE_KEY", hide_env_values = true)]
+    pub cookie_key: Option<String>,
+
+    /// A file of extra accounts, one `username:argon2-hash` per line (see `hash-password`).
+    #[arg(long, env = "DEMO_ACCOUNTS")]
+    pub accounts: Option<PathBuf>,
+}

@@ -1,0 +1,104 @@
+//! One demo instance: an actix-web server with the session middleware, the pages and the API.
+
+use actix_session::{SessionMiddleware, config::CookieContentSecurity};
+use actix_web::{App, HttpServer, cookie::Key, web};
+use anyhow::Context as _;
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use session_store::RedisSessionStore;
+
+use crate::{accounts::Accounts, api, cli::ServeArgs, pages, state::AppState};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "session";
+
+/// Registers every route of the demo.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    pages::configure(cfg);
+    api::configure(cfg);
+}
+
+/// The session middleware as the demo sets it up: HttpOnly, SameSite=Lax, encrypted cookies,
+/// `Secure` unless the demo runs on plain-HTTP localhost.
+pub fn session_middleware(store: RedisSessionStore, key: Key, secure: bool) -> SessionMiddleware<RedisSessionStore> {
+    SessionMiddleware::builder(store, key)
+        .cookie_name(SESSION_COOKIE.to_owned())
+        .cookie_content_security(CookieContentSecurity::Private)
+        .cookie_http_only(true)
+        .cookie_same_site(actix_web::cookie::SameSite::Lax)
+        .cookie_secure(secure)
+        .build()
+}
+
+/// Parses a cookie key given as base64.
+///
+/// # Errors
+/// When it is not base64 or shorter than 64 bytes.
+pub fn parse_cookie_key(encoded: &str) -> anyhow::Result<Key> {
+    let bytes = STANDARD
+        .decode(encoded.trim())
+        .context("the cookie key is not base64")?;
+    Key::try_from(bytes.as_slice()).context("the cookie key must be at least 64 bytes")
+}
+
+/// A new random cookie key, as base64.
+pub fn generate_cookie_key() -> String {
+    STANDARD.encode(Key::generate().master())
+}
+
+/// Runs one instance until it is stopped.
+///
+/// # Errors
+/// When the settings are unusable or the port cannot be bound.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let redis_url = args
+        .common
+        .redis_url
+        .context("`serve` needs --redis-url (or REDIS_URL); the launcher passes its own")?;
+    let key = match &args.common.cookie_key {
+        Some(encoded) => parse_cookie_key(encoded)?,
+        None => {
+            tracing::warn!("no cookie key given: generated one; other instances will not accept this one's cookies");
+            Key::generate()
+        }
+    };
+    let accounts = match &args.common.accounts {
+        Some(path) => Accounts::demo_and_file(path)?,
+        None => Accounts::demo(),
+    };
+    let store = RedisSessionStore::builder()
+        .key_prefix("demo:")
+        .build_with_url(&redis_url)
+        .context("cannot use the Redis URL")?;
+    let peers = if args.peers.is_empty() { vec![args.port] } else { args.peers.clone() };
+    let state = web::Data::new(AppState {
+        port: args.port,
+        peers,
+        accounts,
+        store: store.clone(),
+    });
+    let secure = !args.plain_http;
+
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(session_middleware(store.clone(), key.clone(), secure))
+            .wrap(actix_web::middleware::Logger::new("%s %r %Dms"))
+            .app_data(state.clone())
+            .configure(configure)
+    })
+    .workers(2)
+    .bind(("127.0.0.1", args.port))
+    .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?
+    .run();
+
+    if args.exit_with_parent {
+        let handle = server.handle();
+        actix_web::rt::spawn(async move {
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
+            tracing::info!("launcher gone: stopping");
+            handle.stop(true).await;
+        });
+    }
+    tracing::info!("listening on http://127.0.0.1:{}", args.port);
+    server.await.context("the server failed")
+}

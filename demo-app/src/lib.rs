@@ -1,0 +1,18 @@
+//! The demo application: several actix-web instances on different ports sharing login state
+//! through one Redis, with `session-store` behind actix-session.
+//!
+//! `main.rs` only parses the command line; the app is built here ([`instance::configure`],
+//! [`instance::session_middleware`]) so tests can start it in-process or as a process alike.
+
+pub mod accounts;
+mod api;
+pub mod cli;
+mod csrf;
+pub mod instance;
+pub mod launcher;
+mod pages;
+pub mod redis_server;
+pub mod state;
+mod user;
+
+pub use crate::api::Me;

@@ -1,0 +1,217 @@
+//! The server-rendered pages: home, login, profile, logout.
+
+use actix_session::Session;
+use actix_web::{
+    HttpRequest, HttpResponse,
+    error::ErrorInternalServerError,
+    http::{StatusCode, header},
+    web,
+};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::{csrf, state::AppState, user};
+
+/// What the layout shows on every page.
+struct PageContext {
+    instance: u16,
+    peers: Vec<PeerLink>,
+    user: Option<String>,
+    csrf: String,
+}
+
+/// A link to the same page on another instance.
+struct PeerLink {
+    port: u16,
+    url: String,
+    current: bool,
+}
+
+impl PageContext {
+    fn new(req: &HttpRequest, state: &AppState, session: &Session) -> actix_web::Result<Self> {
+        let info = req.connection_info();
+        // Same host name as this request, so the browser sends the same cookie to every port.
+        let host = info.host().rsplit_once(':').map_or(info.host(), |(host, _)| host);
+        let peers = state
+            .peers
+            .iter()
+            .map(|&port| PeerLink {
+                port,
+                url: format!("{}://{host}:{port}{}", info.scheme(), req.path()),
+                current: port == state.port,
+            })
+            .collect();
+        Ok(Self {
+            instance: state.port,
+            peers,
+            user: user::current(session)?,
+            csrf: csrf::token(session)?,
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    page: PageContext,
+    display_name: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    page: PageContext,
+    username: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "profile.html")]
+struct ProfilePage {
+    page: PageContext,
+    display_name: String,
+    error: Option<String>,
+}
+
+/// Registers the pages.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(home))
+        .route("/login", web::get().to(login_form))
+        .route("/login", web::post().to(login))
+        .route("/profile", web::get().to(profile))
+        .route("/profile", web::post().to(save_profile))
+        .route("/logout", web::post().to(logout))
+        .route("/static/style.css", web::get().to(stylesheet));
+}
+
+fn render(template: &impl Template, status: StatusCode) -> actix_web::Result<HttpResponse> {
+    let body = template.render().map_err(ErrorInternalServerError)?;
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(body))
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
+
+async fn home(req: HttpRequest, state: web::Data<AppState>, session: Session) -> actix_web::Result<HttpResponse> {
+    let page = PageContext::new(&req, &state, &session)?;
+    let display_name = user::display_name(&session)?;
+    render(&HomePage { page, display_name }, StatusCode::OK)
+}
+
+async fn login_form(req: HttpRequest, state: web::Data<AppState>, session: Session) -> actix_web::Result<HttpResponse> {
+    if user::current(&session)?.is_some() {
+        return Ok(see_other("/"));
+    }
+    let page = PageContext::new(&req, &state, &session)?;
+    render(
+        &LoginPage {
+            page,
+            username: String::new(),
+            error: None,
+        },
+        StatusCode::OK,
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+}
+
+async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    form: web::Form<LoginForm>,
+) -> actix_web::Result<HttpResponse> {
+    csrf::check(&session, &form.csrf)?;
+    if state.accounts.verify(&form.username, &form.password) {
+        user::sign_in(&session, &form.username)?;
+        csrf::rotate(&session)?;
+        tracing::info!(user = %form.username, "signed in");
+        return Ok(see_other("/"));
+    }
+    tracing::info!("failed login");
+    let page = PageContext::new(&req, &state, &session)?;
+    render(
+        &LoginPage {
+            page,
+            username: form.into_inner().username,
+            error: Some("Unknown username or wrong password.".to_owned()),
+        },
+        StatusCode::UNAUTHORIZED,
+    )
+}
+
+async fn profile(req: HttpRequest, state: web::Data<AppState>, session: Session) -> actix_web::Result<HttpResponse> {
+    if user::current(&session)?.is_none() {
+        return Ok(see_other("/login"));
+    }
+    let page = PageContext::new(&req, &state, &session)?;
+    let display_name = user::display_name(&session)?.unwrap_or_default();
+    render(
+        &ProfilePage {
+            page,
+            display_name,
+            error: None,
+        },
+        StatusCode::OK,
+    )
+}
+
+#[derive(Deserialize)]
+struct ProfileForm {
+    display_name: String,
+    csrf: String,
+}
+
+async fn save_profile(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    form: web::Form<ProfileForm>,
+) -> actix_web::Result<HttpResponse> {
+    csrf::check(&session, &form.csrf)?;
+    if user::current(&session)?.is_none() {
+        return Ok(see_other("/login"));
+    }
+    match user::set_display_name(&session, &form.display_name)? {
+        Ok(()) => Ok(see_other("/profile")),
+        Err(error) => {
+            let page = PageContext::new(&req, &state, &session)?;
+            render(
+                &ProfilePage {
+                    page,
+                    display_name: form.into_inner().display_name,
+                    error: Some(error),
+                },
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    csrf: String,
+}
+
+async fn logout(session: Session, form: web::Form<LogoutForm>) -> actix_web::Result<HttpResponse> {
+    csrf::check(&session, &form.csrf)?;
+    user::sign_out(&session);
+    Ok(see_other("/"))
+}
+
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../static/style.css"))
+}

@@ -1,0 +1,18 @@
+//! What every handler of an instance shares.
+
+use session_store::RedisSessionStore;
+
+use crate::accounts::Accounts;
+
+/// One instance's view of the demo.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The port this instance serves.
+    pub port: u16,
+    /// The ports of all instances of the demo, this one included, in order.
+    pub peers: Vec<u16>,
+    /// Who may log in.
+    pub accounts: Accounts,
+    /// The session store, for the health check.
+    pub store: RedisSessionStore,
+}

@@ -1,0 +1,41 @@
+//! What the demo keeps in a session, and the one place that reads and writes it.
+
+use actix_session::Session;
+
+const USER: &str = "user";
+const DISPLAY_NAME: &str = "display_name";
+
+/// The longest display name accepted, in characters.
+pub(crate) const MAX_DISPLAY_NAME: usize = 64;
+
+/// The signed-in user of a session, if any.
+pub(crate) fn current(session: &Session) -> actix_web::Result<Option<String>> {
+    Ok(session.get(USER)?)
+}
+
+/// Signs `username` in: a fresh session id (no fixation) carrying the user.
+pub(crate) fn sign_in(session: &Session, username: &str) -> actix_web::Result<()> {
+    session.renew();
+    session.insert(USER, username)?;
+    Ok(())
+}
+
+/// Ends the session everywhere: its state is deleted from Redis and the cookie cleared.
+pub(crate) fn sign_out(session: &Session) {
+    session.purge();
+}
+
+/// The display name the user chose, if any.
+pub(crate) fn display_name(session: &Session) -> actix_web::Result<Option<String>> {
+    Ok(session.get(DISPLAY_NAME)?)
+}
+
+/// Keeps a new display name, or returns why it cannot be used.
+pub(crate) fn set_display_name(session: &Session, name: &str) -> actix_web::Result<Result<(), String>> {
+    let name = name.trim();
+    if name.chars().count() > MAX_DISPLAY_NAME {
+        return Ok(Err(format!("A display name has at most {MAX_DISPLAY_NAME} characters.")));
+    }
+    session.insert(DISPLAY_NAME, name)?;
+    Ok(Ok(()))
+}

@@ -16,8 +16,11 @@ const DEMO_ACCOUNTS: &str = include_str!("../accounts.txt");
 static DECOY_HASH: LazyLock<String> = LazyLock::new(|| {
     let mut password = [0u8; 32];
     rand::fill(&mut password);
-    hash_password(&base64::Engine::encode(&base64::engine::general_purpose::STANDARD, password))
-        .expect("hashing with default parameters succeeds")
+    hash_password(&base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        password,
+    ))
+    .expect("hashing with default parameters succeeds")
 });
 
 /// Why an accounts file could not be used.
@@ -33,7 +36,9 @@ pub enum AccountsError {
         source: std::io::Error,
     },
     /// A line is not `username:argon2-hash`.
-    #[error("line {line} is not `username:$argon2id$...` (make hashes with `demo-app hash-password`)")]
+    #[error(
+        "line {line} is not `username:$argon2id$...` (make hashes with `demo-app hash-password`)"
+    )]
     Malformed {
         /// 1-based line number.
         line: usize,
@@ -108,7 +113,9 @@ impl Accounts {
 /// # Errors
 /// When hashing fails (it does not with the default parameters).
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    Ok(Argon2::default().hash_password(password.as_bytes())?.to_string())
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes())?
+        .to_string())
 }
 
 #[cfg(test)]

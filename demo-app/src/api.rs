@@ -49,9 +49,15 @@ async fn login(
     session: Session,
     credentials: web::Json<Credentials>,
 ) -> actix_web::Result<HttpResponse> {
-    if !state.accounts.verify(&credentials.username, &credentials.password) {
+    if !state
+        .accounts
+        .verify(&credentials.username, &credentials.password)
+    {
         tracing::info!("failed login");
-        return Ok(error(actix_web::http::StatusCode::UNAUTHORIZED, "unknown username or wrong password"));
+        return Ok(error(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            "unknown username or wrong password",
+        ));
     }
     user::sign_in(&session, &credentials.username)?;
     tracing::info!(user = %credentials.username, "signed in");
@@ -82,17 +88,25 @@ async fn update_profile(
     update: web::Json<ProfileUpdate>,
 ) -> actix_web::Result<HttpResponse> {
     if user::current(&session)?.is_none() {
-        return Ok(error(actix_web::http::StatusCode::UNAUTHORIZED, "not signed in"));
+        return Ok(error(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            "not signed in",
+        ));
     }
     if let Err(message) = user::set_display_name(&session, &update.display_name)? {
-        return Ok(error(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, &message));
+        return Ok(error(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            &message,
+        ));
     }
     Ok(HttpResponse::Ok().json(me_of(&session, &state)?))
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     match state.store.health_check().await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "redis": "ok", "instance": state.port })),
+        Ok(()) => {
+            HttpResponse::Ok().json(serde_json::json!({ "redis": "ok", "instance": state.port }))
+        }
         Err(err) => {
             tracing::warn!(error = %err, cause = ?err, "health check failed");
             HttpResponse::ServiceUnavailable()

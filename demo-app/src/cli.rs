@@ -10,7 +10,13 @@ use clap::{Args, Parser, Subcommand};
 /// BASE_PORT to BASE_PORT+N-1, all behind one Redis, and prints their addresses. Log in on one
 /// port and you are logged in on all of them. Ctrl-C stops everything it started.
 #[derive(Debug, Parser)]
-#[command(name = "demo-app", version, about, long_about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "demo-app",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// Something other than launching the demo.
     #[command(subcommand)]

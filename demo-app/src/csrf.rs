@@ -35,6 +35,8 @@ pub(crate) fn check(session: &Session, submitted: &str) -> actix_web::Result<()>
     if valid {
         Ok(())
     } else {
-        Err(ErrorForbidden("The form has expired or did not come from this site: reload the page and try again."))
+        Err(ErrorForbidden(
+            "The form has expired or did not come from this site: reload the page and try again.",
+        ))
     }
 }

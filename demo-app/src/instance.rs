@@ -19,7 +19,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The session middleware as the demo sets it up: HttpOnly, SameSite=Lax, encrypted cookies,
 /// `Secure` unless the demo runs on plain-HTTP localhost.
-pub fn session_middleware(store: RedisSessionStore, key: Key, secure: bool) -> SessionMiddleware<RedisSessionStore> {
+pub fn session_middleware(
+    store: RedisSessionStore,
+    key: Key,
+    secure: bool,
+) -> SessionMiddleware<RedisSessionStore> {
     SessionMiddleware::builder(store, key)
         .cookie_name(SESSION_COOKIE.to_owned())
         .cookie_content_security(CookieContentSecurity::Private)
@@ -57,7 +61,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let key = match &args.common.cookie_key {
         Some(encoded) => parse_cookie_key(encoded)?,
         None => {
-            tracing::warn!("no cookie key given: generated one; other instances will not accept this one's cookies");
+            tracing::warn!(
+                "no cookie key given: generated one; other instances will not accept this one's cookies"
+            );
             Key::generate()
         }
     };
@@ -69,7 +75,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .key_prefix("demo:")
         .build_with_url(&redis_url)
         .context("cannot use the Redis URL")?;
-    let peers = if args.peers.is_empty() { vec![args.port] } else { args.peers.clone() };
+    let peers = if args.peers.is_empty() {
+        vec![args.port]
+    } else {
+        args.peers.clone()
+    };
     let state = web::Data::new(AppState {
         port: args.port,
         peers,

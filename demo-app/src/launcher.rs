@@ -34,7 +34,11 @@ struct Instance {
 /// When Redis or an instance cannot be started.
 pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     let ports: Vec<u16> = (0..args.instances)
-        .map(|i| args.base_port.checked_add(i).context("--base-port + --instances is over 65535"))
+        .map(|i| {
+            args.base_port
+                .checked_add(i)
+                .context("--base-port + --instances is over 65535")
+        })
         .collect::<anyhow::Result<_>>()?;
 
     let private_redis;
@@ -45,7 +49,10 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
                 "no --redis-url given, and the private Redis could not be started \
                  (pass --redis-url to use a Redis you run)",
             )?;
-            println!("Started a private redis-server at {}; it stops with the demo.", private_redis.url());
+            println!(
+                "Started a private redis-server at {}; it stops with the demo.",
+                private_redis.url()
+            );
             private_redis.url()
         }
     };
@@ -55,7 +62,9 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
             key.clone()
         }
         None => {
-            println!("No --cookie-key given: generated one for this launch and shared it with every instance (sessions end when the demo stops).");
+            println!(
+                "No --cookie-key given: generated one for this launch and shared it with every instance (sessions end when the demo stops)."
+            );
             instance::generate_cookie_key()
         }
     };
@@ -97,7 +106,11 @@ fn spawn_instance(
     args: &LaunchArgs,
 ) -> anyhow::Result<Instance> {
     let exe = std::env::current_exe().context("cannot find the demo-app binary")?;
-    let peers = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+    let peers = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let mut command = Command::new(exe);
     command
         .args(["serve", "--exit-with-parent", "--port", &port.to_string()])
@@ -139,13 +152,19 @@ fn wait_until_ready(instances: &mut [Instance]) -> anyhow::Result<()> {
     for instance in instances {
         loop {
             if let Some(status) = instance.child.try_wait()? {
-                bail!("the instance on port {} exited with {status} (is the port free?)", instance.port);
+                bail!(
+                    "the instance on port {} exited with {status} (is the port free?)",
+                    instance.port
+                );
             }
             if health_status(instance.port) == Some(200) {
                 break;
             }
             if Instant::now() > deadline {
-                bail!("the instance on port {} did not become healthy within {STARTUP:?}", instance.port);
+                bail!(
+                    "the instance on port {} did not become healthy within {STARTUP:?}",
+                    instance.port
+                );
             }
             thread::sleep(Duration::from_millis(100));
         }
@@ -167,7 +186,10 @@ fn health_status(port: u16) -> Option<u16> {
 
 fn print_banner(ports: &[u16], redis_url: &str) {
     println!();
-    println!("The demo is up: {} instances sharing sessions through {redis_url}", ports.len());
+    println!(
+        "The demo is up: {} instances sharing sessions through {redis_url}",
+        ports.len()
+    );
     for port in ports {
         println!("  http://127.0.0.1:{port}/");
     }
@@ -184,7 +206,10 @@ fn supervise(instances: &mut [Instance], stop: &mpsc::Receiver<()>) -> anyhow::R
         }
         for instance in instances.iter_mut() {
             if let Some(status) = instance.child.try_wait()? {
-                bail!("the instance on port {} exited with {status}; stopping the others", instance.port);
+                bail!(
+                    "the instance on port {} exited with {status}; stopping the others",
+                    instance.port
+                );
             }
         }
     }

@@ -14,7 +14,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn")),
         )
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
@@ -27,7 +28,10 @@ fn main() -> anyhow::Result<()> {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']);
-            println!("{}", accounts::hash_password(password).map_err(|err| anyhow::anyhow!("{err}"))?);
+            println!(
+                "{}",
+                accounts::hash_password(password).map_err(|err| anyhow::anyhow!("{err}"))?
+            );
             Ok(())
         }
     }

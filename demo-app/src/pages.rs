@@ -31,7 +31,10 @@ impl PageContext {
     fn new(req: &HttpRequest, state: &AppState, session: &Session) -> actix_web::Result<Self> {
         let info = req.connection_info();
         // Same host name as this request, so the browser sends the same cookie to every port.
-        let host = info.host().rsplit_once(':').map_or(info.host(), |(host, _)| host);
+        let host = info
+            .host()
+            .rsplit_once(':')
+            .map_or(info.host(), |(host, _)| host);
         let peers = state
             .peers
             .iter()
@@ -97,13 +100,21 @@ fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
-async fn home(req: HttpRequest, state: web::Data<AppState>, session: Session) -> actix_web::Result<HttpResponse> {
+async fn home(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+) -> actix_web::Result<HttpResponse> {
     let page = PageContext::new(&req, &state, &session)?;
     let display_name = user::display_name(&session)?;
     render(&HomePage { page, display_name }, StatusCode::OK)
 }
 
-async fn login_form(req: HttpRequest, state: web::Data<AppState>, session: Session) -> actix_web::Result<HttpResponse> {
+async fn login_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+) -> actix_web::Result<HttpResponse> {
     if user::current(&session)?.is_some() {
         return Ok(see_other("/"));
     }
@@ -150,7 +161,11 @@ async fn login(
     )
 }
 
-async fn profile(req: HttpRequest, state: web::Data<AppState>, session: Session) -> actix_web::Result<HttpResponse> {
+async fn profile(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+) -> actix_web::Result<HttpResponse> {
     if user::current(&session)?.is_none() {
         return Ok(see_other("/login"));
     }

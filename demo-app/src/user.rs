@@ -31,10 +31,15 @@ pub(crate) fn display_name(session: &Session) -> actix_web::Result<Option<String
 }
 
 /// Keeps a new display name, or returns why it cannot be used.
-pub(crate) fn set_display_name(session: &Session, name: &str) -> actix_web::Result<Result<(), String>> {
+pub(crate) fn set_display_name(
+    session: &Session,
+    name: &str,
+) -> actix_web::Result<Result<(), String>> {
     let name = name.trim();
     if name.chars().count() > MAX_DISPLAY_NAME {
-        return Ok(Err(format!("A display name has at most {MAX_DISPLAY_NAME} characters.")));
+        return Ok(Err(format!(
+            "A display name has at most {MAX_DISPLAY_NAME} characters."
+        )));
     }
     session.insert(DISPLAY_NAME, name)?;
     Ok(Ok(()))

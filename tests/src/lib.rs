@@ -4,6 +4,8 @@
 //! Nothing here talks to a Redis someone else started. Set `REDIS_SERVER_BIN` to use a
 //! `redis-server` other than the one on `PATH`.
 
+pub mod browser;
+pub mod demo;
 mod monitor;
 mod redis_server;
 pub mod session_app;

@@ -1,0 +1,155 @@
+//! Headless Chromium driven through WebDriver (`chromedriver`), with screenshots.
+
+use std::{
+    io::ErrorKind,
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use tempfile::TempDir;
+
+const INSTALL_HINT: &str = "install Chromium and its driver with \
+    `sudo apt-get install chromium chromium-driver` (scripts/test does), or set CHROMEDRIVER \
+    and CHROMIUM_BIN to their paths";
+
+/// A headless Chromium session; the driver process is stopped on drop.
+pub struct Browser {
+    client: Client,
+    driver: Child,
+    shots: PathBuf,
+    _profile: TempDir,
+}
+
+impl Browser {
+    /// Starts `chromedriver` on a free port and opens a headless Chromium through it.
+    /// Screenshots go to `shots`.
+    pub async fn start(shots: PathBuf) -> Self {
+        let chromium =
+            std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+        assert!(
+            std::path::Path::new(&chromium).exists(),
+            "{chromium} is missing: {INSTALL_HINT}"
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let driver = Command::new(
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned()),
+        )
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| match err.kind() {
+            ErrorKind::NotFound => panic!("chromedriver is missing: {INSTALL_HINT}"),
+            _ => panic!("chromedriver did not start: {err}"),
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on {port}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+
+        let profile = tempfile::tempdir().expect("a temporary profile dir");
+        let capabilities = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--disable-quic", "--no-first-run", "--window-size=1000,760",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!("an object literal")
+        };
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_or_else(|err| {
+                panic!("Chromium did not start through chromedriver ({err}): {INSTALL_HINT}")
+            });
+        std::fs::create_dir_all(&shots).expect("the screenshot folder");
+        Self {
+            client,
+            driver,
+            shots,
+            _profile: profile,
+        }
+    }
+
+    /// Opens `url`.
+    pub async fn open(&self, url: &str) {
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|err| panic!("opening {url}: {err}"));
+    }
+
+    /// Types `text` into the element with this id.
+    pub async fn fill(&self, id: &str, text: &str) {
+        let field = self
+            .client
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|err| panic!("#{id}: {err}"));
+        field.clear().await.expect("clear");
+        field.send_keys(text).await.expect("typing");
+    }
+
+    /// Clicks the element with this id and waits for the next page to load.
+    pub async fn click(&self, id: &str) {
+        let element = self
+            .client
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|err| panic!("#{id}: {err}"));
+        element
+            .click()
+            .await
+            .unwrap_or_else(|err| panic!("clicking #{id}: {err}"));
+    }
+
+    /// The text of the element with this id.
+    pub async fn text(&self, id: &str) -> String {
+        let element = self
+            .client
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|err| panic!("#{id}: {err}"));
+        element.text().await.expect("element text")
+    }
+
+    /// Saves a PNG of the page as `{name}.png` and returns its path.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.client.screenshot().await.expect("a screenshot");
+        let path = self.shots.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("the screenshot is written");
+        path
+    }
+
+    /// Ends the browser session.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}

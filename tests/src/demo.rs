@@ -1,0 +1,261 @@
+//! The real `demo-app` binary, launched as a user would launch it.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, OnceLock, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use actix_web::cookie::Cookie;
+use nix::{sys::signal, unistd::Pid};
+use serde::Serialize;
+
+/// How long the launcher may take to print that the demo is up.
+const STARTUP: Duration = Duration::from_secs(60);
+
+/// The path of a `demo-app` binary built from the current sources.
+///
+/// Cargo builds a package's binaries only for that package's own integration tests, so this
+/// runs `cargo build -p demo-app` once per test process (quick when nothing changed).
+pub fn binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let output = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "-p",
+                    "demo-app",
+                    "--bin",
+                    "demo-app",
+                    "--message-format=json",
+                ])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("cargo runs");
+            assert!(output.status.success(), "cargo build -p demo-app failed");
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+                .expect("cargo reported the demo-app executable")
+        })
+        .clone()
+}
+
+/// A running demo launcher and its instances; stopped like Ctrl-C would stop it on drop.
+pub struct Demo {
+    child: Child,
+    ports: Vec<u16>,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Demo {
+    /// Launches `instances` instances on free consecutive ports, with `extra_args` (e.g.
+    /// `["--redis-url", url]`), and waits until the launcher says they are up.
+    pub fn launch(instances: u16, extra_args: &[&str]) -> Self {
+        let base = free_port_run(instances);
+        let mut child = Command::new(binary())
+            .args([
+                "--instances",
+                &instances.to_string(),
+                "--base-port",
+                &base.to_string(),
+            ])
+            .args(extra_args)
+            .env_remove("REDIS_URL")
+            .env_remove("DEMO_COOKIE_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the demo-app binary runs");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (up_tx, up_rx) = mpsc::channel();
+        collect(child.stdout.take().expect("piped"), &output, Some(up_tx));
+        collect(child.stderr.take().expect("piped"), &output, None);
+
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if up_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "demo-app exited with {status}:\n{}",
+                    output.lock().expect("lock").join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "demo-app did not come up within {STARTUP:?}:\n{}",
+                output.lock().expect("lock").join("\n")
+            );
+        }
+        Self {
+            child,
+            ports: (base..base + instances).collect(),
+            output,
+        }
+    }
+
+    /// The instances' ports, in order.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// `http://127.0.0.1:{port}{path}` for instance `index`.
+    pub fn url(&self, index: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports[index])
+    }
+
+    /// Everything the launcher printed so far.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().expect("lock").clone()
+    }
+
+    /// Stops the launcher as Ctrl-C would and returns its exit status and output.
+    pub fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let status = self.terminate();
+        (status, self.output())
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = signal::kill(
+            Pid::from_raw(self.child.id() as i32),
+            signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().expect("the launcher is reaped")
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
+    }
+}
+
+/// Collects output lines; signals `up` once the launcher's banner appears.
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    sink: &Arc<Mutex<Vec<String>>>,
+    up: Option<mpsc::Sender<()>>,
+) {
+    let sink = Arc::clone(sink);
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            if let Some(up) = up.as_ref().filter(|_| line.starts_with("The demo is up")) {
+                let _ = up.send(());
+            }
+            sink.lock().expect("lock").push(line);
+        }
+    });
+}
+
+/// The first of `count` consecutive free loopback ports.
+fn free_port_run(count: u16) -> u16 {
+    for _ in 0..100 {
+        let base = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if base.checked_add(count).is_none() {
+            continue;
+        }
+        let all_free =
+            (base..base + count).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no run of {count} free ports");
+}
+
+/// A plain HTTP client for the demo's JSON API that keeps cookies by hand, so a test can send
+/// any cookie to any instance.
+pub struct ApiClient {
+    agent: ureq::Agent,
+}
+
+/// A response: status, the session cookie it set (if any) and its JSON body.
+#[derive(Debug)]
+pub struct ApiResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `session` cookie the response set or cleared.
+    pub cookie: Option<Cookie<'static>>,
+    /// The body as JSON (`null` when it was not JSON).
+    pub json: serde_json::Value,
+}
+
+impl Default for ApiClient {
+    fn default() -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Self { agent }
+    }
+}
+
+impl ApiClient {
+    /// Sends `method url` with an optional cookie and JSON body.
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        cookie: Option<&Cookie<'_>>,
+        body: Option<impl Serialize>,
+    ) -> ApiResponse {
+        let request = ureq::http::Request::builder().method(method).uri(url);
+        let request = match cookie {
+            Some(cookie) => {
+                request.header("cookie", format!("{}={}", cookie.name(), cookie.value()))
+            }
+            None => request,
+        };
+        let response = match body {
+            Some(body) => self.agent.run(
+                request
+                    .header("content-type", "application/json")
+                    .body(serde_json::to_vec(&body).expect("serialisable"))
+                    .expect("a valid request"),
+            ),
+            None => self.agent.run(request.body(()).expect("a valid request")),
+        };
+        let mut response = response.unwrap_or_else(|err| panic!("{method} {url}: {err}"));
+        let cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|value| Cookie::parse(value.to_str().ok()?.to_owned()).ok())
+            .find(|cookie| cookie.name() == demo_app::instance::SESSION_COOKIE);
+        let status = response.status().as_u16();
+        let json = response
+            .body_mut()
+            .read_json()
+            .unwrap_or(serde_json::Value::Null);
+        ApiResponse {
+            status,
+            cookie,
+            json,
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! A person's walk through the demo in headless Chromium: log in on one instance, be known on
+//! the next, log out on a third, and be logged out everywhere. Screenshots of every step are
+//! saved under the test's output folder.
+
+use std::path::PathBuf;
+
+use integration_tests::{RedisServer, browser::Browser, demo::Demo};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_follows_the_user_across_instances() {
+    let redis = RedisServer::start();
+    let demo = Demo::launch(3, &["--redis-url", &redis.url()]);
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let browser = Browser::start(shots.clone()).await;
+    let port = |index: usize| format!(":{}", demo.ports()[index]);
+
+    browser.open(&demo.url(0, "/")).await;
+    assert_eq!(browser.text("greeting").await, "Hello, stranger!");
+    browser.open(&demo.url(0, "/login")).await;
+    browser.fill("username", "alice").await;
+    browser.fill("password", "alice-password").await;
+    browser.screenshot("1-login-form").await;
+    browser.click("login").await;
+    assert_eq!(browser.text("greeting").await, "Hello, alice!");
+    assert!(browser.text("instance").await.ends_with(&port(0)));
+    browser.screenshot("2-signed-in-on-first").await;
+
+    browser.open(&demo.url(1, "/")).await;
+    assert_eq!(
+        browser.text("signed-in-user").await,
+        "alice",
+        "the second instance does not know alice"
+    );
+    assert!(browser.text("instance").await.ends_with(&port(1)));
+    browser.screenshot("3-known-on-second").await;
+
+    browser.open(&demo.url(1, "/profile")).await;
+    browser.fill("display_name", "Alice Liddell").await;
+    browser.click("save").await;
+    browser.open(&demo.url(2, "/")).await;
+    assert_eq!(browser.text("greeting").await, "Hello, Alice Liddell!");
+    browser.screenshot("4-profile-seen-on-third").await;
+
+    browser.click("logout").await;
+    assert_eq!(browser.text("greeting").await, "Hello, stranger!");
+    assert!(browser.text("instance").await.ends_with(&port(2)));
+    browser.screenshot("5-logged-out-on-third").await;
+
+    for index in [0, 1] {
+        browser.open(&demo.url(index, "/")).await;
+        assert_eq!(
+            browser.text("greeting").await,
+            "Hello, stranger!",
+            "instance {index} still knows alice"
+        );
+    }
+    browser.screenshot("6-logged-out-everywhere").await;
+
+    browser.open(&demo.url(0, "/login")).await;
+    browser.fill("username", "alice").await;
+    browser.fill("password", "wrong").await;
+    browser.click("login").await;
+    assert_eq!(
+        browser.text("error").await,
+        "Unknown username or wrong password."
+    );
+    browser.screenshot("7-wrong-password").await;
+
+    browser.close().await;
+    println!("screenshots in {}", shots.display());
+}

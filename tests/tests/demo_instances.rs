@@ -1,0 +1,148 @@
+//! The real demo binary: three instances on three ports share one login.
+
+use integration_tests::{
+    RedisServer,
+    demo::{ApiClient, Demo},
+};
+use serde_json::{Value, json};
+
+const NO_BODY: Option<Value> = None;
+
+#[test]
+fn three_instances_share_login_profile_and_logout() {
+    // No --redis-url: the launcher starts its own Redis, as it does for a person.
+    let demo = Demo::launch(3, &[]);
+    let api = ApiClient::default();
+    let me = |index: usize, cookie| api.send("GET", &demo.url(index, "/api/me"), cookie, NO_BODY);
+
+    let login = api.send(
+        "POST",
+        &demo.url(0, "/api/login"),
+        None,
+        Some(json!({"username": "alice", "password": "alice-password"})),
+    );
+    assert_eq!(login.status, 200, "{login:?}");
+    assert_eq!(login.json["user"], "alice");
+    assert_eq!(login.json["instance"], demo.ports()[0]);
+    let cookie = login.cookie.expect("a session cookie");
+    assert!(
+        cookie.http_only().unwrap_or(false),
+        "cookie not HttpOnly: {cookie}"
+    );
+    assert_eq!(cookie.same_site(), Some(actix_web::cookie::SameSite::Lax));
+    assert_ne!(
+        cookie.secure(),
+        Some(true),
+        "the launcher runs on plain-HTTP localhost"
+    );
+
+    for index in [1, 2] {
+        let answer = me(index, Some(&cookie));
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.json["user"], "alice", "instance {index}: {answer:?}");
+        assert_eq!(answer.json["instance"], demo.ports()[index]);
+    }
+
+    let profile = api.send(
+        "PUT",
+        &demo.url(1, "/api/profile"),
+        Some(&cookie),
+        Some(json!({"display_name": "Alice Liddell"})),
+    );
+    assert_eq!(profile.status, 200, "{profile:?}");
+    assert_eq!(me(2, Some(&cookie)).json["display_name"], "Alice Liddell");
+
+    let logout = api.send("POST", &demo.url(2, "/api/logout"), Some(&cookie), NO_BODY);
+    assert_eq!(logout.status, 200);
+    for index in 0..3 {
+        let answer = me(index, Some(&cookie));
+        assert_eq!(
+            answer.json["user"],
+            Value::Null,
+            "instance {index} still knows the old cookie"
+        );
+    }
+
+    let wrong = api.send(
+        "POST",
+        &demo.url(1, "/api/login"),
+        None,
+        Some(json!({"username": "alice", "password": "not-her-password"})),
+    );
+    assert_eq!(wrong.status, 401);
+    assert!(
+        wrong.cookie.is_none(),
+        "a failed login got a session: {wrong:?}"
+    );
+    let unknown = api.send(
+        "POST",
+        &demo.url(1, "/api/login"),
+        None,
+        Some(json!({"username": "mallory", "password": "alice-password"})),
+    );
+    assert_eq!(unknown.status, 401);
+
+    let (status, output) = demo.stop();
+    assert!(
+        status.success(),
+        "launcher exit {status}:\n{}",
+        output.join("\n")
+    );
+    assert!(
+        output
+            .iter()
+            .any(|line| line.starts_with("Started a private redis-server"))
+    );
+}
+
+#[test]
+fn login_renews_the_session_id() {
+    let demo = Demo::launch(1, &[]);
+    let api = ApiClient::default();
+    let credentials = json!({"username": "bob", "password": "bob-password"});
+    let first = api.send("POST", &demo.url(0, "/api/login"), None, Some(&credentials));
+    let first = first.cookie.expect("a session cookie");
+    let second = api.send(
+        "POST",
+        &demo.url(0, "/api/login"),
+        Some(&first),
+        Some(&credentials),
+    );
+    let second = second.cookie.expect("a renewed cookie");
+    assert_ne!(first.value(), second.value());
+    let old = api.send("GET", &demo.url(0, "/api/me"), Some(&first), NO_BODY);
+    assert_eq!(
+        old.json["user"],
+        Value::Null,
+        "the pre-login id still works"
+    );
+}
+
+#[test]
+fn health_reports_redis() {
+    let demo = Demo::launch(1, &[]);
+    let health = ApiClient::default().send("GET", &demo.url(0, "/healthz"), None, NO_BODY);
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json["redis"], "ok");
+}
+
+#[test]
+fn health_is_503_while_redis_is_down() {
+    let redis = RedisServer::start();
+    let demo = Demo::launch(1, &["--redis-url", &redis.url()]);
+    let api = ApiClient::default();
+    assert_eq!(
+        api.send("GET", &demo.url(0, "/healthz"), None, NO_BODY)
+            .status,
+        200
+    );
+    drop(redis);
+    let started = std::time::Instant::now();
+    let health = api.send("GET", &demo.url(0, "/healthz"), None, NO_BODY);
+    assert_eq!(health.status, 503, "{health:?}");
+    assert_eq!(health.json["redis"], "unavailable");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the health check hung"
+    );
+}

@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-use deadpool_redis::{Pool, Runtime, Timeouts};
+use deadpool::{Runtime, managed::Timeouts};
 
-use crate::{RedisSessionStore, StoreError};
+use crate::{
+    RedisSessionStore, StoreError,
+    pool::{Manager, Pool},
+};
 
 /// The settings a store runs with; see [`RedisSessionStoreBuilder`] for each one's meaning.
 #[derive(Debug, Clone)]
@@ -115,7 +118,8 @@ impl RedisSessionStoreBuilder {
         self
     }
 
-    /// Builds a store on an existing pool.
+    /// Builds a store on an existing pool, e.g.
+    /// `Pool::builder(Manager::new(url)?).max_size(32).runtime(Runtime::Tokio1).build()?`.
     ///
     /// The pool must have been built with a runtime (`Runtime::Tokio1`), since the store applies
     /// its pool timeouts to every checkout; without one each operation fails with
@@ -127,15 +131,13 @@ impl RedisSessionStoreBuilder {
     /// Builds a store on a new pool for `url` (`redis://`, `rediss://` or `redis+unix://`).
     ///
     /// # Errors
-    /// [`StoreError::CreatePool`] when the URL cannot be used.
+    /// [`StoreError::InvalidUrl`] when the URL cannot be used.
     pub fn build_with_url(self, url: &str) -> Result<RedisSessionStore, StoreError> {
-        let pool = deadpool_redis::Config::from_url(url)
-            .builder()
-            .map_err(deadpool_redis::CreatePoolError::Config)?
+        let manager = Manager::new(url).map_err(StoreError::InvalidUrl)?;
+        let pool = Pool::builder(manager)
             .runtime(Runtime::Tokio1)
             .timeouts(self.config.pool_timeouts)
-            .build()
-            .map_err(deadpool_redis::CreatePoolError::Build)?;
+            .build()?;
         Ok(self.build(pool))
     }
 }

@@ -13,18 +13,22 @@ use actix_session::storage::{LoadError, SaveError, UpdateError};
 pub enum StoreError {
     /// No connection could be had from the pool in time, or connecting to Redis failed.
     #[error("could not get a Redis connection from the pool")]
-    Pool(#[source] deadpool_redis::PoolError),
+    Pool(#[source] deadpool::managed::PoolError<redis::RedisError>),
 
     /// The pool has no async runtime, so the store's pool timeouts cannot apply.
     #[error(
         "the Redis pool was built without a runtime, so its timeouts cannot apply: \
-         build it with `deadpool_redis::Runtime::Tokio1`"
+         build it with `Runtime::Tokio1`"
     )]
     PoolWithoutRuntime,
 
-    /// The pool could not be built (for example from a malformed URL).
-    #[error("could not create the Redis connection pool")]
-    CreatePool(#[from] deadpool_redis::CreatePoolError),
+    /// The Redis URL cannot be used.
+    #[error("invalid Redis URL")]
+    InvalidUrl(#[source] redis::RedisError),
+
+    /// The connection pool could not be built.
+    #[error("could not build the Redis connection pool")]
+    BuildPool(#[from] deadpool::managed::BuildError),
 
     /// Redis answered with an error, or the connection broke.
     #[error("Redis command failed")]
@@ -52,10 +56,10 @@ pub enum StoreError {
     IdCollision,
 }
 
-impl From<deadpool_redis::PoolError> for StoreError {
-    fn from(err: deadpool_redis::PoolError) -> Self {
+impl From<deadpool::managed::PoolError<redis::RedisError>> for StoreError {
+    fn from(err: deadpool::managed::PoolError<redis::RedisError>) -> Self {
         match err {
-            deadpool_redis::PoolError::NoRuntimeSpecified => Self::PoolWithoutRuntime,
+            deadpool::managed::PoolError::NoRuntimeSpecified => Self::PoolWithoutRuntime,
             err => Self::Pool(err),
         }
     }

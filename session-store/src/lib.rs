@@ -73,12 +73,21 @@
 
 mod config;
 mod error;
+mod pool;
 mod recent;
 mod scripts;
 mod session_id;
 mod state;
 mod store;
+mod tracking;
 
+pub use deadpool::{Runtime, managed::Timeouts};
 pub use deadpool_redis::{self, redis};
 
-pub use crate::{config::RedisSessionStoreBuilder, error::StoreError, store::RedisSessionStore};
+pub use crate::{
+    config::RedisSessionStoreBuilder,
+    error::StoreError,
+    pool::{Connection, Manager, Pool, PooledConnection, TRUST_WINDOW},
+    store::RedisSessionStore,
+    tracking::{TrackChanges, TrackChangesService},
+};

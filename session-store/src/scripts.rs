@@ -2,12 +2,42 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::Cmd;
+
+/// A Lua script, sent by its SHA1 (`EVALSHA`) and loaded into Redis when Redis lacks it.
+#[derive(Debug)]
+pub(crate) struct LuaScript {
+    pub(crate) code: &'static str,
+    hash: String,
+}
+
+impl LuaScript {
+    fn new(code: &'static str) -> Self {
+        Self {
+            code,
+            hash: redis::Script::new(code).get_hash().to_owned(),
+        }
+    }
+
+    /// `EVALSHA` of this script on one key; the caller appends the arguments.
+    pub(crate) fn on_key(&self, key: &str) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.hash).arg(1).arg(key);
+        cmd
+    }
+
+    /// `SCRIPT LOAD` of this script.
+    pub(crate) fn load(&self) -> Cmd {
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(self.code);
+        cmd
+    }
+}
 
 macro_rules! session_script {
     ($file:literal) => {
         LazyLock::new(|| {
-            Script::new(concat!(
+            LuaScript::new(concat!(
                 include_str!("lua/prelude.lua"),
                 include_str!(concat!("lua/", $file))
             ))
@@ -16,10 +46,10 @@ macro_rules! session_script {
 }
 
 /// Slides a session's expiry and, when asked, returns its fields.
-pub(crate) static TOUCH: LazyLock<Script> = session_script!("touch.lua");
+pub(crate) static TOUCH: LazyLock<LuaScript> = session_script!("touch.lua");
 
 /// Creates a session, never overwriting one.
-pub(crate) static SAVE: LazyLock<Script> = session_script!("save.lua");
+pub(crate) static SAVE: LazyLock<LuaScript> = session_script!("save.lua");
 
-/// Replaces a live session's entries; a session that is gone stays gone.
-pub(crate) static UPDATE: LazyLock<Script> = session_script!("update.lua");
+/// Writes a live session's changes; a session that is gone stays gone.
+pub(crate) static UPDATE: LazyLock<LuaScript> = session_script!("update.lua");

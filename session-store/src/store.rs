@@ -1,18 +1,20 @@
 //! [`RedisSessionStore`]: actix-session's `SessionStore` on Redis.
 
-use std::{future::Future, sync::Arc};
+use std::sync::Arc;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
-use deadpool_redis::{Connection, Pool};
-use redis::{RedisResult, ScriptInvocation};
+use redis::{Cmd, ErrorKind, FromRedisValue, ServerErrorKind};
 
 use crate::{
     StoreError,
     config::{Config, RedisSessionStoreBuilder},
+    pool::{Outcome, Pool, PooledConnection},
     recent::RecentTouches,
-    scripts, session_id,
+    scripts::{self, LuaScript},
+    session_id,
     state::{self, SessionState},
+    tracking::{self, Changes},
 };
 
 /// How many fresh ids `save` tries before it gives up. One is all a CSPRNG ever needs.
@@ -42,7 +44,7 @@ impl RedisSessionStore {
     /// A store with the default settings on a new pool for `url`.
     ///
     /// # Errors
-    /// [`StoreError::CreatePool`] when the URL cannot be used.
+    /// [`StoreError::InvalidUrl`] when the URL cannot be used.
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
         Self::builder().build_with_url(url)
     }
@@ -63,9 +65,7 @@ impl RedisSessionStore {
     /// # Errors
     /// The [`StoreError`] that a session operation would meet right now.
     pub async fn health_check(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection().await?;
-        self.bounded(redis::cmd("PING").exec_async(&mut connection))
-            .await
+        self.query::<()>(&redis::cmd("PING"), None).await
     }
 
     pub(crate) fn from_parts(pool: Pool, config: Config) -> Self {
@@ -90,82 +90,97 @@ impl RedisSessionStore {
         }
     }
 
-    /// A script call on `key` with the idle timeout and absolute lifetime as its first arguments.
-    fn invocation<'a>(&self, script: &'a redis::Script, key: &str) -> ScriptInvocation<'a> {
+    /// `EVALSHA` of `script` on `key`, with the idle timeout and absolute lifetime as its
+    /// first arguments.
+    fn script_call(&self, script: &LuaScript, key: &str) -> Cmd {
         let config = &self.inner.config;
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(key)
-            .arg(millis(config.idle_timeout))
+        let mut cmd = script.on_key(key);
+        cmd.arg(millis(config.idle_timeout))
             .arg(millis(config.absolute_timeout));
-        invocation
+        cmd
     }
 
-    /// Appends the state's entries as field, value pairs, after checking its size.
-    fn add_state(
-        &self,
-        invocation: &mut ScriptInvocation<'_>,
-        state: &SessionState,
-    ) -> Result<(), StoreError> {
+    fn check_size(&self, state: &SessionState) -> Result<(), StoreError> {
         let size = state::size(state);
         let limit = self.inner.config.max_state_size;
         if size > limit {
             return Err(StoreError::StateTooLarge { size, limit });
         }
-        for (name, value) in state {
-            invocation.arg(state::field_name(name).as_ref()).arg(value);
-        }
         Ok(())
     }
 
-    async fn connection(&self) -> Result<Connection, StoreError> {
+    /// Sends `cmd` on a pooled connection. When `cmd` runs `script` and Redis does not have the
+    /// script yet (a new or restarted server), loads it and sends `cmd` again.
+    async fn query<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        script: Option<&LuaScript>,
+    ) -> Result<T, StoreError> {
         let timeouts = &self.inner.config.pool_timeouts;
-        Ok(self.inner.pool.timeout_get(timeouts).await?)
+        let mut connection = self.inner.pool.timeout_get(timeouts).await?;
+        match (self.bounded(&mut connection, cmd).await, script) {
+            (Err(StoreError::Redis(err)), Some(script))
+                if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
+            {
+                self.bounded::<()>(&mut connection, &script.load()).await?;
+                self.bounded(&mut connection, cmd).await
+            }
+            (result, _) => result,
+        }
     }
 
-    /// Runs one Redis request, bounded by the command timeout.
-    async fn bounded<T>(
+    /// One request on `connection`, bounded by the command timeout; the connection learns how
+    /// it went, so the pool knows whether to trust it next time.
+    async fn bounded<T: FromRedisValue>(
         &self,
-        request: impl Future<Output = RedisResult<T>>,
+        connection: &mut PooledConnection,
+        cmd: &Cmd,
     ) -> Result<T, StoreError> {
         let timeout = self.inner.config.command_timeout;
-        tokio::time::timeout(timeout, request)
-            .await
-            .map_err(|_| StoreError::CommandTimeout(timeout))?
-            .map_err(StoreError::from)
-    }
-
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        invocation: &ScriptInvocation<'_>,
-    ) -> Result<T, StoreError> {
-        let mut connection = self.connection().await?;
-        self.bounded(invocation.invoke_async(&mut connection)).await
+        match tokio::time::timeout(timeout, cmd.query_async(&mut **connection)).await {
+            Ok(Ok(value)) => {
+                connection.record(Outcome::Answered);
+                Ok(value)
+            }
+            Ok(Err(err)) => {
+                connection.record(Outcome::Failed(&err));
+                Err(err.into())
+            }
+            Err(_) => {
+                connection.record(Outcome::TimedOut);
+                Err(StoreError::CommandTimeout(timeout))
+            }
+        }
     }
 
     async fn load_state(&self, id: &SessionKey) -> Result<Option<SessionState>, StoreError> {
         let Some(key) = self.redis_key(id) else {
             return Ok(None);
         };
-        let mut invocation = self.invocation(&scripts::TOUCH, &key);
-        invocation.arg("1");
+        let mut cmd = self.script_call(&scripts::TOUCH, &key);
+        cmd.arg("1");
         let Some(fields) = self
-            .run::<Option<Vec<(Vec<u8>, Vec<u8>)>>>(&invocation)
+            .query::<Option<Vec<(Vec<u8>, Vec<u8>)>>>(&cmd, Some(&scripts::TOUCH))
             .await?
         else {
             return Ok(None);
         };
         self.inner.recent.record(&key);
-        state::decode(fields).map(Some)
+        let state = state::decode(fields)?;
+        tracking::remember(&key, &state);
+        Ok(Some(state))
     }
 
     async fn save_state(&self, state: &SessionState) -> Result<SessionKey, StoreError> {
+        self.check_size(state)?;
         for _ in 0..SAVE_ATTEMPTS {
             let id = session_id::generate();
             let key = session_id::redis_key(&self.inner.config.key_prefix, &id);
-            let mut invocation = self.invocation(&scripts::SAVE, &key);
-            self.add_state(&mut invocation, state)?;
-            if self.run::<bool>(&invocation).await? {
+            let mut cmd = self.script_call(&scripts::SAVE, &key);
+            for (name, value) in state {
+                cmd.arg(state::field_name(name).as_ref()).arg(value);
+            }
+            if self.query::<bool>(&cmd, Some(&scripts::SAVE)).await? {
                 tracing::debug!("session created");
                 return Ok(SessionKey::try_from(id).expect("a 43-byte id is a valid session key"));
             }
@@ -177,10 +192,31 @@ impl RedisSessionStore {
         let Some(key) = self.redis_key(id) else {
             return Ok(());
         };
+        self.check_size(state)?;
         self.inner.recent.take(&key);
-        let mut invocation = self.invocation(&scripts::UPDATE, &key);
-        self.add_state(&mut invocation, state)?;
-        if !self.run::<bool>(&invocation).await? {
+        let mut cmd = self.script_call(&scripts::UPDATE, &key);
+        match tracking::loaded(&key) {
+            Some(loaded) => {
+                let changes = Changes::between(&loaded, state);
+                if changes.is_empty() {
+                    return Ok(());
+                }
+                cmd.arg("delta").arg(changes.set.len());
+                for (name, value) in changes.set {
+                    cmd.arg(state::field_name(name).as_ref()).arg(value);
+                }
+                for name in changes.removed {
+                    cmd.arg(state::field_name(name).as_ref());
+                }
+            }
+            None => {
+                cmd.arg("replace").arg(state.len());
+                for (name, value) in state {
+                    cmd.arg(state::field_name(name).as_ref()).arg(value);
+                }
+            }
+        }
+        if !self.query::<bool>(&cmd, Some(&scripts::UPDATE)).await? {
             tracing::info!("session ended before its update was written; the update is dropped");
         }
         Ok(())
@@ -193,8 +229,9 @@ impl RedisSessionStore {
         if self.inner.recent.take(&key) {
             return Ok(());
         }
-        let invocation = self.invocation(&scripts::TOUCH, &key);
-        self.run::<Option<i64>>(&invocation).await?;
+        let cmd = self.script_call(&scripts::TOUCH, &key);
+        self.query::<Option<i64>>(&cmd, Some(&scripts::TOUCH))
+            .await?;
         Ok(())
     }
 
@@ -203,9 +240,7 @@ impl RedisSessionStore {
             return Ok(());
         };
         self.inner.recent.take(&key);
-        let mut connection = self.connection().await?;
-        self.bounded(redis::cmd("DEL").arg(&key).exec_async(&mut connection))
-            .await?;
+        self.query::<()>(redis::cmd("DEL").arg(&key), None).await?;
         tracing::debug!("session deleted");
         Ok(())
     }

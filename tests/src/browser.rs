@@ -13,6 +13,9 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tempfile::TempDir;
 
+/// How long a page may take to load or show an element.
+const PAGE_LOAD: Duration = Duration::from_secs(15);
+
 const INSTALL_HINT: &str = "install Chromium and its driver with \
     `sudo apt-get install chromium chromium-driver` (scripts/test does), or set CHROMEDRIVER \
     and CHROMIUM_BIN to their paths";
@@ -100,36 +103,53 @@ impl Browser {
 
     /// Types `text` into the element with this id.
     pub async fn fill(&self, id: &str, text: &str) {
-        let field = self
-            .client
-            .find(Locator::Id(id))
-            .await
-            .unwrap_or_else(|err| panic!("#{id}: {err}"));
+        let field = self.find(id).await;
         field.clear().await.expect("clear");
         field.send_keys(text).await.expect("typing");
     }
 
-    /// Clicks the element with this id and waits for the next page to load.
+    /// Clicks the element with this id and waits until the page it leads to has replaced the
+    /// current one.
     pub async fn click(&self, id: &str) {
-        let element = self
-            .client
-            .find(Locator::Id(id))
-            .await
-            .unwrap_or_else(|err| panic!("#{id}: {err}"));
+        let old_page = self.find_css("html").await;
+        let element = self.find(id).await;
         element
             .click()
             .await
             .unwrap_or_else(|err| panic!("clicking #{id}: {err}"));
+        let deadline = Instant::now() + PAGE_LOAD;
+        // Reading a detached element fails: then the new page is there.
+        while old_page.tag_name().await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "clicking #{id} led nowhere within {PAGE_LOAD:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The text of the element with this id.
     pub async fn text(&self, id: &str) -> String {
-        let element = self
-            .client
-            .find(Locator::Id(id))
+        self.find(id).await.text().await.expect("element text")
+    }
+
+    /// The element with this id, waiting for the page to show it.
+    async fn find(&self, id: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(PAGE_LOAD)
+            .for_element(Locator::Id(id))
             .await
-            .unwrap_or_else(|err| panic!("#{id}: {err}"));
-        element.text().await.expect("element text")
+            .unwrap_or_else(|err| panic!("#{id}: {err}"))
+    }
+
+    async fn find_css(&self, selector: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(PAGE_LOAD)
+            .for_element(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|err| panic!("{selector}: {err}"))
     }
 
     /// Saves a PNG of the page as `{name}.png` and returns its path.

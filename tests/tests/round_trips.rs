@@ -1,7 +1,6 @@
-//! What reaches Redis per request through `SessionMiddleware`, watched with `MONITOR`.
-//!
-//! Counts leave out the `UNWATCH` + `PING` that deadpool-redis sends as its health check when it
-//! hands out a pooled connection again.
+//! What reaches Redis per request through `SessionMiddleware`, pool checkouts included,
+//! watched with `MONITOR` (which, unlike `INFO commandstats`, tells the commands a client sent
+//! from those its Lua scripts ran).
 
 use actix_session::config::{CookieContentSecurity, TtlExtensionPolicy};
 use actix_web::{App, cookie::Key, http::Method, test};
@@ -26,14 +25,12 @@ macro_rules! app {
     };
 }
 
-/// The commands clients sent, leaving out those of Lua scripts and the pool's health check.
+/// The commands clients sent, leaving out those its Lua scripts ran.
 fn sent(monitor: &Monitor) -> Vec<String> {
     monitor
         .take()
         .into_iter()
-        .filter(|command| {
-            !command.from_script && !matches!(command.name.as_str(), "unwatch" | "ping")
-        })
+        .filter(|command| !command.from_script)
         .map(|command| command.name)
         .collect()
 }
@@ -81,6 +78,31 @@ async fn a_new_session_is_one_round_trip_and_a_write_two() {
     assert_eq!(sent(&monitor), ["evalsha"], "new session");
     send(&app, Method::POST, "/set/user/dave", Some(&cookie)).await;
     assert_eq!(sent(&monitor), ["evalsha", "evalsha"], "load, then update");
+    send(&app, Method::POST, "/renew", Some(&cookie)).await;
+    assert_eq!(
+        sent(&monitor),
+        ["evalsha", "del", "evalsha"],
+        "load, delete, save"
+    );
+}
+
+#[actix_web::test]
+async fn an_idle_connection_proves_itself_before_reuse() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let app = app!(server, key, mode(TtlExtensionPolicy::OnStateChanges));
+    let login = send(&app, Method::POST, "/set/user/alice", None).await;
+    let cookie = session_cookie(&login).expect("a session cookie");
+    get_entry(&app, "user", Some(&cookie)).await;
+
+    tokio::time::sleep(session_store::TRUST_WINDOW + std::time::Duration::from_millis(200)).await;
+    let monitor = Monitor::start(&server);
+    get_entry(&app, "user", Some(&cookie)).await;
+    assert_eq!(
+        sent(&monitor),
+        ["unwatch", "ping", "evalsha"],
+        "one pipelined check, then the read"
+    );
 }
 
 #[actix_web::test]
@@ -91,5 +113,5 @@ async fn a_malformed_cookie_sends_nothing_at_all() {
     let monitor = Monitor::start(&server);
     let forged = forge_cookie(&key, CookieContentSecurity::Private, "{not*an id}");
     assert_eq!(get_entry(&app, "user", Some(&forged)).await, "none");
-    assert_eq!(monitor.take(), vec![], "not even a pool health check");
+    assert_eq!(monitor.take(), vec![], "not even a pool checkout");
 }

@@ -298,7 +298,7 @@ mod cases {
         let sent: Vec<_> = monitor
             .take()
             .into_iter()
-            .filter(|c| !c.from_script && !is_pool_health_check(&c.name))
+            .filter(|c| !c.from_script)
             .map(|c| c.name)
             .collect();
         assert_eq!(sent, ["evalsha"]);
@@ -419,11 +419,6 @@ mod cases {
         assert_eq!(theirs.load(&id).await.expect("load"), None);
         assert!(ours.load(&id).await.expect("load").is_some());
     }
-}
-
-/// The pool's check of a connection it hands out again (`UNWATCH` + `PING` in one pipeline).
-fn is_pool_health_check(command: &str) -> bool {
-    matches!(command, "unwatch" | "ping")
 }
 
 /// Stamps one `#[tokio::test]` per case, each on a fresh fixture from `$fixture`.

@@ -54,6 +54,8 @@ pub struct Accounts {
 impl Accounts {
     /// The built-in demo accounts.
     pub fn demo() -> Self {
+        // Made now, so that the first unknown username does not pay for it.
+        LazyLock::force(&DECOY_HASH);
         Self::parse(DEMO_ACCOUNTS).expect("the built-in accounts file is well formed")
     }
 
@@ -90,6 +92,21 @@ impl Accounts {
             hashes.insert(user.to_owned(), hash.to_owned());
         }
         Ok(Self { hashes })
+    }
+
+    /// [`verify`](Self::verify) on actix's blocking-task pool: a hash takes tens of
+    /// milliseconds of CPU, which must not stall the other requests of a worker.
+    ///
+    /// # Errors
+    /// When the blocking pool is gone (the server is shutting down).
+    pub async fn verify_off_thread(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> actix_web::Result<bool> {
+        let (accounts, username, password) =
+            (self.clone(), username.to_owned(), password.to_owned());
+        Ok(actix_web::web::block(move || accounts.verify(&username, &password)).await?)
     }
 
     /// Whether `password` is `username`'s. Takes the same time whether or not the user exists.

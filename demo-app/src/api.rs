@@ -49,9 +49,11 @@ async fn login(
     session: Session,
     credentials: web::Json<Credentials>,
 ) -> actix_web::Result<HttpResponse> {
+    let Credentials { username, password } = credentials.into_inner();
     if !state
         .accounts
-        .verify(&credentials.username, &credentials.password)
+        .verify_off_thread(&username, &password)
+        .await?
     {
         tracing::info!("failed login");
         return Ok(error(
@@ -59,8 +61,8 @@ async fn login(
             "unknown username or wrong password",
         ));
     }
-    user::sign_in(&session, &credentials.username)?;
-    tracing::info!(user = %credentials.username, "signed in");
+    user::sign_in(&session, &username)?;
+    tracing::info!(user = %username, "signed in");
     Ok(HttpResponse::Ok().json(me_of(&session, &state)?))
 }
 

@@ -1,8 +1,10 @@
 //! CSRF tokens for the HTML forms (the synchronizer-token pattern): a random token kept in the
 //! session, rendered into every form and checked on every form post.
 //!
-//! The JSON API needs none: its handlers only accept `application/json` bodies, which a
-//! cross-site form cannot send, and the cookie is `SameSite=Lax`.
+//! The JSON API needs none: the session cookie is `SameSite=Lax`, so a cross-site `POST` or
+//! `PUT` arrives without it, and the login and profile endpoints only accept
+//! `application/json` bodies, which a cross-site form cannot send. (Sites on other ports of the
+//! same host count as same-site; here those are the demo's own instances.)
 
 use actix_session::Session;
 use actix_web::error::ErrorForbidden;

@@ -44,11 +44,18 @@ impl PageContext {
                 current: port == state.port,
             })
             .collect();
+        let user = user::current(session)?;
+        // Signed-in pages carry the logout form. Anonymous pages have no form (the login page
+        // adds its token itself), so merely visiting creates no session.
+        let csrf = match user {
+            Some(_) => csrf::token(session)?,
+            None => String::new(),
+        };
         Ok(Self {
             instance: state.port,
             peers,
-            user: user::current(session)?,
-            csrf: csrf::token(session)?,
+            user,
+            csrf,
         })
     }
 }
@@ -118,7 +125,8 @@ async fn login_form(
     if user::current(&session)?.is_some() {
         return Ok(see_other("/"));
     }
-    let page = PageContext::new(&req, &state, &session)?;
+    let mut page = PageContext::new(&req, &state, &session)?;
+    page.csrf = csrf::token(&session)?;
     render(
         &LoginPage {
             page,
@@ -143,18 +151,23 @@ async fn login(
     form: web::Form<LoginForm>,
 ) -> actix_web::Result<HttpResponse> {
     csrf::check(&session, &form.csrf)?;
-    if state.accounts.verify(&form.username, &form.password) {
+    let form = form.into_inner();
+    if state
+        .accounts
+        .verify_off_thread(&form.username, &form.password)
+        .await?
+    {
         user::sign_in(&session, &form.username)?;
-        csrf::rotate(&session)?;
         tracing::info!(user = %form.username, "signed in");
         return Ok(see_other("/"));
     }
     tracing::info!("failed login");
-    let page = PageContext::new(&req, &state, &session)?;
+    let mut page = PageContext::new(&req, &state, &session)?;
+    page.csrf = csrf::token(&session)?;
     render(
         &LoginPage {
             page,
-            username: form.into_inner().username,
+            username: form.username,
             error: Some("Unknown username or wrong password.".to_owned()),
         },
         StatusCode::UNAUTHORIZED,

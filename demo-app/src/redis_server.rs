@@ -88,7 +88,7 @@ impl RedisServer {
                     self.log()
                 )));
             }
-            if ping(self.port) {
+            if serves_as(self.port, self.child.id()) {
                 return Ok(());
             }
             thread::sleep(Duration::from_millis(20));
@@ -135,13 +135,30 @@ fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn ping(port: u16) -> bool {
+/// Whether the Redis on `port` answers and is the process `pid`: another server that took the
+/// port in the meantime must not pass for ours.
+fn serves_as(port: u16, pid: u32) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut reply = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
+    if stream.write_all(b"INFO server\r\n").is_err() {
+        return false;
+    }
+    // The reply is one bulk string of a few KiB; read until its process_id line is complete.
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(read @ 1..) = stream.read(&mut chunk) {
+        reply.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&reply);
+        // Only a line followed by CRLF is whole: leave out what follows the last one.
+        let whole = text.rsplit_once("\r\n").map_or("", |(whole, _)| whole);
+        if let Some(id) = whole
+            .lines()
+            .find_map(|line| line.trim_end().strip_prefix("process_id:"))
+        {
+            return id == pid.to_string();
+        }
+    }
+    false
 }

@@ -2,6 +2,8 @@
 
 use actix_session::Session;
 
+use crate::csrf;
+
 const USER: &str = "user";
 const DISPLAY_NAME: &str = "display_name";
 
@@ -13,10 +15,13 @@ pub(crate) fn current(session: &Session) -> actix_web::Result<Option<String>> {
     Ok(session.get(USER)?)
 }
 
-/// Signs `username` in: a fresh session id (no fixation) carrying the user.
+/// Signs `username` in: a fresh session id (no fixation) carrying only the user and a new
+/// CSRF token, nothing of whoever used the session before.
 pub(crate) fn sign_in(session: &Session, username: &str) -> actix_web::Result<()> {
+    session.clear();
     session.renew();
     session.insert(USER, username)?;
+    csrf::rotate(session)?;
     Ok(())
 }
 

@@ -72,18 +72,19 @@ impl RedisSessionStoreBuilder {
     /// This, not actix-session's `session_ttl`, is the lifetime of the state in Redis.
     ///
     /// # Panics
-    /// If `timeout` is under one millisecond: Redis cannot expire a key sooner.
+    /// If `timeout` is under one millisecond (Redis cannot expire a key sooner) or over 100
+    /// years.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_timeout = at_least_a_millisecond("idle_timeout", timeout);
+        self.config.idle_timeout = session_timeout("idle_timeout", timeout);
         self
     }
 
     /// How long a session lives after it was created, however active (default 12 hours).
     ///
     /// # Panics
-    /// If `timeout` is under one millisecond.
+    /// If `timeout` is under one millisecond or over 100 years.
     pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
-        self.config.absolute_timeout = at_least_a_millisecond("absolute_timeout", timeout);
+        self.config.absolute_timeout = session_timeout("absolute_timeout", timeout);
         self
     }
 
@@ -142,10 +143,14 @@ impl RedisSessionStoreBuilder {
     }
 }
 
-fn at_least_a_millisecond(setting: &str, timeout: Duration) -> Duration {
+/// The longest idle timeout or lifetime accepted: far beyond any session, and small enough for
+/// Redis's millisecond expiry arithmetic and Lua's doubles.
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+fn session_timeout(setting: &str, timeout: Duration) -> Duration {
     assert!(
-        timeout >= Duration::from_millis(1),
-        "{setting} must be at least one millisecond, got {timeout:?}"
+        (Duration::from_millis(1)..=LONGEST_TIMEOUT).contains(&timeout),
+        "{setting} must be between one millisecond and 100 years, got {timeout:?}"
     );
     timeout
 }

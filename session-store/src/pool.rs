@@ -19,7 +19,8 @@ use std::{
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use redis::{
-    Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, Value,
+    AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult,
+    Value,
     aio::{ConnectionLike, MultiplexedConnection},
 };
 
@@ -43,15 +44,24 @@ pub struct Manager {
 impl Manager {
     /// A manager for the Redis at `params` (a URL such as `redis://127.0.0.1:6379`).
     ///
+    /// Its connections have no timeouts of their own (redis-rs would otherwise cut every
+    /// command at 500 ms and every connect at 1 s): the store's timeouts govern.
+    ///
     /// # Errors
     /// When `params` cannot be turned into connection settings.
     pub fn new<T: IntoConnectionInfo>(params: T) -> RedisResult<Self> {
-        Ok(Self::from(deadpool_redis::Manager::new(params)?))
+        let unbounded = AsyncConnectionConfig::new()
+            .set_connection_timeout(None)
+            .set_response_timeout(None);
+        Ok(Self::from(deadpool_redis::Manager::new_with_config(
+            params, unbounded,
+        )?))
     }
 }
 
 /// Wraps a deadpool-redis manager, e.g. one made with
-/// `deadpool_redis::Manager::new_with_config` for connection-level settings.
+/// `deadpool_redis::Manager::new_with_config` for connection-level settings. Give its
+/// `AsyncConnectionConfig` no response timeout, or one above the store's command timeout.
 impl From<deadpool_redis::Manager> for Manager {
     fn from(inner: deadpool_redis::Manager) -> Self {
         Self {

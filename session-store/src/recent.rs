@@ -3,7 +3,7 @@
 //! With `TtlExtensionPolicy::OnEveryRequest`, actix-session calls `update_ttl` right after
 //! `load` on a request that changed nothing. Our `load` already slid the expiry in its one
 //! round trip, so `update_ttl` finds the session here and skips Redis. Two generations of a set,
-//! swapped every `WINDOW`, bound the memory without ever scanning: an entry lives less than two
+//! one per `WINDOW`, bound the memory without ever scanning: an entry lives less than two
 //! windows, and a generation holds at most `CAPACITY` entries (past that, `update_ttl` simply
 //! pays its round trip).
 
@@ -66,16 +66,21 @@ impl RecentTouches {
 }
 
 impl Generations {
+    /// Generations cover fixed windows: `current` the one from `started`, `previous` the one
+    /// before it.
     fn rotate(&mut self, now: Instant) {
         let age = now.duration_since(self.started);
         if age < WINDOW {
             return;
         }
-        self.previous = mem::take(&mut self.current);
-        if age >= 2 * WINDOW {
+        if age < 2 * WINDOW {
+            self.previous = mem::take(&mut self.current);
+            self.started += WINDOW;
+        } else {
             self.previous.clear();
+            self.current.clear();
+            self.started = now;
         }
-        self.started = now;
     }
 }
 
@@ -100,10 +105,13 @@ mod tests {
             previous: HashSet::new(),
             started: start,
         };
-        generations.rotate(start + WINDOW);
+        generations.rotate(start + WINDOW + WINDOW / 2);
         assert!(generations.previous.contains("a"));
         generations.rotate(start + 2 * WINDOW);
-        assert!(generations.previous.is_empty() && generations.current.is_empty());
+        assert!(
+            generations.previous.is_empty() && generations.current.is_empty(),
+            "an entry outlived two windows"
+        );
 
         generations.current.insert("c".to_owned());
         generations.rotate(start + 10 * WINDOW);

@@ -3,6 +3,7 @@
 use std::{
     io::ErrorKind,
     net::{TcpListener, TcpStream},
+    os::unix::process::CommandExt as _,
     path::PathBuf,
     process::{Child, Command, Stdio},
     thread,
@@ -11,6 +12,7 @@ use std::{
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use nix::{sys::signal, unistd::Pid};
 use tempfile::TempDir;
 
 /// How long a page may take to load or show an element.
@@ -23,9 +25,22 @@ const INSTALL_HINT: &str = "install Chromium and its driver with \
 /// A headless Chromium session; the driver process is stopped on drop.
 pub struct Browser {
     client: Client,
-    driver: Child,
     shots: PathBuf,
+    // Dropped after the client: the driver (and the Chromium it started) go last.
+    _driver: Driver,
     _profile: TempDir,
+}
+
+/// The `chromedriver` process, in a process group of its own so that stopping the group stops
+/// the Chromium it started as well, even when a test panics halfway.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = Pid::from_raw(self.0.id() as i32);
+        let _ = signal::killpg(group, signal::Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
 }
 
 impl Browser {
@@ -46,9 +61,11 @@ impl Browser {
             std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned()),
         )
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Driver)
         .unwrap_or_else(|err| match err.kind() {
             ErrorKind::NotFound => panic!("chromedriver is missing: {INSTALL_HINT}"),
             _ => panic!("chromedriver did not start: {err}"),
@@ -87,8 +104,8 @@ impl Browser {
         std::fs::create_dir_all(&shots).expect("the screenshot folder");
         Self {
             client,
-            driver,
             shots,
+            _driver: driver,
             _profile: profile,
         }
     }
@@ -160,16 +177,8 @@ impl Browser {
         path
     }
 
-    /// Ends the browser session.
-    pub async fn close(mut self) {
+    /// Ends the browser session and stops the driver.
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
     }
 }

@@ -59,6 +59,18 @@ impl Demo {
     /// Launches `instances` instances on free consecutive ports, with `extra_args` (e.g.
     /// `["--redis-url", url]`), and waits until the launcher says they are up.
     pub fn launch(instances: u16, extra_args: &[&str]) -> Self {
+        // The ports can be taken between our probe and the instances binding them: retry.
+        let mut failure = String::new();
+        for _ in 0..3 {
+            match Self::try_launch(instances, extra_args) {
+                Ok(demo) => return demo,
+                Err(output) => failure = output,
+            }
+        }
+        panic!("demo-app did not come up:\n{failure}");
+    }
+
+    fn try_launch(instances: u16, extra_args: &[&str]) -> Result<Self, String> {
         let base = free_port_run(instances);
         let mut child = Command::new(binary())
             .args([
@@ -79,28 +91,29 @@ impl Demo {
         let (up_tx, up_rx) = mpsc::channel();
         collect(child.stdout.take().expect("piped"), &output, Some(up_tx));
         collect(child.stderr.take().expect("piped"), &output, None);
+        // From here on, dropping `demo` stops the launcher, whatever happens.
+        let mut demo = Self {
+            child,
+            ports: (base..base + instances).collect(),
+            output,
+        };
 
         let deadline = Instant::now() + STARTUP;
         loop {
             if up_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
-                break;
+                return Ok(demo);
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "demo-app exited with {status}:\n{}",
-                    output.lock().expect("lock").join("\n")
-                );
+            if let Ok(Some(status)) = demo.child.try_wait() {
+                return Err(format!(
+                    "it exited with {status}:\n{}",
+                    demo.output().join("\n")
+                ));
             }
             assert!(
                 Instant::now() < deadline,
                 "demo-app did not come up within {STARTUP:?}:\n{}",
-                output.lock().expect("lock").join("\n")
+                demo.output().join("\n")
             );
-        }
-        Self {
-            child,
-            ports: (base..base + instances).collect(),
-            output,
         }
     }
 

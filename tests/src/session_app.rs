@@ -1,7 +1,7 @@
 //! A small actix-web app that exposes session operations as routes, for driving the store
 //! through actix-session's `SessionMiddleware` as a real application would.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use actix_session::{
     Session, SessionMiddleware,
@@ -14,6 +14,7 @@ use actix_web::{
     web,
 };
 use session_store::RedisSessionStore;
+use tokio::sync::{Semaphore, watch};
 
 /// The name of actix-session's cookie.
 pub const COOKIE: &str = "id";
@@ -54,12 +55,12 @@ pub fn middleware(
 }
 
 /// Routes over the session: `GET /get/{name}`, `POST /set/{name}/{value}`,
-/// `POST /slow-set/{name}/{value}` (waits 300 ms first), `POST /remove/{name}`, `POST /purge`,
-/// `POST /renew`.
+/// `POST /gated-set/{name}/{value}` (waits at the app's [`Gate`] first), `POST /remove/{name}`,
+/// `POST /purge`, `POST /renew`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/get/{name}", web::get().to(get))
         .route("/set/{name}/{value}", web::post().to(set))
-        .route("/slow-set/{name}/{value}", web::post().to(slow_set))
+        .route("/gated-set/{name}/{value}", web::post().to(gated_set))
         .route("/remove/{name}", web::post().to(remove))
         .route("/purge", web::post().to(purge))
         .route("/renew", web::post().to(renew));
@@ -79,12 +80,52 @@ async fn set(
     Ok(HttpResponse::Ok().finish())
 }
 
-async fn slow_set(
+async fn gated_set(
     session: Session,
     path: web::Path<(String, String)>,
+    gate: web::Data<Gate>,
 ) -> actix_web::Result<HttpResponse> {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.pass().await;
     set(session, path).await
+}
+
+/// Holds `/gated-set` requests, their session already loaded, until the test opens it: so a
+/// test can make something happen between a request's load and its write, without sleeps.
+#[derive(Clone)]
+pub struct Gate {
+    entered: Arc<Semaphore>,
+    open: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            entered: Arc::new(Semaphore::new(0)),
+            open: Arc::new(watch::channel(false).0),
+        }
+    }
+}
+
+impl Gate {
+    /// Returns once `count` requests wait at the gate.
+    pub async fn wait_for(&self, count: u32) {
+        self.entered
+            .acquire_many(count)
+            .await
+            .expect("the semaphore is never closed")
+            .forget();
+    }
+
+    /// Lets every waiting request, and every later one, through.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    async fn pass(&self) {
+        let mut open = self.open.subscribe();
+        self.entered.add_permits(1);
+        let _ = open.wait_for(|open| *open).await;
+    }
 }
 
 async fn remove(session: Session, name: web::Path<String>) -> HttpResponse {

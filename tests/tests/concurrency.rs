@@ -5,7 +5,7 @@ use actix_web::{App, cookie::Key, http::Method, test};
 use futures_util::future::join_all;
 use integration_tests::{
     RedisServer,
-    session_app::{self, MiddlewareMode, get_entry, send, session_cookie},
+    session_app::{self, Gate, MiddlewareMode, get_entry, send, session_cookie},
 };
 use redis::AsyncCommands as _;
 use session_store::{RedisSessionStore, TrackChanges};
@@ -13,7 +13,7 @@ use session_store::{RedisSessionStore, TrackChanges};
 const WRITERS: usize = 50;
 
 macro_rules! tracked_app {
-    ($server:expr, $key:expr) => {
+    ($server:expr, $key:expr, $gate:expr) => {
         test::init_service(
             App::new()
                 .wrap(TrackChanges::new(session_app::middleware(
@@ -21,6 +21,7 @@ macro_rules! tracked_app {
                     &$key,
                     MiddlewareMode::COOKIE_MODES[0].clone(),
                 )))
+                .app_data(actix_web::web::Data::new($gate))
                 .configure(session_app::routes),
         )
         .await
@@ -31,7 +32,7 @@ macro_rules! tracked_app {
 async fn concurrent_writers_of_one_session_keep_all_their_entries() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let app = tracked_app!(server, key);
+    let app = tracked_app!(server, key, Gate::default());
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
 
@@ -57,7 +58,7 @@ async fn concurrent_writers_of_one_session_keep_all_their_entries() {
 async fn concurrent_removals_and_sets_all_land() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let app = tracked_app!(server, key);
+    let app = tracked_app!(server, key, Gate::default());
     let login = send(&app, Method::POST, "/set/a/1", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
     send(&app, Method::POST, "/set/b/2", Some(&cookie)).await;
@@ -75,17 +76,23 @@ async fn concurrent_removals_and_sets_all_land() {
 async fn a_logout_among_concurrent_writes_is_never_undone() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let app = tracked_app!(server, key);
+    let gate = Gate::default();
+    let app = tracked_app!(server, key, gate.clone());
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
 
-    let paths: Vec<String> = (0..20).map(|i| format!("/slow-set/entry{i}/{i}")).collect();
+    // Every write has loaded the session when the logout lands; then they all write.
+    let paths: Vec<String> = (0..20)
+        .map(|i| format!("/gated-set/entry{i}/{i}"))
+        .collect();
     let writes = paths
         .iter()
         .map(|path| send(&app, Method::POST, path, Some(&cookie)));
     let logout = async {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        send(&app, Method::POST, "/purge", Some(&cookie)).await
+        gate.wait_for(20).await;
+        let logout = send(&app, Method::POST, "/purge", Some(&cookie)).await;
+        gate.open();
+        logout
     };
     let (writes, logout) = futures_util::join!(join_all(writes), logout);
     assert_eq!(logout.status(), 200);

@@ -116,6 +116,46 @@ fn login_renews_the_session_id() {
         Value::Null,
         "the pre-login id still works"
     );
+
+    // Whoever logs in over someone else's session inherits nothing of it.
+    let profile = api.send(
+        "PUT",
+        &demo.url(0, "/api/profile"),
+        Some(&second),
+        Some(json!({"display_name": "Bob B."})),
+    );
+    assert_eq!(profile.status, 200);
+    let alice = json!({"username": "alice", "password": "alice-password"});
+    let takeover = api.send(
+        "POST",
+        &demo.url(0, "/api/login"),
+        Some(&second),
+        Some(&alice),
+    );
+    assert_eq!(takeover.json["user"], "alice");
+    assert_eq!(
+        takeover.json["display_name"],
+        Value::Null,
+        "bob's state leaked to alice"
+    );
+}
+
+#[test]
+fn anonymous_pages_create_no_session() {
+    let demo = Demo::launch(1, &[]);
+    let api = ApiClient::default();
+    for path in ["/", "/api/me"] {
+        let response = api.send("GET", &demo.url(0, path), None, NO_BODY);
+        assert!(
+            response.cookie.is_none(),
+            "GET {path} set a cookie: {response:?}"
+        );
+    }
+    let login_page = api.send("GET", &demo.url(0, "/login"), None, NO_BODY);
+    assert!(
+        login_page.cookie.is_some(),
+        "the login form needs a session for its CSRF token"
+    );
 }
 
 #[test]

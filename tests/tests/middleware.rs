@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::{App, cookie::Key, http::Method, test};
 use integration_tests::{
     Monitor, RedisServer,
-    session_app::{self, MiddlewareMode, forge_cookie, get_entry, send, session_cookie},
+    session_app::{self, Gate, MiddlewareMode, forge_cookie, get_entry, send, session_cookie},
 };
 use redis::AsyncCommands as _;
 use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
@@ -21,6 +21,7 @@ macro_rules! app {
                     &$key,
                     $mode,
                 ))
+                .app_data(actix_web::web::Data::new(Gate::default()))
                 .configure(session_app::routes),
         )
         .await
@@ -91,21 +92,21 @@ async fn insert_read_change_renew_purge() {
 async fn an_idle_session_expires() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let builder = RedisSessionStore::builder().idle_timeout(Duration::from_millis(400));
+    let builder = RedisSessionStore::builder().idle_timeout(Duration::from_millis(1500));
     let mode = MiddlewareMode::COOKIE_MODES[0].clone();
     let app = app!(server, key, mode, builder);
 
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(
             get_entry(&app, "user", Some(&cookie)).await,
             "alice",
             "no sliding"
         );
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
 }
 
@@ -115,7 +116,7 @@ async fn the_absolute_lifetime_ends_an_active_session() {
     let key = Key::generate();
     let builder = RedisSessionStore::builder()
         .idle_timeout(Duration::from_secs(60))
-        .absolute_timeout(Duration::from_millis(1000));
+        .absolute_timeout(Duration::from_millis(2500));
     let app = app!(
         server,
         key,
@@ -126,10 +127,15 @@ async fn the_absolute_lifetime_ends_an_active_session() {
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         send(&app, Method::POST, "/set/clicks/more", Some(&cookie)).await;
+        assert_eq!(
+            get_entry(&app, "user", Some(&cookie)).await,
+            "alice",
+            "ended early"
+        );
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
 }
 
@@ -179,16 +185,29 @@ async fn a_write_racing_a_logout_does_not_undo_it() {
     for mode in MiddlewareMode::COOKIE_MODES {
         let server = RedisServer::start();
         let key = Key::generate();
-        let app = app!(server, key, mode.clone(), RedisSessionStore::builder());
+        let gate = Gate::default();
+        let app = test::init_service(
+            App::new()
+                .wrap(session_app::middleware(
+                    store(&server, RedisSessionStore::builder()),
+                    &key,
+                    mode.clone(),
+                ))
+                .app_data(actix_web::web::Data::new(gate.clone()))
+                .configure(session_app::routes),
+        )
+        .await;
         let login = send(&app, Method::POST, "/set/user/alice", None).await;
         let cookie = session_cookie(&login).expect("a session cookie");
 
-        // The slow write loads the session, then the logout lands while it sleeps.
+        // The gated write has loaded the session when the logout lands; then it writes.
         let (slow, _) = futures_util::join!(
-            send(&app, Method::POST, "/slow-set/cart/full", Some(&cookie)),
+            send(&app, Method::POST, "/gated-set/cart/full", Some(&cookie)),
             async {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                send(&app, Method::POST, "/purge", Some(&cookie)).await
+                gate.wait_for(1).await;
+                let logout = send(&app, Method::POST, "/purge", Some(&cookie)).await;
+                gate.open();
+                logout
             }
         );
         assert_eq!(slow.status(), 200);

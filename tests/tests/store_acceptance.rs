@@ -1,7 +1,10 @@
 //! The store's acceptance suite: one function per promised behaviour, stamped into a test
 //! module per Redis topology by `acceptance_suite!`.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
@@ -182,19 +185,19 @@ mod cases {
 
     pub(super) async fn an_idle_session_expires(fx: Fixture) {
         let store =
-            fx.store_with(RedisSessionStore::builder().idle_timeout(Duration::from_millis(300)));
+            fx.store_with(RedisSessionStore::builder().idle_timeout(Duration::from_millis(1200)));
         let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         assert!(
             store.load(&id).await.expect("load").is_some(),
             "expired too soon"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         assert!(
             store.load(&id).await.expect("load").is_some(),
             "use did not slide"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(store.load(&id).await.expect("load"), None);
     }
 
@@ -202,18 +205,21 @@ mod cases {
         let store = fx.store_with(
             RedisSessionStore::builder()
                 .idle_timeout(Duration::from_secs(60))
-                .absolute_timeout(Duration::from_millis(1200)),
+                .absolute_timeout(Duration::from_millis(2500)),
         );
         let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
         assert!(
-            fx.pttl(&id).await <= 1200,
+            fx.pttl(&id).await <= 2500,
             "expiry not capped by the lifetime"
         );
-        for _ in 0..4 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            assert!(store.load(&id).await.expect("load").is_some());
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            assert!(
+                store.load(&id).await.expect("load").is_some(),
+                "ended early"
+            );
         }
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(store.load(&id).await.expect("load"), None);
         assert!(fx.stored_keys().await.is_empty());
     }
@@ -345,7 +351,7 @@ mod cases {
 
     pub(super) async fn entry_names_never_collide_with_metadata(fx: Fixture) {
         let store = fx
-            .store_with(RedisSessionStore::builder().absolute_timeout(Duration::from_millis(800)));
+            .store_with(RedisSessionStore::builder().absolute_timeout(Duration::from_millis(2000)));
         let odd = state(&[
             ("\0c", "\"not a timestamp\""),
             ("\0s", "1"),
@@ -357,7 +363,7 @@ mod cases {
         assert_eq!(store.load(&id).await.expect("load"), Some(odd.clone()));
         let id = store.update(id, odd.clone(), &TTL).await.expect("update");
         assert_eq!(store.load(&id).await.expect("load"), Some(odd));
-        tokio::time::sleep(Duration::from_millis(900)).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
         assert_eq!(
             store.load(&id).await.expect("load"),
             None,
@@ -409,6 +415,47 @@ mod cases {
         assert_eq!(value, "old");
     }
 
+    pub(super) async fn a_slow_answer_within_the_command_timeout_is_waited_for(fx: Fixture) {
+        let store = fx.store();
+        let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
+        pause_redis(&fx, 800).await;
+        let started = Instant::now();
+        assert!(
+            store
+                .load(&id)
+                .await
+                .expect("a load slower than 500 ms")
+                .is_some()
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(600),
+            "Redis was not paused"
+        );
+    }
+
+    pub(super) async fn a_slow_answer_past_the_command_timeout_fails_fast(fx: Fixture) {
+        let store =
+            fx.store_with(RedisSessionStore::builder().command_timeout(Duration::from_millis(200)));
+        let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
+        pause_redis(&fx, 1500).await;
+        let started = Instant::now();
+        let err = store.load(&id).await.expect_err("a timeout");
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "took {:?}",
+            started.elapsed()
+        );
+        let LoadError::Other(cause) = err else {
+            panic!("expected LoadError::Other, got {err:?}");
+        };
+        assert!(
+            matches!(cause.downcast_ref(), Some(StoreError::CommandTimeout(_))),
+            "{cause:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        assert!(store.load(&id).await.expect("recovered").is_some());
+    }
+
     pub(super) async fn different_prefixes_do_not_see_each_other(fx: Fixture) {
         let ours = fx.store();
         let theirs = RedisSessionStore::builder()
@@ -419,6 +466,17 @@ mod cases {
         assert_eq!(theirs.load(&id).await.expect("load"), None);
         assert!(ours.load(&id).await.expect("load").is_some());
     }
+}
+
+/// Makes Redis hold every client's commands for `millis`.
+async fn pause_redis(fx: &Fixture, millis: u64) {
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(millis)
+        .arg("ALL")
+        .query_async(&mut fx.redis().await)
+        .await
+        .expect("CLIENT PAUSE");
 }
 
 /// Stamps one `#[tokio::test]` per case, each on a fresh fixture from `$fixture`.
@@ -456,6 +514,8 @@ macro_rules! every_case {
             delete_ends_the_session,
             save_never_overwrites_an_existing_key,
             different_prefixes_do_not_see_each_other,
+            a_slow_answer_within_the_command_timeout_is_waited_for,
+            a_slow_answer_past_the_command_timeout_fails_fast,
         );
     };
 }

@@ -4,7 +4,7 @@ use actix_session::{SessionMiddleware, config::CookieContentSecurity};
 use actix_web::{App, HttpServer, cookie::Key, web};
 use anyhow::Context as _;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use session_store::RedisSessionStore;
+use session_store::{RedisSessionStore, TrackChanges};
 
 use crate::{accounts::Accounts, api, cli::ServeArgs, pages, state::AppState};
 
@@ -18,19 +18,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The session middleware as the demo sets it up: HttpOnly, SameSite=Lax, encrypted cookies,
-/// `Secure` unless the demo runs on plain-HTTP localhost.
+/// `Secure` unless the demo runs on plain-HTTP localhost; each request writes only the
+/// entries it changed.
 pub fn session_middleware(
     store: RedisSessionStore,
     key: Key,
     secure: bool,
-) -> SessionMiddleware<RedisSessionStore> {
-    SessionMiddleware::builder(store, key)
-        .cookie_name(SESSION_COOKIE.to_owned())
-        .cookie_content_security(CookieContentSecurity::Private)
-        .cookie_http_only(true)
-        .cookie_same_site(actix_web::cookie::SameSite::Lax)
-        .cookie_secure(secure)
-        .build()
+) -> TrackChanges {
+    TrackChanges::new(
+        SessionMiddleware::builder(store, key)
+            .cookie_name(SESSION_COOKIE.to_owned())
+            .cookie_content_security(CookieContentSecurity::Private)
+            .cookie_http_only(true)
+            .cookie_same_site(actix_web::cookie::SameSite::Lax)
+            .cookie_secure(secure)
+            .build(),
+    )
 }
 
 /// Parses a cookie key given as base64.

@@ -104,6 +104,11 @@ impl RedisServer {
         std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The loopback port it listens on.
     pub fn port(&self) -> u16 {
         self.port

@@ -7,7 +7,10 @@
 //! - loads a session and slides its idle expiry in **one round trip**, and skips the second
 //!   one actix-session asks for with `TtlExtensionPolicy::OnEveryRequest`;
 //! - never brings back a session that was logged out, revoked or expired while a request was
-//!   writing to it;
+//!   writing to it, and, behind [`TrackChanges`], writes only the entries a request changed, so
+//!   overlapping requests of one session lose nothing;
+//! - hands out pooled connections without deadpool-redis's per-checkout `PING` while they
+//!   keep working (see [`Manager`]);
 //! - stores only a SHA-256 hash of the session id in Redis keys, so reading Redis hands nobody
 //!   a usable cookie, and never sends a cookie of the wrong shape to Redis at all;
 //! - enforces an idle timeout *and* an absolute lifetime;
@@ -22,7 +25,7 @@
 //!
 //! use actix_session::{Session, SessionMiddleware};
 //! use actix_web::{App, HttpServer, Responder, cookie::Key, web};
-//! use session_store::RedisSessionStore;
+//! use session_store::{RedisSessionStore, TrackChanges};
 //!
 //! async fn visits(session: Session) -> actix_web::Result<impl Responder> {
 //!     let visits = session.get::<u32>("visits")?.unwrap_or(0) + 1;
@@ -41,7 +44,8 @@
 //!
 //!     HttpServer::new(move || {
 //!         App::new()
-//!             .wrap(SessionMiddleware::new(store.clone(), key.clone()))
+//!             // Each request writes only the entries it changed.
+//!             .wrap(TrackChanges::new(SessionMiddleware::new(store.clone(), key.clone())))
 //!             .route("/", web::get().to(visits))
 //!     })
 //!     .bind(("127.0.0.1", 8080))?
@@ -87,7 +91,7 @@ pub use deadpool_redis::{self, redis};
 pub use crate::{
     config::RedisSessionStoreBuilder,
     error::StoreError,
-    pool::{Connection, Manager, Pool, PooledConnection, TRUST_WINDOW},
+    pool::{Connection, Manager, Pool, TRUST_WINDOW},
     store::RedisSessionStore,
     tracking::{TrackChanges, TrackChangesService},
 };

@@ -1,18 +1,24 @@
 //! The connection pool: deadpool, with a manager that checks a connection's health only when
 //! the connection has not proven itself moments ago.
 //!
-//! deadpool-redis's own manager sends `UNWATCH` + `PING` every time it hands a connection out
-//! again: one extra round trip per request, which doubles the cost of a session read. This
-//! manager wraps it and skips that check when the connection completed a command within the
-//! last [`TRUST_WINDOW`] and no connection of the pool has failed since. A connection whose
-//! command failed at the connection level is discarded at its next checkout, and every failure
-//! makes every other connection prove itself again (the `PING`), so a Redis restart costs at
-//! most the requests that were in flight on the old connections.
+//! Two things make deadpool-redis's own pool slow for sessions. Its manager sends `UNWATCH` +
+//! `PING` every time it hands a connection out again: one extra round trip per request, which
+//! doubles the cost of a session read. And a request holds its connection until it is done, so
+//! at most `max_size` commands are in flight, although each connection is a multiplexed one
+//! that could carry many at once.
+//!
+//! So the store takes a connection from the pool, clones its multiplexed handle and gives the
+//! connection back at once: requests share connections and pipeline on them, and the pool
+//! bounds the number of connections, not of requests. The manager skips the health check for a
+//! connection that completed a command within the last [`TRUST_WINDOW`] with no failure in the
+//! pool since. A connection whose command failed at the connection level is discarded at its
+//! next checkout, and every failure makes every other connection prove itself again (the
+//! `PING`), so a Redis restart costs at most the requests in flight on the old connections.
 
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -30,15 +36,14 @@ pub const TRUST_WINDOW: Duration = Duration::from_secs(1);
 /// A deadpool pool of Redis connections managed by [`Manager`].
 pub type Pool = managed::Pool<Manager>;
 
-/// A connection checked out of a [`Pool`].
-pub type PooledConnection = managed::Object<Manager>;
-
 /// Creates Redis connections and decides when one must prove its health before reuse.
 #[derive(Debug)]
 pub struct Manager {
     inner: deadpool_redis::Manager,
     /// Counts connection failures; a connection proven before the latest one is checked again.
     failures: Arc<AtomicU64>,
+    /// The origin of the millisecond clock that [`Health`] keeps.
+    started: Instant,
 }
 
 impl Manager {
@@ -67,6 +72,7 @@ impl From<deadpool_redis::Manager> for Manager {
         Self {
             inner,
             failures: Arc::default(),
+            started: Instant::now(),
         }
     }
 }
@@ -76,48 +82,88 @@ impl managed::Manager for Manager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<Connection, RedisError> {
-        let failures = self.failures.load(Ordering::Acquire);
         let inner = managed::Manager::create(&self.inner).await?;
-        Ok(Connection {
-            inner,
-            proven_at: Some(Instant::now()),
-            proven_after_failures: failures,
-            failures: Arc::clone(&self.failures),
-            broken: false,
-        })
+        let health = Arc::new(Health {
+            started: self.started,
+            proven_at: AtomicU64::new(0),
+            proven_after_failures: AtomicU64::new(0),
+            broken: AtomicBool::new(false),
+            pool_failures: Arc::clone(&self.failures),
+        });
+        health.prove();
+        Ok(Connection { inner, health })
     }
 
     async fn recycle(&self, conn: &mut Connection, metrics: &Metrics) -> RecycleResult<RedisError> {
-        if conn.broken {
+        if conn.health.broken.load(Ordering::Acquire) {
             return Err(RecycleError::message("the connection failed"));
         }
-        let failures = self.failures.load(Ordering::Acquire);
-        let recently_proven = conn.proven_at.is_some_and(|at| at.elapsed() < TRUST_WINDOW);
-        if recently_proven && conn.proven_after_failures == failures {
+        if conn.health.is_trusted() {
             return Ok(());
         }
         managed::Manager::recycle(&self.inner, &mut conn.inner, metrics).await?;
-        conn.proven_at = Some(Instant::now());
-        conn.proven_after_failures = failures;
+        conn.health.prove();
         Ok(())
     }
 }
 
-/// A multiplexed Redis connection that remembers whether it last worked.
+/// A pooled multiplexed Redis connection and what is known of its health.
 pub struct Connection {
     inner: MultiplexedConnection,
-    proven_at: Option<Instant>,
-    proven_after_failures: u64,
-    failures: Arc<AtomicU64>,
-    broken: bool,
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("proven_at", &self.proven_at)
-            .field("broken", &self.broken)
+            .field("health", &self.health)
             .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A handle on this connection for one request, which shares it with other requests.
+    pub(crate) fn share(&self) -> SharedConnection {
+        SharedConnection {
+            inner: self.inner.clone(),
+            health: Arc::clone(&self.health),
+        }
+    }
+}
+
+/// The health of one connection, shared by the pool's copy and the requests using it.
+#[derive(Debug)]
+struct Health {
+    started: Instant,
+    /// Milliseconds from `started` to the last sign of life (a command answered).
+    proven_at: AtomicU64,
+    /// The pool's failure count at that moment.
+    proven_after_failures: AtomicU64,
+    broken: AtomicBool,
+    pool_failures: Arc<AtomicU64>,
+}
+
+impl Health {
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn prove(&self) {
+        self.proven_after_failures
+            .store(self.pool_failures.load(Ordering::Acquire), Ordering::Release);
+        self.proven_at.store(self.now(), Ordering::Release);
+    }
+
+    /// Proven within the trust window, and no connection of the pool failed since.
+    fn is_trusted(&self) -> bool {
+        let age = self.now().saturating_sub(self.proven_at.load(Ordering::Acquire));
+        let failures = self.pool_failures.load(Ordering::Acquire);
+        age < TRUST_WINDOW.as_millis() as u64
+            && self.proven_after_failures.load(Ordering::Acquire) == failures
+    }
+
+    fn fail(&self) {
+        self.pool_failures.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -131,33 +177,32 @@ pub(crate) enum Outcome<'a> {
     TimedOut,
 }
 
-impl Connection {
+/// One request's handle on a pooled connection.
+pub(crate) struct SharedConnection {
+    inner: MultiplexedConnection,
+    health: Arc<Health>,
+}
+
+impl SharedConnection {
     /// Records how a command went, so the pool knows whether to trust this connection.
-    pub(crate) fn record(&mut self, outcome: Outcome<'_>) {
+    pub(crate) fn record(&self, outcome: Outcome<'_>) {
         match outcome {
-            Outcome::Answered => self.prove(),
+            Outcome::Answered => self.health.prove(),
+            // An error reply (e.g. NOSCRIPT): the connection itself works.
             Outcome::Failed(err) if !(err.is_io_error() || err.is_unrecoverable_error()) => {
-                // An error reply (e.g. NOSCRIPT): the connection itself works.
-                self.prove();
+                self.health.prove();
             }
             Outcome::Failed(_) => {
-                self.broken = true;
-                self.failures.fetch_add(1, Ordering::AcqRel);
+                self.health.broken.store(true, Ordering::Release);
+                self.health.fail();
             }
-            Outcome::TimedOut => {
-                self.proven_at = None;
-                self.failures.fetch_add(1, Ordering::AcqRel);
-            }
+            // Slow, perhaps gone: every connection must prove itself before it is used again.
+            Outcome::TimedOut => self.health.fail(),
         }
-    }
-
-    fn prove(&mut self) {
-        self.proven_at = Some(Instant::now());
-        self.proven_after_failures = self.failures.load(Ordering::Acquire);
     }
 }
 
-impl ConnectionLike for Connection {
+impl ConnectionLike for SharedConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         self.inner.req_packed_command(cmd)
     }

@@ -9,7 +9,7 @@ use redis::{Cmd, ErrorKind, FromRedisValue, ServerErrorKind};
 use crate::{
     StoreError,
     config::{Config, RedisSessionStoreBuilder},
-    pool::{Outcome, Pool, PooledConnection},
+    pool::{Outcome, Pool, SharedConnection},
     recent::RecentTouches,
     scripts::{self, LuaScript},
     session_id,
@@ -117,7 +117,8 @@ impl RedisSessionStore {
         script: Option<&LuaScript>,
     ) -> Result<T, StoreError> {
         let timeouts = &self.inner.config.pool_timeouts;
-        let mut connection = self.inner.pool.timeout_get(timeouts).await?;
+        // Back to the pool at once: other requests share the connection meanwhile.
+        let mut connection = self.inner.pool.timeout_get(timeouts).await?.share();
         match (self.bounded(&mut connection, cmd).await, script) {
             (Err(StoreError::Redis(err)), Some(script))
                 if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
@@ -133,11 +134,11 @@ impl RedisSessionStore {
     /// it went, so the pool knows whether to trust it next time.
     async fn bounded<T: FromRedisValue>(
         &self,
-        connection: &mut PooledConnection,
+        connection: &mut SharedConnection,
         cmd: &Cmd,
     ) -> Result<T, StoreError> {
         let timeout = self.inner.config.command_timeout;
-        match tokio::time::timeout(timeout, cmd.query_async(&mut **connection)).await {
+        match tokio::time::timeout(timeout, cmd.query_async(connection)).await {
             Ok(Ok(value)) => {
                 connection.record(Outcome::Answered);
                 Ok(value)

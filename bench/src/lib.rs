@@ -1,0 +1,105 @@
+//! The benchmark's shared pieces: which store a server runs with, and the one app all stores
+//! serve, so that the store is the only difference between runs.
+
+use actix_session::{Session, config::TtlExtensionPolicy};
+use actix_web::{HttpResponse, web};
+
+pub mod load;
+pub mod redis_stats;
+pub mod runner;
+pub mod server;
+
+/// The session store a benchmark server runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// This project's `RedisSessionStore`, behind `TrackChanges`.
+    Ours,
+    /// actix-session's `RedisSessionStore` on a redis-rs `ConnectionManager`.
+    ActixCm,
+    /// actix-session's `RedisSessionStore` on a deadpool-redis pool (`redis-pool`).
+    ActixPool,
+    /// No session middleware at all: the ceiling of the server itself.
+    None,
+}
+
+impl StoreKind {
+    /// The name the tables use.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ours => "session-store",
+            Self::ActixCm => "actix-session (ConnectionManager)",
+            Self::ActixPool => "actix-session (deadpool)",
+            Self::None => "no session middleware",
+        }
+    }
+
+    /// The value of `--store` that selects it.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Self::Ours => "ours",
+            Self::ActixCm => "actix-cm",
+            Self::ActixPool => "actix-pool",
+            Self::None => "none",
+        }
+    }
+}
+
+/// When actix-session asks the store to slide the expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    /// `TtlExtensionPolicy::OnEveryRequest`.
+    Every,
+    /// `TtlExtensionPolicy::OnStateChanges`.
+    Changes,
+}
+
+impl From<Policy> for TtlExtensionPolicy {
+    fn from(policy: Policy) -> Self {
+        match policy {
+            Policy::Every => Self::OnEveryRequest,
+            Policy::Changes => Self::OnStateChanges,
+        }
+    }
+}
+
+/// The routes every store serves: `POST /login` (a new session with three small entries),
+/// `GET /read`, `POST /write` (changes one entry), `POST /set/{name}` and `GET /count` (for
+/// the lost-update count).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/login", web::post().to(login))
+        .route("/read", web::get().to(read))
+        .route("/write", web::post().to(write))
+        .route("/set/{name}", web::post().to(set))
+        .route("/count", web::get().to(count));
+}
+
+/// The state of a logged-in session, also used for the memory measurement.
+pub const LOGIN_STATE: [(&str, &str); 3] = [("user", "\"alice\""), ("theme", "\"dark\""), ("visits", "3")];
+
+async fn login(session: Session) -> actix_web::Result<HttpResponse> {
+    session.insert("user", "alice")?;
+    session.insert("theme", "dark")?;
+    session.insert("visits", 3)?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+async fn read(session: Session) -> actix_web::Result<HttpResponse> {
+    let user = session.get::<String>("user")?;
+    Ok(HttpResponse::Ok().body(user.unwrap_or_default()))
+}
+
+async fn write(session: Session) -> actix_web::Result<HttpResponse> {
+    let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
+    session.insert("visits", visits)?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+async fn set(session: Session, name: web::Path<String>) -> actix_web::Result<HttpResponse> {
+    session.insert(name.into_inner(), 1)?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+async fn count(session: Session) -> actix_web::Result<HttpResponse> {
+    let entries = session.entries().keys().filter(|name| name.starts_with('e')).count();
+    Ok(HttpResponse::Ok().body(entries.to_string()))
+}

@@ -1,0 +1,83 @@
+//! `bench serve`: the benchmark app with whichever store `--store` names.
+
+use actix_session::{SessionMiddleware, config::PersistentSession, storage::SessionStore};
+use actix_web::{App, HttpServer, cookie::Key};
+use clap::Args;
+use session_store::{RedisSessionStore, TrackChanges};
+
+use crate::{Policy, StoreKind, routes};
+
+/// Serves the benchmark app on 127.0.0.1.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The store behind the session middleware.
+    #[arg(long, value_enum)]
+    pub store: StoreKind,
+    /// When actix-session asks the store to slide the expiry.
+    #[arg(long, value_enum, default_value_t = Policy::Changes)]
+    pub policy: Policy,
+    /// The Redis to use.
+    #[arg(long)]
+    pub redis_url: String,
+    /// The port to listen on.
+    #[arg(long)]
+    pub port: u16,
+    /// actix worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+}
+
+/// One key for every run: the runner needs no secret, only cookies the server accepts.
+fn key() -> Key {
+    Key::from(&[7u8; 64])
+}
+
+fn middleware<S: SessionStore>(store: S, policy: Policy) -> SessionMiddleware<S> {
+    SessionMiddleware::builder(store, key())
+        .cookie_secure(false)
+        .session_lifecycle(PersistentSession::default().session_ttl_extension_policy(policy.into()))
+        .build()
+}
+
+/// Runs the server until the process is killed.
+///
+/// # Errors
+/// When the store cannot reach Redis or the port cannot be bound.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let policy = args.policy;
+    let server = match args.store {
+        StoreKind::Ours => {
+            let store = RedisSessionStore::from_url(&args.redis_url)?;
+            HttpServer::new(move || {
+                App::new()
+                    .wrap(TrackChanges::new(middleware(store.clone(), policy)))
+                    .configure(routes)
+            })
+            .workers(args.workers)
+            .bind(("127.0.0.1", args.port))?
+            .run()
+        }
+        StoreKind::ActixCm => {
+            let store = actix_session::storage::RedisSessionStore::new(args.redis_url.clone()).await?;
+            HttpServer::new(move || App::new().wrap(middleware(store.clone(), policy)).configure(routes))
+                .workers(args.workers)
+                .bind(("127.0.0.1", args.port))?
+                .run()
+        }
+        StoreKind::ActixPool => {
+            let pool = anchor_deadpool_redis::Config::from_url(args.redis_url.clone())
+                .create_pool(Some(anchor_deadpool_redis::Runtime::Tokio1))?;
+            let store = actix_session::storage::RedisSessionStore::new_pooled(pool).await?;
+            HttpServer::new(move || App::new().wrap(middleware(store.clone(), policy)).configure(routes))
+                .workers(args.workers)
+                .bind(("127.0.0.1", args.port))?
+                .run()
+        }
+        StoreKind::None => HttpServer::new(|| App::new().configure(routes))
+            .workers(args.workers)
+            .bind(("127.0.0.1", args.port))?
+            .run(),
+    };
+    server.await?;
+    Ok(())
+}

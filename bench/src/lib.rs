@@ -74,7 +74,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The state of a logged-in session, also used for the memory measurement.
-pub const LOGIN_STATE: [(&str, &str); 3] = [("user", "\"alice\""), ("theme", "\"dark\""), ("visits", "3")];
+pub const LOGIN_STATE: [(&str, &str); 3] = [
+    ("user", "\"alice\""),
+    ("theme", "\"dark\""),
+    ("visits", "3"),
+];
 
 async fn login(session: Session) -> actix_web::Result<HttpResponse> {
     session.insert("user", "alice")?;
@@ -100,6 +104,10 @@ async fn set(session: Session, name: web::Path<String>) -> actix_web::Result<Htt
 }
 
 async fn count(session: Session) -> actix_web::Result<HttpResponse> {
-    let entries = session.entries().keys().filter(|name| name.starts_with('e')).count();
+    let entries = session
+        .entries()
+        .keys()
+        .filter(|name| name.starts_with('e'))
+        .count();
     Ok(HttpResponse::Ok().body(entries.to_string()))
 }

@@ -40,7 +40,11 @@ pub struct LoadResult {
 
 /// Which load generator is in use.
 pub fn generator() -> &'static str {
-    if wrk_installed() { "wrk" } else { "built-in generator (install wrk for better figures)" }
+    if wrk_installed() {
+        "wrk"
+    } else {
+        "built-in generator (install wrk for better figures)"
+    }
 }
 
 fn wrk_installed() -> bool {
@@ -51,7 +55,13 @@ fn wrk_installed() -> bool {
 ///
 /// # Errors
 /// When the load generator fails.
-pub fn run(port: u16, request: &Request, duration: Duration, connections: u32, cpu: Option<usize>) -> anyhow::Result<LoadResult> {
+pub fn run(
+    port: u16,
+    request: &Request,
+    duration: Duration,
+    connections: u32,
+    cpu: Option<usize>,
+) -> anyhow::Result<LoadResult> {
     if wrk_installed() {
         wrk(port, request, duration, connections, cpu)
     } else {
@@ -59,8 +69,17 @@ pub fn run(port: u16, request: &Request, duration: Duration, connections: u32, c
     }
 }
 
-fn wrk(port: u16, request: &Request, duration: Duration, connections: u32, cpu: Option<usize>) -> anyhow::Result<LoadResult> {
-    let mut script = format!("wrk.method = \"{}\"\nwrk.path = \"{}\"\n", request.method, request.path);
+fn wrk(
+    port: u16,
+    request: &Request,
+    duration: Duration,
+    connections: u32,
+    cpu: Option<usize>,
+) -> anyhow::Result<LoadResult> {
+    let mut script = format!(
+        "wrk.method = \"{}\"\nwrk.path = \"{}\"\n",
+        request.method, request.path
+    );
     if let Some(cookie) = &request.cookie {
         script.push_str(&format!("wrk.headers[\"Cookie\"] = \"{cookie}\"\n"));
     }
@@ -69,13 +88,22 @@ fn wrk(port: u16, request: &Request, duration: Duration, connections: u32, cpu: 
 
     let mut command = pinned(cpu, "wrk");
     command
-        .args(["-t1", &format!("-c{connections}"), &format!("-d{}s", duration.as_secs()), "--latency", "-s"])
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{}s", duration.as_secs()),
+            "--latency",
+            "-s",
+        ])
         .arg(script_file.path())
         .arg(format!("http://127.0.0.1:{port}"));
     let output = command.output().context("running wrk")?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "wrk failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     parse_wrk(&text).with_context(|| format!("unexpected wrk output:\n{text}"))
 }
@@ -93,7 +121,13 @@ pub fn pinned(cpu: Option<usize>, program: &str) -> Command {
 }
 
 fn parse_wrk(text: &str) -> Option<LoadResult> {
-    let mut result = LoadResult { requests: 0, errors: 0, rate: 0.0, p50_ms: 0.0, p99_ms: 0.0 };
+    let mut result = LoadResult {
+        requests: 0,
+        errors: 0,
+        rate: 0.0,
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+    };
     for line in text.lines().map(str::trim) {
         let mut words = line.split_whitespace();
         match (words.next(), words.next()) {
@@ -139,11 +173,16 @@ fn built_in(port: u16, request: &Request, duration: Duration, connections: u32) 
         .map(|_| {
             let (stop, url, request) = (Arc::clone(&stop), url.clone(), request.clone());
             thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
                 let (mut latencies, mut errors) = (Vec::new(), 0u64);
                 while !stop.load(Ordering::Relaxed) {
                     let sent = Instant::now();
-                    let mut builder = ureq::http::Request::builder().method(request.method).uri(&url);
+                    let mut builder = ureq::http::Request::builder()
+                        .method(request.method)
+                        .uri(&url);
                     if let Some(cookie) = &request.cookie {
                         builder = builder.header("cookie", cookie);
                     }

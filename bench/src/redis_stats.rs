@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 /// Commands that only ever run inside session-store's Lua scripts, never from a client. The
 /// anchor sends none of them (it uses GET, SET, EXPIRE and DEL).
-const SCRIPT_ONLY: [&str; 8] = ["time", "hget", "hset", "pexpire", "hgetall", "exists", "hkeys", "hdel"];
+const SCRIPT_ONLY: [&str; 8] = [
+    "time", "hget", "hset", "pexpire", "hgetall", "exists", "hkeys", "hdel",
+];
 
 /// Commands the benchmark itself sends to read statistics.
 const OURS: [&str; 4] = ["info", "config|resetstat", "flushall", "memory|purge"];
@@ -24,7 +26,12 @@ impl CommandStats {
             .lines()
             .filter_map(|line| {
                 let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-                let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+                let calls = rest
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
                 Some((name.to_owned(), calls))
             })
             .collect();
@@ -35,7 +42,9 @@ impl CommandStats {
     pub fn client_commands(&self) -> u64 {
         self.0
             .iter()
-            .filter(|(name, _)| !SCRIPT_ONLY.contains(&name.as_str()) && !OURS.contains(&name.as_str()))
+            .filter(|(name, _)| {
+                !SCRIPT_ONLY.contains(&name.as_str()) && !OURS.contains(&name.as_str())
+            })
             .map(|(_, calls)| calls)
             .sum()
     }

@@ -51,10 +51,34 @@ struct Scenario {
 }
 
 const SCENARIOS: [Scenario; 4] = [
-    Scenario { name: "read, expiry slid every request", policy: Policy::Every, method: "GET", path: "/read", logged_in: true },
-    Scenario { name: "read, no refresh", policy: Policy::Changes, method: "GET", path: "/read", logged_in: true },
-    Scenario { name: "write one entry", policy: Policy::Changes, method: "POST", path: "/write", logged_in: true },
-    Scenario { name: "login (new session)", policy: Policy::Changes, method: "POST", path: "/login", logged_in: false },
+    Scenario {
+        name: "read, expiry slid every request",
+        policy: Policy::Every,
+        method: "GET",
+        path: "/read",
+        logged_in: true,
+    },
+    Scenario {
+        name: "read, no refresh",
+        policy: Policy::Changes,
+        method: "GET",
+        path: "/read",
+        logged_in: true,
+    },
+    Scenario {
+        name: "write one entry",
+        policy: Policy::Changes,
+        method: "POST",
+        path: "/write",
+        logged_in: true,
+    },
+    Scenario {
+        name: "login (new session)",
+        policy: Policy::Changes,
+        method: "POST",
+        path: "/login",
+        logged_in: false,
+    },
 ];
 
 /// One measured row.
@@ -72,7 +96,11 @@ struct Row {
 /// When Redis, the server or the load generator cannot be run.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let cpus = thread::available_parallelism().map_or(1, usize::from);
-    let (server_cpu, load_cpu) = if cpus >= 2 { (Some(0), Some(1)) } else { (None, None) };
+    let (server_cpu, load_cpu) = if cpus >= 2 {
+        (Some(0), Some(1))
+    } else {
+        (None, None)
+    };
     let redis = RedisServer::start(&[])?;
     if let Some(cpu) = load_cpu {
         pin_process(redis.pid(), cpu)?;
@@ -93,14 +121,35 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for scenario in &SCENARIOS {
         for store in STORES {
-            rows.push(measure(scenario, store, &redis, &mut admin, duration, args.connections, server_cpu, load_cpu)?);
+            rows.push(measure(
+                scenario,
+                store,
+                &redis,
+                &mut admin,
+                duration,
+                args.connections,
+                server_cpu,
+                load_cpu,
+            )?);
             eprintln!("measured: {} / {}", scenario.name, store.label());
         }
     }
-    let ceiling = measure(&SCENARIOS[1], StoreKind::None, &redis, &mut admin, duration, args.connections, server_cpu, load_cpu)?;
+    let ceiling = measure(
+        &SCENARIOS[1],
+        StoreKind::None,
+        &redis,
+        &mut admin,
+        duration,
+        args.connections,
+        server_cpu,
+        load_cpu,
+    )?;
     print_load_table(&rows, &ceiling);
 
-    println!("\n### Lost updates: {} concurrent requests of one session, each setting its own entry\n", args.writers);
+    println!(
+        "\n### Lost updates: {} concurrent requests of one session, each setting its own entry\n",
+        args.writers
+    );
     println!("| store | entries kept | lost |\n|---|---|---|");
     for store in STORES {
         redis::cmd("FLUSHALL").exec(&mut admin)?;
@@ -108,9 +157,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         println!("| {} | {kept} | {} |", store.label(), args.writers - kept);
     }
 
-    println!("\n### Redis memory per session: {} sessions of three small entries\n", args.sessions);
+    println!(
+        "\n### Redis memory per session: {} sessions of three small entries\n",
+        args.sessions
+    );
     println!("| store | bytes per session |\n|---|---|");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     redis::cmd("FLUSHALL").exec(&mut admin)?;
     let ours = session_store::RedisSessionStore::from_url(&redis.url())?;
     let ours = runtime.block_on(memory_per_session(&ours, &mut admin, args.sessions))?;
@@ -119,7 +173,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let anchor = runtime.block_on(memory_per_session(&anchor, &mut admin, args.sessions))?;
     println!("| {} | {ours:.0} |", StoreKind::Ours.label());
     println!("| actix-session | {anchor:.0} |");
-    println!("\nsession-store uses {:.2}× the memory of actix-session's store.", ours / anchor);
+    println!(
+        "\nsession-store uses {:.2}× the memory of actix-session's store.",
+        ours / anchor
+    );
     Ok(())
 }
 
@@ -136,9 +193,23 @@ fn measure(
 ) -> anyhow::Result<Row> {
     redis::cmd("FLUSHALL").exec(admin)?;
     let server = Server::start(store, scenario.policy, redis, server_cpu)?;
-    let cookie = if scenario.logged_in && store != StoreKind::None { Some(server.login()?) } else { None };
-    let request = Request { method: scenario.method, path: scenario.path, cookie };
-    load::run(server.port, &request, Duration::from_secs(1), connections, load_cpu)?;
+    let cookie = if scenario.logged_in && store != StoreKind::None {
+        Some(server.login()?)
+    } else {
+        None
+    };
+    let request = Request {
+        method: scenario.method,
+        path: scenario.path,
+        cookie,
+    };
+    load::run(
+        server.port,
+        &request,
+        Duration::from_secs(1),
+        connections,
+        load_cpu,
+    )?;
     redis_stats::reset(admin)?;
     let load = load::run(server.port, &request, duration, connections, load_cpu)?;
     let stats = CommandStats::read(admin)?;
@@ -153,7 +224,9 @@ fn measure(
 }
 
 fn print_load_table(rows: &[Row], ceiling: &Row) {
-    println!("| scenario | store | req/s | p50 ms | p99 ms | errors | Redis commands/req | round trips/req | session-store's speed-up |");
+    println!(
+        "| scenario | store | req/s | p50 ms | p99 ms | errors | Redis commands/req | round trips/req | session-store's speed-up |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     let ours: HashMap<&str, f64> = rows
         .iter()
@@ -165,7 +238,11 @@ fn print_load_table(rows: &[Row], ceiling: &Row) {
             StoreKind::Ours | StoreKind::None => "".to_owned(),
             _ => format!("{:.2}×", ours[row.scenario] / row.load.rate),
         };
-        let scenario = if row.store == StoreKind::None { "read (ceiling)" } else { row.scenario };
+        let scenario = if row.store == StoreKind::None {
+            "read (ceiling)"
+        } else {
+            row.scenario
+        };
         println!(
             "| {scenario} | {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {:.2} | {speed_up} |",
             row.store.label(),
@@ -181,13 +258,26 @@ fn print_load_table(rows: &[Row], ceiling: &Row) {
 
 /// `writers` concurrent requests of one session, each setting its own entry; returns how
 /// many of the entries the session kept.
-fn concurrent_writers(store: StoreKind, redis: &RedisServer, writers: usize, cpu: Option<usize>) -> anyhow::Result<usize> {
+fn concurrent_writers(
+    store: StoreKind,
+    redis: &RedisServer,
+    writers: usize,
+    cpu: Option<usize>,
+) -> anyhow::Result<usize> {
     let server = Server::start(store, Policy::Changes, redis, cpu)?;
     let cookie = server.login()?;
     let threads: Vec<_> = (0..writers)
         .map(|i| {
-            let (url, cookie) = (format!("http://127.0.0.1:{}/set/e{i}", server.port), cookie.clone());
-            thread::spawn(move || ureq::post(&url).header("cookie", &cookie).send_empty().map(|_| ()))
+            let (url, cookie) = (
+                format!("http://127.0.0.1:{}/set/e{i}", server.port),
+                cookie.clone(),
+            );
+            thread::spawn(move || {
+                ureq::post(&url)
+                    .header("cookie", &cookie)
+                    .send_empty()
+                    .map(|_| ())
+            })
         })
         .collect();
     for thread in threads {
@@ -202,9 +292,16 @@ fn concurrent_writers(store: StoreKind, redis: &RedisServer, writers: usize, cpu
 }
 
 /// Average growth of Redis's `used_memory` per session saved through `store`.
-async fn memory_per_session<S: SessionStore>(store: &S, admin: &mut redis::Connection, sessions: usize) -> anyhow::Result<f64> {
+async fn memory_per_session<S: SessionStore>(
+    store: &S,
+    admin: &mut redis::Connection,
+    sessions: usize,
+) -> anyhow::Result<f64> {
     let before = redis_stats::used_memory(admin)?;
-    let state: HashMap<String, String> = LOGIN_STATE.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let state: HashMap<String, String> = LOGIN_STATE
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     let ttl = CookieDuration::days(1);
     for batch in (0..sessions).collect::<Vec<_>>().chunks(256) {
         try_join_all(batch.iter().map(|_| store.save(state.clone(), &ttl)))
@@ -222,12 +319,32 @@ struct Server {
 }
 
 impl Server {
-    fn start(store: StoreKind, policy: Policy, redis: &RedisServer, cpu: Option<usize>) -> anyhow::Result<Self> {
+    fn start(
+        store: StoreKind,
+        policy: Policy,
+        redis: &RedisServer,
+        cpu: Option<usize>,
+    ) -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let exe = std::env::current_exe()?;
         let child = load::pinned(cpu, &exe.to_string_lossy())
-            .args(["serve", "--store", store.arg(), "--redis-url", &redis.url(), "--port", &port.to_string()])
-            .args(["--policy", if policy == Policy::Every { "every" } else { "changes" }])
+            .args([
+                "serve",
+                "--store",
+                store.arg(),
+                "--redis-url",
+                &redis.url(),
+                "--port",
+                &port.to_string(),
+            ])
+            .args([
+                "--policy",
+                if policy == Policy::Every {
+                    "every"
+                } else {
+                    "changes"
+                },
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

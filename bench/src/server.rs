@@ -58,20 +58,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .run()
         }
         StoreKind::ActixCm => {
-            let store = actix_session::storage::RedisSessionStore::new(args.redis_url.clone()).await?;
-            HttpServer::new(move || App::new().wrap(middleware(store.clone(), policy)).configure(routes))
-                .workers(args.workers)
-                .bind(("127.0.0.1", args.port))?
-                .run()
+            let store =
+                actix_session::storage::RedisSessionStore::new(args.redis_url.clone()).await?;
+            HttpServer::new(move || {
+                App::new()
+                    .wrap(middleware(store.clone(), policy))
+                    .configure(routes)
+            })
+            .workers(args.workers)
+            .bind(("127.0.0.1", args.port))?
+            .run()
         }
         StoreKind::ActixPool => {
             let pool = anchor_deadpool_redis::Config::from_url(args.redis_url.clone())
                 .create_pool(Some(anchor_deadpool_redis::Runtime::Tokio1))?;
             let store = actix_session::storage::RedisSessionStore::new_pooled(pool).await?;
-            HttpServer::new(move || App::new().wrap(middleware(store.clone(), policy)).configure(routes))
-                .workers(args.workers)
-                .bind(("127.0.0.1", args.port))?
-                .run()
+            HttpServer::new(move || {
+                App::new()
+                    .wrap(middleware(store.clone(), policy))
+                    .configure(routes)
+            })
+            .workers(args.workers)
+            .bind(("127.0.0.1", args.port))?
+            .run()
         }
         StoreKind::None => HttpServer::new(|| App::new().configure(routes))
             .workers(args.workers)

@@ -20,11 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The session middleware as the demo sets it up: HttpOnly, SameSite=Lax, encrypted cookies,
 /// `Secure` unless the demo runs on plain-HTTP localhost; each request writes only the
 /// entries it changed.
-pub fn session_middleware(
-    store: RedisSessionStore,
-    key: Key,
-    secure: bool,
-) -> TrackChanges {
+pub fn session_middleware(store: RedisSessionStore, key: Key, secure: bool) -> TrackChanges {
     TrackChanges::new(
         SessionMiddleware::builder(store, key)
             .cookie_name(SESSION_COOKIE.to_owned())

@@ -149,14 +149,18 @@ impl Health {
     }
 
     fn prove(&self) {
-        self.proven_after_failures
-            .store(self.pool_failures.load(Ordering::Acquire), Ordering::Release);
+        self.proven_after_failures.store(
+            self.pool_failures.load(Ordering::Acquire),
+            Ordering::Release,
+        );
         self.proven_at.store(self.now(), Ordering::Release);
     }
 
     /// Proven within the trust window, and no connection of the pool failed since.
     fn is_trusted(&self) -> bool {
-        let age = self.now().saturating_sub(self.proven_at.load(Ordering::Acquire));
+        let age = self
+            .now()
+            .saturating_sub(self.proven_at.load(Ordering::Acquire));
         let failures = self.pool_failures.load(Ordering::Acquire);
         age < TRUST_WINDOW.as_millis() as u64
             && self.proven_after_failures.load(Ordering::Acquire) == failures

@@ -2,8 +2,8 @@
 //!
 //! Each entry is one field: its name as the application wrote it, its value as actix-session
 //! hands it over (already JSON, stored as is). Metadata fields are a NUL byte followed by a
-//! letter (`\0c` created, `\0s` last seen; see `lua/`). An entry whose name starts with NUL is
-//! stored with one more NUL in front, so no entry name can collide with a metadata field.
+//! letter (`\0c`: created, in milliseconds since the epoch). An entry whose name starts with NUL
+//! is stored with one more NUL in front, so no entry name can collide with a metadata field.
 
 use std::{borrow::Cow, collections::HashMap};
 
@@ -33,17 +33,31 @@ fn entry_name(mut field: String) -> Option<String> {
     }
 }
 
-/// Rebuilds the state from a hash's fields and values, leaving metadata out.
-pub(crate) fn decode(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<SessionState, StoreError> {
+/// The field that holds a session's creation time.
+pub(crate) const CREATED: &str = "\0c";
+
+/// A session as stored: its entries and when it was created.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Stored {
+    pub(crate) state: SessionState,
+    /// Milliseconds since the epoch; `None` when the hash lacks it (so it is no session of ours).
+    pub(crate) created: Option<u64>,
+}
+
+/// Rebuilds a session from its hash's fields and values.
+pub(crate) fn decode(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Stored, StoreError> {
     let mut state = SessionState::with_capacity(fields.len());
+    let mut created = None;
     for (field, value) in fields {
         let field = String::from_utf8(field).map_err(|_| StoreError::CorruptState)?;
-        if let Some(name) = entry_name(field) {
-            let value = String::from_utf8(value).map_err(|_| StoreError::CorruptState)?;
+        let value = String::from_utf8(value).map_err(|_| StoreError::CorruptState)?;
+        if field == CREATED {
+            created = value.parse().ok();
+        } else if let Some(name) = entry_name(field) {
             state.insert(name, value);
         }
     }
-    Ok(state)
+    Ok(Stored { state, created })
 }
 
 /// Bytes of the state as the size limit counts them: entry names plus values.
@@ -69,7 +83,6 @@ mod tests {
             })
             .collect();
         fields.push((b"\0c".to_vec(), b"1700000000000".to_vec()));
-        fields.push((b"\0s".to_vec(), b"1700000000001".to_vec()));
         fields
     }
 
@@ -82,7 +95,9 @@ mod tests {
             ("\0", "3"),
             ("\0\0s", "4"),
         ];
-        let state = decode(stored(&entries)).expect("valid state");
+        let stored_session = decode(stored(&entries)).expect("valid state");
+        assert_eq!(stored_session.created, Some(1_700_000_000_000));
+        let state = stored_session.state;
         let expected: SessionState = entries
             .iter()
             .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))

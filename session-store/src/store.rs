@@ -1,10 +1,14 @@
 //! [`RedisSessionStore`]: actix-session's `SessionStore` on Redis.
 
-use std::sync::Arc;
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
-use redis::{Cmd, ErrorKind, FromRedisValue, ServerErrorKind};
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisResult, ServerErrorKind};
 
 use crate::{
     StoreError,
@@ -90,13 +94,14 @@ impl RedisSessionStore {
         }
     }
 
-    /// `EVALSHA` of `script` on `key`, with the idle timeout and absolute lifetime as its
-    /// first arguments.
+    /// `EVALSHA` of `script` on `key`, with the idle timeout, the absolute lifetime and the
+    /// time now as its first arguments.
     fn script_call(&self, script: &LuaScript, key: &str) -> Cmd {
         let config = &self.inner.config;
         let mut cmd = script.on_key(key);
         cmd.arg(millis(config.idle_timeout))
-            .arg(millis(config.absolute_timeout));
+            .arg(millis(config.absolute_timeout))
+            .arg(now_millis());
         cmd
     }
 
@@ -109,22 +114,22 @@ impl RedisSessionStore {
         Ok(())
     }
 
-    /// Sends `cmd` on a pooled connection. When `cmd` runs `script` and Redis does not have the
-    /// script yet (a new or restarted server), loads it and sends `cmd` again.
+    /// Sends `request` on a pooled connection. When it runs `script` and Redis does not have the
+    /// script yet (a new or restarted server), loads it and sends `request` again.
     async fn query<T: FromRedisValue>(
         &self,
-        cmd: &Cmd,
+        request: &impl Request,
         script: Option<&LuaScript>,
     ) -> Result<T, StoreError> {
         let timeouts = &self.inner.config.pool_timeouts;
         // Back to the pool at once: other requests share the connection meanwhile.
         let mut connection = self.inner.pool.timeout_get(timeouts).await?.share();
-        match (self.bounded(&mut connection, cmd).await, script) {
+        match (self.bounded(&mut connection, request).await, script) {
             (Err(StoreError::Redis(err)), Some(script))
                 if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
             {
                 self.bounded::<()>(&mut connection, &script.load()).await?;
-                self.bounded(&mut connection, cmd).await
+                self.bounded(&mut connection, request).await
             }
             (result, _) => result,
         }
@@ -135,10 +140,10 @@ impl RedisSessionStore {
     async fn bounded<T: FromRedisValue>(
         &self,
         connection: &mut SharedConnection,
-        cmd: &Cmd,
+        request: &impl Request,
     ) -> Result<T, StoreError> {
         let timeout = self.inner.config.command_timeout;
-        match tokio::time::timeout(timeout, cmd.query_async(connection)).await {
+        match tokio::time::timeout(timeout, request.send(connection)).await {
             Ok(Ok(value)) => {
                 connection.record(Outcome::Answered);
                 Ok(value)
@@ -154,22 +159,32 @@ impl RedisSessionStore {
         }
     }
 
+    /// One round trip: the hash and the sliding of its expiry, pipelined. The absolute lifetime
+    /// is checked here; a session past it costs one more round trip, to delete it.
     async fn load_state(&self, id: &SessionKey) -> Result<Option<SessionState>, StoreError> {
         let Some(key) = self.redis_key(id) else {
             return Ok(None);
         };
-        let mut cmd = self.script_call(&scripts::TOUCH, &key);
-        cmd.arg("1");
-        let Some(fields) = self
-            .query::<Option<Vec<(Vec<u8>, Vec<u8>)>>>(&cmd, Some(&scripts::TOUCH))
-            .await?
-        else {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL").arg(&key);
+        pipe.cmd("PEXPIRE")
+            .arg(&key)
+            .arg(millis(self.inner.config.idle_timeout))
+            .ignore();
+        let (fields,): (Vec<(Vec<u8>, Vec<u8>)>,) = self.query(&pipe, None).await?;
+        let stored = state::decode(fields)?;
+        let Some(created) = stored.created else {
             return Ok(None);
         };
+        let lifetime = millis(self.inner.config.absolute_timeout);
+        if now_millis().saturating_sub(created) >= lifetime {
+            tracing::info!("session past its absolute lifetime, deleted");
+            self.query::<()>(redis::cmd("DEL").arg(&key), None).await?;
+            return Ok(None);
+        }
         self.inner.recent.record(&key);
-        let state = state::decode(fields)?;
-        tracking::remember(&key, &state);
-        Ok(Some(state))
+        tracking::remember(&key, &stored.state);
+        Ok(Some(stored.state))
     }
 
     async fn save_state(&self, state: &SessionState) -> Result<SessionKey, StoreError> {
@@ -230,8 +245,9 @@ impl RedisSessionStore {
         if self.inner.recent.take(&key) {
             return Ok(());
         }
-        let cmd = self.script_call(&scripts::TOUCH, &key);
-        self.query::<Option<i64>>(&cmd, Some(&scripts::TOUCH))
+        // A plain PEXPIRE cannot create a key, so it cannot revive an ended session.
+        let idle = millis(self.inner.config.idle_timeout);
+        self.query::<()>(redis::cmd("PEXPIRE").arg(&key).arg(idle), None)
             .await?;
         Ok(())
     }
@@ -290,4 +306,37 @@ impl SessionStore for RedisSessionStore {
 
 fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Milliseconds since the epoch, by this machine's clock.
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, millis)
+}
+
+/// What one round trip to Redis carries: a command or a pipeline.
+trait Request {
+    fn send<T: FromRedisValue>(
+        &self,
+        connection: &mut SharedConnection,
+    ) -> impl Future<Output = RedisResult<T>>;
+}
+
+impl Request for Cmd {
+    fn send<T: FromRedisValue>(
+        &self,
+        connection: &mut SharedConnection,
+    ) -> impl Future<Output = RedisResult<T>> {
+        self.query_async(connection)
+    }
+}
+
+impl Request for Pipeline {
+    fn send<T: FromRedisValue>(
+        &self,
+        connection: &mut SharedConnection,
+    ) -> impl Future<Output = RedisResult<T>> {
+        self.query_async(connection)
+    }
 }

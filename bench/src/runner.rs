@@ -24,9 +24,12 @@ use crate::{
 /// Settings of a benchmark run.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Seconds of measured load per scenario and store (after one second of warm-up).
-    #[arg(long, default_value_t = 8)]
+    /// Seconds of measured load per round (after one second of warm-up).
+    #[arg(long, default_value_t = 4)]
     pub seconds: u64,
+    /// Rounds per scenario and store, interleaved across stores; the median round is reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Concurrent connections of the load generator.
     #[arg(long, default_value_t = 32)]
     pub connections: u32,
@@ -110,29 +113,37 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     println!("## session-store vs actix-session's RedisSessionStore\n");
     println!(
-        "{cpus} CPUs; server (1 actix worker) {}; redis-server and load {}; load: {}, {} connections, {} s per row.\n",
+        "{cpus} CPUs; server (1 actix worker) {}; redis-server and load {}; load: {}, {} connections; \
+         the median of {} rounds of {} s per row, the stores taking turns.\n",
         server_cpu.map_or("unpinned".to_owned(), |c| format!("on CPU {c}")),
         load_cpu.map_or("unpinned".to_owned(), |c| format!("on CPU {c}")),
         load::generator(),
         args.connections,
+        args.rounds.max(1),
         args.seconds,
     );
 
     let mut rows = Vec::new();
     for scenario in &SCENARIOS {
-        for store in STORES {
-            rows.push(measure(
-                scenario,
-                store,
-                &redis,
-                &mut admin,
-                duration,
-                args.connections,
-                server_cpu,
-                load_cpu,
-            )?);
-            eprintln!("measured: {} / {}", scenario.name, store.label());
+        let mut rounds: Vec<Vec<Row>> = STORES.iter().map(|_| Vec::new()).collect();
+        for _ in 0..args.rounds.max(1) {
+            for (store, measured) in STORES.iter().zip(&mut rounds) {
+                measured.push(measure(
+                    scenario,
+                    *store,
+                    &redis,
+                    &mut admin,
+                    duration,
+                    args.connections,
+                    server_cpu,
+                    load_cpu,
+                )?);
+            }
         }
+        for measured in rounds {
+            rows.push(median(measured));
+        }
+        eprintln!("measured: {}", scenario.name);
     }
     let ceiling = measure(
         &SCENARIOS[1],
@@ -221,6 +232,13 @@ fn measure(
         commands: per_request(stats.client_commands()),
         round_trips: per_request(stats.round_trips()),
     })
+}
+
+/// The round with the median throughput.
+fn median(mut rounds: Vec<Row>) -> Row {
+    rounds.sort_by(|a, b| a.load.rate.total_cmp(&b.load.rate));
+    let middle = rounds.len() / 2;
+    rounds.swap_remove(middle)
 }
 
 fn print_load_table(rows: &[Row], ceiling: &Row) {

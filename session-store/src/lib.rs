@@ -64,10 +64,10 @@
 //! # Storage layout
 //!
 //! A session lives in one Redis hash at `{prefix}s:{base64url(sha256(id))}`. Each entry is one
-//! field holding the value as actix-session hands it over; two metadata fields (`\0c` created
-//! and `\0s` last seen, in milliseconds by the Redis server's clock) sit beside them, and an
-//! entry whose own name starts with a NUL byte is stored with one more, so names never collide.
-//! Every operation is one Lua script, so it is atomic and costs one round trip.
+//! field holding the value as actix-session hands it over; one metadata field (`\0c`, the
+//! creation time) sits beside them, and an entry whose own name starts with a NUL byte is
+//! stored with one more, so names never collide. A read is one pipelined `HGETALL` + `PEXPIRE`;
+//! a write is one Lua script, atomic. Either costs one round trip.
 //!
 //! [actix-session]: https://docs.rs/actix-session
 //! [deadpool-redis]: https://docs.rs/deadpool-redis

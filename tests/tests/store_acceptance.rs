@@ -97,6 +97,20 @@ mod cases {
         assert_eq!(store.load(&id).await.expect("load"), Some(saved));
     }
 
+    pub(super) async fn a_state_of_many_entries_round_trips(fx: Fixture) {
+        let store = fx.store();
+        let many: HashMap<String, String> = (0..1000)
+            .map(|i| (format!("entry{i}"), i.to_string()))
+            .collect();
+        let id = store.save(many.clone(), &TTL).await.expect("save");
+        assert_eq!(store.load(&id).await.expect("load").as_ref(), Some(&many));
+        let fewer: HashMap<String, String> = (500..1200)
+            .map(|i| (format!("entry{i}"), (i * 2).to_string()))
+            .collect();
+        let id = store.update(id, fewer.clone(), &TTL).await.expect("update");
+        assert_eq!(store.load(&id).await.expect("load"), Some(fewer));
+    }
+
     pub(super) async fn ids_are_256_bit_url_safe_and_fresh(fx: Fixture) {
         let store = fx.store();
         let a = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
@@ -420,6 +434,7 @@ mod cases {
             .key("test:s:x")
             .arg(60_000)
             .arg(60_000)
+            .arg(1_700_000_000_000_u64)
             .arg("k")
             .arg("new")
             .invoke_async(&mut redis)
@@ -510,6 +525,7 @@ macro_rules! every_case {
     ($fixture:path) => {
         acceptance_suite!($fixture;
             saved_state_loads_back,
+            a_state_of_many_entries_round_trips,
             ids_are_256_bit_url_safe_and_fresh,
             redis_holds_a_hash_of_the_id_and_entries_as_given,
             malformed_keys_are_no_session_and_never_reach_redis,

@@ -20,3 +20,11 @@ local function alive()
   end
   return true
 end
+
+-- HSETs the field, value pairs ARGV[first..last], many per call (but few enough per call for
+-- Lua's stack).
+local function set_pairs(first, last)
+  for i = first, last, 200 do
+    redis.call('HSET', key, unpack(ARGV, i, math.min(i + 199, last)))
+  end
+end

@@ -4,8 +4,6 @@ if redis.call('EXISTS', key) == 1 then
   return 0
 end
 redis.call('HSET', key, '\0c', ARGV[3])
-for i = 4, #ARGV, 2 do
-  redis.call('HSET', key, ARGV[i], ARGV[i + 1])
-end
+set_pairs(4, #ARGV)
 redis.call('PEXPIRE', key, idle)
 return 1

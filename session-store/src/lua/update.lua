@@ -25,8 +25,6 @@ else
     redis.call('HDEL', key, ARGV[i])
   end
 end
-for i = 6, pairs_end, 2 do
-  redis.call('HSET', key, ARGV[i], ARGV[i + 1])
-end
+set_pairs(6, pairs_end)
 redis.call('PEXPIRE', key, idle)
 return 1

@@ -1,5 +1,6 @@
-//! The Lua scripts that make each write one atomic Redis round trip. (Reads need none: a
-//! pipelined `HGETALL` + `PEXPIRE` costs Redis a fraction of a script call.)
+//! The Lua scripts for the writes that must be atomic: creating a session without overwriting
+//! another, and replacing a whole state. (Reads and the writes of changed entries need none:
+//! plain commands in one pipeline cost Redis a fraction of a script call.)
 
 use std::sync::LazyLock;
 
@@ -49,5 +50,5 @@ macro_rules! session_script {
 /// Creates a session, never overwriting one.
 pub(crate) static SAVE: LazyLock<LuaScript> = session_script!("save.lua");
 
-/// Writes a live session's changes; a session that is gone stays gone.
-pub(crate) static UPDATE: LazyLock<LuaScript> = session_script!("update.lua");
+/// Replaces a live session's state; a session that is gone stays gone.
+pub(crate) static REPLACE: LazyLock<LuaScript> = session_script!("replace.lua");

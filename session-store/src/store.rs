@@ -176,8 +176,7 @@ impl RedisSessionStore {
         let Some(created) = stored.created else {
             return Ok(None);
         };
-        let lifetime = millis(self.inner.config.absolute_timeout);
-        if now_millis().saturating_sub(created) >= lifetime {
+        if !self.within_lifetime(created) {
             tracing::info!("session past its absolute lifetime, deleted");
             self.query::<()>(redis::cmd("DEL").arg(&key), None).await?;
             return Ok(None);
@@ -210,32 +209,67 @@ impl RedisSessionStore {
         };
         self.check_size(state)?;
         self.inner.recent.take(&key);
-        let mut cmd = self.script_call(&scripts::UPDATE, &key);
-        match tracking::loaded(&key) {
+        let written = match tracking::loaded(&key) {
             Some(loaded) => {
                 let changes = Changes::between(&loaded, state);
                 if changes.is_empty() {
                     return Ok(());
                 }
-                cmd.arg("delta").arg(changes.set.len());
-                for (name, value) in changes.set {
-                    cmd.arg(state::field_name(name).as_ref()).arg(value);
-                }
-                for name in changes.removed {
-                    cmd.arg(state::field_name(name).as_ref());
-                }
+                self.write_changes(&key, &changes).await?
             }
-            None => {
-                cmd.arg("replace").arg(state.len());
-                for (name, value) in state {
-                    cmd.arg(state::field_name(name).as_ref()).arg(value);
-                }
-            }
-        }
-        if !self.query::<bool>(&cmd, Some(&scripts::UPDATE)).await? {
+            None => self.replace_state(&key, state).await?,
+        };
+        if !written {
             tracing::info!("session ended before its update was written; the update is dropped");
         }
         Ok(())
+    }
+
+    /// Writes only what changed, with plain commands in one pipeline (a script costs Redis
+    /// several times as much). Whether the session was still alive comes back with them; if
+    /// it was not, the fields just written (a hash without a creation time, which no load
+    /// accepts) are deleted again: the write never revives a session.
+    async fn write_changes(&self, key: &str, changes: &Changes<'_>) -> Result<bool, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGET").arg(key).arg(state::CREATED);
+        if !changes.set.is_empty() {
+            pipe.cmd("HSET").arg(key);
+            for (name, value) in &changes.set {
+                pipe.arg(state::field_name(name).as_ref()).arg(*value);
+            }
+            pipe.ignore();
+        }
+        if !changes.removed.is_empty() {
+            pipe.cmd("HDEL").arg(key);
+            for name in &changes.removed {
+                pipe.arg(state::field_name(name).as_ref());
+            }
+            pipe.ignore();
+        }
+        pipe.cmd("PEXPIRE")
+            .arg(key)
+            .arg(millis(self.inner.config.idle_timeout))
+            .ignore();
+        let (created,): (Option<u64>,) = self.query(&pipe, None).await?;
+        if created.is_some_and(|created| self.within_lifetime(created)) {
+            return Ok(true);
+        }
+        self.query::<()>(redis::cmd("DEL").arg(key), None).await?;
+        Ok(false)
+    }
+
+    /// Makes `state` the whole state of a live session, atomically (a script).
+    async fn replace_state(&self, key: &str, state: &SessionState) -> Result<bool, StoreError> {
+        let mut cmd = self.script_call(&scripts::REPLACE, key);
+        cmd.arg(state.len());
+        for (name, value) in state {
+            cmd.arg(state::field_name(name).as_ref()).arg(value);
+        }
+        self.query(&cmd, Some(&scripts::REPLACE)).await
+    }
+
+    fn within_lifetime(&self, created: u64) -> bool {
+        now_millis().saturating_sub(created) < millis(self.inner.config.absolute_timeout)
     }
 
     async fn touch(&self, id: &SessionKey) -> Result<(), StoreError> {

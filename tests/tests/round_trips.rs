@@ -2,8 +2,9 @@
 //! watched with `MONITOR` (which, unlike `INFO commandstats`, tells the commands a client sent
 //! from those its Lua scripts ran).
 //!
-//! Two pairs of commands always travel as one pipeline, one round trip: a load's `HGETALL` +
-//! `PEXPIRE`, and the pool's health check `UNWATCH` + `PING`. [`round_trips`] groups them.
+//! Some commands always travel together, as one pipeline and one round trip: a load's
+//! `HGETALL` and `PEXPIRE`; a write of changed entries' `HGET`, `HSET`/`HDEL` and `PEXPIRE`;
+//! the pool's health check, `UNWATCH` and `PING`. [`round_trips`] groups them.
 
 use actix_session::config::{CookieContentSecurity, TtlExtensionPolicy};
 use actix_web::{App, cookie::Key, http::Method, test};
@@ -11,7 +12,22 @@ use integration_tests::{
     Monitor, RedisServer,
     session_app::{self, MiddlewareMode, forge_cookie, get_entry, send, session_cookie},
 };
-use session_store::RedisSessionStore;
+use session_store::{RedisSessionStore, TrackChanges};
+
+macro_rules! tracked_app {
+    ($server:expr, $key:expr, $mode:expr) => {
+        test::init_service(
+            App::new()
+                .wrap(TrackChanges::new(session_app::middleware(
+                    RedisSessionStore::from_url(&$server.url()).expect("a valid URL"),
+                    &$key,
+                    $mode,
+                )))
+                .configure(session_app::routes),
+        )
+        .await
+    };
+}
 
 macro_rules! app {
     ($server:expr, $key:expr, $mode:expr) => {
@@ -28,8 +44,8 @@ macro_rules! app {
     };
 }
 
-/// The round trips clients made, as the commands each carried (leaving out those Lua scripts
-/// ran).
+/// The round trips clients made, as the commands each carried joined by `+` (leaving out
+/// those Lua scripts ran).
 fn round_trips(monitor: &Monitor) -> Vec<String> {
     let mut trips: Vec<String> = Vec::new();
     for command in monitor
@@ -37,9 +53,20 @@ fn round_trips(monitor: &Monitor) -> Vec<String> {
         .into_iter()
         .filter(|command| !command.from_script)
     {
-        match (trips.last_mut(), command.name.as_str()) {
-            (Some(last), "pexpire") if last == "hgetall" => last.push_str("+pexpire"),
-            (Some(last), "ping") if last == "unwatch" => last.push_str("+ping"),
+        let pipelined = trips.last().is_some_and(|trip| {
+            let first = trip.split('+').next().unwrap_or_default();
+            matches!(
+                (first, command.name.as_str()),
+                ("hgetall", "pexpire")
+                    | ("unwatch", "ping")
+                    | ("hget", "hset" | "hdel" | "pexpire")
+            )
+        });
+        match trips.last_mut() {
+            Some(trip) if pipelined => {
+                trip.push('+');
+                trip.push_str(&command.name);
+            }
             _ => trips.push(command.name),
         }
     }
@@ -98,6 +125,34 @@ async fn a_new_session_is_one_round_trip_and_a_write_two() {
         round_trips(&monitor),
         ["hgetall+pexpire", "del", "evalsha"],
         "load, delete, save"
+    );
+}
+
+#[actix_web::test]
+async fn a_tracked_write_is_two_round_trips_of_plain_commands() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let app = tracked_app!(server, key, mode(TtlExtensionPolicy::OnStateChanges));
+    let login = send(&app, Method::POST, "/set/user/alice", None).await;
+    let cookie = session_cookie(&login).expect("a session cookie");
+
+    let monitor = Monitor::start(&server);
+    send(&app, Method::POST, "/set/user/bob", Some(&cookie)).await;
+    assert_eq!(
+        round_trips(&monitor),
+        ["hgetall+pexpire", "hget+hset+pexpire"],
+        "load, then the changed entry"
+    );
+    send(&app, Method::POST, "/remove/user", Some(&cookie)).await;
+    assert_eq!(
+        round_trips(&monitor),
+        ["hgetall+pexpire", "hget+hdel+pexpire"]
+    );
+    send(&app, Method::POST, "/remove/user", Some(&cookie)).await;
+    assert_eq!(
+        round_trips(&monitor),
+        ["hgetall+pexpire"],
+        "nothing changed, nothing written"
     );
 }
 

@@ -4,8 +4,9 @@
 //! `SessionMiddleware::new(store, key)` unchanged. Compared with the Redis store inside
 //! actix-session it:
 //!
-//! - loads a session and slides its idle expiry in **one round trip**, and skips the second
-//!   one actix-session asks for with `TtlExtensionPolicy::OnEveryRequest`;
+//! - loads a session and slides its idle expiry in **one round trip**, and, behind
+//!   [`TrackChanges`], skips the second one actix-session asks for with
+//!   `TtlExtensionPolicy::OnEveryRequest`;
 //! - never brings back a session that was logged out, revoked or expired while a request was
 //!   writing to it, and, behind [`TrackChanges`], writes only the entries a request changed, so
 //!   overlapping requests of one session lose nothing;
@@ -78,7 +79,6 @@
 mod config;
 mod error;
 mod pool;
-mod recent;
 mod scripts;
 mod session_id;
 mod state;

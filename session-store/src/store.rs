@@ -14,7 +14,6 @@ use crate::{
     StoreError,
     config::{Config, RedisSessionStoreBuilder},
     pool::{Outcome, Pool, SharedConnection},
-    recent::RecentTouches,
     scripts::{self, LuaScript},
     session_id,
     state::{self, SessionState},
@@ -36,7 +35,6 @@ pub struct RedisSessionStore {
 struct Inner {
     pool: Pool,
     config: Config,
-    recent: RecentTouches,
 }
 
 impl RedisSessionStore {
@@ -74,11 +72,7 @@ impl RedisSessionStore {
 
     pub(crate) fn from_parts(pool: Pool, config: Config) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                pool,
-                config,
-                recent: RecentTouches::new(),
-            }),
+            inner: Arc::new(Inner { pool, config }),
         }
     }
 
@@ -181,7 +175,6 @@ impl RedisSessionStore {
             self.query::<()>(redis::cmd("DEL").arg(&key), None).await?;
             return Ok(None);
         }
-        self.inner.recent.record(&key);
         tracking::remember(&key, &stored.state);
         Ok(Some(stored.state))
     }
@@ -208,7 +201,6 @@ impl RedisSessionStore {
             return Ok(());
         };
         self.check_size(state)?;
-        self.inner.recent.take(&key);
         let written = match tracking::loaded(&key) {
             Some(loaded) => {
                 let changes = Changes::between(&loaded, state);
@@ -276,7 +268,7 @@ impl RedisSessionStore {
         let Some(key) = self.redis_key(id) else {
             return Ok(());
         };
-        if self.inner.recent.take(&key) {
+        if tracking::was_loaded(&key) {
             return Ok(());
         }
         // A plain PEXPIRE cannot create a key, so it cannot revive an ended session.
@@ -290,7 +282,6 @@ impl RedisSessionStore {
         let Some(key) = self.redis_key(id) else {
             return Ok(());
         };
-        self.inner.recent.take(&key);
         self.query::<()>(redis::cmd("DEL").arg(&key), None).await?;
         tracing::debug!("session deleted");
         Ok(())
@@ -324,7 +315,8 @@ impl SessionStore for RedisSessionStore {
         Ok(session_key)
     }
 
-    /// Costs no round trip when a `load` of this session slid its expiry moments ago.
+    /// Costs no round trip behind [`TrackChanges`](crate::TrackChanges), where the request's
+    /// `load` slid the expiry already; otherwise one `PEXPIRE`.
     async fn update_ttl(
         &self,
         session_key: &SessionKey,

@@ -4,8 +4,9 @@
 //! of one session that change different entries would each write back the state they loaded,
 //! and the later one would erase the other's change. [`TrackChanges`] wraps actix-session's
 //! middleware in a per-request scope (a tokio task-local): `load` leaves the state as loaded
-//! there, and `update` sends Redis only the entries set or removed since. Without the wrapper
-//! the store falls back to replacing the whole state atomically.
+//! there, and `update` sends Redis only the entries set or removed since; `update_ttl` after a
+//! `load` costs nothing, since the load slid the expiry already. Without the wrapper the store
+//! falls back to replacing the whole state atomically, and `update_ttl` to a `PEXPIRE`.
 
 use std::{cell::RefCell, future::Future, pin::Pin};
 
@@ -23,6 +24,19 @@ tokio::task_local! {
 /// Notes the state a request loaded, when the request runs inside [`TrackChanges`].
 pub(crate) fn remember(key: &str, state: &SessionState) {
     let _ = LOADED.try_with(|loaded| *loaded.borrow_mut() = Some((key.to_owned(), state.clone())));
+}
+
+/// Whether this request loaded the session at `key` (which slid its expiry), when it runs
+/// inside [`TrackChanges`].
+pub(crate) fn was_loaded(key: &str) -> bool {
+    LOADED
+        .try_with(|loaded| {
+            loaded
+                .borrow()
+                .as_ref()
+                .is_some_and(|(loaded_key, _)| loaded_key == key)
+        })
+        .unwrap_or(false)
 }
 
 /// The state this request loaded for `key`, if it runs inside [`TrackChanges`].
@@ -173,6 +187,7 @@ mod tests {
                 remember("k", &loaded);
                 assert_eq!(super::loaded("other"), None);
                 remember("k", &loaded);
+                assert!(was_loaded("k") && !was_loaded("other"));
                 assert_eq!(super::loaded("k"), Some(loaded.clone()));
                 assert_eq!(super::loaded("k"), None, "taken once");
             })

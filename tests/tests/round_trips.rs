@@ -54,12 +54,15 @@ fn round_trips(monitor: &Monitor) -> Vec<String> {
         .filter(|command| !command.from_script)
     {
         let pipelined = trips.last().is_some_and(|trip| {
-            let first = trip.split('+').next().unwrap_or_default();
+            let mut names = trip.split('+');
+            let (first, last) = (names.next().unwrap_or_default(), trip.rsplit('+').next());
             matches!(
-                (first, command.name.as_str()),
-                ("hgetall", "pexpire")
-                    | ("unwatch", "ping")
-                    | ("hget", "hset" | "hdel" | "pexpire")
+                (first, last, command.name.as_str()),
+                ("hgetall", Some("hgetall"), "pexpire")
+                    | ("unwatch", Some("unwatch"), "ping")
+                    | ("hget", Some("hget"), "hset" | "hdel" | "pexpire")
+                    | ("hget", Some("hset"), "hdel" | "pexpire")
+                    | ("hget", Some("hdel"), "pexpire")
             )
         });
         match trips.last_mut() {
@@ -90,16 +93,31 @@ async fn a_read_only_request_is_one_round_trip() {
     for policy in POLICIES {
         let server = RedisServer::start();
         let key = Key::generate();
-        let app = app!(server, key, mode(policy.clone()));
+        let app = tracked_app!(server, key, mode(policy.clone()));
         let login = send(&app, Method::POST, "/set/user/alice", None).await;
         let cookie = session_cookie(&login).expect("a session cookie");
-        // The first read also puts the script into Redis's script cache.
-        get_entry(&app, "user", Some(&cookie)).await;
 
         let monitor = Monitor::start(&server);
         assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
         assert_eq!(round_trips(&monitor), ["hgetall+pexpire"], "{policy:?}");
     }
+}
+
+#[actix_web::test]
+async fn without_track_changes_every_request_policy_costs_a_second_round_trip() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let app = app!(server, key, mode(TtlExtensionPolicy::OnEveryRequest));
+    let login = send(&app, Method::POST, "/set/user/alice", None).await;
+    let cookie = session_cookie(&login).expect("a session cookie");
+
+    let monitor = Monitor::start(&server);
+    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
+    assert_eq!(
+        round_trips(&monitor),
+        ["hgetall+pexpire", "pexpire"],
+        "load, then update_ttl"
+    );
 }
 
 #[actix_web::test]

@@ -318,27 +318,6 @@ mod cases {
         );
     }
 
-    pub(super) async fn update_ttl_right_after_load_costs_no_round_trip(fx: Fixture) {
-        let store = fx.store();
-        let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
-        // The first load also puts the script into Redis's script cache.
-        store.load(&id).await.expect("load");
-        let monitor = fx.monitor();
-        store.load(&id).await.expect("load");
-        store.update_ttl(&id, &TTL).await.expect("update_ttl");
-        let sent: Vec<_> = monitor
-            .take()
-            .into_iter()
-            .filter(|c| !c.from_script)
-            .map(|c| c.name)
-            .collect();
-        assert_eq!(
-            sent,
-            ["hgetall", "pexpire"],
-            "one pipelined load, nothing more"
-        );
-    }
-
     pub(super) async fn update_ttl_on_an_ended_session_creates_nothing(fx: Fixture) {
         let store = fx.store();
         store
@@ -538,7 +517,6 @@ macro_rules! every_case {
             update_after_delete_does_not_bring_the_session_back,
             update_after_expiry_does_not_bring_the_session_back,
             update_ttl_slides_the_expiry,
-            update_ttl_right_after_load_costs_no_round_trip,
             update_ttl_on_an_ended_session_creates_nothing,
             oversized_state_is_refused_and_the_stored_state_kept,
             entry_names_never_collide_with_metadata,

@@ -84,6 +84,16 @@ const SCENARIOS: [Scenario; 4] = [
     },
 ];
 
+/// What every measurement shares: the Redis, the load settings, the CPUs.
+struct Bench<'a> {
+    redis: &'a RedisServer,
+    admin: redis::Connection,
+    duration: Duration,
+    connections: u32,
+    server_cpu: Option<usize>,
+    load_cpu: Option<usize>,
+}
+
 /// One measured row.
 struct Row {
     scenario: &'static str,
@@ -108,8 +118,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if let Some(cpu) = load_cpu {
         pin_process(redis.pid(), cpu)?;
     }
-    let mut admin = redis::Client::open(redis.url())?.get_connection()?;
-    let duration = Duration::from_secs(args.seconds);
+    let mut bench = Bench {
+        redis: &redis,
+        admin: redis::Client::open(redis.url())?.get_connection()?,
+        duration: Duration::from_secs(args.seconds),
+        connections: args.connections,
+        server_cpu,
+        load_cpu,
+    };
 
     println!("## session-store vs actix-session's RedisSessionStore\n");
     println!(
@@ -128,16 +144,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         let mut rounds: Vec<Vec<Row>> = STORES.iter().map(|_| Vec::new()).collect();
         for _ in 0..args.rounds.max(1) {
             for (store, measured) in STORES.iter().zip(&mut rounds) {
-                measured.push(measure(
-                    scenario,
-                    *store,
-                    &redis,
-                    &mut admin,
-                    duration,
-                    args.connections,
-                    server_cpu,
-                    load_cpu,
-                )?);
+                measured.push(bench.measure(scenario, *store)?);
             }
         }
         for measured in rounds {
@@ -145,16 +152,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
         eprintln!("measured: {}", scenario.name);
     }
-    let ceiling = measure(
-        &SCENARIOS[1],
-        StoreKind::None,
-        &redis,
-        &mut admin,
-        duration,
-        args.connections,
-        server_cpu,
-        load_cpu,
-    )?;
+    let ceiling = bench.measure(&SCENARIOS[1], StoreKind::None)?;
+    let mut admin = bench.admin;
     print_load_table(&rows, &ceiling);
 
     println!(
@@ -191,47 +190,47 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn measure(
-    scenario: &Scenario,
-    store: StoreKind,
-    redis: &RedisServer,
-    admin: &mut redis::Connection,
-    duration: Duration,
-    connections: u32,
-    server_cpu: Option<usize>,
-    load_cpu: Option<usize>,
-) -> anyhow::Result<Row> {
-    redis::cmd("FLUSHALL").exec(admin)?;
-    let server = Server::start(store, scenario.policy, redis, server_cpu)?;
-    let cookie = if scenario.logged_in && store != StoreKind::None {
-        Some(server.login()?)
-    } else {
-        None
-    };
-    let request = Request {
-        method: scenario.method,
-        path: scenario.path,
-        cookie,
-    };
-    load::run(
-        server.port,
-        &request,
-        Duration::from_secs(1),
-        connections,
-        load_cpu,
-    )?;
-    redis_stats::reset(admin)?;
-    let load = load::run(server.port, &request, duration, connections, load_cpu)?;
-    let stats = CommandStats::read(admin)?;
-    let per_request = |count: u64| count as f64 / load.requests.max(1) as f64;
-    Ok(Row {
-        scenario: scenario.name,
-        store,
-        load,
-        commands: per_request(stats.client_commands()),
-        round_trips: per_request(stats.round_trips()),
-    })
+impl Bench<'_> {
+    /// One round of `scenario` on `store`, on an emptied Redis and a fresh server.
+    fn measure(&mut self, scenario: &Scenario, store: StoreKind) -> anyhow::Result<Row> {
+        redis::cmd("FLUSHALL").exec(&mut self.admin)?;
+        let server = Server::start(store, scenario.policy, self.redis, self.server_cpu)?;
+        let cookie = if scenario.logged_in && store != StoreKind::None {
+            Some(server.login()?)
+        } else {
+            None
+        };
+        let request = Request {
+            method: scenario.method,
+            path: scenario.path,
+            cookie,
+        };
+        let warm_up = Duration::from_secs(1);
+        load::run(
+            server.port,
+            &request,
+            warm_up,
+            self.connections,
+            self.load_cpu,
+        )?;
+        redis_stats::reset(&mut self.admin)?;
+        let load = load::run(
+            server.port,
+            &request,
+            self.duration,
+            self.connections,
+            self.load_cpu,
+        )?;
+        let stats = CommandStats::read(&mut self.admin)?;
+        let per_request = |count: u64| count as f64 / load.requests.max(1) as f64;
+        Ok(Row {
+            scenario: scenario.name,
+            store,
+            load,
+            commands: per_request(stats.client_commands()),
+            round_trips: per_request(stats.round_trips()),
+        })
+    }
 }
 
 /// The round with the median throughput.

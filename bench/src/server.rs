@@ -60,27 +60,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         StoreKind::ActixCm => {
             let store =
                 actix_session::storage::RedisSessionStore::new(args.redis_url.clone()).await?;
-            HttpServer::new(move || {
-                App::new()
-                    .wrap(middleware(store.clone(), policy))
-                    .configure(routes)
-            })
-            .workers(args.workers)
-            .bind(("127.0.0.1", args.port))?
-            .run()
+            anchor_server(store, &args)?
         }
         StoreKind::ActixPool => {
             let pool = anchor_deadpool_redis::Config::from_url(args.redis_url.clone())
                 .create_pool(Some(anchor_deadpool_redis::Runtime::Tokio1))?;
-            let store = actix_session::storage::RedisSessionStore::new_pooled(pool).await?;
-            HttpServer::new(move || {
-                App::new()
-                    .wrap(middleware(store.clone(), policy))
-                    .configure(routes)
-            })
-            .workers(args.workers)
-            .bind(("127.0.0.1", args.port))?
-            .run()
+            anchor_server(
+                actix_session::storage::RedisSessionStore::new_pooled(pool).await?,
+                &args,
+            )?
         }
         StoreKind::None => HttpServer::new(|| App::new().configure(routes))
             .workers(args.workers)
@@ -89,4 +77,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     server.await?;
     Ok(())
+}
+
+/// The app behind actix-session's middleware alone, on one of actix-session's stores.
+fn anchor_server(
+    store: actix_session::storage::RedisSessionStore,
+    args: &ServeArgs,
+) -> std::io::Result<actix_web::dev::Server> {
+    let policy = args.policy;
+    Ok(HttpServer::new(move || {
+        App::new()
+            .wrap(middleware(store.clone(), policy))
+            .configure(routes)
+    })
+    .workers(args.workers)
+    .bind(("127.0.0.1", args.port))?
+    .run())
 }

@@ -425,7 +425,9 @@ mod cases {
     }
 
     pub(super) async fn a_slow_answer_within_the_command_timeout_is_waited_for(fx: Fixture) {
-        let store = fx.store();
+        // redis-rs would cut an answer at 500 ms on its own; the store's timeout must govern.
+        let store =
+            fx.store_with(RedisSessionStore::builder().command_timeout(Duration::from_secs(2)));
         let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
         pause_redis(&fx, 800).await;
         let started = Instant::now();

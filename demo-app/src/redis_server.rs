@@ -35,6 +35,7 @@ pub struct RedisServer {
     child: Child,
     port: u16,
     dir: TempDir,
+    args: Vec<String>,
 }
 
 impl RedisServer {
@@ -59,24 +60,33 @@ impl RedisServer {
     fn try_start(extra_args: &[&str]) -> Result<Self, RedisServerError> {
         let port = free_port().map_err(|err| RedisServerError::Start(err.to_string()))?;
         let dir = tempfile::tempdir().map_err(|err| RedisServerError::Start(err.to_string()))?;
-        let child = Command::new(binary())
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(["--logfile", "redis.log"])
-            .args(extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|err| match err.kind() {
-                ErrorKind::NotFound => RedisServerError::NotInstalled,
-                _ => RedisServerError::Start(err.to_string()),
-            })?;
-        let mut server = Self { child, port, dir };
+        let args: Vec<String> = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
+        let child = spawn(port, dir.path(), &args)?;
+        let mut server = Self {
+            child,
+            port,
+            dir,
+            args,
+        };
         server.wait_until_ready()?;
         Ok(server)
+    }
+
+    /// Stops the server, as an outage would; [`restart`](Self::restart) brings it back.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port, with the same folder and arguments (so with
+    /// its data, when it keeps any), as after an outage.
+    ///
+    /// # Errors
+    /// When it does not come back within ten seconds.
+    pub fn restart(&mut self) -> Result<(), RedisServerError> {
+        self.stop();
+        self.child = spawn(self.port, self.dir.path(), &self.args)?;
+        self.wait_until_ready()
     }
 
     fn wait_until_ready(&mut self) -> Result<(), RedisServerError> {
@@ -127,9 +137,26 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
+}
+
+fn spawn(port: u16, dir: &Path, extra_args: &[String]) -> Result<Child, RedisServerError> {
+    Command::new(binary())
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--logfile", "redis.log"])
+        .args(extra_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|err| match err.kind() {
+            ErrorKind::NotFound => RedisServerError::NotInstalled,
+            _ => RedisServerError::Start(err.to_string()),
+        })
 }
 
 fn binary() -> String {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use actix_session::storage::{LoadError, SaveError, UpdateError};
+use redis::{ErrorKind, ServerErrorKind};
 
 /// Everything that can go wrong in a store operation.
 ///
@@ -54,6 +55,34 @@ pub enum StoreError {
     /// Freshly generated session ids were already taken, which a working CSPRNG never does.
     #[error("freshly generated session ids were already in use")]
     IdCollision,
+}
+
+impl StoreError {
+    /// Whether Redis could not be reached or could not serve (a pool, connection or timeout
+    /// failure, or Redis loading, read-only or down): the request may succeed later, so it
+    /// deserves a `503 Service Unavailable` rather than a `500`.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Pool(_) | Self::CommandTimeout(_) => true,
+            Self::Redis(err) => {
+                err.is_io_error()
+                    || err.is_connection_dropped()
+                    || err.is_connection_refusal()
+                    || err.is_timeout()
+                    || matches!(
+                        err.kind(),
+                        ErrorKind::Server(
+                            ServerErrorKind::BusyLoading
+                                | ServerErrorKind::TryAgain
+                                | ServerErrorKind::ClusterDown
+                                | ServerErrorKind::MasterDown
+                                | ServerErrorKind::ReadOnly
+                        )
+                    )
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<deadpool::managed::PoolError<redis::RedisError>> for StoreError {

@@ -115,6 +115,20 @@ impl RedisSessionStore {
         request: &impl Request,
         script: Option<&LuaScript>,
     ) -> Result<T, StoreError> {
+        let result = self.query_once(request, script).await;
+        if let Err(err) = &result
+            && err.is_unavailable()
+        {
+            tracking::note_unavailable();
+        }
+        result
+    }
+
+    async fn query_once<T: FromRedisValue>(
+        &self,
+        request: &impl Request,
+        script: Option<&LuaScript>,
+    ) -> Result<T, StoreError> {
         let timeouts = &self.inner.config.pool_timeouts;
         // Back to the pool at once: other requests share the connection meanwhile.
         let mut connection = self.inner.pool.timeout_get(timeouts).await?.share();

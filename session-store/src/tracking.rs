@@ -7,32 +7,57 @@
 //! there, and `update` sends Redis only the entries set or removed since; `update_ttl` after a
 //! `load` costs nothing, since the load slid the expiry already. Without the wrapper the store
 //! falls back to replacing the whole state atomically, and `update_ttl` to a `PEXPIRE`.
+//!
+//! The same scope lets the wrapper tell an unreachable Redis from other failures: the store
+//! notes it there, and the wrapper answers `503 Service Unavailable` with `Retry-After` where
+//! actix-session alone would answer a bare `500`.
 
 use std::{cell::RefCell, future::Future, pin::Pin};
 
 use actix_session::SessionMiddleware;
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use tokio::task::futures::TaskLocalFuture;
+use actix_web::{
+    HttpResponse,
+    dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
+    http::header::RETRY_AFTER,
+};
 
 use crate::{RedisSessionStore, state::SessionState};
 
-tokio::task_local! {
+/// Seconds a client is asked to wait after a `503` for an unreachable Redis.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// What the store learns about one request while it runs.
+#[derive(Default)]
+struct RequestScope {
     /// The session this request loaded: its Redis key and state.
-    static LOADED: RefCell<Option<(String, SessionState)>>;
+    loaded: Option<(String, SessionState)>,
+    /// Whether a Redis call of this request failed because Redis was unavailable.
+    unavailable: bool,
+}
+
+tokio::task_local! {
+    static SCOPE: RefCell<RequestScope>;
 }
 
 /// Notes the state a request loaded, when the request runs inside [`TrackChanges`].
 pub(crate) fn remember(key: &str, state: &SessionState) {
-    let _ = LOADED.try_with(|loaded| *loaded.borrow_mut() = Some((key.to_owned(), state.clone())));
+    let _ =
+        SCOPE.try_with(|scope| scope.borrow_mut().loaded = Some((key.to_owned(), state.clone())));
+}
+
+/// Notes that Redis was unavailable to this request, when it runs inside [`TrackChanges`].
+pub(crate) fn note_unavailable() {
+    let _ = SCOPE.try_with(|scope| scope.borrow_mut().unavailable = true);
 }
 
 /// Whether this request loaded the session at `key` (which slid its expiry), when it runs
 /// inside [`TrackChanges`].
 pub(crate) fn was_loaded(key: &str) -> bool {
-    LOADED
-        .try_with(|loaded| {
-            loaded
+    SCOPE
+        .try_with(|scope| {
+            scope
                 .borrow()
+                .loaded
                 .as_ref()
                 .is_some_and(|(loaded_key, _)| loaded_key == key)
         })
@@ -41,8 +66,8 @@ pub(crate) fn was_loaded(key: &str) -> bool {
 
 /// The state this request loaded for `key`, if it runs inside [`TrackChanges`].
 pub(crate) fn loaded(key: &str) -> Option<SessionState> {
-    LOADED
-        .try_with(|loaded| loaded.borrow_mut().take())
+    SCOPE
+        .try_with(|scope| scope.borrow_mut().loaded.take())
         .ok()
         .flatten()
         .and_then(|(loaded_key, state)| (loaded_key == key).then_some(state))
@@ -77,7 +102,9 @@ impl<'a> Changes<'a> {
 
 /// Wraps actix-session's `SessionMiddleware` so that each request writes only the entries it
 /// changed: overlapping requests of one session that change different entries all keep their
-/// changes (the same entry changed twice: the last writer wins).
+/// changes (the same entry changed twice: the last writer wins). When Redis cannot be reached
+/// within the store's timeouts, the request gets `503 Service Unavailable` with `Retry-After`
+/// instead of actix-session's `500`.
 ///
 /// ```no_run
 /// use actix_session::SessionMiddleware;
@@ -110,6 +137,9 @@ where
             InitError = (),
         >,
     <SessionMiddleware<RedisSessionStore> as Transform<S, ServiceRequest>>::Future: 'static,
+    <<SessionMiddleware<RedisSessionStore> as Transform<S, ServiceRequest>>::Transform as Service<
+        ServiceRequest,
+    >>::Future: 'static,
 {
     type Response = ServiceResponse<B>;
     type Error = actix_web::Error;
@@ -138,16 +168,35 @@ pub struct TrackChangesService<T> {
 impl<T, B> Service<ServiceRequest> for TrackChangesService<T>
 where
     T: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    T::Future: 'static,
 {
     type Response = ServiceResponse<B>;
     type Error = actix_web::Error;
-    type Future = TaskLocalFuture<RefCell<Option<(String, SessionState)>>, T::Future>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, actix_web::Error>>>>;
 
     forward_ready!(inner);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        LOADED.scope(RefCell::new(None), self.inner.call(req))
+        let response = self.inner.call(req);
+        Box::pin(SCOPE.scope(RefCell::new(RequestScope::default()), async move {
+            match response.await {
+                Err(err) if SCOPE.with(|scope| scope.borrow().unavailable) => {
+                    tracing::warn!(error = %err, cause = ?err, "Redis unavailable: answering 503");
+                    Err(service_unavailable(err))
+                }
+                result => result,
+            }
+        }))
     }
+}
+
+/// `err` as actix answers it: `503 Service Unavailable` with `Retry-After`, and no body that
+/// could leak internals.
+fn service_unavailable(err: actix_web::Error) -> actix_web::Error {
+    let response = HttpResponse::ServiceUnavailable()
+        .insert_header((RETRY_AFTER, RETRY_AFTER_SECONDS))
+        .finish();
+    actix_web::error::InternalError::from_response(err, response).into()
 }
 
 #[cfg(test)]
@@ -182,8 +231,8 @@ mod tests {
         let loaded = state(&[("a", "1")]);
         remember("k", &loaded);
         assert_eq!(super::loaded("k"), None, "outside a scope nothing is kept");
-        LOADED
-            .scope(RefCell::new(None), async {
+        SCOPE
+            .scope(RefCell::new(RequestScope::default()), async {
                 remember("k", &loaded);
                 assert_eq!(super::loaded("other"), None);
                 remember("k", &loaded);

@@ -1,6 +1,6 @@
 //! A `redis-server` process of the test's own, with ways to inspect it.
 
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 
 /// A private `redis-server` on a free loopback port, killed when dropped (the demo's own
 /// embedded Redis, with a test's conveniences on top).
@@ -40,5 +40,11 @@ impl Deref for RedisServer {
 
     fn deref(&self) -> &Self::Target {
         &self.0
+    }
+}
+
+impl DerefMut for RedisServer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }

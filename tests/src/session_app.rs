@@ -168,19 +168,21 @@ pub fn forge_cookie(
     jar.get(COOKIE).expect("just added").clone()
 }
 
-/// Sends `method path` with `cookie` (if any) to a test service and returns the response.
+/// Sends `method path` with `cookie` (if any) to a test service and returns the response, an
+/// error turned into its response as a server would turn it.
 pub async fn send<S, B>(
     app: &S,
     method: actix_web::http::Method,
     path: &str,
     cookie: Option<&Cookie<'static>>,
-) -> ServiceResponse<B>
+) -> ServiceResponse
 where
     S: actix_web::dev::Service<
             actix_http::Request,
             Response = ServiceResponse<B>,
             Error = actix_web::Error,
         >,
+    B: actix_web::body::MessageBody + 'static,
 {
     let mut request = actix_web::test::TestRequest::default()
         .method(method)
@@ -188,7 +190,13 @@ where
     if let Some(cookie) = cookie {
         request = request.cookie(cookie.clone());
     }
-    actix_web::test::call_service(app, request.to_request()).await
+    match actix_web::test::try_call_service(app, request.to_request()).await {
+        Ok(response) => response.map_into_boxed_body(),
+        Err(err) => ServiceResponse::new(
+            actix_web::test::TestRequest::default().to_http_request(),
+            err.error_response(),
+        ),
+    }
 }
 
 /// `GET /get/{name}` with `cookie`: the entry's value, or `"none"`.
@@ -199,7 +207,7 @@ where
             Response = ServiceResponse<B>,
             Error = actix_web::Error,
         >,
-    B: actix_web::body::MessageBody,
+    B: actix_web::body::MessageBody + 'static,
 {
     let response = send(
         app,

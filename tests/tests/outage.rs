@@ -1,0 +1,103 @@
+//! Redis unavailable: requests that need it get a fast `503` with `Retry-After`, requests that
+//! do not are served, and when Redis is back the next request works, with no restart.
+
+use std::time::{Duration, Instant};
+
+use actix_web::{App, cookie::Key, http::Method, test};
+use integration_tests::{
+    RedisServer,
+    session_app::{self, MiddlewareMode, get_entry, send, session_cookie},
+};
+use session_store::{RedisSessionStore, RedisSessionStoreBuilder, TrackChanges};
+
+macro_rules! app {
+    ($server:expr, $key:expr, $builder:expr) => {
+        test::init_service(
+            App::new()
+                .wrap(TrackChanges::new(session_app::middleware(
+                    store(&$server, $builder),
+                    &$key,
+                    MiddlewareMode::COOKIE_MODES[0].clone(),
+                )))
+                .configure(session_app::routes),
+        )
+        .await
+    };
+}
+
+fn store(server: &RedisServer, builder: RedisSessionStoreBuilder) -> RedisSessionStore {
+    builder.build_with_url(&server.url()).expect("a valid URL")
+}
+
+#[actix_web::test]
+async fn a_stopped_redis_means_fast_503s_then_recovery() {
+    let mut server = RedisServer::start();
+    let key = Key::generate();
+    let app = app!(server, key, RedisSessionStore::builder());
+    let login = send(&app, Method::POST, "/set/user/alice", None).await;
+    let cookie = session_cookie(&login).expect("a session cookie");
+
+    server.stop();
+    for (method, path, cookie) in [
+        (Method::GET, "/get/user", Some(&cookie)),
+        (Method::POST, "/set/user/bob", Some(&cookie)),
+        (Method::POST, "/set/user/carol", None),
+    ] {
+        let started = Instant::now();
+        let response = send(&app, method.clone(), path, cookie).await;
+        assert_eq!(response.status(), 503, "{method} {path}");
+        let retry_after = response.headers().get("retry-after").expect("Retry-After");
+        assert_eq!(retry_after, "1");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{method} {path} took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        get_entry(&app, "user", None).await,
+        "none",
+        "a request that needs no session is served without Redis"
+    );
+
+    server.restart().expect("Redis restarts");
+    // This Redis keeps nothing on disk, so the old session is gone; the store works again.
+    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
+    let login = send(&app, Method::POST, "/set/user/alice", None).await;
+    assert_eq!(login.status(), 200);
+    let cookie = session_cookie(&login).expect("a session cookie");
+    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
+}
+
+#[actix_web::test]
+async fn a_redis_that_does_not_answer_means_503_at_the_command_timeout() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let builder = RedisSessionStore::builder().command_timeout(Duration::from_millis(300));
+    let app = app!(server, key, builder);
+    let login = send(&app, Method::POST, "/set/user/alice", None).await;
+    let cookie = session_cookie(&login).expect("a session cookie");
+
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(2000)
+        .arg("ALL")
+        .query_async(&mut server.connection().await)
+        .await
+        .expect("CLIENT PAUSE");
+    let started = Instant::now();
+    let response = send(&app, Method::GET, "/get/user", Some(&cookie)).await;
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(
+        get_entry(&app, "user", Some(&cookie)).await,
+        "alice",
+        "no recovery"
+    );
+}

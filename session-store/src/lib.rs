@@ -17,7 +17,8 @@
 //! - enforces an idle timeout *and* an absolute lifetime;
 //! - refuses session state over a size limit with a typed error, leaving the stored state as
 //!   it was;
-//! - bounds every Redis call with a timeout.
+//! - bounds every Redis call with a timeout and, behind [`TrackChanges`], answers `503` with
+//!   `Retry-After` when Redis is unavailable (actix-session alone answers a bare `500`).
 //!
 //! # Getting started
 //!

@@ -108,14 +108,14 @@ impl RedisSessionStore {
         Ok(())
     }
 
-    /// Sends `request` on a pooled connection. When it runs `script` and Redis does not have the
-    /// script yet (a new or restarted server), loads it and sends `request` again.
+    /// Sends `request` to Redis (see [`execute`](Self::execute)); when Redis is unavailable,
+    /// notes it in the request's scope, which turns the failure into a `503`.
     async fn query<T: FromRedisValue>(
         &self,
         request: &impl Request,
         script: Option<&LuaScript>,
     ) -> Result<T, StoreError> {
-        let result = self.query_once(request, script).await;
+        let result = self.execute(request, script).await;
         if let Err(err) = &result
             && err.is_unavailable()
         {
@@ -124,7 +124,9 @@ impl RedisSessionStore {
         result
     }
 
-    async fn query_once<T: FromRedisValue>(
+    /// Sends `request` on a pooled connection. When it runs `script` and Redis does not have the
+    /// script yet (a new or restarted server), loads it and sends `request` again.
+    async fn execute<T: FromRedisValue>(
         &self,
         request: &impl Request,
         script: Option<&LuaScript>,
@@ -234,7 +236,9 @@ impl RedisSessionStore {
     /// Writes only what changed, with plain commands in one pipeline (a script costs Redis
     /// several times as much). Whether the session was still alive comes back with them; if
     /// it was not, the fields just written (a hash without a creation time, which no load
-    /// accepts) are deleted again: the write never revives a session.
+    /// accepts) are deleted again: the write never revives a session. (Should a logout land
+    /// between the pipeline's `HGET` and `HSET`, such a hash stays behind, still unusable,
+    /// until its expiry.)
     async fn write_changes(&self, key: &str, changes: &Changes<'_>) -> Result<bool, StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("HGET").arg(key).arg(state::CREATED);

@@ -68,11 +68,13 @@ async fn login(
 
 async fn logout(state: web::Data<AppState>, session: Session) -> HttpResponse {
     user::sign_out(&session);
-    HttpResponse::Ok().json(Me {
-        user: None,
-        display_name: None,
-        instance: state.port,
-    })
+    HttpResponse::Ok()
+        .insert_header(user::CLEAR_COOKIES)
+        .json(Me {
+            user: None,
+            display_name: None,
+            instance: state.port,
+        })
 }
 
 async fn me(state: web::Data<AppState>, session: Session) -> actix_web::Result<HttpResponse> {

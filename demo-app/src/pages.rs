@@ -234,7 +234,10 @@ struct LogoutForm {
 async fn logout(session: Session, form: web::Form<LogoutForm>) -> actix_web::Result<HttpResponse> {
     csrf::check(&session, &form.csrf)?;
     user::sign_out(&session);
-    Ok(see_other("/"))
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/"))
+        .insert_header(user::CLEAR_COOKIES)
+        .finish())
 }
 
 async fn stylesheet() -> HttpResponse {

@@ -25,7 +25,11 @@ pub(crate) fn sign_in(session: &Session, username: &str) -> actix_web::Result<()
     Ok(())
 }
 
-/// Ends the session everywhere: its state is deleted from Redis and the cookie cleared.
+/// The header a logout response carries, so the browser drops every cookie of the site too.
+pub(crate) const CLEAR_COOKIES: (&str, &str) = ("Clear-Site-Data", "\"cookies\"");
+
+/// Ends the session everywhere: its state is deleted from Redis and the cookie cleared. The
+/// response should carry [`CLEAR_COOKIES`].
 pub(crate) fn sign_out(session: &Session) {
     session.purge();
 }

@@ -18,7 +18,7 @@ use actix_session::SessionMiddleware;
 use actix_web::{
     HttpResponse,
     dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
-    http::header::RETRY_AFTER,
+    http::header::{CACHE_CONTROL, HeaderValue, RETRY_AFTER, SET_COOKIE},
 };
 
 use crate::{RedisSessionStore, state::SessionState};
@@ -104,7 +104,8 @@ impl<'a> Changes<'a> {
 /// changed: overlapping requests of one session that change different entries all keep their
 /// changes (the same entry changed twice: the last writer wins). When Redis cannot be reached
 /// within the store's timeouts, the request gets `503 Service Unavailable` with `Retry-After`
-/// instead of actix-session's `500`.
+/// instead of actix-session's `500`. Responses that set or clear a cookie get
+/// `Cache-Control: no-store`.
 ///
 /// ```no_run
 /// use actix_session::SessionMiddleware;
@@ -180,13 +181,26 @@ where
         let response = self.inner.call(req);
         Box::pin(SCOPE.scope(RefCell::new(RequestScope::default()), async move {
             match response.await {
+                Ok(mut response) => {
+                    forbid_caching_of_cookies(&mut response);
+                    Ok(response)
+                }
                 Err(err) if SCOPE.with(|scope| scope.borrow().unavailable) => {
                     tracing::warn!(error = %err, cause = ?err, "Redis unavailable: answering 503");
                     Err(service_unavailable(err))
                 }
-                result => result,
+                Err(err) => Err(err),
             }
         }))
+    }
+}
+
+/// A response that sets or clears a cookie must never be stored by a cache, which could hand
+/// the session to someone else: it gets `Cache-Control: no-store`.
+fn forbid_caching_of_cookies<B>(response: &mut ServiceResponse<B>) {
+    let headers = response.headers_mut();
+    if headers.contains_key(SET_COOKIE) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 }
 

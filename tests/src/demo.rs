@@ -215,6 +215,8 @@ pub struct ApiResponse {
     pub cookie: Option<Cookie<'static>>,
     /// The body as JSON (`null` when it was not JSON).
     pub json: serde_json::Value,
+    /// The response headers, by lowercase name (the last value of a repeated header).
+    pub headers: std::collections::HashMap<String, String>,
 }
 
 impl Default for ApiClient {
@@ -260,6 +262,13 @@ impl ApiClient {
             .iter()
             .filter_map(|value| Cookie::parse(value.to_str().ok()?.to_owned()).ok())
             .find(|cookie| cookie.name() == demo_app::instance::SESSION_COOKIE);
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect();
         let status = response.status().as_u16();
         let json = response
             .body_mut()
@@ -269,6 +278,7 @@ impl ApiClient {
             status,
             cookie,
             json,
+            headers,
         }
     }
 }

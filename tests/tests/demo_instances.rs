@@ -24,6 +24,11 @@ fn three_instances_share_login_profile_and_logout() {
     assert_eq!(login.status, 200, "{login:?}");
     assert_eq!(login.json["user"], "alice");
     assert_eq!(login.json["instance"], demo.ports()[0]);
+    assert_eq!(
+        login.headers.get("cache-control").map(String::as_str),
+        Some("no-store"),
+        "a response that sets the session cookie must not be cached"
+    );
     let cookie = login.cookie.expect("a session cookie");
     assert!(
         cookie.http_only().unwrap_or(false),
@@ -39,6 +44,11 @@ fn three_instances_share_login_profile_and_logout() {
     for index in [1, 2] {
         let answer = me(index, Some(&cookie));
         assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.headers.get("cache-control"),
+            None,
+            "no cookie set, no header"
+        );
         assert_eq!(answer.json["user"], "alice", "instance {index}: {answer:?}");
         assert_eq!(answer.json["instance"], demo.ports()[index]);
     }
@@ -54,6 +64,14 @@ fn three_instances_share_login_profile_and_logout() {
 
     let logout = api.send("POST", &demo.url(2, "/api/logout"), Some(&cookie), NO_BODY);
     assert_eq!(logout.status, 200);
+    assert_eq!(
+        logout.headers.get("clear-site-data").map(String::as_str),
+        Some("\"cookies\"")
+    );
+    assert_eq!(
+        logout.headers.get("cache-control").map(String::as_str),
+        Some("no-store")
+    );
     for index in 0..3 {
         let answer = me(index, Some(&cookie));
         assert_eq!(

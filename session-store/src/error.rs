@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use actix_session::storage::{LoadError, SaveError, UpdateError};
+use deadpool::managed::PoolError;
 use redis::{ErrorKind, ServerErrorKind};
 
 /// Everything that can go wrong in a store operation.
@@ -63,8 +64,9 @@ impl StoreError {
     /// deserves a `503 Service Unavailable` rather than a `500`.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Pool(_) | Self::CommandTimeout(_) => true,
-            Self::Redis(err) => {
+            // A connection that could not be made for a lasting reason (wrong password, bad
+            // TLS settings) is a misconfiguration, not an outage.
+            Self::Pool(PoolError::Backend(err)) | Self::Redis(err) => {
                 err.is_io_error()
                     || err.is_connection_dropped()
                     || err.is_connection_refusal()
@@ -80,6 +82,7 @@ impl StoreError {
                         )
                     )
             }
+            Self::Pool(_) | Self::CommandTimeout(_) => true,
             _ => false,
         }
     }

@@ -69,7 +69,9 @@
 //! field holding the value as actix-session hands it over; one metadata field (`\0c`, the
 //! creation time) sits beside them, and an entry whose own name starts with a NUL byte is
 //! stored with one more, so names never collide. A read is one pipelined `HGETALL` + `PEXPIRE`;
-//! a write is one Lua script, atomic. Either costs one round trip.
+//! a write of changed entries one pipelined `HGET` + `HSET`/`HDEL` + `PEXPIRE`; creating a
+//! session, or replacing a whole state without [`TrackChanges`], one atomic Lua script. The
+//! README's design notes give the consistency rules in full.
 //!
 //! [actix-session]: https://docs.rs/actix-session
 //! [deadpool-redis]: https://docs.rs/deadpool-redis

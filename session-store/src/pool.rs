@@ -25,8 +25,8 @@ use std::{
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use redis::{
-    AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult,
-    Value,
+    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
+    RedisResult, ServerErrorKind, Value,
     aio::{ConnectionLike, MultiplexedConnection},
 };
 
@@ -193,9 +193,7 @@ impl SharedConnection {
         match outcome {
             Outcome::Answered => self.health.prove(),
             // An error reply (e.g. NOSCRIPT): the connection itself works.
-            Outcome::Failed(err) if !(err.is_io_error() || err.is_unrecoverable_error()) => {
-                self.health.prove();
-            }
+            Outcome::Failed(err) if !condemns_connection(err) => self.health.prove(),
             Outcome::Failed(_) => {
                 self.health.broken.store(true, Ordering::Release);
                 self.health.fail();
@@ -204,6 +202,17 @@ impl SharedConnection {
             Outcome::TimedOut => self.health.fail(),
         }
     }
+}
+
+/// Whether `err` says the connection must be replaced: it broke, or the server behind it is
+/// no longer a primary (after a failover a new connection may reach the new one).
+fn condemns_connection(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_unrecoverable_error()
+        || matches!(
+            err.kind(),
+            ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+        )
 }
 
 impl ConnectionLike for SharedConnection {

@@ -108,25 +108,9 @@ impl RedisSessionStore {
         Ok(())
     }
 
-    /// Sends `request` to Redis (see [`execute`](Self::execute)); when Redis is unavailable,
-    /// notes it in the request's scope, which turns the failure into a `503`.
-    async fn query<T: FromRedisValue>(
-        &self,
-        request: &impl Request,
-        script: Option<&LuaScript>,
-    ) -> Result<T, StoreError> {
-        let result = self.execute(request, script).await;
-        if let Err(err) = &result
-            && err.is_unavailable()
-        {
-            tracking::note_unavailable();
-        }
-        result
-    }
-
     /// Sends `request` on a pooled connection. When it runs `script` and Redis does not have the
     /// script yet (a new or restarted server), loads it and sends `request` again.
-    async fn execute<T: FromRedisValue>(
+    async fn query<T: FromRedisValue>(
         &self,
         request: &impl Request,
         script: Option<&LuaScript>,
@@ -184,6 +168,11 @@ impl RedisSessionStore {
         let (fields,): (Vec<(Vec<u8>, Vec<u8>)>,) = self.query(&pipe, None).await?;
         let stored = state::decode(fields)?;
         let Some(created) = stored.created else {
+            if !stored.state.is_empty() {
+                // Entries without a creation time: what a write that raced a logout left
+                // behind. Never a session; the PEXPIRE above must not keep it alive.
+                self.query::<()>(redis::cmd("DEL").arg(&key), None).await?;
+            }
             return Ok(None);
         };
         if !self.within_lifetime(created) {
@@ -238,7 +227,7 @@ impl RedisSessionStore {
     /// it was not, the fields just written (a hash without a creation time, which no load
     /// accepts) are deleted again: the write never revives a session. (Should a logout land
     /// between the pipeline's `HGET` and `HSET`, such a hash stays behind, still unusable,
-    /// until its expiry.)
+    /// until it expires or a load meets it and deletes it.)
     async fn write_changes(&self, key: &str, changes: &Changes<'_>) -> Result<bool, StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("HGET").arg(key).arg(state::CREATED);
@@ -310,7 +299,7 @@ impl RedisSessionStore {
 /// actix-session passes (its `session_ttl`) is left to the cookie.
 impl SessionStore for RedisSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
-        Ok(self.load_state(session_key).await?)
+        Ok(noted(self.load_state(session_key).await)?)
     }
 
     async fn save(
@@ -318,7 +307,7 @@ impl SessionStore for RedisSessionStore {
         session_state: SessionState,
         _ttl: &CookieDuration,
     ) -> Result<SessionKey, SaveError> {
-        Ok(self.save_state(&session_state).await?)
+        Ok(noted(self.save_state(&session_state).await)?)
     }
 
     /// Writes nothing when the session ended in the meantime, and hands back the same key: the
@@ -329,7 +318,7 @@ impl SessionStore for RedisSessionStore {
         session_state: SessionState,
         _ttl: &CookieDuration,
     ) -> Result<SessionKey, UpdateError> {
-        self.update_state(&session_key, &session_state).await?;
+        noted(self.update_state(&session_key, &session_state).await)?;
         Ok(session_key)
     }
 
@@ -340,12 +329,22 @@ impl SessionStore for RedisSessionStore {
         session_key: &SessionKey,
         _ttl: &CookieDuration,
     ) -> anyhow::Result<()> {
-        Ok(self.touch(session_key).await?)
+        Ok(noted(self.touch(session_key).await)?)
     }
 
     async fn delete(&self, session_key: &SessionKey) -> anyhow::Result<()> {
-        Ok(self.delete_state(session_key).await?)
+        Ok(noted(self.delete_state(session_key).await)?)
     }
+}
+
+/// Tells the request's scope whether the store operation that fails it failed because Redis
+/// was unavailable (which [`TrackChanges`](crate::TrackChanges) answers with a `503`).
+/// actix-session stops at the first failed operation, so the last note describes it.
+fn noted<T>(result: Result<T, StoreError>) -> Result<T, StoreError> {
+    if let Err(err) = &result {
+        tracking::note_failure(err.is_unavailable());
+    }
+    result
 }
 
 fn millis(duration: std::time::Duration) -> u64 {

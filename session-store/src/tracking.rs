@@ -31,7 +31,8 @@ const RETRY_AFTER_SECONDS: &str = "1";
 struct RequestScope {
     /// The session this request loaded: its Redis key and state.
     loaded: Option<(String, SessionState)>,
-    /// Whether a Redis call of this request failed because Redis was unavailable.
+    /// Whether the store operation that failed this request failed because Redis was
+    /// unavailable.
     unavailable: bool,
 }
 
@@ -45,9 +46,9 @@ pub(crate) fn remember(key: &str, state: &SessionState) {
         SCOPE.try_with(|scope| scope.borrow_mut().loaded = Some((key.to_owned(), state.clone())));
 }
 
-/// Notes that Redis was unavailable to this request, when it runs inside [`TrackChanges`].
-pub(crate) fn note_unavailable() {
-    let _ = SCOPE.try_with(|scope| scope.borrow_mut().unavailable = true);
+/// Notes how a store operation of this request failed, when it runs inside [`TrackChanges`].
+pub(crate) fn note_failure(unavailable: bool) {
+    let _ = SCOPE.try_with(|scope| scope.borrow_mut().unavailable = unavailable);
 }
 
 /// Whether this request loaded the session at `key` (which slid its expiry), when it runs

@@ -101,3 +101,32 @@ async fn a_redis_that_does_not_answer_means_503_at_the_command_timeout() {
         "no recovery"
     );
 }
+
+#[actix_web::test]
+async fn a_wrong_password_is_a_500_not_a_503() {
+    let server = RedisServer::start();
+    let () = redis::cmd("CONFIG")
+        .arg(&["SET", "requirepass", "the-right-one"][..])
+        .query_async(&mut server.connection().await)
+        .await
+        .expect("CONFIG SET requirepass");
+    let key = Key::generate();
+    let url = format!("redis://:the-wrong-one@127.0.0.1:{}", server.port());
+    let app = test::init_service(
+        App::new()
+            .wrap(TrackChanges::new(session_app::middleware(
+                RedisSessionStore::from_url(&url).expect("a valid URL"),
+                &key,
+                MiddlewareMode::COOKIE_MODES[0].clone(),
+            )))
+            .configure(session_app::routes),
+    )
+    .await;
+    let response = send(&app, Method::POST, "/set/user/alice", None).await;
+    assert_eq!(
+        response.status(),
+        500,
+        "a misconfiguration is no outage to retry"
+    );
+    assert!(response.headers().get("retry-after").is_none());
+}

@@ -392,6 +392,22 @@ mod cases {
         assert!(matches!(err, LoadError::Deserialization(_)), "{err:?}");
     }
 
+    pub(super) async fn a_hash_without_a_creation_time_is_no_session_and_is_deleted(fx: Fixture) {
+        let store = fx.store();
+        let id = key(NEVER_ISSUED);
+        let () = fx
+            .redis()
+            .await
+            .hset(fx.redis_key(&id), "user", "\"mallory\"")
+            .await
+            .expect("HSET");
+        assert_eq!(store.load(&id).await.expect("load"), None);
+        assert!(
+            fx.stored_keys().await.is_empty(),
+            "the leftover hash was kept alive"
+        );
+    }
+
     pub(super) async fn delete_ends_the_session(fx: Fixture) {
         let store = fx.store();
         let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
@@ -524,6 +540,7 @@ macro_rules! every_case {
             entry_names_never_collide_with_metadata,
             corrupt_stored_state_is_a_deserialization_error,
             delete_ends_the_session,
+            a_hash_without_a_creation_time_is_no_session_and_is_deleted,
             save_never_overwrites_an_existing_key,
             different_prefixes_do_not_see_each_other,
             a_slow_answer_within_the_command_timeout_is_waited_for,

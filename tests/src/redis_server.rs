@@ -21,6 +21,21 @@ impl RedisServer {
         }
     }
 
+    /// A session store with the default settings on this server.
+    pub fn store(&self) -> session_store::RedisSessionStore {
+        self.store_with(session_store::RedisSessionStore::builder())
+    }
+
+    /// A session store from `builder` on this server.
+    pub fn store_with(
+        &self,
+        builder: session_store::RedisSessionStoreBuilder,
+    ) -> session_store::RedisSessionStore {
+        builder
+            .build_with_url(&self.url())
+            .expect("a valid loopback URL")
+    }
+
     /// A client for inspecting the server from the test.
     pub fn client(&self) -> redis::Client {
         redis::Client::open(self.url()).expect("a valid loopback URL")

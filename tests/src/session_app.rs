@@ -224,3 +224,46 @@ where
     let body = actix_web::test::read_body(response).await;
     String::from_utf8(body.to_vec()).expect("a UTF-8 body")
 }
+
+/// A test service: [`routes`] behind actix-session's middleware alone, on `store`, with `gate`
+/// for `/gated-set`.
+pub async fn bare_app(
+    store: RedisSessionStore,
+    key: &Key,
+    mode: MiddlewareMode,
+    gate: Gate,
+) -> impl actix_web::dev::Service<
+    actix_http::Request,
+    Response = ServiceResponse<impl actix_web::body::MessageBody + 'static>,
+    Error = actix_web::Error,
+> {
+    actix_web::test::init_service(
+        actix_web::App::new()
+            .wrap(middleware(store, key, mode))
+            .app_data(web::Data::new(gate))
+            .configure(routes),
+    )
+    .await
+}
+
+/// The same as [`bare_app`], with the middleware behind `TrackChanges`.
+pub async fn tracked_app(
+    store: RedisSessionStore,
+    key: &Key,
+    mode: MiddlewareMode,
+    gate: Gate,
+) -> impl actix_web::dev::Service<
+    actix_http::Request,
+    Response = ServiceResponse<impl actix_web::body::MessageBody + 'static>,
+    Error = actix_web::Error,
+> {
+    actix_web::test::init_service(
+        actix_web::App::new()
+            .wrap(session_store::TrackChanges::new(middleware(
+                store, key, mode,
+            )))
+            .app_data(web::Data::new(gate))
+            .configure(routes),
+    )
+    .await
+}

@@ -1,38 +1,27 @@
 //! Overlapping requests of one session: with `TrackChanges` each writes only what it changed,
 //! so no update is lost, and a logout is never undone.
 
-use actix_web::{App, cookie::Key, http::Method, test};
+use actix_web::{cookie::Key, http::Method};
 use futures_util::future::join_all;
 use integration_tests::{
     RedisServer,
-    session_app::{self, Gate, MiddlewareMode, get_entry, send, session_cookie},
+    session_app::{Gate, MiddlewareMode, get_entry, send, session_cookie, tracked_app},
 };
 use redis::AsyncCommands as _;
-use session_store::{RedisSessionStore, TrackChanges};
 
 const WRITERS: usize = 50;
-
-macro_rules! tracked_app {
-    ($server:expr, $key:expr, $gate:expr) => {
-        test::init_service(
-            App::new()
-                .wrap(TrackChanges::new(session_app::middleware(
-                    RedisSessionStore::from_url(&$server.url()).expect("a valid URL"),
-                    &$key,
-                    MiddlewareMode::COOKIE_MODES[0].clone(),
-                )))
-                .app_data(actix_web::web::Data::new($gate))
-                .configure(session_app::routes),
-        )
-        .await
-    };
-}
 
 #[actix_web::test]
 async fn concurrent_writers_of_one_session_keep_all_their_entries() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let app = tracked_app!(server, key, Gate::default());
+    let app = tracked_app(
+        server.store(),
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
+    )
+    .await;
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
 
@@ -58,7 +47,13 @@ async fn concurrent_writers_of_one_session_keep_all_their_entries() {
 async fn concurrent_removals_and_sets_all_land() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let app = tracked_app!(server, key, Gate::default());
+    let app = tracked_app(
+        server.store(),
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
+    )
+    .await;
     let login = send(&app, Method::POST, "/set/a/1", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
     send(&app, Method::POST, "/set/b/2", Some(&cookie)).await;
@@ -77,7 +72,13 @@ async fn a_logout_among_concurrent_writes_is_never_undone() {
     let server = RedisServer::start();
     let key = Key::generate();
     let gate = Gate::default();
-    let app = tracked_app!(server, key, gate.clone());
+    let app = tracked_app(
+        server.store(),
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        gate.clone(),
+    )
+    .await;
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
 

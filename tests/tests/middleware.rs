@@ -3,34 +3,15 @@
 
 use std::time::Duration;
 
-use actix_web::{App, cookie::Key, http::Method, test};
+use actix_web::{cookie::Key, http::Method};
 use integration_tests::{
     Monitor, RedisServer,
-    session_app::{self, Gate, MiddlewareMode, forge_cookie, get_entry, send, session_cookie},
+    session_app::{
+        self, Gate, MiddlewareMode, bare_app, forge_cookie, get_entry, send, session_cookie,
+    },
 };
 use redis::AsyncCommands as _;
-use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
-
-/// A test service: the session routes behind the middleware, on a store from `$builder`.
-macro_rules! app {
-    ($server:expr, $key:expr, $mode:expr, $builder:expr) => {
-        test::init_service(
-            App::new()
-                .wrap(session_app::middleware(
-                    store(&$server, $builder),
-                    &$key,
-                    $mode,
-                ))
-                .app_data(actix_web::web::Data::new(Gate::default()))
-                .configure(session_app::routes),
-        )
-        .await
-    };
-}
-
-fn store(server: &RedisServer, builder: RedisSessionStoreBuilder) -> RedisSessionStore {
-    builder.build_with_url(&server.url()).expect("a valid URL")
-}
+use session_store::RedisSessionStore;
 
 async fn session_keys(server: &RedisServer) -> Vec<String> {
     server
@@ -46,7 +27,7 @@ async fn insert_read_change_renew_purge() {
     for mode in MiddlewareMode::COOKIE_MODES {
         let server = RedisServer::start();
         let key = Key::generate();
-        let app = app!(server, key, mode.clone(), RedisSessionStore::builder());
+        let app = bare_app(server.store(), &key, mode.clone(), Gate::default()).await;
 
         let anonymous = send(&app, Method::GET, "/get/user", None).await;
         assert!(
@@ -94,7 +75,7 @@ async fn an_idle_session_expires() {
     let key = Key::generate();
     let builder = RedisSessionStore::builder().idle_timeout(Duration::from_millis(1500));
     let mode = MiddlewareMode::COOKIE_MODES[0].clone();
-    let app = app!(server, key, mode, builder);
+    let app = bare_app(server.store_with(builder), &key, mode, Gate::default()).await;
 
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
@@ -117,12 +98,13 @@ async fn the_absolute_lifetime_ends_an_active_session() {
     let builder = RedisSessionStore::builder()
         .idle_timeout(Duration::from_secs(60))
         .absolute_timeout(Duration::from_millis(2500));
-    let app = app!(
-        server,
-        key,
+    let app = bare_app(
+        server.store_with(builder),
+        &key,
         MiddlewareMode::COOKIE_MODES[0].clone(),
-        builder
-    );
+        Gate::default(),
+    )
+    .await;
 
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
@@ -144,7 +126,7 @@ async fn malformed_cookies_are_no_session_and_reach_no_redis() {
     for mode in MiddlewareMode::COOKIE_MODES {
         let server = RedisServer::start();
         let key = Key::generate();
-        let app = app!(server, key, mode.clone(), RedisSessionStore::builder());
+        let app = bare_app(server.store(), &key, mode.clone(), Gate::default()).await;
         let monitor = Monitor::start(&server);
 
         let mut cookies = vec![
@@ -186,17 +168,7 @@ async fn a_write_racing_a_logout_does_not_undo_it() {
         let server = RedisServer::start();
         let key = Key::generate();
         let gate = Gate::default();
-        let app = test::init_service(
-            App::new()
-                .wrap(session_app::middleware(
-                    store(&server, RedisSessionStore::builder()),
-                    &key,
-                    mode.clone(),
-                ))
-                .app_data(actix_web::web::Data::new(gate.clone()))
-                .configure(session_app::routes),
-        )
-        .await;
+        let app = bare_app(server.store(), &key, mode.clone(), gate.clone()).await;
         let login = send(&app, Method::POST, "/set/user/alice", None).await;
         let cookie = session_cookie(&login).expect("a session cookie");
 

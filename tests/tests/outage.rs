@@ -3,37 +3,24 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::{App, cookie::Key, http::Method, test};
+use actix_web::{cookie::Key, http::Method};
 use integration_tests::{
     RedisServer,
-    session_app::{self, MiddlewareMode, get_entry, send, session_cookie},
+    session_app::{Gate, MiddlewareMode, get_entry, send, session_cookie, tracked_app},
 };
-use session_store::{RedisSessionStore, RedisSessionStoreBuilder, TrackChanges};
-
-macro_rules! app {
-    ($server:expr, $key:expr, $builder:expr) => {
-        test::init_service(
-            App::new()
-                .wrap(TrackChanges::new(session_app::middleware(
-                    store(&$server, $builder),
-                    &$key,
-                    MiddlewareMode::COOKIE_MODES[0].clone(),
-                )))
-                .configure(session_app::routes),
-        )
-        .await
-    };
-}
-
-fn store(server: &RedisServer, builder: RedisSessionStoreBuilder) -> RedisSessionStore {
-    builder.build_with_url(&server.url()).expect("a valid URL")
-}
+use session_store::RedisSessionStore;
 
 #[actix_web::test]
 async fn a_stopped_redis_means_fast_503s_then_recovery() {
     let mut server = RedisServer::start();
     let key = Key::generate();
-    let app = app!(server, key, RedisSessionStore::builder());
+    let app = tracked_app(
+        server.store(),
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
+    )
+    .await;
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
 
@@ -74,7 +61,13 @@ async fn a_redis_that_does_not_answer_means_503_at_the_command_timeout() {
     let server = RedisServer::start();
     let key = Key::generate();
     let builder = RedisSessionStore::builder().command_timeout(Duration::from_millis(300));
-    let app = app!(server, key, builder);
+    let app = tracked_app(
+        server.store_with(builder),
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
+    )
+    .await;
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
 
@@ -112,14 +105,12 @@ async fn a_wrong_password_is_a_500_not_a_503() {
         .expect("CONFIG SET requirepass");
     let key = Key::generate();
     let url = format!("redis://:the-wrong-one@127.0.0.1:{}", server.port());
-    let app = test::init_service(
-        App::new()
-            .wrap(TrackChanges::new(session_app::middleware(
-                RedisSessionStore::from_url(&url).expect("a valid URL"),
-                &key,
-                MiddlewareMode::COOKIE_MODES[0].clone(),
-            )))
-            .configure(session_app::routes),
+    let store = RedisSessionStore::from_url(&url).expect("a valid URL");
+    let app = tracked_app(
+        store,
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
     )
     .await;
     let response = send(&app, Method::POST, "/set/user/alice", None).await;

@@ -7,42 +7,13 @@
 //! the pool's health check, `UNWATCH` and `PING`. [`round_trips`] groups them.
 
 use actix_session::config::{CookieContentSecurity, TtlExtensionPolicy};
-use actix_web::{App, cookie::Key, http::Method, test};
+use actix_web::{cookie::Key, http::Method};
 use integration_tests::{
     Monitor, RedisServer,
-    session_app::{self, MiddlewareMode, forge_cookie, get_entry, send, session_cookie},
+    session_app::{
+        Gate, MiddlewareMode, bare_app, forge_cookie, get_entry, send, session_cookie, tracked_app,
+    },
 };
-use session_store::{RedisSessionStore, TrackChanges};
-
-macro_rules! tracked_app {
-    ($server:expr, $key:expr, $mode:expr) => {
-        test::init_service(
-            App::new()
-                .wrap(TrackChanges::new(session_app::middleware(
-                    RedisSessionStore::from_url(&$server.url()).expect("a valid URL"),
-                    &$key,
-                    $mode,
-                )))
-                .configure(session_app::routes),
-        )
-        .await
-    };
-}
-
-macro_rules! app {
-    ($server:expr, $key:expr, $mode:expr) => {
-        test::init_service(
-            App::new()
-                .wrap(session_app::middleware(
-                    RedisSessionStore::from_url(&$server.url()).expect("a valid URL"),
-                    &$key,
-                    $mode,
-                ))
-                .configure(session_app::routes),
-        )
-        .await
-    };
-}
 
 /// The round trips clients made, as the commands each carried joined by `+` (leaving out
 /// those Lua scripts ran).
@@ -93,7 +64,7 @@ async fn a_read_only_request_is_one_round_trip() {
     for policy in POLICIES {
         let server = RedisServer::start();
         let key = Key::generate();
-        let app = tracked_app!(server, key, mode(policy.clone()));
+        let app = tracked_app(server.store(), &key, mode(policy.clone()), Gate::default()).await;
         let login = send(&app, Method::POST, "/set/user/alice", None).await;
         let cookie = session_cookie(&login).expect("a session cookie");
 
@@ -107,7 +78,13 @@ async fn a_read_only_request_is_one_round_trip() {
 async fn without_track_changes_every_request_policy_costs_a_second_round_trip() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let app = app!(server, key, mode(TtlExtensionPolicy::OnEveryRequest));
+    let app = bare_app(
+        server.store(),
+        &key,
+        mode(TtlExtensionPolicy::OnEveryRequest),
+        Gate::default(),
+    )
+    .await;
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
 
@@ -124,7 +101,13 @@ async fn without_track_changes_every_request_policy_costs_a_second_round_trip() 
 async fn a_new_session_is_one_round_trip_and_a_write_two() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let app = app!(server, key, mode(TtlExtensionPolicy::OnStateChanges));
+    let app = bare_app(
+        server.store(),
+        &key,
+        mode(TtlExtensionPolicy::OnStateChanges),
+        Gate::default(),
+    )
+    .await;
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
     send(&app, Method::POST, "/set/user/bob", Some(&cookie)).await;
@@ -150,7 +133,13 @@ async fn a_new_session_is_one_round_trip_and_a_write_two() {
 async fn a_tracked_write_is_two_round_trips_of_plain_commands() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let app = tracked_app!(server, key, mode(TtlExtensionPolicy::OnStateChanges));
+    let app = tracked_app(
+        server.store(),
+        &key,
+        mode(TtlExtensionPolicy::OnStateChanges),
+        Gate::default(),
+    )
+    .await;
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
 
@@ -178,7 +167,13 @@ async fn a_tracked_write_is_two_round_trips_of_plain_commands() {
 async fn an_idle_connection_proves_itself_before_reuse() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let app = app!(server, key, mode(TtlExtensionPolicy::OnStateChanges));
+    let app = bare_app(
+        server.store(),
+        &key,
+        mode(TtlExtensionPolicy::OnStateChanges),
+        Gate::default(),
+    )
+    .await;
     let login = send(&app, Method::POST, "/set/user/alice", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
     get_entry(&app, "user", Some(&cookie)).await;
@@ -197,7 +192,13 @@ async fn an_idle_connection_proves_itself_before_reuse() {
 async fn a_malformed_cookie_sends_nothing_at_all() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let app = app!(server, key, mode(TtlExtensionPolicy::OnEveryRequest));
+    let app = bare_app(
+        server.store(),
+        &key,
+        mode(TtlExtensionPolicy::OnEveryRequest),
+        Gate::default(),
+    )
+    .await;
     let monitor = Monitor::start(&server);
     let forged = forge_cookie(&key, CookieContentSecurity::Private, "{not*an id}");
     assert_eq!(get_entry(&app, "user", Some(&forged)).await, "none");

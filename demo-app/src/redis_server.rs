@@ -128,7 +128,6 @@ impl RedisServer {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
-
 }
 
 impl Drop for RedisServer {

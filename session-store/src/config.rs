@@ -18,6 +18,39 @@ pub(crate) struct Config {
     pub(crate) max_state_size: usize,
     pub(crate) pool_timeouts: Timeouts,
     pub(crate) command_timeout: Duration,
+    pub(crate) when_unavailable: WhenUnavailable,
+}
+
+impl Config {
+    /// The most one store operation may take, pool checkout, health checks, reconnects and
+    /// commands included: the sum of the timeouts of each step.
+    pub(crate) fn deadline(&self) -> Duration {
+        let Timeouts {
+            wait,
+            create,
+            recycle,
+        } = self.pool_timeouts;
+        [wait, create, recycle]
+            .into_iter()
+            .flatten()
+            .fold(self.command_timeout, |total, step| total + step)
+    }
+}
+
+/// What a request gets when its session cannot be loaded because Redis is unavailable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WhenUnavailable {
+    /// The load fails; behind [`TrackChanges`](crate::TrackChanges) the request gets
+    /// `503 Service Unavailable` with `Retry-After`.
+    #[default]
+    Fail,
+    /// The request goes on as if it had no session: every visitor is anonymous until Redis is
+    /// back, and then logged in again (the cookie is left alone). Writing a session still
+    /// fails. For read-mostly sites whose anonymous pages are safe for anyone to see; never
+    /// when the session holds restrictions (a ban, a pending second factor, a forced password
+    /// change), since an anonymous request does not carry them.
+    Anonymous,
 }
 
 impl Default for Config {
@@ -33,6 +66,7 @@ impl Default for Config {
                 recycle: Some(Duration::from_secs(1)),
             },
             command_timeout: Duration::from_secs(1),
+            when_unavailable: WhenUnavailable::Fail,
         }
     }
 }
@@ -114,8 +148,18 @@ impl RedisSessionStoreBuilder {
     }
 
     /// How long Redis may take to answer one command (default 1 s).
+    ///
+    /// No store operation takes longer than the wait, create, recycle and command timeouts
+    /// added up: past that, it fails with [`StoreError::Deadline`].
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.config.command_timeout = timeout;
+        self
+    }
+
+    /// What a request gets when Redis is unavailable as its session is loaded (default
+    /// [`WhenUnavailable::Fail`]).
+    pub fn when_unavailable(mut self, choice: WhenUnavailable) -> Self {
+        self.config.when_unavailable = choice;
         self
     }
 

@@ -40,6 +40,10 @@ pub enum StoreError {
     #[error("Redis did not answer within {0:?}")]
     CommandTimeout(Duration),
 
+    /// A store operation did not finish within the sum of the store's timeouts.
+    #[error("the session store operation did not finish within {0:?}")]
+    Deadline(Duration),
+
     /// The session state is larger than the configured limit; nothing was written.
     #[error("session state of {size} bytes is over the limit of {limit} bytes")]
     StateTooLarge {
@@ -82,7 +86,7 @@ impl StoreError {
                         )
                     )
             }
-            Self::Pool(_) | Self::CommandTimeout(_) => true,
+            Self::Pool(_) | Self::CommandTimeout(_) | Self::Deadline(_) => true,
             _ => false,
         }
     }

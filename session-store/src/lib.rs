@@ -92,7 +92,7 @@ pub use deadpool::{Runtime, managed::Timeouts};
 pub use deadpool_redis::{self, redis};
 
 pub use crate::{
-    config::RedisSessionStoreBuilder,
+    config::{RedisSessionStoreBuilder, WhenUnavailable},
     error::StoreError,
     pool::{Connection, Manager, Pool, TRUST_WINDOW},
     store::RedisSessionStore,

@@ -12,7 +12,7 @@ use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisResult, ServerErrorKi
 
 use crate::{
     StoreError,
-    config::{Config, RedisSessionStoreBuilder},
+    config::{Config, RedisSessionStoreBuilder, WhenUnavailable},
     pool::{Outcome, Pool, SharedConnection},
     scripts::{self, LuaScript},
     session_id,
@@ -299,7 +299,16 @@ impl RedisSessionStore {
 /// actix-session passes (its `session_ttl`) is left to the cookie.
 impl SessionStore for RedisSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
-        Ok(noted(self.load_state(session_key).await)?)
+        match self.bounded_op(self.load_state(session_key)).await {
+            Err(err)
+                if err.is_unavailable()
+                    && self.inner.config.when_unavailable == WhenUnavailable::Anonymous =>
+            {
+                tracing::warn!(error = %err, "Redis unavailable: the request goes on without its session");
+                Ok(None)
+            }
+            result => Ok(result?),
+        }
     }
 
     async fn save(
@@ -307,7 +316,7 @@ impl SessionStore for RedisSessionStore {
         session_state: SessionState,
         _ttl: &CookieDuration,
     ) -> Result<SessionKey, SaveError> {
-        Ok(noted(self.save_state(&session_state).await)?)
+        Ok(self.bounded_op(self.save_state(&session_state)).await?)
     }
 
     /// Writes nothing when the session ended in the meantime, and hands back the same key: the
@@ -318,7 +327,8 @@ impl SessionStore for RedisSessionStore {
         session_state: SessionState,
         _ttl: &CookieDuration,
     ) -> Result<SessionKey, UpdateError> {
-        noted(self.update_state(&session_key, &session_state).await)?;
+        self.bounded_op(self.update_state(&session_key, &session_state))
+            .await?;
         Ok(session_key)
     }
 
@@ -329,22 +339,32 @@ impl SessionStore for RedisSessionStore {
         session_key: &SessionKey,
         _ttl: &CookieDuration,
     ) -> anyhow::Result<()> {
-        Ok(noted(self.touch(session_key).await)?)
+        Ok(self.bounded_op(self.touch(session_key)).await?)
     }
 
     async fn delete(&self, session_key: &SessionKey) -> anyhow::Result<()> {
-        Ok(noted(self.delete_state(session_key).await)?)
+        Ok(self.bounded_op(self.delete_state(session_key)).await?)
     }
 }
 
-/// Tells the request's scope whether the store operation that fails it failed because Redis
-/// was unavailable (which [`TrackChanges`](crate::TrackChanges) answers with a `503`).
-/// actix-session stops at the first failed operation, so the last note describes it.
-fn noted<T>(result: Result<T, StoreError>) -> Result<T, StoreError> {
-    if let Err(err) = &result {
-        tracking::note_failure(err.is_unavailable());
+impl RedisSessionStore {
+    /// Runs one store operation within the store's [deadline](Config::deadline), and tells the
+    /// request's scope whether it failed because Redis was unavailable (which
+    /// [`TrackChanges`](crate::TrackChanges) answers with a `503`). actix-session stops at the
+    /// first failed operation, so the last note describes it.
+    async fn bounded_op<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let deadline = self.inner.config.deadline();
+        let result = tokio::time::timeout(deadline, operation)
+            .await
+            .unwrap_or(Err(StoreError::Deadline(deadline)));
+        if let Err(err) = &result {
+            tracking::note_failure(err.is_unavailable());
+        }
+        result
     }
-    result
 }
 
 fn millis(duration: std::time::Duration) -> u64 {

@@ -8,7 +8,7 @@ use integration_tests::{
     RedisServer,
     session_app::{Gate, MiddlewareMode, get_entry, send, session_cookie, tracked_app},
 };
-use session_store::RedisSessionStore;
+use session_store::{RedisSessionStore, WhenUnavailable};
 
 #[actix_web::test]
 async fn a_stopped_redis_means_fast_503s_then_recovery() {
@@ -120,4 +120,57 @@ async fn a_wrong_password_is_a_500_not_a_503() {
         "a misconfiguration is no outage to retry"
     );
     assert!(response.headers().get("retry-after").is_none());
+}
+
+#[actix_web::test]
+async fn anonymous_fallback_serves_reads_without_the_session_and_keeps_the_cookie() {
+    let mut server = RedisServer::start();
+    let key = Key::generate();
+    let short = Duration::from_millis(300);
+    let builder = RedisSessionStore::builder()
+        .command_timeout(short)
+        .recycle_timeout(short)
+        .create_timeout(short)
+        .when_unavailable(WhenUnavailable::Anonymous);
+    let app = tracked_app(
+        server.store_with(builder),
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
+    )
+    .await;
+    let login = send(&app, Method::POST, "/set/user/alice", None).await;
+    let cookie = session_cookie(&login).expect("a session cookie");
+
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(2000)
+        .arg("ALL")
+        .query_async(&mut server.connection().await)
+        .await
+        .expect("CLIENT PAUSE");
+    let started = Instant::now();
+    let read = send(&app, Method::GET, "/get/user", Some(&cookie)).await;
+    assert_eq!(read.status(), 200, "a read goes on, anonymous");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        read.headers().get("set-cookie").is_none(),
+        "the cookie is left alone"
+    );
+    assert_eq!(actix_web::test::read_body(read).await, "none");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(
+        get_entry(&app, "user", Some(&cookie)).await,
+        "alice",
+        "logged in again once Redis answers"
+    );
+
+    server.stop();
+    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
+    let write = send(&app, Method::POST, "/set/user/bob", Some(&cookie)).await;
+    assert_eq!(write.status(), 503, "a write still needs Redis");
 }

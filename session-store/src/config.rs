@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use deadpool::{Runtime, managed::Timeouts};
+use redis::IntoConnectionInfo;
 
 use crate::{
     RedisSessionStore, StoreError,
@@ -178,7 +179,19 @@ impl RedisSessionStoreBuilder {
     /// # Errors
     /// [`StoreError::InvalidUrl`] when the URL cannot be used.
     pub fn build_with_url(self, url: &str) -> Result<RedisSessionStore, StoreError> {
-        let manager = Manager::new(url).map_err(StoreError::InvalidUrl)?;
+        self.build_with_connection_info(url)
+    }
+
+    /// Builds a store on a new pool for connection settings that a URL cannot carry, such as
+    /// the private CA of a `redis::Client::build_with_tls` (pass its `get_connection_info()`).
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidUrl`] when the settings cannot be used.
+    pub fn build_with_connection_info(
+        self,
+        info: impl IntoConnectionInfo,
+    ) -> Result<RedisSessionStore, StoreError> {
+        let manager = Manager::new(info).map_err(StoreError::InvalidUrl)?;
         let pool = Pool::builder(manager)
             .runtime(Runtime::Tokio1)
             .timeouts(self.config.pool_timeouts)

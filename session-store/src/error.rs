@@ -71,7 +71,7 @@ impl StoreError {
             // A connection that could not be made for a lasting reason (wrong password, bad
             // TLS settings) is a misconfiguration, not an outage.
             Self::Pool(PoolError::Backend(err)) | Self::Redis(err) => {
-                err.is_io_error()
+                (err.is_io_error() && !is_tls_refusal(err))
                     || err.is_connection_dropped()
                     || err.is_connection_refusal()
                     || err.is_timeout()
@@ -89,6 +89,26 @@ impl StoreError {
             Self::Pool(_) | Self::CommandTimeout(_) | Self::Deadline(_) => true,
             _ => false,
         }
+    }
+}
+
+/// Whether TLS refused the connection (an unknown CA, a certificate for another name): a
+/// lasting misconfiguration, although redis-rs reports it as an I/O error.
+fn is_tls_refusal(err: &redis::RedisError) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        use std::{error::Error, io, sync::Arc};
+        // redis-rs keeps the I/O error behind an `Arc`; tokio-rustls puts rustls's inside it.
+        Error::source(err)
+            .and_then(|source| source.downcast_ref::<Arc<dyn Error + Send + Sync>>())
+            .and_then(|inner| inner.downcast_ref::<io::Error>())
+            .and_then(io::Error::get_ref)
+            .is_some_and(|cause| cause.is::<rustls::Error>())
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = err;
+        false
     }
 }
 

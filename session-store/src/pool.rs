@@ -54,7 +54,14 @@ impl Manager {
     ///
     /// # Errors
     /// When `params` cannot be turned into connection settings.
+    ///
+    /// With the `tls` feature (on by default), `rediss://` URLs connect through rustls, checking
+    /// the server against the system's root certificates; for a private CA, pass the
+    /// `ConnectionInfo` of a `redis::Client::build_with_tls`. The first manager installs ring
+    /// as rustls's process-wide crypto provider, unless the application installed one before.
     pub fn new<T: IntoConnectionInfo>(params: T) -> RedisResult<Self> {
+        #[cfg(feature = "tls")]
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let unbounded = AsyncConnectionConfig::new()
             .set_connection_timeout(None)
             .set_response_timeout(None);

@@ -9,6 +9,7 @@ pub mod demo;
 mod monitor;
 mod redis_server;
 pub mod session_app;
+pub mod tls;
 
 pub use crate::{
     monitor::{Command, Monitor},

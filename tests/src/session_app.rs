@@ -267,3 +267,34 @@ pub async fn tracked_app(
     )
     .await
 }
+
+/// Drives every store operation through `app` (create, read, change, remove an entry, renew,
+/// purge) and checks each answer: a denied or failed Redis command shows up as a failure here.
+pub async fn walk_through_every_operation<S, B>(app: &S)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody + 'static,
+{
+    use actix_web::http::Method;
+
+    let created = send(app, Method::POST, "/set/user/alice", None).await;
+    assert_eq!(created.status(), 200, "create");
+    let cookie = session_cookie(&created).expect("a session cookie");
+    assert_eq!(get_entry(app, "user", Some(&cookie)).await, "alice");
+    for (path, what) in [("/set/theme/dark", "change"), ("/remove/theme", "remove")] {
+        let response = send(app, Method::POST, path, Some(&cookie)).await;
+        assert_eq!(response.status(), 200, "{what}");
+    }
+    let renewed = send(app, Method::POST, "/renew", Some(&cookie)).await;
+    assert_eq!(renewed.status(), 200, "renew");
+    let cookie = session_cookie(&renewed).expect("a new session cookie");
+    assert_eq!(get_entry(app, "user", Some(&cookie)).await, "alice");
+    assert_eq!(get_entry(app, "theme", Some(&cookie)).await, "none");
+    let purged = send(app, Method::POST, "/purge", Some(&cookie)).await;
+    assert_eq!(purged.status(), 200, "purge");
+    assert_eq!(get_entry(app, "user", Some(&cookie)).await, "none");
+}

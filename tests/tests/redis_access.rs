@@ -1,0 +1,96 @@
+//! How the store reaches Redis: as an ACL user allowed only its key prefix and commands, and
+//! over TLS with a private CA.
+
+use actix_web::cookie::Key;
+use integration_tests::{
+    RedisServer,
+    session_app::{Gate, MiddlewareMode, bare_app, tracked_app, walk_through_every_operation},
+    tls::TlsRedis,
+};
+use session_store::{RedisSessionStore, StoreError};
+
+/// The README's ACL line: the store's commands, on keys under its prefix (`session:`), and
+/// pub/sub channels under it, nothing else.
+const ACL_RULES: &str = "on >session-password resetkeys ~session:* resetchannels &session:* \
+    -@all +hgetall +hget +hset +hdel +hkeys +exists +pexpire +del +evalsha +script|load \
+    +ping +unwatch";
+
+#[actix_web::test]
+async fn a_least_privileged_acl_user_is_enough() {
+    let server = RedisServer::start();
+    let mut admin = server.connection().await;
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("sessions")
+        .arg(ACL_RULES.split_whitespace().collect::<Vec<_>>())
+        .query_async(&mut admin)
+        .await
+        .expect("ACL SETUSER");
+    let url = format!(
+        "redis://sessions:session-password@127.0.0.1:{}",
+        server.port()
+    );
+
+    let store = RedisSessionStore::from_url(&url).expect("a valid URL");
+    store.health_check().await.expect("PING as the ACL user");
+    let key = Key::generate();
+    let mode = MiddlewareMode::COOKIE_MODES[0].clone();
+    // Without TrackChanges the store writes with its replace script; with it, plain commands.
+    walk_through_every_operation(
+        &bare_app(store.clone(), &key, mode.clone(), Gate::default()).await,
+    )
+    .await;
+    walk_through_every_operation(&tracked_app(store, &key, mode, Gate::default()).await).await;
+
+    // The user really is confined: a key outside the prefix, or another command, is refused.
+    let mut confined = redis::Client::open(url)
+        .expect("a valid URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a connection as the ACL user");
+    for cmd in [
+        redis::cmd("GET").arg("other:key").clone(),
+        redis::cmd("KEYS").arg("*").clone(),
+    ] {
+        let err = cmd
+            .query_async::<redis::Value>(&mut confined)
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), Some("NOPERM"), "{err}");
+    }
+}
+
+#[actix_web::test]
+async fn tls_with_a_private_ca_works_and_an_unknown_ca_is_refused() {
+    let redis = TlsRedis::start();
+    let client = redis::Client::build_with_tls(
+        redis.url(),
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(redis.ca_pem.clone().into_bytes()),
+        },
+    )
+    .expect("a TLS client");
+    let store = RedisSessionStore::builder()
+        .build_with_connection_info(client.get_connection_info().clone())
+        .expect("a valid connection");
+    store.health_check().await.expect("PING over TLS");
+    let key = Key::generate();
+    let app = tracked_app(
+        store,
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
+    )
+    .await;
+    walk_through_every_operation(&app).await;
+
+    // The system's roots do not vouch for the test CA: the connection is refused, for good.
+    let untrusting = RedisSessionStore::from_url(&redis.url()).expect("a valid URL");
+    let err = untrusting.health_check().await.expect_err("an unknown CA");
+    assert!(matches!(err, StoreError::Pool(_)), "{err:?}");
+    assert!(
+        !err.is_unavailable(),
+        "a bad certificate is no outage: {err:?}"
+    );
+}

@@ -79,4 +79,29 @@ mod tests {
         assert_eq!(key, redis_key("app:", &id));
         assert_eq!(key.len(), "app:s:".len() + 43);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(10_000))]
+
+        /// Any string at all: well-formed exactly when it has 43 base64url characters.
+        #[test]
+        fn only_43_base64url_characters_pass(id in proptest::arbitrary::any::<String>()) {
+            let expected = id.len() == 43
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            proptest::prop_assert_eq!(is_well_formed(&id), expected);
+        }
+
+        /// Strings close to a real id (its alphabet, Redis-special and control characters,
+        /// lengths around 43) are where a lax check would slip.
+        #[test]
+        fn near_misses_fail(id in "[A-Za-z0-9_\\-*{}?\\[\\] \r\n\t\x00%+/=é]{40,46}") {
+            let expected = id.len() == 43
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            proptest::prop_assert_eq!(is_well_formed(&id), expected);
+            if is_well_formed(&id) {
+                let key = redis_key("session:", &id);
+                proptest::prop_assert!(is_well_formed(&key["session:s:".len()..]));
+            }
+        }
+    }
 }

@@ -123,4 +123,43 @@ mod tests {
         let state = SessionState::from([("ab".to_owned(), "cde".to_owned())]);
         assert_eq!(size(&state), 5);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2_000))]
+
+        /// Whatever names and values an application uses, the state reads back as written and
+        /// the creation time is never taken from, or lost to, an entry.
+        #[test]
+        fn any_state_round_trips(
+            entries in proptest::collection::hash_map("(\\x00{0,3})\\PC{0,6}", "\\PC{0,12}", 0..12),
+            created in proptest::arbitrary::any::<u64>(),
+        ) {
+            let mut fields: Vec<_> = entries
+                .iter()
+                .map(|(name, value)| (field_name(name).as_bytes().to_vec(), value.as_bytes().to_vec()))
+                .collect();
+            fields.push((CREATED.as_bytes().to_vec(), created.to_string().into_bytes()));
+            let decoded = decode(fields).expect("valid UTF-8");
+            proptest::prop_assert_eq!(decoded.created, Some(created));
+            proptest::prop_assert_eq!(decoded.state, entries);
+        }
+
+        /// Arbitrary bytes out of Redis never panic: they decode, or are corrupt state.
+        #[test]
+        fn any_hash_decodes_or_is_refused(
+            fields in proptest::collection::vec(
+                (proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..8),
+                 proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..8)),
+                0..8,
+            ),
+        ) {
+            let all_utf8 = fields
+                .iter()
+                .all(|(f, v)| std::str::from_utf8(f).is_ok() && std::str::from_utf8(v).is_ok());
+            match decode(fields) {
+                Ok(stored) => proptest::prop_assert!(all_utf8 && !stored.state.keys().any(|n| field_name(n) == CREATED)),
+                Err(err) => proptest::prop_assert!(!all_utf8 && matches!(err, StoreError::CorruptState)),
+            }
+        }
+    }
 }

@@ -361,7 +361,7 @@ impl RedisSessionStore {
             .await
             .unwrap_or(Err(StoreError::Deadline(deadline)));
         if let Err(err) = &result {
-            tracking::note_failure(err.is_unavailable());
+            tracking::note_failure(err);
         }
         result
     }

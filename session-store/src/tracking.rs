@@ -10,7 +10,7 @@
 //!
 //! The same scope lets the wrapper tell an unreachable Redis from other failures: the store
 //! notes it there, and the wrapper answers `503 Service Unavailable` with `Retry-After` where
-//! actix-session alone would answer a bare `500`.
+//! actix-session alone would answer a bare `500` (and `413` for state over the size limit).
 
 use std::{cell::RefCell, future::Future, pin::Pin};
 
@@ -18,10 +18,13 @@ use actix_session::SessionMiddleware;
 use actix_web::{
     HttpResponse,
     dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
-    http::header::{CACHE_CONTROL, HeaderValue, RETRY_AFTER, SET_COOKIE},
+    http::{
+        StatusCode,
+        header::{CACHE_CONTROL, HeaderValue, RETRY_AFTER, SET_COOKIE},
+    },
 };
 
-use crate::{RedisSessionStore, state::SessionState};
+use crate::{RedisSessionStore, StoreError, state::SessionState};
 
 /// Seconds a client is asked to wait after a `503` for an unreachable Redis.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -31,9 +34,19 @@ const RETRY_AFTER_SECONDS: &str = "1";
 struct RequestScope {
     /// The session this request loaded: its Redis key and state.
     loaded: Option<(String, SessionState)>,
-    /// Whether the store operation that failed this request failed because Redis was
-    /// unavailable.
-    unavailable: bool,
+    /// How the store operation that failed this request failed.
+    failure: Option<Failure>,
+}
+
+/// The failures of a store operation that deserve an answer other than actix-session's `500`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Redis was unavailable: `503` with `Retry-After`.
+    Unavailable,
+    /// The request made the state larger than the limit: `413`, the client's doing.
+    TooLarge,
+    /// Anything else: actix-session's `500`.
+    Other,
 }
 
 tokio::task_local! {
@@ -47,8 +60,15 @@ pub(crate) fn remember(key: &str, state: &SessionState) {
 }
 
 /// Notes how a store operation of this request failed, when it runs inside [`TrackChanges`].
-pub(crate) fn note_failure(unavailable: bool) {
-    let _ = SCOPE.try_with(|scope| scope.borrow_mut().unavailable = unavailable);
+pub(crate) fn note_failure(err: &StoreError) {
+    let failure = if err.is_unavailable() {
+        Failure::Unavailable
+    } else if matches!(err, StoreError::StateTooLarge { .. }) {
+        Failure::TooLarge
+    } else {
+        Failure::Other
+    };
+    let _ = SCOPE.try_with(|scope| scope.borrow_mut().failure = Some(failure));
 }
 
 /// Whether this request loaded the session at `key` (which slid its expiry), when it runs
@@ -105,7 +125,8 @@ impl<'a> Changes<'a> {
 /// changed: overlapping requests of one session that change different entries all keep their
 /// changes (the same entry changed twice: the last writer wins). When Redis cannot be reached
 /// within the store's timeouts, the request gets `503 Service Unavailable` with `Retry-After`
-/// instead of actix-session's `500`. Responses that set or clear a cookie get
+/// instead of actix-session's `500`; state over the store's size limit gets
+/// `413 Payload Too Large`. Responses that set or clear a cookie get
 /// `Cache-Control: no-store`.
 ///
 /// ```no_run
@@ -186,11 +207,17 @@ where
                     forbid_caching_of_cookies(&mut response);
                     Ok(response)
                 }
-                Err(err) if SCOPE.with(|scope| scope.borrow().unavailable) => {
-                    tracing::warn!(error = %err, cause = ?err, "Redis unavailable: answering 503");
-                    Err(service_unavailable(err))
-                }
-                Err(err) => Err(err),
+                Err(err) => match SCOPE.with(|scope| scope.borrow().failure) {
+                    Some(Failure::Unavailable) => {
+                        tracing::warn!(error = %err, cause = ?err, "Redis unavailable: answering 503");
+                        Err(bodiless(err, StatusCode::SERVICE_UNAVAILABLE))
+                    }
+                    Some(Failure::TooLarge) => {
+                        tracing::info!(error = %err, "session state over the limit: answering 413");
+                        Err(bodiless(err, StatusCode::PAYLOAD_TOO_LARGE))
+                    }
+                    Some(Failure::Other) | None => Err(err),
+                },
             }
         }))
     }
@@ -205,12 +232,15 @@ fn forbid_caching_of_cookies<B>(response: &mut ServiceResponse<B>) {
     }
 }
 
-/// `err` as actix answers it: `503 Service Unavailable` with `Retry-After`, and no body that
-/// could leak internals.
-fn service_unavailable(err: actix_web::Error) -> actix_web::Error {
-    let response = HttpResponse::ServiceUnavailable()
-        .insert_header((RETRY_AFTER, RETRY_AFTER_SECONDS))
-        .finish();
+/// `err` answered with `status` and no body that could leak internals; a `503` says when to
+/// try again.
+fn bodiless(err: actix_web::Error, status: StatusCode) -> actix_web::Error {
+    let mut response = HttpResponse::new(status);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+    }
     actix_web::error::InternalError::from_response(err, response).into()
 }
 

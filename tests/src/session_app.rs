@@ -190,6 +190,19 @@ where
     if let Some(cookie) = cookie {
         request = request.cookie(cookie.clone());
     }
+    send_request(app, request).await
+}
+
+/// Sends `request` to a test service, as [`send`] does.
+pub async fn send_request<S, B>(app: &S, request: actix_web::test::TestRequest) -> ServiceResponse
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody + 'static,
+{
     match actix_web::test::try_call_service(app, request.to_request()).await {
         Ok(response) => response.map_into_boxed_body(),
         Err(err) => ServiceResponse::new(

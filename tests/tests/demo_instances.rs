@@ -204,3 +204,31 @@ fn health_is_503_while_redis_is_down() {
         "the health check hung"
     );
 }
+
+#[test]
+fn a_huge_cookie_header_is_refused_by_the_server_not_failed() {
+    use std::io::{Read as _, Write as _};
+
+    let demo = Demo::launch(1, &[]);
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", demo.ports()[0])).expect("the demo listens");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("a timeout");
+    let cookie = format!("session={}", "A".repeat(128 * 1024));
+    // The server may answer and close before it read the whole header: ignore write errors.
+    let _ = write!(
+        stream,
+        "GET /api/me HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    );
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer.split_whitespace().nth(1).unwrap_or("no answer");
+    assert!(
+        ["431", "400"].contains(&status),
+        "a 128 KiB cookie header got {status:?}: {answer:.200}"
+    );
+    let api = ApiClient::default();
+    let me = api.send("GET", &demo.url(0, "/api/me"), None, NO_BODY);
+    assert_eq!(me.status, 200, "the instance no longer serves");
+}

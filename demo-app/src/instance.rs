@@ -8,8 +8,13 @@ use session_store::{RedisSessionStore, TrackChanges};
 
 use crate::{accounts::Accounts, api, cli::ServeArgs, pages, state::AppState};
 
-/// The session cookie's name.
+/// The session cookie's name on plain-HTTP localhost.
 pub const SESSION_COOKIE: &str = "session";
+
+/// The session cookie's name when it is `Secure`: the `__Host-` prefix makes browsers accept it
+/// only if it is `Secure`, has `Path=/` and no `Domain`, so a sibling subdomain or a plain-HTTP
+/// page cannot plant or overwrite it (no fixation through cookie injection).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-session";
 
 /// Registers every route of the demo.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -18,12 +23,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The session middleware as the demo sets it up: HttpOnly, SameSite=Lax, encrypted cookies,
-/// `Secure` unless the demo runs on plain-HTTP localhost; each request writes only the
-/// entries it changed.
+/// `Secure` and `__Host-` prefixed unless the demo runs on plain-HTTP localhost; each request
+/// writes only the entries it changed.
 pub fn session_middleware(store: RedisSessionStore, key: Key, secure: bool) -> TrackChanges {
+    let name = if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    };
     TrackChanges::new(
         SessionMiddleware::builder(store, key)
-            .cookie_name(SESSION_COOKIE.to_owned())
+            .cookie_name(name.to_owned())
+            .cookie_path("/".to_owned())
+            .cookie_domain(None)
             .cookie_content_security(CookieContentSecurity::Private)
             .cookie_http_only(true)
             .cookie_same_site(actix_web::cookie::SameSite::Lax)

@@ -81,6 +81,7 @@
 
 mod config;
 mod error;
+mod events;
 mod pool;
 mod scripts;
 mod session_id;

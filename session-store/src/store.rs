@@ -13,6 +13,7 @@ use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisResult, ServerErrorKi
 use crate::{
     StoreError,
     config::{Config, RedisSessionStoreBuilder, WhenUnavailable},
+    events,
     pool::{Outcome, Pool, SharedConnection},
     scripts::{self, LuaScript},
     session_id,
@@ -83,7 +84,7 @@ impl RedisSessionStore {
         if session_id::is_well_formed(id) {
             Some(session_id::redis_key(&self.inner.config.key_prefix, id))
         } else {
-            tracing::warn!("session key of an invalid shape, treated as no session");
+            events::invalid_id(id.len());
             None
         }
     }
@@ -168,6 +169,7 @@ impl RedisSessionStore {
         let (fields,): (Vec<(Vec<u8>, Vec<u8>)>,) = self.query(&pipe, None).await?;
         let stored = state::decode(fields)?;
         let Some(created) = stored.created else {
+            events::unknown(&key);
             if !stored.state.is_empty() {
                 // Entries without a creation time: what a write that raced a logout left
                 // behind. Never a session; the PEXPIRE above must not keep it alive.
@@ -176,7 +178,7 @@ impl RedisSessionStore {
             return Ok(None);
         };
         if !self.within_lifetime(created) {
-            tracing::info!("session past its absolute lifetime, deleted");
+            events::expired(&key);
             self.query::<()>(redis::cmd("DEL").arg(&key), None).await?;
             return Ok(None);
         }
@@ -194,7 +196,7 @@ impl RedisSessionStore {
                 cmd.arg(state::field_name(name).as_ref()).arg(value);
             }
             if self.query::<bool>(&cmd, Some(&scripts::SAVE)).await? {
-                tracing::debug!("session created");
+                events::created(&key);
                 return Ok(SessionKey::try_from(id).expect("a 43-byte id is a valid session key"));
             }
         }
@@ -217,7 +219,7 @@ impl RedisSessionStore {
             None => self.replace_state(&key, state).await?,
         };
         if !written {
-            tracing::info!("session ended before its update was written; the update is dropped");
+            events::update_dropped(&key);
         }
         Ok(())
     }
@@ -290,7 +292,7 @@ impl RedisSessionStore {
             return Ok(());
         };
         self.query::<()>(redis::cmd("DEL").arg(&key), None).await?;
-        tracing::debug!("session deleted");
+        events::deleted(&key);
         Ok(())
     }
 }

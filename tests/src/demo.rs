@@ -211,7 +211,7 @@ pub struct ApiClient {
 pub struct ApiResponse {
     /// The HTTP status.
     pub status: u16,
-    /// The `session` cookie the response set or cleared.
+    /// The session cookie (`session` or `__Host-session`) the response set or cleared.
     pub cookie: Option<Cookie<'static>>,
     /// The body as JSON (`null` when it was not JSON).
     pub json: serde_json::Value,
@@ -261,7 +261,13 @@ impl ApiClient {
             .get_all("set-cookie")
             .iter()
             .filter_map(|value| Cookie::parse(value.to_str().ok()?.to_owned()).ok())
-            .find(|cookie| cookie.name() == demo_app::instance::SESSION_COOKIE);
+            .find(|cookie| {
+                [
+                    demo_app::instance::SESSION_COOKIE,
+                    demo_app::instance::SECURE_SESSION_COOKIE,
+                ]
+                .contains(&cookie.name())
+            });
         let headers = response
             .headers()
             .iter()

@@ -232,3 +232,22 @@ fn a_huge_cookie_header_is_refused_by_the_server_not_failed() {
     let me = api.send("GET", &demo.url(0, "/api/me"), None, NO_BODY);
     assert_eq!(me.status, 200, "the instance no longer serves");
 }
+
+#[test]
+fn secure_cookies_carry_the_host_prefix() {
+    let demo = Demo::launch(1, &["--secure-cookies"]);
+    let api = ApiClient::default();
+    let login = api.send(
+        "POST",
+        &demo.url(0, "/api/login"),
+        None,
+        Some(json!({"username": "alice", "password": "alice-password"})),
+    );
+    let cookie = login.cookie.expect("a session cookie");
+    assert_eq!(cookie.name(), "__Host-session");
+    assert_eq!(cookie.secure(), Some(true), "{cookie}");
+    assert_eq!(cookie.path(), Some("/"), "{cookie}");
+    assert_eq!(cookie.domain(), None, "{cookie}");
+    let me = api.send("GET", &demo.url(0, "/api/me"), Some(&cookie), NO_BODY);
+    assert_eq!(me.json["user"], "alice");
+}

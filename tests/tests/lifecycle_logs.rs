@@ -1,0 +1,112 @@
+//! The session lifecycle reaches the logs (OWASP's events), and no session id ever does.
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use actix_web::{
+    cookie::{Cookie, CookieJar, Key},
+    http::Method,
+};
+use integration_tests::{
+    RedisServer,
+    session_app::{
+        COOKIE, Gate, MiddlewareMode, forge_cookie, get_entry, send, session_cookie, tracked_app,
+    },
+};
+use session_store::RedisSessionStore;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// Log output kept in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
+    }
+}
+
+/// The session id inside an encrypted cookie.
+fn session_id(key: &Key, cookie: &Cookie<'static>) -> String {
+    let mut jar = CookieJar::new();
+    jar.add_original(cookie.clone());
+    jar.private(key)
+        .get(COOKIE)
+        .expect("a cookie of this key")
+        .value()
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn lifecycle_events_are_logged_without_ids() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let _guard = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::DEBUG)
+        .with_writer(move || writer.clone())
+        .set_default();
+
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let mode = MiddlewareMode::COOKIE_MODES[0].clone();
+    let store = server
+        .store_with(RedisSessionStore::builder().absolute_timeout(Duration::from_millis(300)));
+    let app = tracked_app(store, &key, mode.clone(), Gate::default()).await;
+    let mut ids = Vec::new();
+
+    let login = session_cookie(&send(&app, Method::POST, "/set/user/alice", None).await)
+        .expect("a session cookie");
+    ids.push(session_id(&key, &login));
+    let renewed = session_cookie(&send(&app, Method::POST, "/renew", Some(&login)).await)
+        .expect("a renewed cookie");
+    ids.push(session_id(&key, &renewed));
+    assert_eq!(get_entry(&app, "user", Some(&login)).await, "none");
+    assert_eq!(
+        send(&app, Method::POST, "/purge", Some(&renewed))
+            .await
+            .status(),
+        200
+    );
+
+    let forged = forge_cookie(&key, mode.security, "not-an-id-of-ours");
+    assert_eq!(get_entry(&app, "user", Some(&forged)).await, "none");
+
+    let short_lived = session_cookie(&send(&app, Method::POST, "/set/user/bob", None).await)
+        .expect("a session cookie");
+    ids.push(session_id(&key, &short_lived));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(get_entry(&app, "user", Some(&short_lived)).await, "none");
+
+    let text = logs.text();
+    for event in [
+        "session.created",
+        "session.deleted",
+        "session.unknown",
+        "session.invalid_id",
+        "session.expired",
+    ] {
+        assert!(text.contains(event), "no {event} in:\n{text}");
+    }
+    for id in ids {
+        assert!(!text.contains(&id), "an id reached the logs:\n{text}");
+    }
+    assert!(
+        !text.contains("not-an-id-of-ours"),
+        "a forged id reached the logs:\n{text}"
+    );
+}

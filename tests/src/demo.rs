@@ -231,7 +231,8 @@ impl Default for ApiClient {
 }
 
 impl ApiClient {
-    /// Sends `method url` with an optional cookie and JSON body.
+    /// Sends `method url` with an optional cookie and JSON body; panics when no HTTP answer
+    /// comes.
     pub fn send(
         &self,
         method: &str,
@@ -239,6 +240,21 @@ impl ApiClient {
         cookie: Option<&Cookie<'_>>,
         body: Option<impl Serialize>,
     ) -> ApiResponse {
+        self.try_send(method, url, cookie, body)
+            .unwrap_or_else(|err| panic!("{method} {url}: {err}"))
+    }
+
+    /// The same as [`send`](Self::send), with a failure to get an HTTP answer as an error.
+    ///
+    /// # Errors
+    /// When the connection fails or no answer comes within ten seconds.
+    pub fn try_send(
+        &self,
+        method: &str,
+        url: &str,
+        cookie: Option<&Cookie<'_>>,
+        body: Option<impl Serialize>,
+    ) -> Result<ApiResponse, ureq::Error> {
         let request = ureq::http::Request::builder().method(method).uri(url);
         let request = match cookie {
             Some(cookie) => {
@@ -255,7 +271,7 @@ impl ApiClient {
             ),
             None => self.agent.run(request.body(()).expect("a valid request")),
         };
-        let mut response = response.unwrap_or_else(|err| panic!("{method} {url}: {err}"));
+        let mut response = response?;
         let cookie = response
             .headers()
             .get_all("set-cookie")
@@ -280,11 +296,11 @@ impl ApiClient {
             .body_mut()
             .read_json()
             .unwrap_or(serde_json::Value::Null);
-        ApiResponse {
+        Ok(ApiResponse {
             status,
             cookie,
             json,
             headers,
-        }
+        })
     }
 }

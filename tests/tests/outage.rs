@@ -174,3 +174,79 @@ async fn anonymous_fallback_serves_reads_without_the_session_and_keeps_the_cooki
     let write = send(&app, Method::POST, "/set/user/bob", Some(&cookie)).await;
     assert_eq!(write.status(), 503, "a write still needs Redis");
 }
+
+#[actix_web::test]
+async fn a_paused_redis_under_load_fails_every_request_at_the_deadline_with_bounded_connections() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let short = Duration::from_millis(300);
+    let builder = RedisSessionStore::builder()
+        .command_timeout(short)
+        .recycle_timeout(short)
+        .create_timeout(short)
+        .wait_timeout(short);
+    let store = server.store_with(builder);
+    let pool = store.pool().clone();
+    let app = tracked_app(
+        store,
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
+    )
+    .await;
+    let login = send(&app, Method::POST, "/set/user/alice", None).await;
+    let cookie = session_cookie(&login).expect("a session cookie");
+
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(3000)
+        .arg("ALL")
+        .query_async(&mut server.connection().await)
+        .await
+        .expect("CLIENT PAUSE");
+    let started = Instant::now();
+    let timed = |path: &'static str| {
+        let (app, cookie) = (&app, &cookie);
+        async move {
+            let sent = Instant::now();
+            let response = send(app, Method::GET, path, Some(cookie)).await;
+            (response.status(), sent.elapsed())
+        }
+    };
+    let answers = futures_util::future::join_all((0..300).map(|_| timed("/get/user"))).await;
+    let slowest = answers
+        .iter()
+        .map(|(_, took)| *took)
+        .max()
+        .expect("answers");
+    assert!(
+        answers.iter().all(|(status, _)| *status == 503),
+        "{answers:?}"
+    );
+    // The deadline: wait + create + recycle + command timeouts.
+    assert!(slowest < Duration::from_millis(1500), "slowest {slowest:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(3200).saturating_sub(started.elapsed())).await;
+    // Connections given up on are closed, not leaked: Redis sees at most a pool's worth (and
+    // the test's own).
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut server.connection().await)
+        .await
+        .expect("INFO clients");
+    let connected: usize = info
+        .lines()
+        .find_map(|line| line.strip_prefix("connected_clients:"))
+        .and_then(|count| count.trim().parse().ok())
+        .expect("connected_clients");
+    assert!(
+        connected <= pool.status().max_size + 1,
+        "{connected} connections for a pool of {}",
+        pool.status().max_size
+    );
+    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
+}

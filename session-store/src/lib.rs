@@ -17,8 +17,14 @@
 //! - enforces an idle timeout *and* an absolute lifetime;
 //! - refuses session state over a size limit with a typed error, leaving the stored state as
 //!   it was;
-//! - bounds every Redis call with a timeout and, behind [`TrackChanges`], answers `503` with
-//!   `Retry-After` when Redis is unavailable (actix-session alone answers a bare `500`).
+//! - bounds every Redis call with a timeout and every operation with a deadline and, behind
+//!   [`TrackChanges`], answers `503` with `Retry-After` when Redis is unavailable (actix-session
+//!   alone answers a bare `500`), or lets requests go on anonymous
+//!   ([`WhenUnavailable::Anonymous`]);
+//! - logs the session lifecycle (created, deleted, expired, unknown or invalid ids) through
+//!   `tracing`, never with an id;
+//! - connects over TLS (`rediss://`, the `tls` feature, on by default) and works as a Redis ACL
+//!   user confined to its key prefix.
 //!
 //! # Getting started
 //!
@@ -59,8 +65,9 @@
 //! # Choosing settings
 //!
 //! [`RedisSessionStore::builder`] sets the key prefix, the idle timeout and absolute lifetime,
-//! the largest state accepted and the timeouts of pool checkouts and commands; each setter
-//! documents its default. The idle and absolute timeouts govern how long state lives in Redis;
+//! the largest state accepted, the timeouts of pool checkouts and commands, and what a request
+//! gets when Redis is unavailable; each setter documents its default. For TLS with a private CA,
+//! see [`RedisSessionStoreBuilder::build_with_connection_info`]. The idle and absolute timeouts govern how long state lives in Redis;
 //! actix-session's own `session_ttl` only sets the cookie's `Max-Age`.
 //!
 //! # Storage layout

@@ -48,6 +48,18 @@ impl RedisServer {
             .await
             .expect("the test's own Redis answers")
     }
+
+    /// Makes the server hold every client's commands for `duration` (`CLIENT PAUSE ... ALL`):
+    /// a Redis that is up but does not answer.
+    pub async fn pause(&self, duration: std::time::Duration) {
+        let () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(u64::try_from(duration.as_millis()).expect("a short pause"))
+            .arg("ALL")
+            .query_async(&mut self.connection().await)
+            .await
+            .expect("CLIENT PAUSE");
+    }
 }
 
 impl Deref for RedisServer {

@@ -281,6 +281,40 @@ pub async fn tracked_app(
     .await
 }
 
+/// The usual test service: [`tracked_app`] with encrypted cookies and a gate that nobody
+/// waits at.
+pub async fn app(
+    store: RedisSessionStore,
+    key: &Key,
+) -> impl actix_web::dev::Service<
+    actix_http::Request,
+    Response = ServiceResponse<impl actix_web::body::MessageBody + 'static>,
+    Error = actix_web::Error,
+> {
+    tracked_app(
+        store,
+        key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
+    )
+    .await
+}
+
+/// Starts a session holding `user=alice` through `app` and returns its cookie.
+pub async fn log_in<S, B>(app: &S) -> Cookie<'static>
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody + 'static,
+{
+    let response = send(app, actix_web::http::Method::POST, "/set/user/alice", None).await;
+    assert_eq!(response.status(), 200, "log in");
+    session_cookie(&response).expect("a session cookie")
+}
+
 /// Drives every store operation through `app` (create, read, change, remove an entry, renew,
 /// purge) and checks each answer: a denied or failed Redis command shows up as a failure here.
 pub async fn walk_through_every_operation<S, B>(app: &S)

@@ -5,7 +5,9 @@ use actix_web::{cookie::Key, http::Method};
 use futures_util::future::join_all;
 use integration_tests::{
     RedisServer,
-    session_app::{Gate, MiddlewareMode, get_entry, send, session_cookie, tracked_app},
+    session_app::{
+        Gate, MiddlewareMode, app, get_entry, log_in, send, session_cookie, tracked_app,
+    },
 };
 use redis::AsyncCommands as _;
 
@@ -15,15 +17,8 @@ const WRITERS: usize = 50;
 async fn concurrent_writers_of_one_session_keep_all_their_entries() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let app = tracked_app(
-        server.store(),
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
-    let login = send(&app, Method::POST, "/set/user/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let app = app(server.store(), &key).await;
+    let cookie = log_in(&app).await;
 
     let paths: Vec<String> = (0..WRITERS).map(|i| format!("/set/entry{i}/{i}")).collect();
     let writes = paths
@@ -47,13 +42,7 @@ async fn concurrent_writers_of_one_session_keep_all_their_entries() {
 async fn concurrent_removals_and_sets_all_land() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let app = tracked_app(
-        server.store(),
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
+    let app = app(server.store(), &key).await;
     let login = send(&app, Method::POST, "/set/a/1", None).await;
     let cookie = session_cookie(&login).expect("a session cookie");
     send(&app, Method::POST, "/set/b/2", Some(&cookie)).await;
@@ -79,8 +68,7 @@ async fn a_logout_among_concurrent_writes_is_never_undone() {
         gate.clone(),
     )
     .await;
-    let login = send(&app, Method::POST, "/set/user/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let cookie = log_in(&app).await;
 
     // Every write has loaded the session when the logout lands; then they all write.
     let paths: Vec<String> = (0..20)

@@ -5,8 +5,8 @@ use actix_web::{cookie::Key, http::Method, test::TestRequest};
 use integration_tests::{
     Monitor, RedisServer,
     session_app::{
-        COOKIE, Gate, MiddlewareMode, forge_cookie, get_entry, send, send_request, session_cookie,
-        tracked_app,
+        COOKIE, Gate, MiddlewareMode, app, forge_cookie, get_entry, log_in, send, send_request,
+        session_cookie, tracked_app,
     },
 };
 use redis::AsyncCommands as _;
@@ -120,15 +120,8 @@ async fn state_over_the_limit_is_413_and_the_stored_state_kept() {
     let server = RedisServer::start();
     let key = Key::generate();
     let store = server.store_with(session_store::RedisSessionStore::builder().max_state_size(1024));
-    let app = tracked_app(
-        store,
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
-    let cookie = session_cookie(&send(&app, Method::POST, "/set/user/alice", None).await)
-        .expect("a session cookie");
+    let app = app(store, &key).await;
+    let cookie = log_in(&app).await;
     let before = snapshot(&server).await;
 
     let big = "x".repeat(2048);
@@ -151,15 +144,8 @@ async fn state_over_the_limit_is_413_and_the_stored_state_kept() {
 async fn entry_names_and_values_with_odd_bytes_round_trip() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let app = tracked_app(
-        server.store(),
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
-    let cookie = session_cookie(&send(&app, Method::POST, "/set/user/alice", None).await)
-        .expect("a session cookie");
+    let app = app(server.store(), &key).await;
+    let cookie = log_in(&app).await;
     // Percent-encoded in the path: NUL (what metadata fields start with), CR/LF, `*`, `{}`,
     // a space, non-ASCII.
     for (encoded, decoded) in [

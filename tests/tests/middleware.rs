@@ -7,7 +7,7 @@ use actix_web::{cookie::Key, http::Method};
 use integration_tests::{
     Monitor, RedisServer,
     session_app::{
-        self, Gate, MiddlewareMode, bare_app, forge_cookie, get_entry, send, session_cookie,
+        self, Gate, MiddlewareMode, bare_app, forge_cookie, get_entry, log_in, send, session_cookie,
     },
 };
 use redis::AsyncCommands as _;
@@ -77,8 +77,7 @@ async fn an_idle_session_expires() {
     let mode = MiddlewareMode::COOKIE_MODES[0].clone();
     let app = bare_app(server.store_with(builder), &key, mode, Gate::default()).await;
 
-    let login = send(&app, Method::POST, "/set/user/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let cookie = log_in(&app).await;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(
@@ -106,8 +105,7 @@ async fn the_absolute_lifetime_ends_an_active_session() {
     )
     .await;
 
-    let login = send(&app, Method::POST, "/set/user/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let cookie = log_in(&app).await;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(400)).await;
         send(&app, Method::POST, "/set/clicks/more", Some(&cookie)).await;
@@ -169,8 +167,7 @@ async fn a_write_racing_a_logout_does_not_undo_it() {
         let key = Key::generate();
         let gate = Gate::default();
         let app = bare_app(server.store(), &key, mode.clone(), gate.clone()).await;
-        let login = send(&app, Method::POST, "/set/user/alice", None).await;
-        let cookie = session_cookie(&login).expect("a session cookie");
+        let cookie = log_in(&app).await;
 
         // The gated write has loaded the session when the logout lands; then it writes.
         let (slow, _) = futures_util::join!(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use actix_web::{cookie::Key, http::Method};
 use integration_tests::{
     RedisServer,
-    session_app::{Gate, MiddlewareMode, get_entry, send, session_cookie, tracked_app},
+    session_app::{app, get_entry, log_in, send, session_cookie},
 };
 use session_store::{RedisSessionStore, WhenUnavailable};
 
@@ -14,15 +14,8 @@ use session_store::{RedisSessionStore, WhenUnavailable};
 async fn a_stopped_redis_means_fast_503s_then_recovery() {
     let mut server = RedisServer::start();
     let key = Key::generate();
-    let app = tracked_app(
-        server.store(),
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
-    let login = send(&app, Method::POST, "/set/user/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let app = app(server.store(), &key).await;
+    let cookie = log_in(&app).await;
 
     server.stop();
     for (method, path, cookie) in [
@@ -61,23 +54,10 @@ async fn a_redis_that_does_not_answer_means_503_at_the_command_timeout() {
     let server = RedisServer::start();
     let key = Key::generate();
     let builder = RedisSessionStore::builder().command_timeout(Duration::from_millis(300));
-    let app = tracked_app(
-        server.store_with(builder),
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
-    let login = send(&app, Method::POST, "/set/user/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let app = app(server.store_with(builder), &key).await;
+    let cookie = log_in(&app).await;
 
-    let () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(2000)
-        .arg("ALL")
-        .query_async(&mut server.connection().await)
-        .await
-        .expect("CLIENT PAUSE");
+    server.pause(Duration::from_millis(2000)).await;
     let started = Instant::now();
     let response = send(&app, Method::GET, "/get/user", Some(&cookie)).await;
     assert_eq!(response.status(), 503);
@@ -106,13 +86,7 @@ async fn a_wrong_password_is_a_500_not_a_503() {
     let key = Key::generate();
     let url = format!("redis://:the-wrong-one@127.0.0.1:{}", server.port());
     let store = RedisSessionStore::from_url(&url).expect("a valid URL");
-    let app = tracked_app(
-        store,
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
+    let app = app(store, &key).await;
     let response = send(&app, Method::POST, "/set/user/alice", None).await;
     assert_eq!(
         response.status(),
@@ -132,23 +106,10 @@ async fn anonymous_fallback_serves_reads_without_the_session_and_keeps_the_cooki
         .recycle_timeout(short)
         .create_timeout(short)
         .when_unavailable(WhenUnavailable::Anonymous);
-    let app = tracked_app(
-        server.store_with(builder),
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
-    let login = send(&app, Method::POST, "/set/user/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let app = app(server.store_with(builder), &key).await;
+    let cookie = log_in(&app).await;
 
-    let () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(2000)
-        .arg("ALL")
-        .query_async(&mut server.connection().await)
-        .await
-        .expect("CLIENT PAUSE");
+    server.pause(Duration::from_millis(2000)).await;
     let started = Instant::now();
     let read = send(&app, Method::GET, "/get/user", Some(&cookie)).await;
     assert_eq!(read.status(), 200, "a read goes on, anonymous");
@@ -187,23 +148,10 @@ async fn a_paused_redis_under_load_fails_every_request_at_the_deadline_with_boun
         .wait_timeout(short);
     let store = server.store_with(builder);
     let pool = store.pool().clone();
-    let app = tracked_app(
-        store,
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
-    let login = send(&app, Method::POST, "/set/user/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let app = app(store, &key).await;
+    let cookie = log_in(&app).await;
 
-    let () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(3000)
-        .arg("ALL")
-        .query_async(&mut server.connection().await)
-        .await
-        .expect("CLIENT PAUSE");
+    server.pause(Duration::from_millis(3000)).await;
     let started = Instant::now();
     let timed = |path: &'static str| {
         let (app, cookie) = (&app, &cookie);

@@ -4,7 +4,7 @@
 use actix_web::cookie::Key;
 use integration_tests::{
     RedisServer,
-    session_app::{Gate, MiddlewareMode, bare_app, tracked_app, walk_through_every_operation},
+    session_app::{Gate, MiddlewareMode, app, bare_app, tracked_app, walk_through_every_operation},
     tls::TlsRedis,
 };
 use session_store::{RedisSessionStore, StoreError};
@@ -76,13 +76,7 @@ async fn tls_with_a_private_ca_works_and_an_unknown_ca_is_refused() {
         .expect("a valid connection");
     store.health_check().await.expect("PING over TLS");
     let key = Key::generate();
-    let app = tracked_app(
-        store,
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
+    let app = app(store, &key).await;
     walk_through_every_operation(&app).await;
 
     // The system's roots do not vouch for the test CA: the connection is refused, for good.

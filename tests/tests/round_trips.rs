@@ -11,7 +11,7 @@ use actix_web::{cookie::Key, http::Method};
 use integration_tests::{
     Monitor, RedisServer,
     session_app::{
-        Gate, MiddlewareMode, bare_app, forge_cookie, get_entry, send, session_cookie, tracked_app,
+        Gate, MiddlewareMode, bare_app, forge_cookie, get_entry, log_in, send, tracked_app,
     },
 };
 
@@ -65,8 +65,7 @@ async fn a_read_only_request_is_one_round_trip() {
         let server = RedisServer::start();
         let key = Key::generate();
         let app = tracked_app(server.store(), &key, mode(policy.clone()), Gate::default()).await;
-        let login = send(&app, Method::POST, "/set/user/alice", None).await;
-        let cookie = session_cookie(&login).expect("a session cookie");
+        let cookie = log_in(&app).await;
 
         let monitor = Monitor::start(&server);
         assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
@@ -85,8 +84,7 @@ async fn without_track_changes_every_request_policy_costs_a_second_round_trip() 
         Gate::default(),
     )
     .await;
-    let login = send(&app, Method::POST, "/set/user/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let cookie = log_in(&app).await;
 
     let monitor = Monitor::start(&server);
     assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
@@ -108,8 +106,7 @@ async fn a_new_session_is_one_round_trip_and_a_write_two() {
         Gate::default(),
     )
     .await;
-    let login = send(&app, Method::POST, "/set/user/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let cookie = log_in(&app).await;
     send(&app, Method::POST, "/set/user/bob", Some(&cookie)).await;
 
     let monitor = Monitor::start(&server);
@@ -140,8 +137,7 @@ async fn a_tracked_write_is_two_round_trips_of_plain_commands() {
         Gate::default(),
     )
     .await;
-    let login = send(&app, Method::POST, "/set/user/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let cookie = log_in(&app).await;
 
     let monitor = Monitor::start(&server);
     send(&app, Method::POST, "/set/user/bob", Some(&cookie)).await;
@@ -174,8 +170,7 @@ async fn an_idle_connection_proves_itself_before_reuse() {
         Gate::default(),
     )
     .await;
-    let login = send(&app, Method::POST, "/set/user/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let cookie = log_in(&app).await;
     get_entry(&app, "user", Some(&cookie)).await;
 
     tokio::time::sleep(session_store::TRUST_WINDOW + std::time::Duration::from_millis(200)).await;

@@ -445,7 +445,7 @@ mod cases {
         let store =
             fx.store_with(RedisSessionStore::builder().command_timeout(Duration::from_secs(2)));
         let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
-        pause_redis(&fx, 800).await;
+        fx.server.pause(Duration::from_millis(800)).await;
         let started = Instant::now();
         assert!(
             store
@@ -464,7 +464,7 @@ mod cases {
         let store =
             fx.store_with(RedisSessionStore::builder().command_timeout(Duration::from_millis(200)));
         let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
-        pause_redis(&fx, 1500).await;
+        fx.server.pause(Duration::from_millis(1500)).await;
         let started = Instant::now();
         let err = store.load(&id).await.expect_err("a timeout");
         assert!(
@@ -493,17 +493,6 @@ mod cases {
         assert_eq!(theirs.load(&id).await.expect("load"), None);
         assert!(ours.load(&id).await.expect("load").is_some());
     }
-}
-
-/// Makes Redis hold every client's commands for `millis`.
-async fn pause_redis(fx: &Fixture, millis: u64) {
-    let () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(millis)
-        .arg("ALL")
-        .query_async(&mut fx.redis().await)
-        .await
-        .expect("CLIENT PAUSE");
 }
 
 /// Stamps one `#[tokio::test]` per case, each on a fresh fixture from `$fixture`.

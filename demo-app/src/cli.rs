@@ -97,4 +97,9 @@ pub struct CommonArgs {
     /// A file of extra accounts, one `username:argon2-hash` per line (see `hash-password`).
     #[arg(long, env = "DEMO_ACCOUNTS")]
     pub accounts: Option<PathBuf>,
+
+    /// While Redis is unavailable, serve pages as if nobody were logged in (and log everyone
+    /// back in when it returns) instead of answering 503.
+    #[arg(long, env = "DEMO_ANONYMOUS_WHEN_REDIS_DOWN")]
+    pub anonymous_when_redis_down: bool,
 }

@@ -4,7 +4,7 @@ use actix_session::{SessionMiddleware, config::CookieContentSecurity};
 use actix_web::{App, HttpServer, cookie::Key, web};
 use anyhow::Context as _;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use session_store::{RedisSessionStore, TrackChanges};
+use session_store::{RedisSessionStore, TrackChanges, WhenUnavailable};
 
 use crate::{accounts::Accounts, api, cli::ServeArgs, pages, state::AppState};
 
@@ -82,8 +82,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => Accounts::demo_and_file(path)?,
         None => Accounts::demo(),
     };
+    let when_unavailable = if args.common.anonymous_when_redis_down {
+        WhenUnavailable::Anonymous
+    } else {
+        WhenUnavailable::Fail
+    };
     let store = RedisSessionStore::builder()
         .key_prefix("demo:")
+        .when_unavailable(when_unavailable)
         .build_with_url(&redis_url)
         .context("cannot use the Redis URL")?;
     let peers = if args.peers.is_empty() {

@@ -126,6 +126,9 @@ fn spawn_instance(
     if !args.secure_cookies {
         command.arg("--plain-http");
     }
+    if args.common.anonymous_when_redis_down {
+        command.arg("--anonymous-when-redis-down");
+    }
     let mut child = command.spawn().context("cannot start an instance")?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");

@@ -251,3 +251,41 @@ fn secure_cookies_carry_the_host_prefix() {
     let me = api.send("GET", &demo.url(0, "/api/me"), Some(&cookie), NO_BODY);
     assert_eq!(me.json["user"], "alice");
 }
+
+#[test]
+fn anonymous_when_redis_is_down_then_logged_in_again() {
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let demo = Demo::launch(
+        2,
+        &["--redis-url", &redis.url(), "--anonymous-when-redis-down"],
+    );
+    let api = ApiClient::default();
+    let login = api.send(
+        "POST",
+        &demo.url(0, "/api/login"),
+        None,
+        Some(json!({"username": "alice", "password": "alice-password"})),
+    );
+    let cookie = login.cookie.expect("a session cookie");
+
+    redis.stop();
+    let me = api.send("GET", &demo.url(1, "/api/me"), Some(&cookie), NO_BODY);
+    assert_eq!(me.status, 200, "{me:?}");
+    assert_eq!(
+        me.json["user"],
+        Value::Null,
+        "anonymous while Redis is down"
+    );
+    assert!(me.cookie.is_none(), "the cookie is left alone: {me:?}");
+    let write = api.send(
+        "PUT",
+        &demo.url(1, "/api/profile"),
+        Some(&cookie),
+        Some(json!({"display_name": "Alice"})),
+    );
+    assert_eq!(write.status, 401, "anonymous, so not allowed: {write:?}");
+
+    redis.restart().expect("Redis restarts");
+    let me = api.send("GET", &demo.url(1, "/api/me"), Some(&cookie), NO_BODY);
+    assert_eq!(me.json["user"], "alice", "logged in again: {me:?}");
+}

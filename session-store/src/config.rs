@@ -23,8 +23,9 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// The most one store operation may take, pool checkout, health checks, reconnects and
-    /// commands included: the sum of the timeouts of each step.
+    /// The most one store operation may take, pool checkouts, health checks, reconnects and
+    /// commands included: a budget of one wait, one connect, one health check and one command.
+    /// An operation that needs more steps (a retried script, a second command) shares it.
     pub(crate) fn deadline(&self) -> Duration {
         let Timeouts {
             wait,
@@ -46,11 +47,17 @@ pub enum WhenUnavailable {
     /// `503 Service Unavailable` with `Retry-After`.
     #[default]
     Fail,
-    /// The request goes on as if it had no session: every visitor is anonymous until Redis is
-    /// back, and then logged in again (the cookie is left alone). Writing a session still
-    /// fails. For read-mostly sites whose anonymous pages are safe for anyone to see; never
-    /// when the session holds restrictions (a ban, a pending second factor, a forced password
-    /// change), since an anonymous request does not carry them.
+    /// A request with a safe method (`GET`, `HEAD`, `OPTIONS`) goes on as if it had no
+    /// session, and its cookie is left alone: every visitor is anonymous until Redis is back,
+    /// and then logged in again. Such a request cannot write a session (it answers `503`), and
+    /// other methods (a logout, a form) fail as with [`Fail`](Self::Fail): what they did to a
+    /// session that was never loaded would be lost.
+    ///
+    /// Only behind [`TrackChanges`](crate::TrackChanges), which tells the store the method;
+    /// elsewhere this acts as [`Fail`](Self::Fail). For read-mostly sites whose anonymous pages
+    /// are safe for anyone to see; never when the session holds restrictions (a ban, a pending
+    /// second factor, a forced password change), since an anonymous request does not carry
+    /// them.
     Anonymous,
 }
 
@@ -151,7 +158,7 @@ impl RedisSessionStoreBuilder {
     /// How long Redis may take to answer one command (default 1 s).
     ///
     /// No store operation takes longer than the wait, create, recycle and command timeouts
-    /// added up: past that, it fails with [`StoreError::Deadline`].
+    /// added up (its budget): past that, it fails with [`StoreError::Deadline`].
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.config.command_timeout = timeout;
         self

@@ -40,6 +40,12 @@ pub enum StoreError {
     #[error("Redis did not answer within {0:?}")]
     CommandTimeout(Duration),
 
+    /// The request went on anonymous because Redis was unavailable when its session was
+    /// loaded ([`WhenUnavailable::Anonymous`](crate::WhenUnavailable::Anonymous)), so it may
+    /// not write a session: a new one would replace the visitor's cookie.
+    #[error("Redis was unavailable when this request's session was loaded; it cannot write one")]
+    WentAnonymous,
+
     /// A store operation did not finish within the sum of the store's timeouts.
     #[error("the session store operation did not finish within {0:?}")]
     Deadline(Duration),
@@ -86,7 +92,9 @@ impl StoreError {
                         )
                     )
             }
-            Self::Pool(_) | Self::CommandTimeout(_) | Self::Deadline(_) => true,
+            Self::Pool(_) | Self::CommandTimeout(_) | Self::Deadline(_) | Self::WentAnonymous => {
+                true
+            }
             _ => false,
         }
     }

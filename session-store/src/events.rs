@@ -3,19 +3,22 @@
 //! unknown or invalid id, and writes that lost to a logout.
 //!
 //! Every event is logged at `info` (`warn` for an invalid id, a sign of tampering) with a
-//! `session` field that tells sessions apart without identifying one: the first 12 characters
-//! of the id's SHA-256 digest (the Redis key holds the rest). The id itself is never logged.
+//! `session` field that tells sessions apart: the first 12 characters of the id's SHA-256
+//! digest, which is what the Redis key ends with. Someone with the logs and Redis can find the
+//! key it stands for, as with the key itself; nobody can get a cookie from either. The id itself
+//! is never logged.
 
 /// Characters of the id's digest that a log line carries: 72 bits, enough to follow one
-/// session through the logs, of no use for finding its key or its cookie.
+/// session through the logs.
 const REFERENCE_LEN: usize = 12;
 
 /// The part of a session's Redis key (`{prefix}s:{digest}`) that log lines carry.
 fn reference(key: &str) -> &str {
     let digest = key.rsplit_once("s:").map_or(key, |(_, digest)| digest);
-    &digest[..digest.len().min(REFERENCE_LEN)]
+    digest.get(..REFERENCE_LEN).unwrap_or(digest)
 }
 
+/// A session was saved under a fresh id.
 pub(crate) fn created(key: &str) {
     tracing::info!(
         event = "session.created",
@@ -24,6 +27,7 @@ pub(crate) fn created(key: &str) {
     );
 }
 
+/// A session was deleted (a logout, or the old id of a renewal).
 pub(crate) fn deleted(key: &str) {
     tracing::info!(
         event = "session.deleted",
@@ -32,6 +36,7 @@ pub(crate) fn deleted(key: &str) {
     );
 }
 
+/// A session past its absolute lifetime was presented, and deleted.
 pub(crate) fn expired(key: &str) {
     tracing::info!(
         event = "session.expired",
@@ -59,6 +64,7 @@ pub(crate) fn invalid_id(len: usize) {
     );
 }
 
+/// A write found its session ended (a logout landed first) and was dropped.
 pub(crate) fn update_dropped(key: &str) {
     tracing::info!(
         event = "session.update_dropped",

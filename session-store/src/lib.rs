@@ -67,8 +67,9 @@
 //! [`RedisSessionStore::builder`] sets the key prefix, the idle timeout and absolute lifetime,
 //! the largest state accepted, the timeouts of pool checkouts and commands, and what a request
 //! gets when Redis is unavailable; each setter documents its default. For TLS with a private CA,
-//! see [`RedisSessionStoreBuilder::build_with_connection_info`]. The idle and absolute timeouts govern how long state lives in Redis;
-//! actix-session's own `session_ttl` only sets the cookie's `Max-Age`.
+//! see [`RedisSessionStoreBuilder::build_with_connection_info`]. The idle and absolute
+//! timeouts govern how long state lives in Redis; actix-session's own `session_ttl` only sets
+//! the cookie's `Max-Age`.
 //!
 //! # Storage layout
 //!

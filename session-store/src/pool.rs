@@ -74,6 +74,8 @@ impl Manager {
 /// Wraps a deadpool-redis manager, e.g. one made with
 /// `deadpool_redis::Manager::new_with_config` for connection-level settings. Give its
 /// `AsyncConnectionConfig` no response timeout, or one above the store's command timeout.
+/// Unlike [`Manager::new`], this installs no rustls crypto provider: for `rediss://`, install
+/// one first when the application's dependencies enable more than one.
 impl From<deadpool_redis::Manager> for Manager {
     fn from(inner: deadpool_redis::Manager) -> Self {
         Self {
@@ -194,7 +196,32 @@ pub(crate) struct SharedConnection {
     health: Arc<Health>,
 }
 
+/// One command in flight on a connection. Dropped unsettled, the command was cut off (by the
+/// operation's deadline) without an answer: as after a timeout, every connection of the pool
+/// must prove itself before its next use.
+pub(crate) struct InFlight(Option<Arc<Health>>);
+
+impl InFlight {
+    /// The command came back, one way or the other.
+    pub(crate) fn settle(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(health) = self.0.take() {
+            health.fail();
+        }
+    }
+}
+
 impl SharedConnection {
+    /// Marks a command as sent on this connection, until [`InFlight::settle`].
+    pub(crate) fn in_flight(&self) -> InFlight {
+        InFlight(Some(Arc::clone(&self.health)))
+    }
+
     /// Records how a command went, so the pool knows whether to trust this connection.
     pub(crate) fn record(&self, outcome: Outcome<'_>) {
         match outcome {

@@ -68,7 +68,8 @@ impl RedisSessionStore {
     /// # Errors
     /// The [`StoreError`] that a session operation would meet right now.
     pub async fn health_check(&self) -> Result<(), StoreError> {
-        self.query::<()>(&redis::cmd("PING"), None).await
+        self.bounded_op(self.query::<()>(&redis::cmd("PING"), None))
+            .await
     }
 
     pub(crate) fn from_parts(pool: Pool, config: Config) -> Self {
@@ -138,7 +139,10 @@ impl RedisSessionStore {
         request: &impl Request,
     ) -> Result<T, StoreError> {
         let timeout = self.inner.config.command_timeout;
-        match tokio::time::timeout(timeout, request.send(connection)).await {
+        let in_flight = connection.in_flight();
+        let result = tokio::time::timeout(timeout, request.send(connection)).await;
+        in_flight.settle();
+        match result {
             Ok(Ok(value)) => {
                 connection.record(Outcome::Answered);
                 Ok(value)
@@ -187,6 +191,9 @@ impl RedisSessionStore {
     }
 
     async fn save_state(&self, state: &SessionState) -> Result<SessionKey, StoreError> {
+        if tracking::went_anonymous() {
+            return Err(StoreError::WentAnonymous);
+        }
         self.check_size(state)?;
         for _ in 0..SAVE_ATTEMPTS {
             let id = session_id::generate();
@@ -291,8 +298,10 @@ impl RedisSessionStore {
         let Some(key) = self.redis_key(id) else {
             return Ok(());
         };
-        self.query::<()>(redis::cmd("DEL").arg(&key), None).await?;
-        events::deleted(&key);
+        let removed: u64 = self.query(redis::cmd("DEL").arg(&key), None).await?;
+        if removed > 0 {
+            events::deleted(&key);
+        }
         Ok(())
     }
 }
@@ -304,9 +313,11 @@ impl SessionStore for RedisSessionStore {
         match self.bounded_op(self.load_state(session_key)).await {
             Err(err)
                 if err.is_unavailable()
-                    && self.inner.config.when_unavailable == WhenUnavailable::Anonymous =>
+                    && self.inner.config.when_unavailable == WhenUnavailable::Anonymous
+                    && tracking::may_go_anonymous() =>
             {
                 tracing::warn!(error = %err, "Redis unavailable: the request goes on without its session");
+                tracking::note_anonymous();
                 Ok(None)
             }
             result => Ok(result?),

@@ -32,8 +32,13 @@ const RETRY_AFTER_SECONDS: &str = "1";
 /// What the store learns about one request while it runs.
 #[derive(Default)]
 struct RequestScope {
+    /// Whether the request's method is safe (`GET`, `HEAD`, ...): only such a request may go
+    /// on anonymous when its session cannot be loaded.
+    safe: bool,
     /// The session this request loaded: its Redis key and state.
     loaded: Option<(String, SessionState)>,
+    /// The request went on anonymous because its session could not be loaded.
+    anonymous: bool,
     /// How the store operation that failed this request failed.
     failure: Option<Failure>,
 }
@@ -43,7 +48,7 @@ struct RequestScope {
 enum Failure {
     /// Redis was unavailable: `503` with `Retry-After`.
     Unavailable,
-    /// The request made the state larger than the limit: `413`, the client's doing.
+    /// The request made the state larger than the limit: `413`.
     TooLarge,
     /// Anything else: actix-session's `500`.
     Other,
@@ -57,6 +62,30 @@ tokio::task_local! {
 pub(crate) fn remember(key: &str, state: &SessionState) {
     let _ =
         SCOPE.try_with(|scope| scope.borrow_mut().loaded = Some((key.to_owned(), state.clone())));
+}
+
+/// Whether this request may go on anonymous when its session cannot be loaded: it runs inside
+/// [`TrackChanges`] and its method is safe. An unsafe one (a logout, a form post) must fail
+/// instead: actix-session would drop what it does to a session it never loaded.
+pub(crate) fn may_go_anonymous() -> bool {
+    SCOPE.try_with(|scope| scope.borrow().safe).unwrap_or(false)
+}
+
+/// Notes that this request goes on anonymous: the failed load is no failure of the request, but
+/// the request must not write a session either (it would replace the visitor's cookie).
+pub(crate) fn note_anonymous() {
+    let _ = SCOPE.try_with(|scope| {
+        let mut scope = scope.borrow_mut();
+        scope.anonymous = true;
+        scope.failure = None;
+    });
+}
+
+/// Whether this request went on anonymous (see [`note_anonymous`]).
+pub(crate) fn went_anonymous() -> bool {
+    SCOPE
+        .try_with(|scope| scope.borrow().anonymous)
+        .unwrap_or(false)
 }
 
 /// Notes how a store operation of this request failed, when it runs inside [`TrackChanges`].
@@ -200,8 +229,12 @@ where
     forward_ready!(inner);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
+        let scope = RequestScope {
+            safe: req.method().is_safe(),
+            ..RequestScope::default()
+        };
         let response = self.inner.call(req);
-        Box::pin(SCOPE.scope(RefCell::new(RequestScope::default()), async move {
+        Box::pin(SCOPE.scope(RefCell::new(scope), async move {
             match response.await {
                 Ok(mut response) => {
                     forbid_caching_of_cookies(&mut response);

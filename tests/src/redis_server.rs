@@ -15,10 +15,16 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments.
     pub fn start_with(args: &[&str]) -> Self {
-        match demo_app::redis_server::RedisServer::start(args) {
-            Ok(server) => Self(server),
-            Err(err) => panic!("{err}. `scripts/test` installs it for you."),
-        }
+        Self::try_start_with(args)
+            .unwrap_or_else(|err| panic!("{err}. `scripts/test` installs it for you."))
+    }
+
+    /// Starts a server with extra `redis-server` arguments, or says why it did not start.
+    ///
+    /// # Errors
+    /// When `redis-server` is missing or does not come up.
+    pub fn try_start_with(args: &[&str]) -> Result<Self, demo_app::redis_server::RedisServerError> {
+        demo_app::redis_server::RedisServer::start(args).map(Self)
     }
 
     /// A session store with the default settings on this server.

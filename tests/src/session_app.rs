@@ -54,12 +54,14 @@ pub fn middleware(
         .build()
 }
 
-/// Routes over the session: `GET /get/{name}`, `POST /set/{name}/{value}`,
+/// Routes over the session: `GET /get/{name}`, `POST /set/{name}/{value}` (also as `GET`, as
+/// pages that keep something in the session when shown do),
 /// `POST /gated-set/{name}/{value}` (waits at the app's [`Gate`] first), `POST /remove/{name}`,
 /// `POST /purge`, `POST /renew`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/get/{name}", web::get().to(get))
         .route("/set/{name}/{value}", web::post().to(set))
+        .route("/set/{name}/{value}", web::get().to(set))
         .route("/gated-set/{name}/{value}", web::post().to(gated_set))
         .route("/remove/{name}", web::post().to(remove))
         .route("/purge", web::post().to(purge))

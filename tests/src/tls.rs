@@ -31,30 +31,41 @@ impl TlsRedis {
         write(&path("ca.crt"), &ca_pem);
         write(&path("server.crt"), &cert_pem);
         write(&path("server.key"), &key_pem);
-        let tls_port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port()
-            .to_string();
         let arg = |name: &str| path(name).to_str().expect("a UTF-8 path").to_owned();
-        let server = RedisServer::start_with(&[
-            "--tls-port",
-            &tls_port,
-            "--tls-cert-file",
-            &arg("server.crt"),
-            "--tls-key-file",
-            &arg("server.key"),
-            "--tls-ca-cert-file",
-            &arg("ca.crt"),
-            "--tls-auth-clients",
-            "no",
-        ]);
-        Self {
-            server,
-            tls_port: tls_port.parse().expect("a port number"),
-            ca_pem,
-            _files: files,
+        // Another process can take the TLS port between our probe and redis binding it: retry.
+        let mut failure = None;
+        for _ in 0..5 {
+            let tls_port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port")
+                .port();
+            match RedisServer::try_start_with(&[
+                "--tls-port",
+                &tls_port.to_string(),
+                "--tls-cert-file",
+                &arg("server.crt"),
+                "--tls-key-file",
+                &arg("server.key"),
+                "--tls-ca-cert-file",
+                &arg("ca.crt"),
+                "--tls-auth-clients",
+                "no",
+            ]) {
+                Ok(server) => {
+                    return Self {
+                        server,
+                        tls_port,
+                        ca_pem,
+                        _files: files,
+                    };
+                }
+                Err(err) => failure = Some(err),
+            }
         }
+        panic!(
+            "redis-server with TLS did not start: {}",
+            failure.expect("five attempts")
+        );
     }
 
     /// `rediss://127.0.0.1:{tls_port}`.

@@ -3,7 +3,7 @@
 use std::{
     io::Write,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use actix_web::{
@@ -13,7 +13,8 @@ use actix_web::{
 use integration_tests::{
     RedisServer,
     session_app::{
-        COOKIE, Gate, MiddlewareMode, forge_cookie, get_entry, send, session_cookie, tracked_app,
+        COOKIE, Gate, MiddlewareMode, forge_cookie, get_entry, log_in, send, session_cookie,
+        tracked_app,
     },
 };
 use session_store::RedisSessionStore;
@@ -64,32 +65,44 @@ async fn lifecycle_events_are_logged_without_ids() {
     let server = RedisServer::start();
     let key = Key::generate();
     let mode = MiddlewareMode::COOKIE_MODES[0].clone();
-    let store = server
-        .store_with(RedisSessionStore::builder().absolute_timeout(Duration::from_millis(300)));
-    let app = tracked_app(store, &key, mode.clone(), Gate::default()).await;
+    let lifetime = Duration::from_secs(2);
+    let store = server.store_with(RedisSessionStore::builder().absolute_timeout(lifetime));
+    let gate = Gate::default();
+    let app = tracked_app(store, &key, mode.clone(), gate.clone()).await;
     let mut ids = Vec::new();
 
-    let login = session_cookie(&send(&app, Method::POST, "/set/user/alice", None).await)
-        .expect("a session cookie");
+    // To be presented again once past its absolute lifetime.
+    let short_lived = log_in(&app).await;
+    let born = Instant::now();
+    ids.push(session_id(&key, &short_lived));
+
+    let login = log_in(&app).await;
     ids.push(session_id(&key, &login));
     let renewed = session_cookie(&send(&app, Method::POST, "/renew", Some(&login)).await)
         .expect("a renewed cookie");
     ids.push(session_id(&key, &renewed));
     assert_eq!(get_entry(&app, "user", Some(&login)).await, "none");
+
+    // A write that loaded the session before a logout, and writes after it.
+    let (write, logout) = futures_util::join!(
+        send(&app, Method::POST, "/gated-set/cart/full", Some(&renewed)),
+        async {
+            gate.wait_for(1).await;
+            let logout = send(&app, Method::POST, "/purge", Some(&renewed)).await;
+            gate.open();
+            logout
+        }
+    );
     assert_eq!(
-        send(&app, Method::POST, "/purge", Some(&renewed))
-            .await
-            .status(),
-        200
+        (write.status().as_u16(), logout.status().as_u16()),
+        (200, 200)
     );
 
     let forged = forge_cookie(&key, mode.security, "not-an-id-of-ours");
     assert_eq!(get_entry(&app, "user", Some(&forged)).await, "none");
 
-    let short_lived = session_cookie(&send(&app, Method::POST, "/set/user/bob", None).await)
-        .expect("a session cookie");
-    ids.push(session_id(&key, &short_lived));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep((lifetime + Duration::from_millis(100)).saturating_sub(born.elapsed()))
+        .await;
     assert_eq!(get_entry(&app, "user", Some(&short_lived)).await, "none");
 
     let text = logs.text();
@@ -99,6 +112,7 @@ async fn lifecycle_events_are_logged_without_ids() {
         "session.unknown",
         "session.invalid_id",
         "session.expired",
+        "session.update_dropped",
     ] {
         assert!(text.contains(event), "no {event} in:\n{text}");
     }

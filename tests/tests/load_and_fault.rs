@@ -7,7 +7,7 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        Mutex,
+        Mutex, OnceLock,
         atomic::{AtomicBool, AtomicU8, Ordering},
     },
     thread,
@@ -52,6 +52,8 @@ struct Tally {
     slowest_503: Duration,
     /// `503`s without `Retry-After`.
     without_retry_after: u64,
+    /// `503`s that came back before Redis was stopped.
+    early_503: u64,
     /// Reads of a live session that found no user, or another user.
     lost_reads: u64,
     /// First success of a request that needs Redis, per instance, after the restart.
@@ -64,19 +66,24 @@ struct Tally {
 struct Run<'a> {
     demo: &'a Demo,
     phase: AtomicU8,
+    /// When Redis was stopped.
+    stopped: OnceLock<Instant>,
     stop: AtomicBool,
     tally: Mutex<Tally>,
 }
 
 impl Run<'_> {
-    fn record(&self, instance: usize, sent: Instant, answer: Option<&ApiResponse>) {
-        let phase = usize::from(self.phase.load(Ordering::Acquire));
+    /// Counts the answer to a request sent at `sent`, during `phase`.
+    fn record(&self, phase: usize, instance: usize, sent: Instant, answer: Option<&ApiResponse>) {
         let mut tally = self.tally.lock().expect("not poisoned");
         let status = answer.map_or_else(|| "error".to_owned(), |a| a.status.to_string());
         *tally.statuses.entry((phase, status)).or_default() += 1;
         match answer {
             Some(answer) if answer.status == 503 => {
                 tally.slowest_503 = tally.slowest_503.max(sent.elapsed());
+                if self.stopped.get().is_none() {
+                    tally.early_503 += 1;
+                }
                 if !answer.headers.contains_key("retry-after") {
                     tally.without_retry_after += 1;
                 }
@@ -123,9 +130,10 @@ impl Run<'_> {
             };
             let url = self.demo.url(instance, path);
             let cookie = live.as_ref().map(|live| &live.cookie);
+            let phase = usize::from(self.phase.load(Ordering::Acquire));
             let sent = Instant::now();
             let answer = api.try_send(method, &url, cookie, body.as_ref()).ok();
-            self.record(instance, sent, answer.as_ref());
+            self.record(phase, instance, sent, answer.as_ref());
             if let (Some(session), Some(body)) = (&mut live, &body)
                 && path == "/api/profile"
             {
@@ -150,7 +158,7 @@ impl Run<'_> {
                         user,
                         acknowledged: None,
                         unacknowledged: Vec::new(),
-                        before_outage: self.phase.load(Ordering::Acquire) == 0,
+                        before_outage: phase == 0,
                     });
                 }
                 ("/api/logout", 200) => live = None,
@@ -173,6 +181,7 @@ fn three_instances_ride_out_a_redis_restart() {
     let run = Run {
         demo: &demo,
         phase: AtomicU8::new(0),
+        stopped: OnceLock::new(),
         stop: AtomicBool::new(false),
         tally: Mutex::default(),
     };
@@ -184,6 +193,7 @@ fn three_instances_ride_out_a_redis_restart() {
         }
         thread::sleep(BEFORE);
         run.phase.store(1, Ordering::Release);
+        run.stopped.set(Instant::now()).expect("stopped once");
         redis.stop();
         thread::sleep(OUTAGE);
         redis.restart().expect("Redis restarts");
@@ -269,6 +279,21 @@ fn three_instances_ride_out_a_redis_restart() {
     assert!(
         statuses(1).any(|(status, _)| status == "503"),
         "the outage went unseen"
+    );
+    let count = |phase: usize, wanted: &str| {
+        statuses(phase)
+            .filter(|(status, _)| *status == wanted)
+            .map(|(_, count)| count)
+            .sum::<u64>()
+    };
+    // Requests in flight when Redis stops fail with it; none before.
+    assert_eq!(tally.early_503, 0, "503s before the outage");
+    // After the restart, only requests that meet a connection to the old server fail: at most
+    // those in flight, a few per client.
+    let after = count(2, "503");
+    assert!(
+        after <= 3 * CLIENTS as u64,
+        "{after} 503s after the restart"
     );
     assert_eq!(tally.without_retry_after, 0, "503s without Retry-After");
     assert!(

@@ -1,10 +1,12 @@
 //! How the store reaches Redis: as an ACL user allowed only its key prefix and commands, and
 //! over TLS with a private CA.
 
-use actix_web::cookie::Key;
+use actix_web::{cookie::Key, http::Method};
 use integration_tests::{
     RedisServer,
-    session_app::{Gate, MiddlewareMode, app, bare_app, tracked_app, walk_through_every_operation},
+    session_app::{
+        Gate, MiddlewareMode, app, bare_app, send, tracked_app, walk_through_every_operation,
+    },
     tls::TlsRedis,
 };
 use session_store::{RedisSessionStore, StoreError};
@@ -15,21 +17,25 @@ const ACL_RULES: &str = "on >session-password resetkeys ~session:* resetchannels
     -@all +hgetall +hget +hset +hdel +hkeys +exists +pexpire +del +evalsha +script|load \
     +ping +unwatch";
 
-#[actix_web::test]
-async fn a_least_privileged_acl_user_is_enough() {
-    let server = RedisServer::start();
-    let mut admin = server.connection().await;
+/// Creates the ACL user `sessions` with `rules` and returns its URL.
+async fn acl_user(server: &RedisServer, rules: &str) -> String {
     let () = redis::cmd("ACL")
         .arg("SETUSER")
         .arg("sessions")
-        .arg(ACL_RULES.split_whitespace().collect::<Vec<_>>())
-        .query_async(&mut admin)
+        .arg(rules.split_whitespace().collect::<Vec<_>>())
+        .query_async(&mut server.connection().await)
         .await
         .expect("ACL SETUSER");
-    let url = format!(
+    format!(
         "redis://sessions:session-password@127.0.0.1:{}",
         server.port()
-    );
+    )
+}
+
+#[actix_web::test]
+async fn a_least_privileged_acl_user_is_enough() {
+    let server = RedisServer::start();
+    let url = acl_user(&server, ACL_RULES).await;
 
     let store = RedisSessionStore::from_url(&url).expect("a valid URL");
     store.health_check().await.expect("PING as the ACL user");
@@ -42,14 +48,16 @@ async fn a_least_privileged_acl_user_is_enough() {
     .await;
     walk_through_every_operation(&tracked_app(store, &key, mode, Gate::default()).await).await;
 
-    // The user really is confined: a key outside the prefix, or another command, is refused.
+    // The user really is confined: its own commands on a key outside the prefix, or another
+    // command, are refused.
     let mut confined = redis::Client::open(url)
         .expect("a valid URL")
         .get_multiplexed_async_connection()
         .await
         .expect("a connection as the ACL user");
     for cmd in [
-        redis::cmd("GET").arg("other:key").clone(),
+        redis::cmd("HGETALL").arg("other:key").clone(),
+        redis::cmd("DEL").arg("other:key").clone(),
         redis::cmd("KEYS").arg("*").clone(),
     ] {
         let err = cmd
@@ -58,6 +66,21 @@ async fn a_least_privileged_acl_user_is_enough() {
             .expect_err("refused");
         assert_eq!(err.code(), Some("NOPERM"), "{err}");
     }
+}
+
+#[actix_web::test]
+async fn a_missing_permission_is_a_500_not_a_503() {
+    let server = RedisServer::start();
+    let url = acl_user(&server, &ACL_RULES.replace(" +evalsha", "")).await;
+    let key = Key::generate();
+    let app = app(
+        RedisSessionStore::from_url(&url).expect("a valid URL"),
+        &key,
+    )
+    .await;
+    let response = send(&app, Method::POST, "/set/user/alice", None).await;
+    assert_eq!(response.status(), 500, "a misconfiguration is no outage");
+    assert!(response.headers().get("retry-after").is_none());
 }
 
 #[actix_web::test]

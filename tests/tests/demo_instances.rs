@@ -283,7 +283,12 @@ fn anonymous_when_redis_is_down_then_logged_in_again() {
         Some(&cookie),
         Some(json!({"display_name": "Alice"})),
     );
-    assert_eq!(write.status, 401, "anonymous, so not allowed: {write:?}");
+    assert_eq!(write.status, 503, "only reads go on anonymous: {write:?}");
+    let logout = api.send("POST", &demo.url(0, "/api/logout"), Some(&cookie), NO_BODY);
+    assert_eq!(
+        logout.status, 503,
+        "a logout that cannot happen says so: {logout:?}"
+    );
 
     redis.restart().expect("Redis restarts");
     let me = api.send("GET", &demo.url(1, "/api/me"), Some(&cookie), NO_BODY);

@@ -41,8 +41,19 @@ impl CommandStats {
         self.0.get(name).copied().unwrap_or(0)
     }
 
-    /// Commands the application's clients sent (not those its scripts ran, nor ours).
-    pub fn client_commands(&self) -> u64 {
+    /// Commands Redis ran for the application: those its clients sent and those its scripts
+    /// ran (not ours). The measure of Redis's work.
+    pub fn executed(&self) -> u64 {
+        self.0
+            .iter()
+            .filter(|(name, _)| !OURS.contains(&name.as_str()))
+            .map(|(_, calls)| calls)
+            .sum()
+    }
+
+    /// Commands the application's clients sent (not those its scripts ran, nor ours), counting
+    /// session-store's `HGET` + `HSET` + `PEXPIRE` write pipeline as its `PEXPIRE` alone.
+    fn client_commands(&self) -> u64 {
         let all: u64 = self
             .0
             .iter()

@@ -3,7 +3,9 @@
 if redis.call('EXISTS', key) == 1 then
   return 0
 end
-redis.call('HSET', key, '\0c', ARGV[3])
-set_pairs(4, #ARGV)
+-- The creation time goes with the first entries: one HSET for a state of up to 99 entries.
+local first_chunk_end = math.min(4 + 197, #ARGV)
+redis.call('HSET', key, '\0c', ARGV[3], unpack(ARGV, 4, first_chunk_end))
+set_pairs(first_chunk_end + 1, #ARGV)
 redis.call('PEXPIRE', key, idle)
 return 1

@@ -2,11 +2,21 @@
 
 use integration_tests::{
     RedisServer,
-    demo::{ApiClient, Demo},
+    demo::{ApiClient, ApiResponse, Demo},
 };
 use serde_json::{Value, json};
 
 const NO_BODY: Option<Value> = None;
+
+/// `POST /api/login` as alice on instance `index`.
+fn alice_logs_in(api: &ApiClient, demo: &Demo, index: usize) -> ApiResponse {
+    api.send(
+        "POST",
+        &demo.url(index, "/api/login"),
+        None,
+        Some(json!({"username": "alice", "password": "alice-password"})),
+    )
+}
 
 #[test]
 fn three_instances_share_login_profile_and_logout() {
@@ -15,12 +25,7 @@ fn three_instances_share_login_profile_and_logout() {
     let api = ApiClient::default();
     let me = |index: usize, cookie| api.send("GET", &demo.url(index, "/api/me"), cookie, NO_BODY);
 
-    let login = api.send(
-        "POST",
-        &demo.url(0, "/api/login"),
-        None,
-        Some(json!({"username": "alice", "password": "alice-password"})),
-    );
+    let login = alice_logs_in(&api, &demo, 0);
     assert_eq!(login.status, 200, "{login:?}");
     assert_eq!(login.json["user"], "alice");
     assert_eq!(login.json["instance"], demo.ports()[0]);
@@ -237,12 +242,7 @@ fn a_huge_cookie_header_is_refused_by_the_server_not_failed() {
 fn secure_cookies_carry_the_host_prefix() {
     let demo = Demo::launch(1, &["--secure-cookies"]);
     let api = ApiClient::default();
-    let login = api.send(
-        "POST",
-        &demo.url(0, "/api/login"),
-        None,
-        Some(json!({"username": "alice", "password": "alice-password"})),
-    );
+    let login = alice_logs_in(&api, &demo, 0);
     let cookie = login.cookie.expect("a session cookie");
     assert_eq!(cookie.name(), "__Host-session");
     assert_eq!(cookie.secure(), Some(true), "{cookie}");
@@ -260,12 +260,7 @@ fn anonymous_when_redis_is_down_then_logged_in_again() {
         &["--redis-url", &redis.url(), "--anonymous-when-redis-down"],
     );
     let api = ApiClient::default();
-    let login = api.send(
-        "POST",
-        &demo.url(0, "/api/login"),
-        None,
-        Some(json!({"username": "alice", "password": "alice-password"})),
-    );
+    let login = alice_logs_in(&api, &demo, 0);
     let cookie = login.cookie.expect("a session cookie");
 
     redis.stop();

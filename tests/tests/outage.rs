@@ -8,7 +8,19 @@ use integration_tests::{
     RedisServer,
     session_app::{Gate, MiddlewareMode, app, bare_app, get_entry, log_in, send, session_cookie},
 };
-use session_store::{RedisSessionStore, StoreError, TRUST_WINDOW, WhenUnavailable};
+use session_store::{
+    RedisSessionStore, RedisSessionStoreBuilder, StoreError, TRUST_WINDOW, WhenUnavailable,
+};
+
+/// A builder whose every timeout is 300 ms: a budget of 1.2 s.
+fn short_timeouts() -> RedisSessionStoreBuilder {
+    let short = Duration::from_millis(300);
+    RedisSessionStore::builder()
+        .wait_timeout(short)
+        .create_timeout(short)
+        .recycle_timeout(short)
+        .command_timeout(short)
+}
 
 #[actix_web::test]
 async fn a_stopped_redis_means_fast_503s_then_recovery() {
@@ -100,12 +112,7 @@ async fn a_wrong_password_is_a_500_not_a_503() {
 async fn anonymous_fallback_serves_reads_without_the_session_and_keeps_the_cookie() {
     let mut server = RedisServer::start();
     let key = Key::generate();
-    let short = Duration::from_millis(300);
-    let builder = RedisSessionStore::builder()
-        .command_timeout(short)
-        .recycle_timeout(short)
-        .create_timeout(short)
-        .when_unavailable(WhenUnavailable::Anonymous);
+    let builder = short_timeouts().when_unavailable(WhenUnavailable::Anonymous);
     let app = app(server.store_with(builder), &key).await;
     let cookie = log_in(&app).await;
 
@@ -177,12 +184,7 @@ async fn anonymous_fallback_needs_track_changes() {
 async fn a_paused_redis_under_load_fails_every_request_at_the_deadline_with_bounded_connections() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let short = Duration::from_millis(300);
-    let builder = RedisSessionStore::builder()
-        .command_timeout(short)
-        .recycle_timeout(short)
-        .create_timeout(short)
-        .wait_timeout(short);
+    let builder = short_timeouts();
     let store = server.store_with(builder);
     let pool = store.pool().clone();
     let app = app(store, &key).await;

@@ -52,13 +52,13 @@ impl Manager {
     /// Its connections have no timeouts of their own (redis-rs would otherwise cut every
     /// command at 500 ms and every connect at 1 s): the store's timeouts govern.
     ///
-    /// # Errors
-    /// When `params` cannot be turned into connection settings.
-    ///
     /// With the `tls` feature (on by default), `rediss://` URLs connect through rustls, checking
     /// the server against the system's root certificates; for a private CA, pass the
     /// `ConnectionInfo` of a `redis::Client::build_with_tls`. The first manager installs ring
     /// as rustls's process-wide crypto provider, unless the application installed one before.
+    ///
+    /// # Errors
+    /// When `params` cannot be turned into connection settings.
     pub fn new<T: IntoConnectionInfo>(params: T) -> RedisResult<Self> {
         #[cfg(feature = "tls")]
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -110,6 +110,24 @@ impl RedisSessionStore {
         Ok(())
     }
 
+    /// Runs one store operation within the store's [deadline](Config::deadline), and tells the
+    /// request's scope whether it failed because Redis was unavailable (which
+    /// [`TrackChanges`](crate::TrackChanges) answers with a `503`). actix-session stops at the
+    /// first failed operation, so the last note describes it.
+    async fn bounded_op<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let deadline = self.inner.config.deadline();
+        let result = tokio::time::timeout(deadline, operation)
+            .await
+            .unwrap_or(Err(StoreError::Deadline(deadline)));
+        if let Err(err) = &result {
+            tracking::note_failure(err);
+        }
+        result
+    }
+
     /// Sends `request` on a pooled connection. When it runs `script` and Redis does not have the
     /// script yet (a new or restarted server), loads it and sends `request` again.
     async fn query<T: FromRedisValue>(
@@ -357,26 +375,6 @@ impl SessionStore for RedisSessionStore {
 
     async fn delete(&self, session_key: &SessionKey) -> anyhow::Result<()> {
         Ok(self.bounded_op(self.delete_state(session_key)).await?)
-    }
-}
-
-impl RedisSessionStore {
-    /// Runs one store operation within the store's [deadline](Config::deadline), and tells the
-    /// request's scope whether it failed because Redis was unavailable (which
-    /// [`TrackChanges`](crate::TrackChanges) answers with a `503`). actix-session stops at the
-    /// first failed operation, so the last note describes it.
-    async fn bounded_op<T>(
-        &self,
-        operation: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let deadline = self.inner.config.deadline();
-        let result = tokio::time::timeout(deadline, operation)
-            .await
-            .unwrap_or(Err(StoreError::Deadline(deadline)));
-        if let Err(err) = &result {
-            tracking::note_failure(err);
-        }
-        result
     }
 }
 

@@ -20,12 +20,13 @@ impl CommandStats {
     /// # Errors
     /// When Redis does not answer.
     pub fn read(redis: &mut redis::Connection) -> redis::RedisResult<Self> {
-        let info: String = redis::cmd("INFO").arg("commandstats").query(redis)?;
+        let info: redis::InfoDict = redis::cmd("INFO").arg("commandstats").query(redis)?;
         let calls = info
-            .lines()
-            .filter_map(|line| {
-                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-                let calls = rest
+            .iter()
+            .filter_map(|(field, stats)| {
+                let name = field.strip_prefix("cmdstat_")?;
+                let stats: String = redis::from_redis_value_ref(stats).ok()?;
+                let calls = stats
                     .strip_prefix("calls=")?
                     .split(',')
                     .next()?
@@ -85,9 +86,6 @@ pub fn reset(redis: &mut redis::Connection) -> redis::RedisResult<()> {
 /// # Errors
 /// When Redis does not answer.
 pub fn used_memory(redis: &mut redis::Connection) -> redis::RedisResult<u64> {
-    let info: String = redis::cmd("INFO").arg("memory").query(redis)?;
-    Ok(info
-        .lines()
-        .find_map(|line| line.strip_prefix("used_memory:")?.trim().parse().ok())
-        .unwrap_or(0))
+    let info: redis::InfoDict = redis::cmd("INFO").arg("memory").query(redis)?;
+    Ok(info.get("used_memory").unwrap_or(0))
 }

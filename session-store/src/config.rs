@@ -19,13 +19,38 @@ pub(crate) struct Config {
     pub(crate) max_state_size: usize,
     pub(crate) pool_timeouts: Timeouts,
     pub(crate) command_timeout: Duration,
+    pub(crate) trust_window: Duration,
     pub(crate) when_unavailable: WhenUnavailable,
 }
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            key_prefix: "session:".to_owned(),
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 60 * 60),
+            max_state_size: 64 * 1024,
+            pool_timeouts: Timeouts {
+                wait: Some(Duration::from_secs(1)),
+                create: Some(Duration::from_secs(1)),
+                recycle: Some(Duration::from_secs(1)),
+            },
+            command_timeout: Duration::from_secs(1),
+            trust_window: Duration::from_secs(1),
+            when_unavailable: WhenUnavailable::Fail,
+        }
+    }
+}
+
+/// The longest idle timeout or lifetime accepted: far beyond any session, and small enough for
+/// Redis's millisecond expiry arithmetic and Lua's doubles.
+const LONGEST_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 impl Config {
     /// The most one store operation may take, pool checkouts, health checks, reconnects and
     /// commands included: a budget of one wait, one connect, one health check and one command.
-    /// An operation that needs more steps (a retried script, a second command) shares it.
+    /// An operation that needs more steps (a script sent again whole, a second command) shares
+    /// it.
     pub(crate) fn deadline(&self) -> Duration {
         let Timeouts {
             wait,
@@ -37,6 +62,46 @@ impl Config {
             .flatten()
             .fold(self.command_timeout, |total, step| total + step)
     }
+
+    /// Refuses settings the store cannot work with, naming the first such setting.
+    fn validate(&self) -> Result<(), StoreError> {
+        let lifetimes = [
+            ("idle_timeout", self.idle_timeout),
+            ("absolute_timeout", self.absolute_timeout),
+        ];
+        for (setting, lifetime) in lifetimes {
+            if !(Duration::from_millis(1)..=LONGEST_LIFETIME).contains(&lifetime) {
+                return Err(invalid(
+                    setting,
+                    "must be between one millisecond and 100 years",
+                ));
+            }
+        }
+        let Timeouts {
+            wait,
+            create,
+            recycle,
+        } = self.pool_timeouts;
+        let timeouts = [
+            ("wait_timeout", wait),
+            ("create_timeout", create),
+            ("recycle_timeout", recycle),
+            ("command_timeout", Some(self.command_timeout)),
+        ];
+        for (setting, timeout) in timeouts {
+            if timeout.is_none_or(|timeout| timeout.is_zero()) {
+                return Err(invalid(setting, "must be longer than zero"));
+            }
+        }
+        if self.max_state_size == 0 {
+            return Err(invalid("max_state_size", "must be at least one byte"));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(setting: &'static str, problem: &'static str) -> StoreError {
+    StoreError::InvalidSetting { setting, problem }
 }
 
 /// What a request gets when its session cannot be loaded because Redis is unavailable.
@@ -61,25 +126,10 @@ pub enum WhenUnavailable {
     Anonymous,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            key_prefix: "session:".to_owned(),
-            idle_timeout: Duration::from_secs(30 * 60),
-            absolute_timeout: Duration::from_secs(12 * 60 * 60),
-            max_state_size: 64 * 1024,
-            pool_timeouts: Timeouts {
-                wait: Some(Duration::from_secs(1)),
-                create: Some(Duration::from_secs(1)),
-                recycle: Some(Duration::from_secs(1)),
-            },
-            command_timeout: Duration::from_secs(1),
-            when_unavailable: WhenUnavailable::Fail,
-        }
-    }
-}
-
 /// Builds a [`RedisSessionStore`] with settings other than the defaults.
+///
+/// Settings are checked when the store is built: one the store cannot work with (a zero
+/// timeout, say) is a [`StoreError::InvalidSetting`] naming it.
 ///
 /// ```
 /// use std::time::Duration;
@@ -109,58 +159,68 @@ impl RedisSessionStoreBuilder {
         self
     }
 
-    /// How long a session lives without being used (default 30 minutes). Every load slides it.
+    /// How long a session lives without being used (default 30 minutes), between one
+    /// millisecond and 100 years. Every load slides it.
     ///
-    /// This, not actix-session's `session_ttl`, is the lifetime of the state in Redis.
-    ///
-    /// # Panics
-    /// If `timeout` is under one millisecond (Redis cannot expire a key sooner) or over 100
-    /// years.
+    /// This, not actix-session's `session_ttl`, is the lifetime of the state in Redis. It may
+    /// be longer than the absolute timeout, which then wins.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_timeout = session_timeout("idle_timeout", timeout);
+        self.config.idle_timeout = timeout;
         self
     }
 
-    /// How long a session lives after it was created, however active (default 12 hours).
-    ///
-    /// # Panics
-    /// If `timeout` is under one millisecond or over 100 years.
+    /// How long a session lives after it was created, however active (default 12 hours),
+    /// between one millisecond and 100 years.
     pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
-        self.config.absolute_timeout = session_timeout("absolute_timeout", timeout);
+        self.config.absolute_timeout = timeout;
         self
     }
 
-    /// The largest session state accepted, in bytes of entry names plus values (default 64 KiB).
-    /// A larger state is refused with [`StoreError::StateTooLarge`] and nothing is written.
+    /// The largest session state accepted, in bytes of entry names plus values (default 64 KiB,
+    /// at least 1). A larger state is refused with [`StoreError::StateTooLarge`] and nothing is
+    /// written.
     pub fn max_state_size(mut self, bytes: usize) -> Self {
         self.config.max_state_size = bytes;
         self
     }
 
-    /// How long to wait for a free pooled connection (default 1 s).
+    /// How long to wait for a free pooled connection (default 1 s; more than zero).
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
         self.config.pool_timeouts.wait = Some(timeout);
         self
     }
 
-    /// How long connecting to Redis may take (default 1 s).
+    /// How long connecting to Redis may take (default 1 s; more than zero).
     pub fn create_timeout(mut self, timeout: Duration) -> Self {
         self.config.pool_timeouts.create = Some(timeout);
         self
     }
 
-    /// How long the pool's health check of a connection may take (default 1 s).
+    /// How long the pool's health check of a connection may take (default 1 s; more than zero).
     pub fn recycle_timeout(mut self, timeout: Duration) -> Self {
         self.config.pool_timeouts.recycle = Some(timeout);
         self
     }
 
-    /// How long Redis may take to answer one command (default 1 s).
+    /// How long Redis may take to answer one command (default 1 s; more than zero).
     ///
     /// No store operation takes longer than the wait, create, recycle and command timeouts
     /// added up (its budget): past that, it fails with [`StoreError::Deadline`].
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.config.command_timeout = timeout;
+        self
+    }
+
+    /// How long after a command it completed a pooled connection is handed out again without a
+    /// health check (default 1 s). Within it, and while no connection of the pool has failed
+    /// since, a checkout costs no round trip; after it, the connection proves itself with
+    /// `UNWATCH` + `PING` first. Zero checks every time.
+    ///
+    /// The store sets it on its pool's [`Manager`], also on a pool given to
+    /// [`build_with_pool`](Self::build_with_pool): stores that share one pool share the last
+    /// store's setting.
+    pub fn trust_window(mut self, window: Duration) -> Self {
+        self.config.trust_window = window;
         self
     }
 
@@ -177,14 +237,30 @@ impl RedisSessionStoreBuilder {
     /// The pool must have been built with a runtime (`Runtime::Tokio1`), since the store applies
     /// its pool timeouts to every checkout; without one each operation fails with
     /// [`StoreError::PoolWithoutRuntime`].
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidSetting`] when a setting is out of its range.
+    pub fn build_with_pool(self, pool: Pool) -> Result<RedisSessionStore, StoreError> {
+        self.config.validate()?;
+        pool.manager().set_trust_window(self.config.trust_window);
+        Ok(RedisSessionStore::from_parts(pool, self.config))
+    }
+
+    /// Builds a store on an existing pool, as [`build_with_pool`](Self::build_with_pool) does.
+    ///
+    /// # Panics
+    /// When a setting is out of its range.
+    #[deprecated(note = "use `build_with_pool`, which returns an invalid setting as an error")]
     pub fn build(self, pool: Pool) -> RedisSessionStore {
-        RedisSessionStore::from_parts(pool, self.config)
+        self.build_with_pool(pool)
+            .unwrap_or_else(|err| panic!("{err}"))
     }
 
     /// Builds a store on a new pool for `url` (`redis://`, `rediss://` or `redis+unix://`).
     ///
     /// # Errors
-    /// [`StoreError::InvalidUrl`] when the URL cannot be used.
+    /// [`StoreError::InvalidUrl`] when the URL cannot be used, [`StoreError::InvalidSetting`]
+    /// when a setting is out of its range.
     pub fn build_with_url(self, url: &str) -> Result<RedisSessionStore, StoreError> {
         self.build_with_connection_info(url)
     }
@@ -193,28 +269,83 @@ impl RedisSessionStoreBuilder {
     /// the private CA of a `redis::Client::build_with_tls` (pass its `get_connection_info()`).
     ///
     /// # Errors
-    /// [`StoreError::InvalidUrl`] when the settings cannot be used.
+    /// [`StoreError::InvalidUrl`] when the settings cannot be used,
+    /// [`StoreError::InvalidSetting`] when a setting is out of its range.
     pub fn build_with_connection_info(
         self,
         info: impl IntoConnectionInfo,
     ) -> Result<RedisSessionStore, StoreError> {
+        self.config.validate()?;
         let manager = Manager::new(info).map_err(StoreError::InvalidUrl)?;
         let pool = Pool::builder(manager)
             .runtime(Runtime::Tokio1)
             .timeouts(self.config.pool_timeouts)
-            .build()?;
-        Ok(self.build(pool))
+            .build()
+            .expect("a pool with a runtime always builds");
+        self.build_with_pool(pool)
     }
 }
 
-/// The longest idle timeout or lifetime accepted: far beyond any session, and small enough for
-/// Redis's millisecond expiry arithmetic and Lua's doubles.
-const LONGEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn session_timeout(setting: &str, timeout: Duration) -> Duration {
-    assert!(
-        (Duration::from_millis(1)..=LONGEST_TIMEOUT).contains(&timeout),
-        "{setting} must be between one millisecond and 100 years, got {timeout:?}"
-    );
-    timeout
+    fn refused(builder: RedisSessionStoreBuilder) -> &'static str {
+        match builder.config.validate() {
+            Err(StoreError::InvalidSetting { setting, .. }) => setting,
+            other => panic!("expected an invalid setting, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_by_name() {
+        let builder = RedisSessionStoreBuilder::default;
+        assert_eq!(refused(builder().max_state_size(0)), "max_state_size");
+        assert_eq!(
+            refused(builder().command_timeout(Duration::ZERO)),
+            "command_timeout"
+        );
+        assert_eq!(
+            refused(builder().wait_timeout(Duration::ZERO)),
+            "wait_timeout"
+        );
+        assert_eq!(
+            refused(builder().create_timeout(Duration::ZERO)),
+            "create_timeout"
+        );
+        assert_eq!(
+            refused(builder().recycle_timeout(Duration::ZERO)),
+            "recycle_timeout"
+        );
+        assert_eq!(
+            refused(builder().idle_timeout(Duration::ZERO)),
+            "idle_timeout"
+        );
+        let forever = LONGEST_LIFETIME + Duration::from_secs(1);
+        assert_eq!(
+            refused(builder().absolute_timeout(forever)),
+            "absolute_timeout"
+        );
+    }
+
+    #[test]
+    fn an_idle_timeout_longer_than_the_lifetime_is_allowed() {
+        let config = RedisSessionStoreBuilder::default()
+            .idle_timeout(Duration::from_secs(60))
+            .absolute_timeout(Duration::from_secs(30))
+            .trust_window(Duration::ZERO)
+            .config;
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_deadline_adds_up_the_timeouts() {
+        let config = RedisSessionStoreBuilder::default()
+            .wait_timeout(Duration::from_millis(1))
+            .create_timeout(Duration::from_millis(20))
+            .recycle_timeout(Duration::from_millis(300))
+            .command_timeout(Duration::from_millis(4000))
+            .config;
+        assert_eq!(config.deadline(), Duration::from_millis(4321));
+    }
 }

@@ -28,9 +28,14 @@ pub enum StoreError {
     #[error("invalid Redis URL")]
     InvalidUrl(#[source] redis::RedisError),
 
-    /// The connection pool could not be built.
-    #[error("could not build the Redis connection pool")]
-    BuildPool(#[from] deadpool::managed::BuildError),
+    /// A setting of the builder is out of its range; nothing was built.
+    #[error("the store setting `{setting}` {problem}")]
+    InvalidSetting {
+        /// The builder method that sets it (`"command_timeout"`).
+        setting: &'static str,
+        /// What it must be.
+        problem: &'static str,
+    },
 
     /// Redis answered with an error, or the connection broke.
     #[error("Redis command failed")]
@@ -40,9 +45,11 @@ pub enum StoreError {
     #[error("Redis did not answer within {0:?}")]
     CommandTimeout(Duration),
 
-    /// The request went on anonymous because Redis was unavailable when its session was
-    /// loaded ([`WhenUnavailable::Anonymous`](crate::WhenUnavailable::Anonymous)), so it may
-    /// not write a session: a new one would replace the visitor's cookie.
+    /// A request that went on anonymous, because Redis was unavailable when its session was
+    /// loaded ([`WhenUnavailable::Anonymous`](crate::WhenUnavailable::Anonymous)), tried to
+    /// write a session: refused, since a new one would replace the visitor's cookie. Not a
+    /// Redis error of its own: the sign of the outage that sent the request on anonymous, and
+    /// answered `503` as one.
     #[error("Redis was unavailable when this request's session was loaded; it cannot write one")]
     WentAnonymous,
 

@@ -10,8 +10,8 @@
 //! So the store takes a connection from the pool, clones its multiplexed handle and gives the
 //! connection back at once: requests share connections and pipeline on them, and the pool
 //! bounds the number of connections, not of requests. The manager skips the health check for a
-//! connection that completed a command within the last [`TRUST_WINDOW`] with no failure in the
-//! pool since. A connection whose command failed at the connection level is discarded at its
+//! connection that completed a command within its trust window (the store's `trust_window`
+//! setting, 1 s by default) with no failure in the pool since. A connection whose command failed at the connection level is discarded at its
 //! next checkout, and every failure makes every other connection prove itself again (the
 //! `PING`), so a Redis restart costs at most the requests in flight on the old connections.
 
@@ -30,8 +30,8 @@ use redis::{
     aio::{ConnectionLike, MultiplexedConnection},
 };
 
-/// How long after a successful command a connection is handed out again without a `PING`.
-pub const TRUST_WINDOW: Duration = Duration::from_secs(1);
+/// The trust window of a manager no store has set one on yet: the store's default.
+const DEFAULT_TRUST_WINDOW: Duration = Duration::from_secs(1);
 
 /// A deadpool pool of Redis connections managed by [`Manager`].
 pub type Pool = managed::Pool<Manager>;
@@ -44,6 +44,9 @@ pub struct Manager {
     failures: Arc<AtomicU64>,
     /// The origin of the millisecond clock that [`Health`] keeps.
     started: Instant,
+    /// Milliseconds after a connection's last answered command during which it is handed out
+    /// again without a health check.
+    trust_window: AtomicU64,
 }
 
 impl Manager {
@@ -82,8 +85,21 @@ impl From<deadpool_redis::Manager> for Manager {
             inner,
             failures: Arc::default(),
             started: Instant::now(),
+            trust_window: AtomicU64::new(millis(DEFAULT_TRUST_WINDOW)),
         }
     }
+}
+
+impl Manager {
+    /// Sets how long after a command it completed a connection is handed out again without a
+    /// health check: the store's `trust_window` setting, which the store sets when built.
+    pub(crate) fn set_trust_window(&self, window: Duration) {
+        self.trust_window.store(millis(window), Ordering::Release);
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl managed::Manager for Manager {
@@ -107,7 +123,10 @@ impl managed::Manager for Manager {
         if conn.health.broken.load(Ordering::Acquire) {
             return Err(RecycleError::message("the connection failed"));
         }
-        if conn.health.is_trusted() {
+        if conn
+            .health
+            .is_trusted(self.trust_window.load(Ordering::Acquire))
+        {
             return Ok(());
         }
         managed::Manager::recycle(&self.inner, &mut conn.inner, metrics).await?;
@@ -154,7 +173,7 @@ struct Health {
 
 impl Health {
     fn now(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        millis(self.started.elapsed())
     }
 
     fn prove(&self) {
@@ -165,14 +184,14 @@ impl Health {
         self.proven_at.store(self.now(), Ordering::Release);
     }
 
-    /// Proven within the trust window, and no connection of the pool failed since.
-    fn is_trusted(&self) -> bool {
+    /// Proven within the last `window` milliseconds, and no connection of the pool failed
+    /// since.
+    fn is_trusted(&self, window: u64) -> bool {
         let age = self
             .now()
             .saturating_sub(self.proven_at.load(Ordering::Acquire));
         let failures = self.pool_failures.load(Ordering::Acquire);
-        age < TRUST_WINDOW.as_millis() as u64
-            && self.proven_after_failures.load(Ordering::Acquire) == failures
+        age < window && self.proven_after_failures.load(Ordering::Acquire) == failures
     }
 
     fn fail(&self) {

@@ -6,10 +6,13 @@ use std::sync::LazyLock;
 
 use redis::Cmd;
 
-/// A Lua script, sent by its SHA1 (`EVALSHA`) and loaded into Redis when Redis lacks it.
+use crate::key::RedisKey;
+
+/// A Lua script on one key, sent by its SHA1 (`EVALSHA`), or whole (`EVAL`) to a Redis that
+/// lacks it.
 #[derive(Debug)]
 pub(crate) struct LuaScript {
-    pub(crate) code: &'static str,
+    code: &'static str,
     hash: String,
 }
 
@@ -21,17 +24,17 @@ impl LuaScript {
         }
     }
 
-    /// `EVALSHA` of this script on one key; the caller appends the arguments.
-    pub(crate) fn on_key(&self, key: &str) -> Cmd {
+    /// `EVALSHA` of this script on `key`; the caller appends the arguments.
+    pub(crate) fn evalsha(&self, key: &RedisKey) -> Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(&self.hash).arg(1).arg(key);
         cmd
     }
 
-    /// `SCRIPT LOAD` of this script.
-    pub(crate) fn load(&self) -> Cmd {
-        let mut cmd = redis::cmd("SCRIPT");
-        cmd.arg("LOAD").arg(self.code);
+    /// `EVAL` of this script's body on `key`; the caller appends the arguments.
+    pub(crate) fn eval(&self, key: &RedisKey) -> Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(self.code).arg(1).arg(key);
         cmd
     }
 }

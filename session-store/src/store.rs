@@ -1,4 +1,6 @@
-//! [`RedisSessionStore`]: actix-session's `SessionStore` on Redis.
+//! [`RedisSessionStore`]: actix-session's `SessionStore` on Redis. The session rules live here
+//! (what each operation reads and writes, lifetimes, the size limit); how a request reaches
+//! Redis lives in [`backend`](crate::backend).
 
 use std::{
     future::Future,
@@ -8,17 +10,20 @@ use std::{
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
-use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisResult, ServerErrorKind};
+use redis::Cmd;
 
 use crate::{
     StoreError,
+    backend::Backend,
+    changes::Changes,
     config::{Config, RedisSessionStoreBuilder, WhenUnavailable},
     events,
-    pool::{Outcome, Pool, SharedConnection},
+    key::RedisKey,
+    pool::Pool,
+    scope,
     scripts::{self, LuaScript},
     session_id,
     state::{self, SessionState},
-    tracking::{self, Changes},
 };
 
 /// How many fresh ids `save` tries before it gives up. One is all a CSPRNG ever needs.
@@ -34,14 +39,16 @@ pub struct RedisSessionStore {
 
 #[derive(Debug)]
 struct Inner {
-    pool: Pool,
+    backend: Backend,
     config: Config,
 }
 
 impl RedisSessionStore {
     /// A store with the default settings on an existing pool (built with `Runtime::Tokio1`).
     pub fn new(pool: Pool) -> Self {
-        Self::builder().build(pool)
+        Self::builder()
+            .build_with_pool(pool)
+            .expect("the default settings are valid")
     }
 
     /// A store with the default settings on a new pool for `url`.
@@ -59,121 +66,98 @@ impl RedisSessionStore {
 
     /// The pool the store talks to Redis through.
     pub fn pool(&self) -> &Pool {
-        &self.inner.pool
+        self.inner.backend.pool()
     }
 
     /// Checks that Redis answers a `PING` through the pool, within the store's timeouts: the
-    /// probe for a health endpoint.
+    /// probe for a health endpoint. Its failure is not the request's: a handler that calls it
+    /// behind [`TrackChanges`](crate::TrackChanges) chooses its own answer.
     ///
     /// # Errors
     /// The [`StoreError`] that a session operation would meet right now.
     pub async fn health_check(&self) -> Result<(), StoreError> {
-        self.bounded_op(self.query::<()>(&redis::cmd("PING"), None))
+        let backend = &self.inner.backend;
+        backend
+            .within_deadline(backend.query::<()>(&redis::cmd("PING")))
             .await
     }
 
     pub(crate) fn from_parts(pool: Pool, config: Config) -> Self {
+        let backend = Backend::new(pool, &config);
         Self {
-            inner: Arc::new(Inner { pool, config }),
+            inner: Arc::new(Inner { backend, config }),
         }
+    }
+
+    fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Runs one session operation within the store's deadline, and tells the request's scope
+    /// how it failed, if it did (which [`TrackChanges`](crate::TrackChanges) answers with a
+    /// `503` or a `413`).
+    async fn session_op<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = self.inner.backend.within_deadline(operation).await;
+        if let Err(err) = &result {
+            scope::note_failure(err);
+        }
+        result
     }
 
     /// The Redis key for a session id, or `None` when the id is not of our shape, in which case
     /// it must not reach Redis at all.
-    fn redis_key(&self, id: &SessionKey) -> Option<String> {
+    fn redis_key(&self, id: &SessionKey) -> Option<RedisKey> {
         let id = id.as_ref();
         if session_id::is_well_formed(id) {
-            Some(session_id::redis_key(&self.inner.config.key_prefix, id))
+            Some(RedisKey::for_id(&self.config().key_prefix, id))
         } else {
             events::invalid_id(id.len());
             None
         }
     }
 
-    /// `EVALSHA` of `script` on `key`, with the idle timeout, the absolute lifetime and the
-    /// time now as its first arguments.
-    fn script_call(&self, script: &LuaScript, key: &str) -> Cmd {
-        let config = &self.inner.config;
-        let mut cmd = script.on_key(key);
-        cmd.arg(millis(config.idle_timeout))
-            .arg(millis(config.absolute_timeout))
-            .arg(now_millis());
-        cmd
+    /// Runs `script` on `key` with the idle timeout, the absolute lifetime and the time now as
+    /// its first arguments, then those `args` appends.
+    async fn run_script(
+        &self,
+        script: &LuaScript,
+        key: &RedisKey,
+        args: impl Fn(&mut Cmd),
+    ) -> Result<bool, StoreError> {
+        let config = self.config();
+        let (idle, lifetime, now) = (
+            millis(config.idle_timeout),
+            millis(config.absolute_timeout),
+            now_millis(),
+        );
+        self.inner
+            .backend
+            .run_script(script, key, |cmd| {
+                cmd.arg(idle).arg(lifetime).arg(now);
+                args(cmd);
+            })
+            .await
     }
 
     fn check_size(&self, state: &SessionState) -> Result<(), StoreError> {
         let size = state::size(state);
-        let limit = self.inner.config.max_state_size;
+        let limit = self.config().max_state_size;
         if size > limit {
             return Err(StoreError::StateTooLarge { size, limit });
         }
         Ok(())
     }
 
-    /// Runs one store operation within the store's [deadline](Config::deadline), and tells the
-    /// request's scope whether it failed because Redis was unavailable (which
-    /// [`TrackChanges`](crate::TrackChanges) answers with a `503`). actix-session stops at the
-    /// first failed operation, so the last note describes it.
-    async fn bounded_op<T>(
-        &self,
-        operation: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let deadline = self.inner.config.deadline();
-        let result = tokio::time::timeout(deadline, operation)
-            .await
-            .unwrap_or(Err(StoreError::Deadline(deadline)));
-        if let Err(err) = &result {
-            tracking::note_failure(err);
-        }
-        result
+    fn within_lifetime(&self, created: u64) -> bool {
+        now_millis().saturating_sub(created) < millis(self.config().absolute_timeout)
     }
 
-    /// Sends `request` on a pooled connection. When it runs `script` and Redis does not have the
-    /// script yet (a new or restarted server), loads it and sends `request` again.
-    async fn query<T: FromRedisValue>(
-        &self,
-        request: &impl Request,
-        script: Option<&LuaScript>,
-    ) -> Result<T, StoreError> {
-        let timeouts = &self.inner.config.pool_timeouts;
-        // Back to the pool at once: other requests share the connection meanwhile.
-        let mut connection = self.inner.pool.timeout_get(timeouts).await?.share();
-        match (self.bounded(&mut connection, request).await, script) {
-            (Err(StoreError::Redis(err)), Some(script))
-                if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
-            {
-                self.bounded::<()>(&mut connection, &script.load()).await?;
-                self.bounded(&mut connection, request).await
-            }
-            (result, _) => result,
-        }
-    }
-
-    /// One request on `connection`, bounded by the command timeout; the connection learns how
-    /// it went, so the pool knows whether to trust it next time.
-    async fn bounded<T: FromRedisValue>(
-        &self,
-        connection: &mut SharedConnection,
-        request: &impl Request,
-    ) -> Result<T, StoreError> {
-        let timeout = self.inner.config.command_timeout;
-        let in_flight = connection.in_flight();
-        let result = tokio::time::timeout(timeout, request.send(connection)).await;
-        in_flight.settle();
-        match result {
-            Ok(Ok(value)) => {
-                connection.record(Outcome::Answered);
-                Ok(value)
-            }
-            Ok(Err(err)) => {
-                connection.record(Outcome::Failed(&err));
-                Err(err.into())
-            }
-            Err(_) => {
-                connection.record(Outcome::TimedOut);
-                Err(StoreError::CommandTimeout(timeout))
-            }
-        }
+    /// A plain `DEL` of `key`; how many keys it removed.
+    async fn delete_key(&self, key: &RedisKey) -> Result<u64, StoreError> {
+        self.inner.backend.query(redis::cmd("DEL").arg(key)).await
     }
 
     /// One round trip: the hash and the sliding of its expiry, pipelined. The absolute lifetime
@@ -186,41 +170,40 @@ impl RedisSessionStore {
         pipe.cmd("HGETALL").arg(&key);
         pipe.cmd("PEXPIRE")
             .arg(&key)
-            .arg(millis(self.inner.config.idle_timeout))
+            .arg(millis(self.config().idle_timeout))
             .ignore();
-        let (fields,): (Vec<(Vec<u8>, Vec<u8>)>,) = self.query(&pipe, None).await?;
+        let (fields,): (Vec<(Vec<u8>, Vec<u8>)>,) = self.inner.backend.query(&pipe).await?;
         let stored = state::decode(fields)?;
         let Some(created) = stored.created else {
             events::unknown(&key);
             if !stored.state.is_empty() {
                 // Entries without a creation time: what a write that raced a logout left
                 // behind. Never a session; the PEXPIRE above must not keep it alive.
-                self.query::<()>(redis::cmd("DEL").arg(&key), None).await?;
+                self.delete_key(&key).await?;
             }
             return Ok(None);
         };
         if !self.within_lifetime(created) {
             events::expired(&key);
-            self.query::<()>(redis::cmd("DEL").arg(&key), None).await?;
+            self.delete_key(&key).await?;
             return Ok(None);
         }
-        tracking::remember(&key, &stored.state);
+        scope::remember(&key, &stored.state);
         Ok(Some(stored.state))
     }
 
     async fn save_state(&self, state: &SessionState) -> Result<SessionKey, StoreError> {
-        if tracking::went_anonymous() {
+        if scope::went_anonymous() {
             return Err(StoreError::WentAnonymous);
         }
         self.check_size(state)?;
         for _ in 0..SAVE_ATTEMPTS {
             let id = session_id::generate();
-            let key = session_id::redis_key(&self.inner.config.key_prefix, &id);
-            let mut cmd = self.script_call(&scripts::SAVE, &key);
-            for (name, value) in state {
-                cmd.arg(state::field_name(name).as_ref()).arg(value);
-            }
-            if self.query::<bool>(&cmd, Some(&scripts::SAVE)).await? {
+            let key = RedisKey::for_id(&self.config().key_prefix, &id);
+            let created = self
+                .run_script(&scripts::SAVE, &key, |cmd| append_entries(cmd, state))
+                .await?;
+            if created {
                 events::created(&key);
                 return Ok(SessionKey::try_from(id).expect("a 43-byte id is a valid session key"));
             }
@@ -233,7 +216,7 @@ impl RedisSessionStore {
             return Ok(());
         };
         self.check_size(state)?;
-        let written = match tracking::loaded(&key) {
+        let written = match scope::take_loaded(&key) {
             Some(loaded) => {
                 let changes = Changes::between(&loaded, state);
                 if changes.is_empty() {
@@ -255,7 +238,11 @@ impl RedisSessionStore {
     /// accepts) are deleted again: the write never revives a session. (Should a logout land
     /// between the pipeline's `HGET` and `HSET`, such a hash stays behind, still unusable,
     /// until it expires or a load meets it and deletes it.)
-    async fn write_changes(&self, key: &str, changes: &Changes<'_>) -> Result<bool, StoreError> {
+    async fn write_changes(
+        &self,
+        key: &RedisKey,
+        changes: &Changes<'_>,
+    ) -> Result<bool, StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("HGET").arg(key).arg(state::CREATED);
         if !changes.set.is_empty() {
@@ -274,50 +261,49 @@ impl RedisSessionStore {
         }
         pipe.cmd("PEXPIRE")
             .arg(key)
-            .arg(millis(self.inner.config.idle_timeout))
+            .arg(millis(self.config().idle_timeout))
             .ignore();
-        let (created,): (Option<u64>,) = self.query(&pipe, None).await?;
+        let (created,): (Option<u64>,) = self.inner.backend.query(&pipe).await?;
         if created.is_some_and(|created| self.within_lifetime(created)) {
             return Ok(true);
         }
-        self.query::<()>(redis::cmd("DEL").arg(key), None).await?;
+        self.delete_key(key).await?;
         Ok(false)
     }
 
     /// Makes `state` the whole state of a live session, atomically (a script).
-    async fn replace_state(&self, key: &str, state: &SessionState) -> Result<bool, StoreError> {
-        let mut cmd = self.script_call(&scripts::REPLACE, key);
-        cmd.arg(state.len());
-        for (name, value) in state {
-            cmd.arg(state::field_name(name).as_ref()).arg(value);
-        }
-        self.query(&cmd, Some(&scripts::REPLACE)).await
-    }
-
-    fn within_lifetime(&self, created: u64) -> bool {
-        now_millis().saturating_sub(created) < millis(self.inner.config.absolute_timeout)
+    async fn replace_state(
+        &self,
+        key: &RedisKey,
+        state: &SessionState,
+    ) -> Result<bool, StoreError> {
+        self.run_script(&scripts::REPLACE, key, |cmd| {
+            cmd.arg(state.len());
+            append_entries(cmd, state);
+        })
+        .await
     }
 
     async fn touch(&self, id: &SessionKey) -> Result<(), StoreError> {
         let Some(key) = self.redis_key(id) else {
             return Ok(());
         };
-        if tracking::was_loaded(&key) {
+        if scope::was_loaded(&key) {
             return Ok(());
         }
         // A plain PEXPIRE cannot create a key, so it cannot revive an ended session.
-        let idle = millis(self.inner.config.idle_timeout);
-        self.query::<()>(redis::cmd("PEXPIRE").arg(&key).arg(idle), None)
-            .await?;
-        Ok(())
+        let idle = millis(self.config().idle_timeout);
+        self.inner
+            .backend
+            .query::<()>(redis::cmd("PEXPIRE").arg(&key).arg(idle))
+            .await
     }
 
     async fn delete_state(&self, id: &SessionKey) -> Result<(), StoreError> {
         let Some(key) = self.redis_key(id) else {
             return Ok(());
         };
-        let removed: u64 = self.query(redis::cmd("DEL").arg(&key), None).await?;
-        if removed > 0 {
+        if self.delete_key(&key).await? > 0 {
             events::deleted(&key);
         }
         Ok(())
@@ -328,14 +314,14 @@ impl RedisSessionStore {
 /// actix-session passes (its `session_ttl`) is left to the cookie.
 impl SessionStore for RedisSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
-        match self.bounded_op(self.load_state(session_key)).await {
+        match self.session_op(self.load_state(session_key)).await {
             Err(err)
                 if err.is_unavailable()
-                    && self.inner.config.when_unavailable == WhenUnavailable::Anonymous
-                    && tracking::may_go_anonymous() =>
+                    && self.config().when_unavailable == WhenUnavailable::Anonymous
+                    && scope::may_go_anonymous() =>
             {
                 tracing::warn!(error = %err, "Redis unavailable: the request goes on without its session");
-                tracking::note_anonymous();
+                scope::note_anonymous();
                 Ok(None)
             }
             result => Ok(result?),
@@ -347,7 +333,7 @@ impl SessionStore for RedisSessionStore {
         session_state: SessionState,
         _ttl: &CookieDuration,
     ) -> Result<SessionKey, SaveError> {
-        Ok(self.bounded_op(self.save_state(&session_state)).await?)
+        Ok(self.session_op(self.save_state(&session_state)).await?)
     }
 
     /// Writes nothing when the session ended in the meantime, and hands back the same key: the
@@ -358,7 +344,7 @@ impl SessionStore for RedisSessionStore {
         session_state: SessionState,
         _ttl: &CookieDuration,
     ) -> Result<SessionKey, UpdateError> {
-        self.bounded_op(self.update_state(&session_key, &session_state))
+        self.session_op(self.update_state(&session_key, &session_state))
             .await?;
         Ok(session_key)
     }
@@ -370,11 +356,18 @@ impl SessionStore for RedisSessionStore {
         session_key: &SessionKey,
         _ttl: &CookieDuration,
     ) -> anyhow::Result<()> {
-        Ok(self.bounded_op(self.touch(session_key)).await?)
+        Ok(self.session_op(self.touch(session_key)).await?)
     }
 
     async fn delete(&self, session_key: &SessionKey) -> anyhow::Result<()> {
-        Ok(self.bounded_op(self.delete_state(session_key)).await?)
+        Ok(self.session_op(self.delete_state(session_key)).await?)
+    }
+}
+
+/// Appends the hash fields and values of `state` to a script call.
+fn append_entries(cmd: &mut Cmd, state: &SessionState) {
+    for (name, value) in state {
+        cmd.arg(state::field_name(name).as_ref()).arg(value);
     }
 }
 
@@ -387,30 +380,4 @@ fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, millis)
-}
-
-/// What one round trip to Redis carries: a command or a pipeline.
-trait Request {
-    fn send<T: FromRedisValue>(
-        &self,
-        connection: &mut SharedConnection,
-    ) -> impl Future<Output = RedisResult<T>>;
-}
-
-impl Request for Cmd {
-    fn send<T: FromRedisValue>(
-        &self,
-        connection: &mut SharedConnection,
-    ) -> impl Future<Output = RedisResult<T>> {
-        self.query_async(connection)
-    }
-}
-
-impl Request for Pipeline {
-    fn send<T: FromRedisValue>(
-        &self,
-        connection: &mut SharedConnection,
-    ) -> impl Future<Output = RedisResult<T>> {
-        self.query_async(connection)
-    }
 }

@@ -1,17 +1,15 @@
 //! Watching the commands a Redis server receives, through `MONITOR`.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    net::TcpStream,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use crate::RedisServer;
+use futures_util::StreamExt as _;
+use tokio::task::JoinHandle;
 
 /// One command as `MONITOR` reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,63 +24,83 @@ pub struct Command {
 
 /// Records every command a server receives from the moment it is started.
 pub struct Monitor {
-    port: u16,
+    /// The connection that sends the markers, opened before monitoring began so that its
+    /// set-up is not among the commands seen.
+    marker_connection: redis::aio::MultiplexedConnection,
     lines: Arc<Mutex<Vec<String>>>,
+    reader: JoinHandle<()>,
 }
 
 static MARKERS: AtomicU64 = AtomicU64::new(0);
 
 impl Monitor {
-    /// Attaches to `server`; returns once Redis confirmed that it is monitoring.
-    pub fn start(server: &RedisServer) -> Self {
-        let mut stream =
-            TcpStream::connect(("127.0.0.1", server.port())).expect("the test's Redis answers");
-        stream.write_all(b"MONITOR\r\n").expect("MONITOR sent");
-        let mut reader = BufReader::new(stream);
-        let mut ok = String::new();
-        reader.read_line(&mut ok).expect("MONITOR answered");
-        assert_eq!(ok, "+OK\r\n", "MONITOR refused");
-
+    /// Attaches to the server `client` connects to; returns once Redis confirmed that it is
+    /// monitoring.
+    pub async fn start(client: &redis::Client) -> Self {
+        let marker_connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis answers");
+        let mut messages = client
+            .get_async_monitor()
+            .await
+            .expect("MONITOR accepted")
+            .into_on_message::<String>();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
-        thread::spawn(move || {
-            for line in reader.lines() {
-                let Ok(line) = line else { return };
+        let reader = tokio::spawn(async move {
+            while let Some(line) = messages.next().await {
                 sink.lock().expect("monitor lock").push(line);
             }
         });
         Self {
-            port: server.port(),
+            marker_connection,
             lines,
+            reader,
         }
     }
 
     /// The commands received since the last call (or since the start), once Redis has
     /// reported every one of them.
-    pub fn take(&self) -> Vec<Command> {
+    pub async fn take(&self) -> Vec<Command> {
         let marker = format!("monitor-marker-{}", MARKERS.fetch_add(1, Ordering::Relaxed));
         // A command sent after everything we want to see: once MONITOR reports it, it has
         // reported all that came before.
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("Redis answers");
-        write!(stream, "ECHO {marker}\r\n").expect("ECHO sent");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let mut lines = self.lines.lock().expect("monitor lock");
-            if let Some(end) = lines.iter().position(|line| line.contains(&marker)) {
-                let taken: Vec<String> = lines.drain(..=end).collect();
-                return taken[..taken.len() - 1]
-                    .iter()
-                    .map(|line| parse(line))
-                    .collect();
+        let _: String = redis::cmd("ECHO")
+            .arg(&marker)
+            .query_async(&mut self.marker_connection.clone())
+            .await
+            .expect("ECHO");
+        let wait = async {
+            loop {
+                if let Some(taken) = self.take_through(&marker) {
+                    return taken;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            drop(lines);
-            assert!(Instant::now() < deadline, "MONITOR never reported {marker}");
-            thread::sleep(Duration::from_millis(5));
-        }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| panic!("MONITOR never reported {marker}"))
+    }
+
+    /// The commands before the line holding `marker`, if it has come, taken with it out of the
+    /// record.
+    fn take_through(&self, marker: &str) -> Option<Vec<Command>> {
+        let mut lines = self.lines.lock().expect("monitor lock");
+        let end = lines.iter().position(|line| line.contains(marker))?;
+        let taken: Vec<String> = lines.drain(..=end).collect();
+        Some(taken[..end].iter().map(|line| parse(line)).collect())
     }
 }
 
-/// Parses `+1700000000.000000 [0 127.0.0.1:5000] "evalsha" "..."` (or `[0 lua]`).
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Parses `1700000000.000000 [0 127.0.0.1:5000] "evalsha" "..."` (or `[0 lua]`).
 fn parse(line: &str) -> Command {
     let from_script = line.contains(" lua] ");
     let name = line

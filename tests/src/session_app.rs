@@ -9,12 +9,30 @@ use actix_session::{
 };
 use actix_web::{
     HttpResponse,
+    body::MessageBody,
     cookie::{Cookie, Key},
-    dev::ServiceResponse,
+    dev::{Service, ServiceResponse},
+    middleware::Condition,
     web,
 };
-use session_store::RedisSessionStore;
+use session_store::{RedisSessionStore, TrackChanges};
 use tokio::sync::{Semaphore, watch};
+
+/// A test service as `actix_web::test::init_service` makes it: what every helper here drives.
+pub trait TestApp:
+    Service<actix_http::Request, Response = ServiceResponse<Self::Body>, Error = actix_web::Error>
+{
+    /// The body type of its responses.
+    type Body: MessageBody + 'static;
+}
+
+impl<S, B> TestApp for S
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+{
+    type Body = B;
+}
 
 /// The name of actix-session's cookie.
 pub const COOKIE: &str = "id";
@@ -172,20 +190,12 @@ pub fn forge_cookie(
 
 /// Sends `method path` with `cookie` (if any) to a test service and returns the response, an
 /// error turned into its response as a server would turn it.
-pub async fn send<S, B>(
-    app: &S,
+pub async fn send(
+    app: &impl TestApp,
     method: actix_web::http::Method,
     path: &str,
     cookie: Option<&Cookie<'static>>,
-) -> ServiceResponse
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = ServiceResponse<B>,
-            Error = actix_web::Error,
-        >,
-    B: actix_web::body::MessageBody + 'static,
-{
+) -> ServiceResponse {
     let mut request = actix_web::test::TestRequest::default()
         .method(method)
         .uri(path);
@@ -196,15 +206,10 @@ where
 }
 
 /// Sends `request` to a test service, as [`send`] does.
-pub async fn send_request<S, B>(app: &S, request: actix_web::test::TestRequest) -> ServiceResponse
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = ServiceResponse<B>,
-            Error = actix_web::Error,
-        >,
-    B: actix_web::body::MessageBody + 'static,
-{
+pub async fn send_request(
+    app: &impl TestApp,
+    request: actix_web::test::TestRequest,
+) -> ServiceResponse {
     match actix_web::test::try_call_service(app, request.to_request()).await {
         Ok(response) => response.map_into_boxed_body(),
         Err(err) => ServiceResponse::new(
@@ -215,15 +220,7 @@ where
 }
 
 /// `GET /get/{name}` with `cookie`: the entry's value, or `"none"`.
-pub async fn get_entry<S, B>(app: &S, name: &str, cookie: Option<&Cookie<'static>>) -> String
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = ServiceResponse<B>,
-            Error = actix_web::Error,
-        >,
-    B: actix_web::body::MessageBody + 'static,
-{
+pub async fn get_entry(app: &impl TestApp, name: &str, cookie: Option<&Cookie<'static>>) -> String {
     let response = send(
         app,
         actix_web::http::Method::GET,
@@ -247,18 +244,8 @@ pub async fn bare_app(
     key: &Key,
     mode: MiddlewareMode,
     gate: Gate,
-) -> impl actix_web::dev::Service<
-    actix_http::Request,
-    Response = ServiceResponse<impl actix_web::body::MessageBody + 'static>,
-    Error = actix_web::Error,
-> {
-    actix_web::test::init_service(
-        actix_web::App::new()
-            .wrap(middleware(store, key, mode))
-            .app_data(web::Data::new(gate))
-            .configure(routes),
-    )
-    .await
+) -> impl TestApp {
+    session_app(middleware(store, key, mode), gate, false).await
 }
 
 /// The same as [`bare_app`], with the middleware behind `TrackChanges`.
@@ -267,16 +254,20 @@ pub async fn tracked_app(
     key: &Key,
     mode: MiddlewareMode,
     gate: Gate,
-) -> impl actix_web::dev::Service<
-    actix_http::Request,
-    Response = ServiceResponse<impl actix_web::body::MessageBody + 'static>,
-    Error = actix_web::Error,
-> {
+) -> impl TestApp {
+    session_app(middleware(store, key, mode), gate, true).await
+}
+
+/// [`routes`] behind `session`, itself behind `TrackChanges` when `tracked`.
+async fn session_app(
+    session: SessionMiddleware<RedisSessionStore>,
+    gate: Gate,
+    tracked: bool,
+) -> impl TestApp {
     actix_web::test::init_service(
         actix_web::App::new()
-            .wrap(session_store::TrackChanges::new(middleware(
-                store, key, mode,
-            )))
+            .wrap(Condition::new(tracked, TrackChanges::new(session.clone())))
+            .wrap(Condition::new(!tracked, session))
             .app_data(web::Data::new(gate))
             .configure(routes),
     )
@@ -285,14 +276,7 @@ pub async fn tracked_app(
 
 /// The usual test service: [`tracked_app`] with encrypted cookies and a gate that nobody
 /// waits at.
-pub async fn app(
-    store: RedisSessionStore,
-    key: &Key,
-) -> impl actix_web::dev::Service<
-    actix_http::Request,
-    Response = ServiceResponse<impl actix_web::body::MessageBody + 'static>,
-    Error = actix_web::Error,
-> {
+pub async fn app(store: RedisSessionStore, key: &Key) -> impl TestApp {
     tracked_app(
         store,
         key,
@@ -303,15 +287,7 @@ pub async fn app(
 }
 
 /// Starts a session holding `user=alice` through `app` and returns its cookie.
-pub async fn log_in<S, B>(app: &S) -> Cookie<'static>
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = ServiceResponse<B>,
-            Error = actix_web::Error,
-        >,
-    B: actix_web::body::MessageBody + 'static,
-{
+pub async fn log_in(app: &impl TestApp) -> Cookie<'static> {
     let response = send(app, actix_web::http::Method::POST, "/set/user/alice", None).await;
     assert_eq!(response.status(), 200, "log in");
     session_cookie(&response).expect("a session cookie")
@@ -319,15 +295,7 @@ where
 
 /// Drives every store operation through `app` (create, read, change, remove an entry, renew,
 /// purge) and checks each answer: a denied or failed Redis command shows up as a failure here.
-pub async fn walk_through_every_operation<S, B>(app: &S)
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = ServiceResponse<B>,
-            Error = actix_web::Error,
-        >,
-    B: actix_web::body::MessageBody + 'static,
-{
+pub async fn walk_through_every_operation(app: &impl TestApp) {
     use actix_web::http::Method;
 
     let created = send(app, Method::POST, "/set/user/alice", None).await;

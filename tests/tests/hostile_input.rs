@@ -55,7 +55,7 @@ async fn hostile_cookies_are_no_session_and_leave_others_untouched() {
         format!("{}={}", forged.name(), forged.value())
     });
     let redis_special_count = redis_special.len();
-    let monitor = Monitor::start(&server);
+    let monitor = Monitor::start(&server.client()).await;
     for header in [many_cookies, huge_cookie].into_iter().chain(redis_special) {
         for (method, path) in [(Method::GET, "/get/user"), (Method::POST, "/set/cart/1")] {
             let request = TestRequest::default()
@@ -78,6 +78,7 @@ async fn hostile_cookies_are_no_session_and_leave_others_untouched() {
     // Redis.
     let sent: Vec<_> = monitor
         .take()
+        .await
         .into_iter()
         .filter(|command| !command.from_script)
         .map(|command| command.name)

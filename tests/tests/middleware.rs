@@ -125,7 +125,7 @@ async fn malformed_cookies_are_no_session_and_reach_no_redis() {
         let server = RedisServer::start();
         let key = Key::generate();
         let app = bare_app(server.store(), &key, mode.clone(), Gate::default()).await;
-        let monitor = Monitor::start(&server);
+        let monitor = Monitor::start(&server.client()).await;
 
         let mut cookies = vec![
             actix_web::cookie::Cookie::new(session_app::COOKIE, "not-encrypted-at-all"),
@@ -153,7 +153,7 @@ async fn malformed_cookies_are_no_session_and_reach_no_redis() {
             assert!(session_cookie(&response).is_none(), "{mode:?} {cookie}");
         }
         assert_eq!(
-            monitor.take(),
+            monitor.take().await,
             vec![],
             "{mode:?}: a malformed cookie reached Redis"
         );

@@ -8,9 +8,7 @@ use integration_tests::{
     RedisServer,
     session_app::{Gate, MiddlewareMode, app, bare_app, get_entry, log_in, send, session_cookie},
 };
-use session_store::{
-    RedisSessionStore, RedisSessionStoreBuilder, StoreError, TRUST_WINDOW, WhenUnavailable,
-};
+use session_store::{RedisSessionStore, RedisSessionStoreBuilder, StoreError, WhenUnavailable};
 
 /// A builder whose every timeout is 300 ms: a budget of 1.2 s.
 fn short_timeouts() -> RedisSessionStoreBuilder {
@@ -221,16 +219,12 @@ async fn a_paused_redis_under_load_fails_every_request_at_the_deadline_with_boun
     tokio::time::sleep(Duration::from_millis(3200).saturating_sub(started.elapsed())).await;
     // Connections given up on are closed, not leaked: Redis sees at most a pool's worth (and
     // the test's own).
-    let info: String = redis::cmd("INFO")
+    let info: redis::InfoDict = redis::cmd("INFO")
         .arg("clients")
         .query_async(&mut server.connection().await)
         .await
         .expect("INFO clients");
-    let connected: usize = info
-        .lines()
-        .find_map(|line| line.strip_prefix("connected_clients:"))
-        .and_then(|count| count.trim().parse().ok())
-        .expect("connected_clients");
+    let connected: usize = info.get("connected_clients").expect("connected_clients");
     assert!(
         connected <= pool.status().max_size + 1,
         "{connected} connections for a pool of {}",
@@ -249,18 +243,18 @@ async fn no_operation_outlasts_its_deadline() {
             .wait_timeout(wait)
             .create_timeout(step)
             .recycle_timeout(step)
-            .command_timeout(step),
+            .command_timeout(step)
+            .trust_window(Duration::ZERO),
     );
     let budget = wait + step * 3;
-    // A full pool of idle connections, each to be checked before reuse once the trust window is
-    // over: against a Redis that does not answer, each check takes the recycle timeout, and
+    // A full pool of idle connections, each to be checked before reuse (no trust window):
+    // against a Redis that does not answer, each check takes the recycle timeout, and
     // all of them more than the whole budget.
     let size = store.pool().status().max_size;
     assert!(step * u32::try_from(size).expect("a small pool") > budget);
     let held = futures_util::future::join_all((0..size).map(|_| store.pool().get())).await;
     assert!(held.iter().all(Result::is_ok), "{held:?}");
     drop(held);
-    tokio::time::sleep(TRUST_WINDOW + Duration::from_millis(100)).await;
 
     server.pause(Duration::from_millis(2500)).await;
     let started = Instant::now();

@@ -46,8 +46,8 @@ impl Fixture {
         self.server.connection().await
     }
 
-    fn monitor(&self) -> Monitor {
-        Monitor::start(&self.server)
+    async fn monitor(&self) -> Monitor {
+        Monitor::start(&self.server.client()).await
     }
 
     /// The Redis key the store must use for `id`, computed independently of the store.
@@ -151,7 +151,7 @@ mod cases {
 
     pub(super) async fn malformed_keys_are_no_session_and_never_reach_redis(fx: Fixture) {
         let store = fx.store();
-        let monitor = fx.monitor();
+        let monitor = fx.monitor().await;
         for bad in [
             "",
             "short",
@@ -173,7 +173,11 @@ mod cases {
                 .expect("update");
             assert_eq!(store.load(&kept).await.expect("load"), None);
         }
-        assert_eq!(monitor.take(), vec![], "a malformed key reached Redis");
+        assert_eq!(
+            monitor.take().await,
+            vec![],
+            "a malformed key reached Redis"
+        );
         assert!(fx.stored_keys().await.is_empty());
     }
 
@@ -440,6 +444,44 @@ mod cases {
         assert_eq!(value, "old");
     }
 
+    pub(super) async fn a_server_without_the_scripts_gets_them_whole(fx: Fixture) {
+        let store = fx.store();
+        let first = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
+        // What a restarted or newly promoted server looks like: no cached scripts.
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut fx.redis().await)
+            .await
+            .expect("SCRIPT FLUSH");
+        let monitor = fx.monitor().await;
+        let second = store.save(state(&[("k", "2")]), &TTL).await.expect("save");
+        let sent: Vec<String> = monitor
+            .take()
+            .await
+            .into_iter()
+            .filter(|command| !command.from_script)
+            .map(|command| command.name)
+            .collect();
+        assert_eq!(sent, ["evalsha", "eval"], "the body once, on the same node");
+        let third = store.save(state(&[("k", "3")]), &TTL).await.expect("save");
+        assert_eq!(
+            monitor
+                .take()
+                .await
+                .iter()
+                .filter(|c| !c.from_script)
+                .count(),
+            1,
+            "cached again: EVALSHA alone"
+        );
+        assert_eq!(
+            store.load(&second).await.expect("load"),
+            Some(state(&[("k", "2")]))
+        );
+        assert!(store.load(&first).await.expect("load").is_some());
+        assert!(store.load(&third).await.expect("load").is_some());
+    }
+
     pub(super) async fn a_slow_answer_within_the_command_timeout_is_waited_for(fx: Fixture) {
         // redis-rs would cut an answer at 500 ms on its own; the store's timeout must govern.
         let store =
@@ -531,6 +573,7 @@ macro_rules! every_case {
             delete_ends_the_session,
             a_hash_without_a_creation_time_is_no_session_and_is_deleted,
             save_never_overwrites_an_existing_key,
+            a_server_without_the_scripts_gets_them_whole,
             different_prefixes_do_not_see_each_other,
             a_slow_answer_within_the_command_timeout_is_waited_for,
             a_slow_answer_past_the_command_timeout_fails_fast,

@@ -1,0 +1,147 @@
+//! How the store talks to Redis: each request (one command or one pipeline: one round trip) on
+//! a pooled connection, bounded by the command timeout; scripts sent by hash; every outcome
+//! recorded, so the pool knows which connections to trust; and each whole store operation
+//! bounded by a deadline.
+
+use std::{future::Future, time::Duration};
+
+use deadpool::managed::Timeouts;
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisResult, ServerErrorKind};
+
+use crate::{
+    StoreError,
+    config::Config,
+    key::RedisKey,
+    pool::{Outcome, Pool, SharedConnection},
+    scripts::LuaScript,
+};
+
+/// The pool and the timeouts that bound every use of it.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pool: Pool,
+    pool_timeouts: Timeouts,
+    command_timeout: Duration,
+    deadline: Duration,
+}
+
+impl Backend {
+    pub(crate) fn new(pool: Pool, config: &Config) -> Self {
+        Self {
+            pool,
+            pool_timeouts: config.pool_timeouts,
+            command_timeout: config.command_timeout,
+            deadline: config.deadline(),
+        }
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Runs `operation` (any number of requests) within the deadline: past it, the operation
+    /// fails with [`StoreError::Deadline`], and a command it cut off makes the pool distrust
+    /// its connections.
+    pub(crate) async fn within_deadline<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.deadline, operation)
+            .await
+            .unwrap_or(Err(StoreError::Deadline(self.deadline)))
+    }
+
+    /// Sends `request` on a pooled connection: one round trip.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        request: &impl Request,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection().await?;
+        self.send(&mut connection, request).await
+    }
+
+    /// Runs `script` on `key` with the arguments `args` appends: `EVALSHA`, one round trip.
+    ///
+    /// When Redis lacks the script (a new, restarted or newly promoted server answers
+    /// `NOSCRIPT`), the same call goes again as `EVAL` of the script's body, which also leaves
+    /// the script in that server's cache. Not `redis::Script::invoke_async`: its fallback is
+    /// `SCRIPT LOAD` and a second `EVALSHA`, two more round trips, and on a cluster
+    /// `SCRIPT LOAD` goes to every node and fails while any one is down; `EVAL` goes only to the
+    /// node that owns the key.
+    pub(crate) async fn run_script<T: FromRedisValue>(
+        &self,
+        script: &LuaScript,
+        key: &RedisKey,
+        args: impl Fn(&mut Cmd),
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection().await?;
+        let mut call = script.evalsha(key);
+        args(&mut call);
+        match self.send(&mut connection, &call).await {
+            Err(StoreError::Redis(err))
+                if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
+            {
+                let mut call = script.eval(key);
+                args(&mut call);
+                self.send(&mut connection, &call).await
+            }
+            result => result,
+        }
+    }
+
+    /// A handle on a pooled connection. The connection itself goes back to the pool at once:
+    /// other requests share it meanwhile.
+    async fn connection(&self) -> Result<SharedConnection, StoreError> {
+        Ok(self.pool.timeout_get(&self.pool_timeouts).await?.share())
+    }
+
+    /// One request on `connection`, bounded by the command timeout; the connection learns how
+    /// it went.
+    async fn send<T: FromRedisValue>(
+        &self,
+        connection: &mut SharedConnection,
+        request: &impl Request,
+    ) -> Result<T, StoreError> {
+        let in_flight = connection.in_flight();
+        let result = tokio::time::timeout(self.command_timeout, request.send(connection)).await;
+        in_flight.settle();
+        match result {
+            Ok(Ok(value)) => {
+                connection.record(Outcome::Answered);
+                Ok(value)
+            }
+            Ok(Err(err)) => {
+                connection.record(Outcome::Failed(&err));
+                Err(err.into())
+            }
+            Err(_) => {
+                connection.record(Outcome::TimedOut);
+                Err(StoreError::CommandTimeout(self.command_timeout))
+            }
+        }
+    }
+}
+
+/// What one round trip to Redis carries: a command or a pipeline.
+pub(crate) trait Request {
+    fn send<T: FromRedisValue>(
+        &self,
+        connection: &mut SharedConnection,
+    ) -> impl Future<Output = RedisResult<T>>;
+}
+
+/// Both kinds of request go the same way; redis-rs gives them no common trait.
+macro_rules! request {
+    ($($kind:ty),*) => {$(
+        impl Request for $kind {
+            fn send<T: FromRedisValue>(
+                &self,
+                connection: &mut SharedConnection,
+            ) -> impl Future<Output = RedisResult<T>> {
+                self.query_async(connection)
+            }
+        }
+    )*};
+}
+
+request!(Cmd, Pipeline);

@@ -1,0 +1,162 @@
+//! The per-request scope: what the store learns about one request while it runs inside
+//! [`TrackChanges`](crate::TrackChanges), kept in a tokio task-local around actix-session's
+//! middleware.
+//!
+//! actix-session hands the store each operation on its own, with no sign of which request it
+//! serves. The scope carries what connects them: the state as loaded (so `update` writes only
+//! what changed and `update_ttl` knows the load slid the expiry), whether the request's method
+//! is safe (only such a request may go on anonymous), and how a failed operation failed (so the
+//! middleware can answer `503` or `413` instead of actix-session's `500`).
+
+use std::{cell::RefCell, future::Future, sync::Once};
+
+use crate::{StoreError, key::RedisKey, state::SessionState};
+
+tokio::task_local! {
+    static SCOPE: RefCell<RequestScope>;
+}
+
+/// What the store learns about one request while it runs.
+#[derive(Default)]
+struct RequestScope {
+    /// Whether the request's method is safe (`GET`, `HEAD`, ...).
+    safe: bool,
+    /// The session this request loaded: its key and state.
+    loaded: Option<(RedisKey, SessionState)>,
+    /// The request went on anonymous because its session could not be loaded.
+    anonymous: bool,
+    /// How the store operation that failed this request failed.
+    failure: Option<Failure>,
+}
+
+/// The failures of a store operation that deserve an answer other than actix-session's `500`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Redis was unavailable: worth a retry.
+    Unavailable,
+    /// The request made the state larger than the limit.
+    TooLarge,
+    /// Anything else.
+    Other,
+}
+
+impl Failure {
+    fn of(err: &StoreError) -> Self {
+        if err.is_unavailable() {
+            Self::Unavailable
+        } else if matches!(err, StoreError::StateTooLarge { .. }) {
+            Self::TooLarge
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// Runs one request inside a fresh scope; returns its output and, if a store operation failed
+/// it, how. `safe_method`: whether the request's method is safe.
+pub(crate) async fn run<F: Future>(safe_method: bool, request: F) -> (F::Output, Option<Failure>) {
+    let scope = RequestScope {
+        safe: safe_method,
+        ..RequestScope::default()
+    };
+    SCOPE
+        .scope(RefCell::new(scope), async {
+            let output = request.await;
+            (output, SCOPE.with(|scope| scope.borrow().failure))
+        })
+        .await
+}
+
+/// `f` on the current request's scope, or `None` outside [`TrackChanges`](crate::TrackChanges).
+/// Only the store's session operations call this, so the first call outside a scope is worth
+/// one line in the logs.
+fn with<R>(f: impl FnOnce(&mut RequestScope) -> R) -> Option<R> {
+    let result = SCOPE.try_with(|scope| f(&mut scope.borrow_mut())).ok();
+    if result.is_none() {
+        static UNTRACKED: Once = Once::new();
+        UNTRACKED.call_once(|| {
+            tracing::debug!(
+                "a session store operation ran outside TrackChanges: updates replace the whole \
+                 state, unavailable Redis answers 500 rather than 503, and the anonymous \
+                 fallback is off"
+            );
+        });
+    }
+    result
+}
+
+/// Notes the state a request loaded.
+pub(crate) fn remember(key: &RedisKey, state: &SessionState) {
+    with(|scope| scope.loaded = Some((key.clone(), state.clone())));
+}
+
+/// Takes the state this request loaded for `key` out of the scope, if it loaded one.
+pub(crate) fn take_loaded(key: &RedisKey) -> Option<SessionState> {
+    with(|scope| scope.loaded.take())
+        .flatten()
+        .and_then(|(loaded_key, state)| (loaded_key == *key).then_some(state))
+}
+
+/// Whether this request loaded the session at `key` (which slid its expiry).
+pub(crate) fn was_loaded(key: &RedisKey) -> bool {
+    with(|scope| {
+        scope
+            .loaded
+            .as_ref()
+            .is_some_and(|(loaded_key, _)| loaded_key == key)
+    })
+    .unwrap_or(false)
+}
+
+/// Whether this request may go on anonymous when its session cannot be loaded: it runs inside
+/// [`TrackChanges`](crate::TrackChanges) and its method is safe. An unsafe one (a logout, a
+/// form post) must fail instead: actix-session would drop what it does to a session it never
+/// loaded.
+pub(crate) fn may_go_anonymous() -> bool {
+    with(|scope| scope.safe).unwrap_or(false)
+}
+
+/// Notes that this request goes on anonymous: the failed load is no failure of the request, but
+/// the request must not write a session either (it would replace the visitor's cookie).
+pub(crate) fn note_anonymous() {
+    with(|scope| {
+        scope.anonymous = true;
+        scope.failure = None;
+    });
+}
+
+/// Whether this request went on anonymous (see [`note_anonymous`]).
+pub(crate) fn went_anonymous() -> bool {
+    with(|scope| scope.anonymous).unwrap_or(false)
+}
+
+/// Notes how a session operation of this request failed. actix-session stops at the first
+/// failed operation, so the last note describes it.
+pub(crate) fn note_failure(err: &StoreError) {
+    with(|scope| scope.failure = Some(Failure::of(err)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_loaded_state_is_kept_only_inside_a_scope_and_for_its_key() {
+        let loaded = SessionState::from([("a".to_owned(), "1".to_owned())]);
+        let key = RedisKey::for_id("p:", "k");
+        let other = RedisKey::for_id("p:", "other");
+        remember(&key, &loaded);
+        assert_eq!(take_loaded(&key), None, "outside a scope nothing is kept");
+        let ((), failure) = run(true, async {
+            remember(&key, &loaded);
+            assert_eq!(take_loaded(&other), None);
+            remember(&key, &loaded);
+            assert!(was_loaded(&key) && !was_loaded(&other));
+            assert_eq!(take_loaded(&key), Some(loaded.clone()));
+            assert_eq!(take_loaded(&key), None, "taken once");
+            note_failure(&StoreError::CorruptState);
+        })
+        .await;
+        assert_eq!(failure, Some(Failure::Other));
+    }
+}

@@ -6,7 +6,7 @@
 use std::{future::Future, time::Duration};
 
 use deadpool::managed::Timeouts;
-use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisResult, ServerErrorKind};
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisResult, ServerErrorKind};
 
 use crate::{
     StoreError,
@@ -111,6 +111,7 @@ impl Backend {
                 Ok(value)
             }
             Ok(Err(err)) => {
+                let err = first_failure(err);
                 connection.record(Outcome::Failed(&err));
                 Err(err.into())
             }
@@ -119,6 +120,19 @@ impl Backend {
                 Err(StoreError::CommandTimeout(self.command_timeout))
             }
         }
+    }
+}
+
+/// The error of the first failed command of a pipeline, or `err` itself. redis-rs reports a
+/// pipeline's failed commands together, under a kind of its own; what the store must tell apart
+/// (Redis read-only after a failover, loading, out of memory) is in the command's own error.
+fn first_failure(err: RedisError) -> RedisError {
+    if err.kind() != ErrorKind::Extension {
+        return err;
+    }
+    match err.clone().into_server_errors().as_deref() {
+        Some([(_, first), ..]) => first.clone().into(),
+        _ => err,
     }
 }
 

@@ -21,6 +21,8 @@ pub(crate) struct Config {
     pub(crate) command_timeout: Duration,
     pub(crate) trust_window: Duration,
     pub(crate) when_unavailable: WhenUnavailable,
+    pub(crate) user_entry: Option<String>,
+    pub(crate) anonymous_idle_timeout: Duration,
 }
 
 impl Default for Config {
@@ -38,6 +40,8 @@ impl Default for Config {
             command_timeout: Duration::from_secs(1),
             trust_window: Duration::from_secs(1),
             when_unavailable: WhenUnavailable::Fail,
+            user_entry: None,
+            anonymous_idle_timeout: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -68,6 +72,7 @@ impl Config {
         let lifetimes = [
             ("idle_timeout", self.idle_timeout),
             ("absolute_timeout", self.absolute_timeout),
+            ("anonymous_idle_timeout", self.anonymous_idle_timeout),
         ];
         for (setting, lifetime) in lifetimes {
             if !(Duration::from_millis(1)..=LONGEST_LIFETIME).contains(&lifetime) {
@@ -95,6 +100,9 @@ impl Config {
         }
         if self.max_state_size == 0 {
             return Err(invalid("max_state_size", "must be at least one byte"));
+        }
+        if self.user_entry.as_deref() == Some("") {
+            return Err(invalid("user_entry", "must name an entry"));
         }
         Ok(())
     }
@@ -221,6 +229,32 @@ impl RedisSessionStoreBuilder {
     /// store's setting.
     pub fn trust_window(mut self, window: Duration) -> Self {
         self.config.trust_window = window;
+        self
+    }
+
+    /// The session entry that holds the signed-in user (default: none). Naming it tells the
+    /// store which sessions belong to somebody:
+    ///
+    /// - a session without this entry lives only for the
+    ///   [`anonymous_idle_timeout`](Self::anonymous_idle_timeout) without use, so that visitors
+    ///   who never log in cannot fill Redis for the whole idle timeout;
+    /// - a renewal ([`Session::renew`](actix_session::Session::renew)) that changes this
+    ///   entry's value (a login, a switch of user) starts a new absolute lifetime; any other
+    ///   renewal keeps the session's creation time.
+    ///
+    /// Without it, every session has the idle timeout and every renewal keeps its creation
+    /// time.
+    pub fn user_entry(mut self, name: impl Into<String>) -> Self {
+        self.config.user_entry = Some(name.into());
+        self
+    }
+
+    /// How long a session without a user lives without being used (default 5 minutes, and
+    /// never longer than the [`idle_timeout`](Self::idle_timeout)), once a
+    /// [`user_entry`](Self::user_entry) is named. The switch between the two timeouts rides
+    /// on the write that adds or removes the user: no extra round trip.
+    pub fn anonymous_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.anonymous_idle_timeout = timeout;
         self
     }
 

@@ -77,14 +77,18 @@ pub enum StoreError {
 
 impl StoreError {
     /// Whether Redis could not be reached or could not serve (a pool, connection or timeout
-    /// failure, or Redis loading, read-only or down): the request may succeed later, so it
+    /// failure, or Redis loading, read-only, down or out of memory): the request may succeed later, so it
     /// deserves a `503 Service Unavailable` rather than a `500`.
     pub fn is_unavailable(&self) -> bool {
         match self {
             // A connection that could not be made for a lasting reason (wrong password, bad
             // TLS settings) is a misconfiguration, not an outage.
             Self::Pool(PoolError::Backend(err)) | Self::Redis(err) => {
-                (err.is_io_error() && !is_tls_refusal(err))
+                // A full Redis (`maxmemory` reached under `noeviction`) refuses writes with
+                // `OOM` until memory frees up: an outage of writes, not a misconfiguration of
+                // the store.
+                err.code() == Some("OOM")
+                    || (err.is_io_error() && !is_tls_refusal(err))
                     || err.is_connection_dropped()
                     || err.is_connection_refusal()
                     || err.is_timeout()

@@ -21,12 +21,21 @@ tokio::task_local! {
 struct RequestScope {
     /// Whether the request's method is safe (`GET`, `HEAD`, ...).
     safe: bool,
-    /// The session this request loaded: its key and state.
-    loaded: Option<(RedisKey, SessionState)>,
+    /// The session this request loaded.
+    loaded: Option<Loaded>,
     /// The request went on anonymous because its session could not be loaded.
     anonymous: bool,
     /// How the store operation that failed this request failed.
     failure: Option<Failure>,
+}
+
+/// A session as a request loaded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Loaded {
+    pub(crate) key: RedisKey,
+    pub(crate) state: SessionState,
+    /// Its creation time, in milliseconds since the epoch.
+    pub(crate) created: u64,
 }
 
 /// The failures of a store operation that deserve an answer other than actix-session's `500`.
@@ -85,16 +94,28 @@ fn with<R>(f: impl FnOnce(&mut RequestScope) -> R) -> Option<R> {
     result
 }
 
-/// Notes the state a request loaded.
-pub(crate) fn remember(key: &RedisKey, state: &SessionState) {
-    with(|scope| scope.loaded = Some((key.clone(), state.clone())));
+/// Notes the session a request loaded.
+pub(crate) fn remember(key: &RedisKey, state: &SessionState, created: u64) {
+    with(|scope| {
+        scope.loaded = Some(Loaded {
+            key: key.clone(),
+            state: state.clone(),
+            created,
+        });
+    });
 }
 
-/// Takes the state this request loaded for `key` out of the scope, if it loaded one.
-pub(crate) fn take_loaded(key: &RedisKey) -> Option<SessionState> {
+/// Takes the session this request loaded for `key` out of the scope, if it loaded one.
+pub(crate) fn take_loaded(key: &RedisKey) -> Option<Loaded> {
     with(|scope| scope.loaded.take())
         .flatten()
-        .and_then(|(loaded_key, state)| (loaded_key == *key).then_some(state))
+        .filter(|loaded| loaded.key == *key)
+}
+
+/// Takes the session this request loaded out of the scope, whatever its key: what a `save`
+/// after a `load` in one request renews.
+pub(crate) fn take_renewed() -> Option<Loaded> {
+    with(|scope| scope.loaded.take()).flatten()
 }
 
 /// Whether this request loaded the session at `key` (which slid its expiry).
@@ -103,7 +124,7 @@ pub(crate) fn was_loaded(key: &RedisKey) -> bool {
         scope
             .loaded
             .as_ref()
-            .is_some_and(|(loaded_key, _)| loaded_key == key)
+            .is_some_and(|loaded| loaded.key == *key)
     })
     .unwrap_or(false)
 }
@@ -142,18 +163,25 @@ mod tests {
 
     #[tokio::test]
     async fn the_loaded_state_is_kept_only_inside_a_scope_and_for_its_key() {
-        let loaded = SessionState::from([("a".to_owned(), "1".to_owned())]);
+        let state = SessionState::from([("a".to_owned(), "1".to_owned())]);
         let key = RedisKey::for_id("p:", "k");
         let other = RedisKey::for_id("p:", "other");
-        remember(&key, &loaded);
+        let loaded = Loaded {
+            key: key.clone(),
+            state: state.clone(),
+            created: 7,
+        };
+        remember(&key, &state, 7);
         assert_eq!(take_loaded(&key), None, "outside a scope nothing is kept");
         let ((), failure) = run(true, async {
-            remember(&key, &loaded);
+            remember(&key, &state, 7);
             assert_eq!(take_loaded(&other), None);
-            remember(&key, &loaded);
+            remember(&key, &state, 7);
             assert!(was_loaded(&key) && !was_loaded(&other));
             assert_eq!(take_loaded(&key), Some(loaded.clone()));
             assert_eq!(take_loaded(&key), None, "taken once");
+            remember(&key, &state, 7);
+            assert_eq!(take_renewed(), Some(loaded.clone()));
             note_failure(&StoreError::CorruptState);
         })
         .await;

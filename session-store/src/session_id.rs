@@ -1,5 +1,7 @@
-//! Session ids: how they are made and how their shape is checked.
+//! Session ids: how they are made, how their shape is checked, and the session key (the
+//! cookie's value) that carries one.
 
+use actix_session::storage::SessionKey;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 
 /// Bytes of CSPRNG output in one session id: 256 bits.
@@ -27,6 +29,44 @@ fn is_id_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
+/// Which idle timeout a session slides by: the session key says, so that a load can slide it
+/// in the same round trip as it reads the session, before it knows what the session holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleClass {
+    /// The store's idle timeout: a session with a user, or any session of a store that names
+    /// no user entry. Its key is the bare id.
+    Normal,
+    /// The anonymous idle timeout: a session without a user, when the store names a user
+    /// entry. Its key is the id followed by [`ANONYMOUS_MARK`].
+    Anonymous,
+}
+
+/// What follows the id in the key of an [anonymous](IdleClass::Anonymous) session.
+///
+/// The key travels in a cookie that actix-session signs or encrypts, so a client cannot change
+/// it; a stale one (a request that raced the login that changed the class) slides the session
+/// by the other timeout once, until the next request.
+const ANONYMOUS_MARK: &str = ".a";
+
+/// The id in a session key and the idle class it says, or `None` when the key is not of the
+/// store's shape (then it must not reach Redis at all).
+pub(crate) fn parse(key: &str) -> Option<(&str, IdleClass)> {
+    let (id, class) = match key.strip_suffix(ANONYMOUS_MARK) {
+        Some(id) => (id, IdleClass::Anonymous),
+        None => (key, IdleClass::Normal),
+    };
+    is_well_formed(id).then_some((id, class))
+}
+
+/// The session key of the session with `id` in `class`.
+pub(crate) fn session_key(id: &str, class: IdleClass) -> SessionKey {
+    let key = match class {
+        IdleClass::Normal => id.to_owned(),
+        IdleClass::Anonymous => format!("{id}{ANONYMOUS_MARK}"),
+    };
+    SessionKey::try_from(key).expect("a 45-byte key is a valid session key")
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -40,6 +80,18 @@ mod tests {
         assert!(is_well_formed(&a), "{a}");
         assert!(is_well_formed(&b), "{b}");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_session_key_carries_its_id_and_class() {
+        let id = generate();
+        for class in [IdleClass::Normal, IdleClass::Anonymous] {
+            let key = session_key(&id, class);
+            assert_eq!(parse(key.as_ref()), Some((id.as_str(), class)));
+        }
+        assert_eq!(parse(&format!("{id}.b")), None);
+        assert_eq!(parse(&format!("{id}.a.a")), None);
+        assert_eq!(parse(".a"), None);
     }
 
     #[test]

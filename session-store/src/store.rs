@@ -22,12 +22,18 @@ use crate::{
     pool::Pool,
     scope,
     scripts::{self, LuaScript},
-    session_id,
+    session_id::{self, IdleClass},
     state::{self, SessionState},
 };
 
 /// How many fresh ids `save` tries before it gives up. One is all a CSPRNG ever needs.
 const SAVE_ATTEMPTS: usize = 3;
+
+/// How far in the future a creation time may lie: instances whose clocks run ahead of each
+/// other's by up to this much still accept each other's sessions. A creation time further
+/// ahead (a clock far off, a hand-edited hash) ends the session, so no session outlives its
+/// absolute lifetime by more than this.
+const MAX_CLOCK_SKEW_MILLIS: u64 = 60_000;
 
 /// A session store for actix-session that keeps each session as a Redis hash.
 ///
@@ -107,36 +113,74 @@ impl RedisSessionStore {
         result
     }
 
-    /// The Redis key for a session id, or `None` when the id is not of our shape, in which case
-    /// it must not reach Redis at all.
-    fn redis_key(&self, id: &SessionKey) -> Option<RedisKey> {
-        let id = id.as_ref();
-        if session_id::is_well_formed(id) {
-            Some(RedisKey::for_id(&self.config().key_prefix, id))
-        } else {
-            events::invalid_id(id.len());
-            None
+    /// The Redis key and idle class of a session key, or `None` when the key is not of our
+    /// shape, in which case it must not reach Redis at all.
+    fn redis_key(&self, session_key: &SessionKey) -> Option<(RedisKey, IdleClass)> {
+        let Some((id, class)) = session_id::parse(session_key.as_ref()) else {
+            events::invalid_id(session_key.as_ref().len());
+            return None;
+        };
+        Some((RedisKey::for_id(&self.config().key_prefix, id), class))
+    }
+
+    /// The idle class of a session holding `state`: anonymous when the store names a user
+    /// entry and `state` lacks it.
+    fn class_of(&self, state: &SessionState) -> IdleClass {
+        match &self.config().user_entry {
+            Some(user) if !state.contains_key(user) => IdleClass::Anonymous,
+            _ => IdleClass::Normal,
         }
     }
 
-    /// Runs `script` on `key` with the idle timeout, the absolute lifetime and the time now as
-    /// its first arguments, then those `args` appends.
+    /// How long a session of `class` lives without being used, in milliseconds.
+    fn idle_millis(&self, class: IdleClass) -> u64 {
+        let config = self.config();
+        millis(match class {
+            IdleClass::Normal => config.idle_timeout,
+            IdleClass::Anonymous => config.anonymous_idle_timeout.min(config.idle_timeout),
+        })
+    }
+
+    /// Whether a renewal from `loaded` to `renewed` changed who the session belongs to.
+    fn user_changed(&self, loaded: &SessionState, renewed: &SessionState) -> bool {
+        self.config()
+            .user_entry
+            .as_ref()
+            .is_some_and(|user| loaded.get(user) != renewed.get(user))
+    }
+
+    /// The creation times of live sessions, now: after the first bound (exclusive) and no
+    /// later than the second, milliseconds since the epoch.
+    fn born_between(&self) -> (u64, u64) {
+        let now = now_millis();
+        (
+            now.saturating_sub(millis(self.config().absolute_timeout)),
+            now.saturating_add(MAX_CLOCK_SKEW_MILLIS),
+        )
+    }
+
+    fn within_lifetime(&self, created: u64) -> bool {
+        let (after, by) = self.born_between();
+        after < created && created <= by
+    }
+
+    /// Runs `script` on `key` with the common head of arguments (see `lua/prelude.lua`): the
+    /// idle timeout of `class`, the bounds of live creation times, the creation time of a new
+    /// session; then those `args` appends.
     async fn run_script(
         &self,
         script: &LuaScript,
         key: &RedisKey,
+        class: IdleClass,
+        created: u64,
         args: impl Fn(&mut Cmd),
     ) -> Result<bool, StoreError> {
-        let config = self.config();
-        let (idle, lifetime, now) = (
-            millis(config.idle_timeout),
-            millis(config.absolute_timeout),
-            now_millis(),
-        );
+        let idle = self.idle_millis(class);
+        let (born_after, born_by) = self.born_between();
         self.inner
             .backend
             .run_script(script, key, |cmd| {
-                cmd.arg(idle).arg(lifetime).arg(now);
+                cmd.arg(idle).arg(born_after).arg(born_by).arg(created);
                 args(cmd);
             })
             .await
@@ -151,26 +195,25 @@ impl RedisSessionStore {
         Ok(())
     }
 
-    fn within_lifetime(&self, created: u64) -> bool {
-        now_millis().saturating_sub(created) < millis(self.config().absolute_timeout)
-    }
-
     /// A plain `DEL` of `key`; how many keys it removed.
     async fn delete_key(&self, key: &RedisKey) -> Result<u64, StoreError> {
         self.inner.backend.query(redis::cmd("DEL").arg(key)).await
     }
 
     /// One round trip: the hash and the sliding of its expiry, pipelined. The absolute lifetime
-    /// is checked here; a session past it costs one more round trip, to delete it.
-    async fn load_state(&self, id: &SessionKey) -> Result<Option<SessionState>, StoreError> {
-        let Some(key) = self.redis_key(id) else {
+    /// is checked here; a session out of it costs one more round trip, to delete it.
+    async fn load_state(
+        &self,
+        session_key: &SessionKey,
+    ) -> Result<Option<SessionState>, StoreError> {
+        let Some((key, class)) = self.redis_key(session_key) else {
             return Ok(None);
         };
         let mut pipe = redis::pipe();
         pipe.cmd("HGETALL").arg(&key);
         pipe.cmd("PEXPIRE")
             .arg(&key)
-            .arg(millis(self.config().idle_timeout))
+            .arg(self.idle_millis(class))
             .ignore();
         let (fields,): (Vec<(Vec<u8>, Vec<u8>)>,) = self.inner.backend.query(&pipe).await?;
         let stored = state::decode(fields)?;
@@ -188,48 +231,70 @@ impl RedisSessionStore {
             self.delete_key(&key).await?;
             return Ok(None);
         }
-        scope::remember(&key, &stored.state);
+        scope::remember(&key, &stored.state, created);
         Ok(Some(stored.state))
     }
 
+    /// Creates a session under a fresh id. After a load in the same request this is a renewal
+    /// (actix-session deleted the old id just before): the new session keeps the old one's
+    /// creation time, so renewing never escapes the absolute lifetime, unless the renewal
+    /// changed who the session belongs to (a login starts a new lifetime).
     async fn save_state(&self, state: &SessionState) -> Result<SessionKey, StoreError> {
         if scope::went_anonymous() {
             return Err(StoreError::WentAnonymous);
         }
         self.check_size(state)?;
+        let created = scope::take_renewed()
+            .filter(|renewed| !self.user_changed(&renewed.state, state))
+            .map_or_else(now_millis, |renewed| renewed.created);
+        let class = self.class_of(state);
         for _ in 0..SAVE_ATTEMPTS {
             let id = session_id::generate();
             let key = RedisKey::for_id(&self.config().key_prefix, &id);
-            let created = self
-                .run_script(&scripts::SAVE, &key, |cmd| append_entries(cmd, state))
+            let saved = self
+                .run_script(&scripts::SAVE, &key, class, created, |cmd| {
+                    append_entries(cmd, state);
+                })
                 .await?;
-            if created {
+            if saved {
                 events::created(&key);
-                return Ok(SessionKey::try_from(id).expect("a 43-byte id is a valid session key"));
+                return Ok(session_id::session_key(&id, class));
             }
         }
         Err(StoreError::IdCollision)
     }
 
-    async fn update_state(&self, id: &SessionKey, state: &SessionState) -> Result<(), StoreError> {
-        let Some(key) = self.redis_key(id) else {
-            return Ok(());
+    /// Writes `state` and hands back the session key for it: the same one, unless the write
+    /// moved the session to the other idle class (it gained or lost its user).
+    async fn update_state(
+        &self,
+        session_key: SessionKey,
+        state: &SessionState,
+    ) -> Result<SessionKey, StoreError> {
+        let Some((key, class)) = self.redis_key(&session_key) else {
+            return Ok(session_key);
         };
         self.check_size(state)?;
+        let new_class = self.class_of(state);
         let written = match scope::take_loaded(&key) {
             Some(loaded) => {
-                let changes = Changes::between(&loaded, state);
+                let changes = Changes::between(&loaded.state, state);
                 if changes.is_empty() {
-                    return Ok(());
+                    return Ok(session_key);
                 }
-                self.write_changes(&key, &changes).await?
+                self.write_changes(&key, &changes, new_class).await?
             }
-            None => self.replace_state(&key, state).await?,
+            None => self.replace_state(&key, state, new_class).await?,
         };
         if !written {
             events::update_dropped(&key);
+            return Ok(session_key);
         }
-        Ok(())
+        if new_class == class {
+            return Ok(session_key);
+        }
+        let (id, _) = session_id::parse(session_key.as_ref()).expect("parsed above");
+        Ok(session_id::session_key(id, new_class))
     }
 
     /// Writes only what changed, with plain commands in one pipeline (a script costs Redis
@@ -242,6 +307,7 @@ impl RedisSessionStore {
         &self,
         key: &RedisKey,
         changes: &Changes<'_>,
+        class: IdleClass,
     ) -> Result<bool, StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("HGET").arg(key).arg(state::CREATED);
@@ -261,7 +327,7 @@ impl RedisSessionStore {
         }
         pipe.cmd("PEXPIRE")
             .arg(key)
-            .arg(millis(self.config().idle_timeout))
+            .arg(self.idle_millis(class))
             .ignore();
         let (created,): (Option<u64>,) = self.inner.backend.query(&pipe).await?;
         if created.is_some_and(|created| self.within_lifetime(created)) {
@@ -276,31 +342,32 @@ impl RedisSessionStore {
         &self,
         key: &RedisKey,
         state: &SessionState,
+        class: IdleClass,
     ) -> Result<bool, StoreError> {
-        self.run_script(&scripts::REPLACE, key, |cmd| {
+        self.run_script(&scripts::REPLACE, key, class, now_millis(), |cmd| {
             cmd.arg(state.len());
             append_entries(cmd, state);
         })
         .await
     }
 
-    async fn touch(&self, id: &SessionKey) -> Result<(), StoreError> {
-        let Some(key) = self.redis_key(id) else {
+    async fn touch(&self, session_key: &SessionKey) -> Result<(), StoreError> {
+        let Some((key, class)) = self.redis_key(session_key) else {
             return Ok(());
         };
         if scope::was_loaded(&key) {
             return Ok(());
         }
         // A plain PEXPIRE cannot create a key, so it cannot revive an ended session.
-        let idle = millis(self.config().idle_timeout);
+        let idle = self.idle_millis(class);
         self.inner
             .backend
             .query::<()>(redis::cmd("PEXPIRE").arg(&key).arg(idle))
             .await
     }
 
-    async fn delete_state(&self, id: &SessionKey) -> Result<(), StoreError> {
-        let Some(key) = self.redis_key(id) else {
+    async fn delete_state(&self, session_key: &SessionKey) -> Result<(), StoreError> {
+        let Some((key, _)) = self.redis_key(session_key) else {
             return Ok(());
         };
         if self.delete_key(&key).await? > 0 {
@@ -344,9 +411,9 @@ impl SessionStore for RedisSessionStore {
         session_state: SessionState,
         _ttl: &CookieDuration,
     ) -> Result<SessionKey, UpdateError> {
-        self.session_op(self.update_state(&session_key, &session_state))
-            .await?;
-        Ok(session_key)
+        Ok(self
+            .session_op(self.update_state(session_key, &session_state))
+            .await?)
     }
 
     /// Costs no round trip behind [`TrackChanges`](crate::TrackChanges), where the request's

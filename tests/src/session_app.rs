@@ -75,7 +75,8 @@ pub fn middleware(
 /// Routes over the session: `GET /get/{name}`, `POST /set/{name}/{value}` (also as `GET`, as
 /// pages that keep something in the session when shown do),
 /// `POST /gated-set/{name}/{value}` (waits at the app's [`Gate`] first), `POST /remove/{name}`,
-/// `POST /purge`, `POST /renew`.
+/// `POST /purge`, `POST /renew`, `POST /login/{user}` (a login as applications write it: the
+/// state cleared, the id renewed, `user` set).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/get/{name}", web::get().to(get))
         .route("/set/{name}/{value}", web::post().to(set))
@@ -83,7 +84,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/gated-set/{name}/{value}", web::post().to(gated_set))
         .route("/remove/{name}", web::post().to(remove))
         .route("/purge", web::post().to(purge))
-        .route("/renew", web::post().to(renew));
+        .route("/renew", web::post().to(renew))
+        .route("/login/{user}", web::post().to(login));
 }
 
 async fn get(session: Session, name: web::Path<String>) -> actix_web::Result<HttpResponse> {
@@ -161,6 +163,13 @@ async fn purge(session: Session) -> HttpResponse {
 async fn renew(session: Session) -> HttpResponse {
     session.renew();
     HttpResponse::Ok().finish()
+}
+
+async fn login(session: Session, user: web::Path<String>) -> actix_web::Result<HttpResponse> {
+    session.clear();
+    session.renew();
+    session.insert("user", user.into_inner())?;
+    Ok(HttpResponse::Ok().finish())
 }
 
 /// The session cookie a response sets (or clears), if any.

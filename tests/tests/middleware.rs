@@ -7,7 +7,8 @@ use actix_web::{cookie::Key, http::Method};
 use integration_tests::{
     Monitor, RedisServer,
     session_app::{
-        self, Gate, MiddlewareMode, bare_app, forge_cookie, get_entry, log_in, send, session_cookie,
+        self, Gate, MiddlewareMode, bare_app, forge_cookie, get_entry, log_in, send,
+        session_cookie, tracked_app,
     },
 };
 use redis::AsyncCommands as _;
@@ -67,6 +68,132 @@ async fn insert_read_change_renew_purge() {
         assert_eq!(get_entry(&app, "user", Some(&second)).await, "none");
         assert!(session_keys(&server).await.is_empty());
     }
+}
+
+/// The one session key in Redis, and its creation time.
+async fn the_session(server: &RedisServer) -> (String, u64) {
+    let keys = session_keys(server).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let created: u64 = server
+        .connection()
+        .await
+        .hget(&keys[0], "\0c")
+        .await
+        .expect("HGET");
+    (keys[0].clone(), created)
+}
+
+async fn pttl(server: &RedisServer, key: &str) -> i64 {
+    server.connection().await.pttl(key).await.expect("PTTL")
+}
+
+#[actix_web::test]
+async fn a_renewal_keeps_the_creation_time_and_a_login_starts_a_new_one() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let store = server.store_with(RedisSessionStore::builder().user_entry("user"));
+    let app = tracked_app(
+        store,
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
+    )
+    .await;
+
+    let login = send(&app, Method::POST, "/login/alice", None).await;
+    let cookie = session_cookie(&login).expect("a session cookie");
+    let (first_key, created) = the_session(&server).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let renewed = send(&app, Method::POST, "/renew", Some(&cookie)).await;
+    let cookie = session_cookie(&renewed).expect("a renewed cookie");
+    let (renewed_key, renewed_created) = the_session(&server).await;
+    assert_ne!(renewed_key, first_key, "a new id");
+    assert_eq!(renewed_created, created, "a renewal keeps the lifetime");
+
+    let again = send(&app, Method::POST, "/login/alice", Some(&cookie)).await;
+    let cookie = session_cookie(&again).expect("a cookie");
+    assert_eq!(
+        the_session(&server).await.1,
+        created,
+        "the same user again is no change of owner"
+    );
+
+    send(&app, Method::POST, "/login/bob", Some(&cookie)).await;
+    let (_, bob_created) = the_session(&server).await;
+    assert!(bob_created > created, "another user starts a new lifetime");
+}
+
+#[actix_web::test]
+async fn without_a_user_entry_every_renewal_keeps_the_creation_time() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let app = tracked_app(
+        server.store(),
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
+    )
+    .await;
+
+    let login = send(&app, Method::POST, "/login/alice", None).await;
+    let cookie = session_cookie(&login).expect("a session cookie");
+    let (_, created) = the_session(&server).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    send(&app, Method::POST, "/login/bob", Some(&cookie)).await;
+    assert_eq!(the_session(&server).await.1, created);
+}
+
+#[actix_web::test]
+async fn a_session_without_its_user_slides_by_the_anonymous_timeout() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let anonymous = Duration::from_secs(20);
+    let store = server.store_with(
+        RedisSessionStore::builder()
+            .user_entry("user")
+            .idle_timeout(Duration::from_secs(600))
+            .anonymous_idle_timeout(anonymous),
+    );
+    let app = tracked_app(
+        store,
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
+    )
+    .await;
+    let short = |pttl: i64| (1..=20_000).contains(&pttl);
+    let long = |pttl: i64| pttl > 20_000;
+
+    let visit = send(&app, Method::POST, "/set/theme/dark", None).await;
+    let visitor = session_cookie(&visit).expect("a session cookie");
+    let (session, _) = the_session(&server).await;
+    assert!(short(pttl(&server, &session).await), "saved without a user");
+    assert_eq!(get_entry(&app, "theme", Some(&visitor)).await, "dark");
+    assert!(
+        short(pttl(&server, &session).await),
+        "a read slides it by the short timeout"
+    );
+
+    let login = send(&app, Method::POST, "/set/user/alice", Some(&visitor)).await;
+    let signed_in = session_cookie(&login).expect("the write that adds the user renames the class");
+    assert_ne!(signed_in.value(), visitor.value());
+    assert!(
+        long(pttl(&server, &session).await),
+        "the user's write switched it"
+    );
+    assert_eq!(get_entry(&app, "user", Some(&signed_in)).await, "alice");
+    assert!(
+        long(pttl(&server, &session).await),
+        "a read slides it by the long timeout"
+    );
+
+    let logout = send(&app, Method::POST, "/remove/user", Some(&signed_in)).await;
+    assert!(session_cookie(&logout).is_some());
+    assert!(
+        short(pttl(&server, &session).await),
+        "losing the user switches it back"
+    );
 }
 
 #[actix_web::test]

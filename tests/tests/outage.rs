@@ -270,3 +270,85 @@ async fn no_operation_outlasts_its_deadline() {
     tokio::time::sleep(Duration::from_millis(2600).saturating_sub(started.elapsed())).await;
     store.health_check().await.expect("Redis answers again");
 }
+
+#[actix_web::test]
+async fn a_full_redis_answers_503_to_writes_and_goes_on_reading() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let app = app(server.store(), &key).await;
+    let cookie = log_in(&app).await;
+    let set_maxmemory = |bytes: &'static str| async {
+        let () = redis::cmd("CONFIG")
+            .arg(&["SET", "maxmemory-policy", "noeviction", "maxmemory", bytes][..])
+            .query_async(&mut server.connection().await)
+            .await
+            .expect("CONFIG SET");
+    };
+
+    set_maxmemory("1").await;
+    for (path, cookie) in [("/set/user/bob", None), ("/set/theme/dark", Some(&cookie))] {
+        let started = Instant::now();
+        let response = send(&app, Method::POST, path, cookie).await;
+        assert_eq!(response.status(), 503, "{path}");
+        assert_eq!(
+            response.headers().get("retry-after").expect("Retry-After"),
+            "1"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+    let err = server
+        .store()
+        .health_check()
+        .await
+        .map(|()| "PING is no write");
+    assert_eq!(err.ok(), Some("PING is no write"));
+    assert_eq!(
+        get_entry(&app, "user", Some(&cookie)).await,
+        "alice",
+        "reads go on"
+    );
+
+    set_maxmemory("0").await;
+    let response = send(&app, Method::POST, "/set/theme/dark", Some(&cookie)).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "writes work again once memory is free"
+    );
+}
+
+#[tokio::test]
+async fn a_full_redis_is_a_clear_error() {
+    use actix_session::storage::SessionStore as _;
+
+    let server = RedisServer::start_with(&["--maxmemory", "1", "--maxmemory-policy", "noeviction"]);
+    let store = server.store();
+    let err = store
+        .save(
+            std::collections::HashMap::from([("k".to_owned(), "1".to_owned())]),
+            &actix_web::cookie::time::Duration::days(1),
+        )
+        .await
+        .expect_err("no memory for a new session");
+    let cause = std::error::Error::source(&err)
+        .and_then(|source| source.downcast_ref::<StoreError>())
+        .expect("a StoreError behind actix-session's error");
+    assert!(cause.is_unavailable(), "{cause:?}");
+    let chain = format!("{:?}", anyhow_chain(&err));
+    assert!(chain.contains("OOM"), "{chain}");
+}
+
+/// Every message in an error's chain of causes.
+fn anyhow_chain(err: &dyn std::error::Error) -> Vec<String> {
+    let mut chain = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        chain.push(cause.to_string());
+        source = cause.source();
+    }
+    chain
+}

@@ -51,8 +51,11 @@ impl Fixture {
     }
 
     /// The Redis key the store must use for `id`, computed independently of the store.
+    /// (A session without a user, under a store that names a user entry, has `.a` after its id.)
     fn redis_key(&self, id: &SessionKey) -> String {
-        let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(id.as_ref().as_bytes()));
+        let id = id.as_ref();
+        let id = id.strip_suffix(".a").unwrap_or(id);
+        let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(id.as_bytes()));
         format!("{}s:{digest}", self.prefix)
     }
 
@@ -412,6 +415,66 @@ mod cases {
         );
     }
 
+    pub(super) async fn a_creation_time_in_the_future_is_bounded(fx: Fixture) {
+        let store = fx.store();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis();
+        let id = key(NEVER_ISSUED);
+        let mut redis = fx.redis().await;
+        // A clock a little ahead: accepted, as another instance's would be.
+        let () = redis
+            .hset_multiple(
+                fx.redis_key(&id),
+                &[("\0c", (now + 10_000).to_string()), ("k", "1".to_owned())],
+            )
+            .await
+            .expect("HSET");
+        assert!(store.load(&id).await.expect("load").is_some());
+        // A day ahead (a clock far off, a hand-edited hash): that would outlive the lifetime.
+        let () = redis
+            .hset(fx.redis_key(&id), "\0c", (now + 86_400_000).to_string())
+            .await
+            .expect("HSET");
+        assert_eq!(store.load(&id).await.expect("load"), None);
+        assert!(fx.stored_keys().await.is_empty(), "not deleted");
+    }
+
+    pub(super) async fn a_session_without_its_user_expires_after_the_anonymous_timeout(
+        fx: Fixture,
+    ) {
+        let store = fx.store_with(
+            RedisSessionStore::builder()
+                .user_entry("user")
+                .idle_timeout(Duration::from_secs(600))
+                .anonymous_idle_timeout(Duration::from_millis(300)),
+        );
+        let visitor = store
+            .save(state(&[("cart", "[1]")]), &TTL)
+            .await
+            .expect("save");
+        let member = store
+            .save(state(&[("user", "\"alice\""), ("cart", "[2]")]), &TTL)
+            .await
+            .expect("save");
+        assert!(store.load(&visitor).await.expect("load").is_some());
+        let gone = async {
+            while fx.pttl(&visitor).await > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), gone)
+            .await
+            .expect("the anonymous session expires");
+        assert_eq!(store.load(&visitor).await.expect("load"), None);
+        assert!(store.load(&member).await.expect("load").is_some());
+        assert!(
+            fx.pttl(&member).await > 590_000,
+            "the user's session has the idle timeout"
+        );
+    }
+
     pub(super) async fn delete_ends_the_session(fx: Fixture) {
         let store = fx.store();
         let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
@@ -432,7 +495,8 @@ mod cases {
         let created: i64 = script
             .key("test:s:x")
             .arg(60_000)
-            .arg(60_000)
+            .arg(0)
+            .arg(1_800_000_000_000_u64)
             .arg(1_700_000_000_000_u64)
             .arg("k")
             .arg("new")
@@ -572,6 +636,8 @@ macro_rules! every_case {
             corrupt_stored_state_is_a_deserialization_error,
             delete_ends_the_session,
             a_hash_without_a_creation_time_is_no_session_and_is_deleted,
+            a_creation_time_in_the_future_is_bounded,
+            a_session_without_its_user_expires_after_the_anonymous_timeout,
             save_never_overwrites_an_existing_key,
             a_server_without_the_scripts_gets_them_whole,
             different_prefixes_do_not_see_each_other,

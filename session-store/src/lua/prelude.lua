@@ -1,20 +1,22 @@
--- Shared head of every session script. KEYS[1] is the session's hash. ARGV[1] is the idle
--- timeout and ARGV[2] the absolute lifetime, both in milliseconds; ARGV[3] is the time now,
--- in milliseconds since the epoch. The metadata field '\0c' holds the creation time (see
--- state.rs for why it cannot collide with an entry).
+-- Shared head of every session script. KEYS[1] is the session's hash. ARGV[1] is its idle
+-- timeout in milliseconds. A session is alive while its creation time (the metadata field
+-- '\0c', see state.rs for why it cannot collide with an entry) lies after ARGV[2] and no later
+-- than ARGV[3], milliseconds since the epoch: the store works out both bounds, its absolute
+-- lifetime and the clock skew it allows, so no rule is written twice. ARGV[4] is the creation
+-- time a new session gets.
 local key = KEYS[1]
 local idle = tonumber(ARGV[1])
-local lifetime = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
+local born_after = tonumber(ARGV[2])
+local born_by = tonumber(ARGV[3])
 
--- Whether the session exists and is within its absolute lifetime. A session past its
--- lifetime is deleted here.
+-- Whether the session exists and is within its absolute lifetime. A session out of it is
+-- deleted here.
 local function alive()
   local created = tonumber(redis.call('HGET', key, '\0c'))
   if not created then
     return false
   end
-  if now - created >= lifetime then
+  if created <= born_after or created > born_by then
     redis.call('DEL', key)
     return false
   end

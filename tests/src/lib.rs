@@ -8,12 +8,14 @@ pub mod browser;
 pub mod demo;
 mod monitor;
 mod redis_server;
+mod relay;
 pub mod session_app;
 pub mod tls;
 
 pub use crate::{
     monitor::{Command, Monitor},
     redis_server::RedisServer,
+    relay::{Hold, Relay},
 };
 
 /// The README's Rust examples, compiled as doctests so they cannot rot.

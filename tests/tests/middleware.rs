@@ -44,6 +44,7 @@ async fn insert_read_change_renew_purge() {
         send(&app, Method::POST, "/set/user/bob", Some(&first)).await;
         send(&app, Method::POST, "/set/theme/dark", Some(&first)).await;
         assert_eq!(get_entry(&app, "user", Some(&first)).await, "bob");
+        assert_eq!(get_entry(&app, "theme", Some(&first)).await, "dark");
         send(&app, Method::POST, "/remove/theme", Some(&first)).await;
         assert_eq!(get_entry(&app, "theme", Some(&first)).await, "none");
 
@@ -197,23 +198,43 @@ async fn a_session_without_its_user_slides_by_the_anonymous_timeout() {
 }
 
 #[actix_web::test]
-async fn an_idle_session_expires() {
+async fn reads_slide_the_idle_expiry_and_an_idle_session_expires() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let builder = RedisSessionStore::builder().idle_timeout(Duration::from_millis(1500));
     let mode = MiddlewareMode::COOKIE_MODES[0].clone();
-    let app = bare_app(server.store_with(builder), &key, mode, Gate::default()).await;
-
+    let builder = RedisSessionStore::builder().idle_timeout(Duration::from_secs(600));
+    let app = bare_app(
+        server.store_with(builder),
+        &key,
+        mode.clone(),
+        Gate::default(),
+    )
+    .await;
     let cookie = log_in(&app).await;
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        assert_eq!(
-            get_entry(&app, "user", Some(&cookie)).await,
-            "alice",
-            "no sliding"
-        );
-    }
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let (session, _) = the_session(&server).await;
+    let () = server
+        .connection()
+        .await
+        .pexpire(&session, 5_000)
+        .await
+        .expect("PEXPIRE");
+    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
+    assert!(
+        pttl(&server, &session).await > 500_000,
+        "the read slid the expiry"
+    );
+
+    let builder = RedisSessionStore::builder().idle_timeout(Duration::from_millis(300));
+    let app = bare_app(server.store_with(builder), &key, mode, Gate::default()).await;
+    let cookie = log_in(&app).await;
+    let gone = async {
+        while session_keys(&server).await.len() > 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .expect("the session expires");
     assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
 }
 
@@ -223,7 +244,7 @@ async fn the_absolute_lifetime_ends_an_active_session() {
     let key = Key::generate();
     let builder = RedisSessionStore::builder()
         .idle_timeout(Duration::from_secs(60))
-        .absolute_timeout(Duration::from_millis(2500));
+        .absolute_timeout(Duration::from_secs(3600));
     let app = bare_app(
         server.store_with(builder),
         &key,
@@ -231,19 +252,31 @@ async fn the_absolute_lifetime_ends_an_active_session() {
         Gate::default(),
     )
     .await;
-
     let cookie = log_in(&app).await;
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        send(&app, Method::POST, "/set/clicks/more", Some(&cookie)).await;
-        assert_eq!(
-            get_entry(&app, "user", Some(&cookie)).await,
-            "alice",
-            "ended early"
-        );
-    }
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // As if the session had been in use for 59 minutes, then for 61.
+    let (session, created) = the_session(&server).await;
+    let set_created = |at: u64| {
+        let session = session.clone();
+        let server = &server;
+        async move {
+            let () = server
+                .connection()
+                .await
+                .hset(session, "\0c", at)
+                .await
+                .expect("HSET");
+        }
+    };
+    set_created(created - 59 * 60_000).await;
+    send(&app, Method::POST, "/set/clicks/more", Some(&cookie)).await;
+    assert_eq!(
+        get_entry(&app, "user", Some(&cookie)).await,
+        "alice",
+        "ended early"
+    );
+    set_created(created - 61 * 60_000).await;
     assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
+    assert!(session_keys(&server).await.is_empty(), "not deleted");
 }
 
 #[actix_web::test]

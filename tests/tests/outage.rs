@@ -61,23 +61,45 @@ async fn a_stopped_redis_means_fast_503s_then_recovery() {
 
 #[actix_web::test]
 async fn a_redis_that_does_not_answer_means_503_at_the_command_timeout() {
+    use actix_session::storage::{LoadError, SessionKey, SessionStore as _};
+
     let server = RedisServer::start();
     let key = Key::generate();
-    let builder = RedisSessionStore::builder().command_timeout(Duration::from_millis(300));
-    let app = app(server.store_with(builder), &key).await;
+    let timeout = Duration::from_millis(300);
+    // Connections stay trusted, so the command is the only step that can wait.
+    let store = server.store_with(
+        RedisSessionStore::builder()
+            .command_timeout(timeout)
+            .trust_window(Duration::from_secs(3600)),
+    );
+    let app = app(store.clone(), &key).await;
     let cookie = log_in(&app).await;
 
-    server.pause(Duration::from_millis(2000)).await;
+    let pause = Duration::from_millis(4000);
+    server.pause(pause).await;
     let started = Instant::now();
     let response = send(&app, Method::GET, "/get/user", Some(&cookie)).await;
     assert_eq!(response.status(), 503);
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
+        started.elapsed() < Duration::from_millis(2500),
         "took {:?}",
         started.elapsed()
     );
+    let never_issued = SessionKey::try_from("A".repeat(43)).expect("a session key");
+    let err = store
+        .load(&never_issued)
+        .await
+        .expect_err("Redis is paused");
+    let LoadError::Other(cause) = err else {
+        panic!("expected LoadError::Other, got {err:?}");
+    };
+    assert!(
+        matches!(cause.downcast_ref(), Some(StoreError::CommandTimeout(limit)) if *limit == timeout),
+        "the command timeout fired, not another: {cause:?}"
+    );
 
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    tokio::time::sleep((pause + Duration::from_millis(200)).saturating_sub(started.elapsed()))
+        .await;
     assert_eq!(
         get_entry(&app, "user", Some(&cookie)).await,
         "alice",
@@ -108,13 +130,15 @@ async fn a_wrong_password_is_a_500_not_a_503() {
 
 #[actix_web::test]
 async fn anonymous_fallback_serves_reads_without_the_session_and_keeps_the_cookie() {
-    let mut server = RedisServer::start();
+    // Stopped, not paused: every request of the outage fails at once, however slowly the test
+    // runs; the AOF brings the session back with the server.
+    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
     let key = Key::generate();
     let builder = short_timeouts().when_unavailable(WhenUnavailable::Anonymous);
     let app = app(server.store_with(builder), &key).await;
     let cookie = log_in(&app).await;
 
-    server.pause(Duration::from_millis(2500)).await;
+    server.stop();
     let started = Instant::now();
     let read = send(&app, Method::GET, "/get/user", Some(&cookie)).await;
     assert_eq!(read.status(), 200, "a read goes on, anonymous");
@@ -141,19 +165,16 @@ async fn anonymous_fallback_serves_reads_without_the_session_and_keeps_the_cooki
         503,
         "a logout that did not happen must say so"
     );
+    let write = send(&app, Method::POST, "/set/user/bob", Some(&cookie)).await;
+    assert_eq!(write.status(), 503, "a write still needs Redis");
 
-    tokio::time::sleep(Duration::from_millis(2700).saturating_sub(started.elapsed())).await;
+    server.restart().expect("Redis restarts");
     assert_eq!(
         get_entry(&app, "user", Some(&cookie)).await,
         "alice",
         "logged in again once Redis answers"
     );
     assert_eq!(get_entry(&app, "cart", Some(&cookie)).await, "none");
-
-    server.stop();
-    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
-    let write = send(&app, Method::POST, "/set/user/bob", Some(&cookie)).await;
-    assert_eq!(write.status(), 503, "a write still needs Redis");
 }
 
 #[actix_web::test]

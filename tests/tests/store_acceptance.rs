@@ -67,6 +67,30 @@ impl Fixture {
             .expect("KEYS")
     }
 
+    /// Moves the session's creation time `by` into the past, as if it had lived that long.
+    async fn age(&self, id: &SessionKey, by: Duration) {
+        let mut redis = self.redis().await;
+        let created: u64 = redis.hget(self.redis_key(id), "\0c").await.expect("HGET");
+        let earlier = created - u64::try_from(by.as_millis()).expect("a short time");
+        let () = redis
+            .hset(self.redis_key(id), "\0c", earlier)
+            .await
+            .expect("HSET");
+    }
+
+    /// Returns once Redis has expired the session, or fails the test after ten seconds: a
+    /// session that never expires fails however fast the machine.
+    async fn until_gone(&self, id: &SessionKey) {
+        let gone = async {
+            while self.pttl(id).await > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), gone)
+            .await
+            .expect("the session expires");
+    }
+
     async fn pttl(&self, id: &SessionKey) -> i64 {
         self.redis()
             .await
@@ -202,19 +226,9 @@ mod cases {
 
     pub(super) async fn an_idle_session_expires(fx: Fixture) {
         let store =
-            fx.store_with(RedisSessionStore::builder().idle_timeout(Duration::from_millis(1200)));
+            fx.store_with(RedisSessionStore::builder().idle_timeout(Duration::from_millis(300)));
         let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        assert!(
-            store.load(&id).await.expect("load").is_some(),
-            "expired too soon"
-        );
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        assert!(
-            store.load(&id).await.expect("load").is_some(),
-            "use did not slide"
-        );
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        fx.until_gone(&id).await;
         assert_eq!(store.load(&id).await.expect("load"), None);
     }
 
@@ -222,17 +236,15 @@ mod cases {
         let store = fx.store_with(
             RedisSessionStore::builder()
                 .idle_timeout(Duration::from_secs(60))
-                .absolute_timeout(Duration::from_millis(2500)),
+                .absolute_timeout(Duration::from_secs(3600)),
         );
         let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
-        for _ in 0..3 {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            assert!(
-                store.load(&id).await.expect("load").is_some(),
-                "ended early"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        fx.age(&id, Duration::from_secs(59 * 60)).await;
+        assert!(
+            store.load(&id).await.expect("load").is_some(),
+            "ended early"
+        );
+        fx.age(&id, Duration::from_secs(2 * 60)).await;
         assert_eq!(store.load(&id).await.expect("load"), None);
         assert!(fx.stored_keys().await.is_empty(), "not deleted");
     }
@@ -459,14 +471,7 @@ mod cases {
             .await
             .expect("save");
         assert!(store.load(&visitor).await.expect("load").is_some());
-        let gone = async {
-            while fx.pttl(&visitor).await > 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), gone)
-            .await
-            .expect("the anonymous session expires");
+        fx.until_gone(&visitor).await;
         assert_eq!(store.load(&visitor).await.expect("load"), None);
         assert!(store.load(&member).await.expect("load").is_some());
         assert!(
@@ -567,14 +572,20 @@ mod cases {
     }
 
     pub(super) async fn a_slow_answer_past_the_command_timeout_fails_fast(fx: Fixture) {
-        let store =
-            fx.store_with(RedisSessionStore::builder().command_timeout(Duration::from_millis(200)));
+        let timeout = Duration::from_millis(200);
+        // Connections stay trusted, so the command is the only step that can wait.
+        let store = fx.store_with(
+            RedisSessionStore::builder()
+                .command_timeout(timeout)
+                .trust_window(Duration::from_secs(3600)),
+        );
         let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
-        fx.server.pause(Duration::from_millis(1500)).await;
+        let pause = Duration::from_millis(3000);
+        fx.server.pause(pause).await;
         let started = Instant::now();
         let err = store.load(&id).await.expect_err("a timeout");
         assert!(
-            started.elapsed() < Duration::from_millis(1000),
+            started.elapsed() < Duration::from_millis(2500),
             "took {:?}",
             started.elapsed()
         );
@@ -582,10 +593,11 @@ mod cases {
             panic!("expected LoadError::Other, got {err:?}");
         };
         assert!(
-            matches!(cause.downcast_ref(), Some(StoreError::CommandTimeout(_))),
+            matches!(cause.downcast_ref(), Some(StoreError::CommandTimeout(limit)) if *limit == timeout),
             "{cause:?}"
         );
-        tokio::time::sleep(Duration::from_millis(1600)).await;
+        tokio::time::sleep((pause + Duration::from_millis(200)).saturating_sub(started.elapsed()))
+            .await;
         assert!(store.load(&id).await.expect("recovered").is_some());
     }
 

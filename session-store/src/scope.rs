@@ -36,6 +36,9 @@ pub(crate) struct Loaded {
     pub(crate) state: SessionState,
     /// Its creation time, in milliseconds since the epoch.
     pub(crate) created: u64,
+    /// Whether this request's own `delete` of it found it already gone (a logout or another
+    /// renewal ended it first).
+    pub(crate) ended_elsewhere: bool,
 }
 
 /// The failures of a store operation that deserve an answer other than actix-session's `500`.
@@ -101,7 +104,18 @@ pub(crate) fn remember(key: &RedisKey, state: &SessionState, created: u64) {
             key: key.clone(),
             state: state.clone(),
             created,
+            ended_elsewhere: false,
         });
+    });
+}
+
+/// Notes that this request deleted `key`, and whether the key was still there: a renewal
+/// whose delete finds the session gone must not bring it back under a new id.
+pub(crate) fn note_deleted(key: &RedisKey, removed: bool) {
+    with(|scope| {
+        if let Some(loaded) = scope.loaded.as_mut().filter(|loaded| loaded.key == *key) {
+            loaded.ended_elsewhere = !removed;
+        }
     });
 }
 
@@ -170,6 +184,7 @@ mod tests {
             key: key.clone(),
             state: state.clone(),
             created: 7,
+            ended_elsewhere: false,
         };
         remember(&key, &state, 7);
         assert_eq!(take_loaded(&key), None, "outside a scope nothing is kept");

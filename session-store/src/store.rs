@@ -238,13 +238,25 @@ impl RedisSessionStore {
     /// Creates a session under a fresh id. After a load in the same request this is a renewal
     /// (actix-session deleted the old id just before): the new session keeps the old one's
     /// creation time, so renewing never escapes the absolute lifetime, unless the renewal
-    /// changed who the session belongs to (a login starts a new lifetime).
+    /// changed who the session belongs to (a login starts a new lifetime). A renewal whose
+    /// delete found the old session already gone creates nothing: one session never becomes
+    /// two, and a logout is never undone.
     async fn save_state(&self, state: &SessionState) -> Result<SessionKey, StoreError> {
         if scope::went_anonymous() {
             return Err(StoreError::WentAnonymous);
         }
         self.check_size(state)?;
-        let created = scope::take_renewed()
+        let renewed = scope::take_renewed();
+        if let Some(renewed) = renewed.as_ref().filter(|renewed| renewed.ended_elsewhere) {
+            // A logout or another renewal ended the session after this request loaded it: the
+            // renewal must not bring it back. The client gets a key that leads nowhere.
+            events::update_dropped(&renewed.key);
+            return Ok(session_id::session_key(
+                &session_id::generate(),
+                IdleClass::Normal,
+            ));
+        }
+        let created = renewed
             .filter(|renewed| !self.user_changed(&renewed.state, state))
             .map_or_else(now_millis, |renewed| renewed.created);
         let class = self.class_of(state);
@@ -370,7 +382,9 @@ impl RedisSessionStore {
         let Some((key, _)) = self.redis_key(session_key) else {
             return Ok(());
         };
-        if self.delete_key(&key).await? > 0 {
+        let removed = self.delete_key(&key).await? > 0;
+        scope::note_deleted(&key, removed);
+        if removed {
             events::deleted(&key);
         }
         Ok(())

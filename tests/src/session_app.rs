@@ -74,7 +74,8 @@ pub fn middleware(
 
 /// Routes over the session: `GET /get/{name}`, `POST /set/{name}/{value}` (also as `GET`, as
 /// pages that keep something in the session when shown do),
-/// `POST /gated-set/{name}/{value}` (waits at the app's [`Gate`] first), `POST /remove/{name}`,
+/// `POST /gated-set/{name}/{value}` and `POST /gated-renew` (each waits at the app's [`Gate`]
+/// first, its session loaded), `POST /remove/{name}`,
 /// `POST /purge`, `POST /renew`, `POST /login/{user}` (a login as applications write it: the
 /// state cleared, the id renewed, `user` set).
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -85,6 +86,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/remove/{name}", web::post().to(remove))
         .route("/purge", web::post().to(purge))
         .route("/renew", web::post().to(renew))
+        .route("/gated-renew", web::post().to(gated_renew))
         .route("/login/{user}", web::post().to(login));
 }
 
@@ -163,6 +165,11 @@ async fn purge(session: Session) -> HttpResponse {
 async fn renew(session: Session) -> HttpResponse {
     session.renew();
     HttpResponse::Ok().finish()
+}
+
+async fn gated_renew(session: Session, gate: web::Data<Gate>) -> HttpResponse {
+    gate.pass().await;
+    renew(session).await
 }
 
 async fn login(session: Session, user: web::Path<String>) -> actix_web::Result<HttpResponse> {

@@ -96,3 +96,121 @@ async fn a_logout_among_concurrent_writes_is_never_undone() {
     assert!(keys.is_empty(), "the logout was undone: {keys:?}");
     assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
 }
+
+/// The session keys in Redis.
+async fn sessions(server: &RedisServer) -> Vec<String> {
+    server
+        .connection()
+        .await
+        .keys("session:*")
+        .await
+        .expect("KEYS")
+}
+
+#[actix_web::test]
+async fn two_overlapping_renewals_leave_one_session() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let gate = Gate::default();
+    let app = tracked_app(
+        server.store(),
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        gate.clone(),
+    )
+    .await;
+    let cookie = log_in(&app).await;
+
+    let renewals =
+        join_all((0..2).map(|_| send(&app, Method::POST, "/gated-renew", Some(&cookie))));
+    let open = async {
+        gate.wait_for(2).await;
+        gate.open();
+    };
+    let (renewals, ()) = futures_util::join!(renewals, open);
+    let mut users = Vec::new();
+    for renewal in &renewals {
+        assert_eq!(renewal.status(), 200);
+        let renewed = session_cookie(renewal).expect("a cookie");
+        users.push(get_entry(&app, "user", Some(&renewed)).await);
+    }
+    users.sort();
+    assert_eq!(
+        users,
+        ["alice", "none"],
+        "exactly one renewal holds the session"
+    );
+    assert_eq!(
+        sessions(&server).await.len(),
+        1,
+        "one session never becomes two"
+    );
+    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
+}
+
+#[actix_web::test]
+async fn a_renewal_racing_a_logout_does_not_undo_it() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let gate = Gate::default();
+    let app = tracked_app(
+        server.store(),
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        gate.clone(),
+    )
+    .await;
+    let cookie = log_in(&app).await;
+
+    let renewal = send(&app, Method::POST, "/gated-renew", Some(&cookie));
+    let logout = async {
+        gate.wait_for(1).await;
+        let logout = send(&app, Method::POST, "/purge", Some(&cookie)).await;
+        gate.open();
+        logout
+    };
+    let (renewal, logout) = futures_util::join!(renewal, logout);
+    assert_eq!(logout.status(), 200);
+    assert_eq!(renewal.status(), 200);
+    let renewed = session_cookie(&renewal).expect("a cookie");
+    assert_eq!(get_entry(&app, "user", Some(&renewed)).await, "none");
+    assert!(sessions(&server).await.is_empty(), "the logout was undone");
+}
+
+#[actix_web::test]
+async fn a_write_racing_a_renewal_is_dropped_and_the_renewed_session_lives() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let gate = Gate::default();
+    let app = tracked_app(
+        server.store(),
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        gate.clone(),
+    )
+    .await;
+    let cookie = log_in(&app).await;
+
+    let write = send(&app, Method::POST, "/gated-set/theme/dark", Some(&cookie));
+    let renewal = async {
+        gate.wait_for(1).await;
+        let renewal = send(&app, Method::POST, "/renew", Some(&cookie)).await;
+        gate.open();
+        renewal
+    };
+    let (write, renewal) = futures_util::join!(write, renewal);
+    assert_eq!(write.status(), 200);
+    let renewed = session_cookie(&renewal).expect("a renewed cookie");
+    assert_eq!(get_entry(&app, "user", Some(&renewed)).await, "alice");
+    assert_eq!(
+        get_entry(&app, "theme", Some(&renewed)).await,
+        "none",
+        "the write that loaded the old id is dropped, as the README says"
+    );
+    assert_eq!(
+        sessions(&server).await.len(),
+        1,
+        "no leftover of the old id"
+    );
+    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
+}

@@ -376,6 +376,28 @@ mod cases {
         assert_eq!(fx.stored_keys().await.len(), 1, "the refused save wrote");
     }
 
+    pub(super) async fn a_state_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not(
+        fx: Fixture,
+    ) {
+        let store = fx.store_with(RedisSessionStore::builder().max_state_size(64));
+        // 4 bytes of name and 60 of value: the limit exactly.
+        let at_limit = state(&[("blob", &"x".repeat(60))]);
+        let id = store
+            .save(at_limit.clone(), &TTL)
+            .await
+            .expect("save at the limit");
+        assert_eq!(store.load(&id).await.expect("load"), Some(at_limit.clone()));
+        let over = state(&[("blob", &"x".repeat(61))]);
+        let err = store
+            .update(key(id.as_ref()), over.clone(), &TTL)
+            .await
+            .expect_err("one byte over");
+        assert!(matches!(err, UpdateError::Serialization(_)), "{err:?}");
+        let err = store.save(over, &TTL).await.expect_err("one byte over");
+        assert!(matches!(err, SaveError::Serialization(_)), "{err:?}");
+        assert_eq!(store.load(&id).await.expect("load"), Some(at_limit));
+    }
+
     pub(super) async fn entry_names_never_collide_with_metadata(fx: Fixture) {
         let store = fx
             .store_with(RedisSessionStore::builder().absolute_timeout(Duration::from_millis(2000)));
@@ -644,6 +666,7 @@ macro_rules! every_case {
             update_ttl_slides_the_expiry,
             update_ttl_on_an_ended_session_creates_nothing,
             oversized_state_is_refused_and_the_stored_state_kept,
+            a_state_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not,
             entry_names_never_collide_with_metadata,
             corrupt_stored_state_is_a_deserialization_error,
             delete_ends_the_session,

@@ -66,10 +66,6 @@ pub enum StoreError {
         limit: usize,
     },
 
-    /// A stored session holds bytes that are not UTF-8, so they cannot be session state.
-    #[error("the stored session state is not valid UTF-8")]
-    CorruptState,
-
     /// Freshly generated session ids were already taken, which a working CSPRNG never does.
     #[error("freshly generated session ids were already in use")]
     IdCollision,
@@ -142,10 +138,7 @@ impl From<deadpool::managed::PoolError<redis::RedisError>> for StoreError {
 
 impl From<StoreError> for LoadError {
     fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::CorruptState => Self::Deserialization(err.into()),
-            err => Self::Other(err.into()),
-        }
+        Self::Other(err.into())
     }
 }
 

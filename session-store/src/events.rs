@@ -50,6 +50,16 @@ pub(crate) fn update_dropped(key: &RedisKey) {
     );
 }
 
+/// A session key held something no session is made of (bytes that are not UTF-8, a value
+/// that is no hash): deleted, and the request goes on without a session.
+pub(crate) fn corrupt(key: &RedisKey) {
+    tracing::warn!(
+        event = "session.corrupt",
+        session = key.reference(),
+        "the session's key held no session state: deleted"
+    );
+}
+
 /// A cookie that decrypted (or verified) but holds no id of ours: a forgery with the key, or
 /// a bug; it never reached Redis.
 pub(crate) fn invalid_id(len: usize) {

@@ -197,7 +197,7 @@ mod tests {
             assert_eq!(take_loaded(&key), None, "taken once");
             remember(&key, &state, 7);
             assert_eq!(take_renewed(), Some(loaded.clone()));
-            note_failure(&StoreError::CorruptState);
+            note_failure(&StoreError::IdCollision);
         })
         .await;
         assert_eq!(failure, Some(Failure::Other));

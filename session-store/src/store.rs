@@ -215,8 +215,16 @@ impl RedisSessionStore {
             .arg(&key)
             .arg(self.idle_millis(class))
             .ignore();
-        let (fields,): (Vec<(Vec<u8>, Vec<u8>)>,) = self.inner.backend.query(&pipe).await?;
-        let stored = state::decode(fields)?;
+        let fields = match self.inner.backend.query(&pipe).await {
+            // Something other than a hash at the key: no session of ours either.
+            Err(StoreError::Redis(err)) if err.code() == Some("WRONGTYPE") => None,
+            result => Some(result?),
+        };
+        let Some(stored) = fields.and_then(|(fields,)| state::decode(fields)) else {
+            events::corrupt(&key);
+            self.delete_key(&key).await?;
+            return Ok(None);
+        };
         let Some(created) = stored.created else {
             events::unknown(&key);
             if !stored.state.is_empty() {

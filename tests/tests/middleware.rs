@@ -357,3 +357,55 @@ async fn a_write_racing_a_logout_does_not_undo_it() {
         );
     }
 }
+
+#[actix_web::test]
+async fn foreign_or_corrupt_data_at_a_session_key_gives_a_fresh_session() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let app = tracked_app(
+        server.store(),
+        &key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
+    )
+    .await;
+    let corruptions: [(&str, fn(&mut redis::Cmd, &str)); 3] = [
+        ("no hash", |cmd, key| {
+            cmd.arg("SET").arg(key).arg("a string");
+        }),
+        ("a creation time that is no number", |cmd, key| {
+            cmd.arg("HSET").arg(key).arg("\0c").arg("yesterday");
+        }),
+        ("bytes that are not UTF-8", |cmd, key| {
+            cmd.arg("HSET")
+                .arg(key)
+                .arg("user")
+                .arg(&[0xffu8, 0xfe][..]);
+        }),
+    ];
+    for (what, corrupt) in corruptions {
+        let cookie = log_in(&app).await;
+        let (session, _) = the_session(&server).await;
+        let mut cmd = redis::Cmd::new();
+        corrupt(&mut cmd, &session);
+        let () = cmd
+            .query_async(&mut server.connection().await)
+            .await
+            .expect("corrupting");
+
+        for _ in 0..2 {
+            let read = send(&app, Method::GET, "/get/user", Some(&cookie)).await;
+            assert_eq!(read.status(), 200, "{what}: no 5xx");
+        }
+        assert!(
+            session_keys(&server).await.is_empty(),
+            "{what}: not deleted"
+        );
+        let write = send(&app, Method::POST, "/set/user/bob", Some(&cookie)).await;
+        assert_eq!(write.status(), 200, "{what}");
+        let fresh = session_cookie(&write).expect("a fresh session");
+        assert_ne!(fresh.value(), cookie.value(), "{what}: a new id");
+        assert_eq!(get_entry(&app, "user", Some(&fresh)).await, "bob");
+        let () = server.connection().await.flushdb().await.expect("FLUSHDB");
+    }
+}

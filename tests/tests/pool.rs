@@ -1,11 +1,18 @@
-//! The store's pool: connections that fail are replaced, with no restart.
+//! The store's pool: connections that fail are replaced, with no restart; after any failure
+//! every other connection proves itself before its reuse; an exhausted pool is an outage.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use actix_session::storage::SessionStore as _;
-use actix_web::cookie::time::Duration as CookieDuration;
-use integration_tests::RedisServer;
-use session_store::RedisSessionStore;
+use actix_web::{cookie::time::Duration as CookieDuration, http::Method};
+use futures_util::future::join_all;
+use integration_tests::{
+    Monitor, RedisServer,
+    session_app::{app, get_entry, log_in, send},
+};
+use session_store::{Manager, Pool, RedisSessionStore, RedisSessionStoreBuilder, Runtime};
+
+const TTL: CookieDuration = CookieDuration::days(1);
 
 #[tokio::test]
 async fn killed_connections_are_replaced() {
@@ -35,4 +42,159 @@ async fn killed_connections_are_replaced() {
     if let Err(err) = first {
         println!("first load after the kill failed as allowed: {err}");
     }
+}
+
+/// A store through `server` whose connections stay trusted unless something fails, with
+/// `size` connections open and idle in its pool.
+async fn store_with_idle_connections(
+    server: &RedisServer,
+    builder: RedisSessionStoreBuilder,
+    size: usize,
+) -> RedisSessionStore {
+    let store = server.store_with(builder.trust_window(Duration::from_secs(3600)));
+    let held = join_all((0..size).map(|_| store.pool().get())).await;
+    assert!(held.iter().all(Result::is_ok), "{held:?}");
+    drop(held);
+    assert_eq!(store.pool().status().size, size);
+    store
+}
+
+/// The `PING`s among what `monitor` saw: the pool's health checks.
+async fn health_checks(monitor: &Monitor) -> usize {
+    monitor
+        .take()
+        .await
+        .iter()
+        .filter(|command| command.name == "ping")
+        .count()
+}
+
+#[tokio::test]
+async fn one_failed_connection_makes_every_other_prove_itself_once() {
+    let server = RedisServer::start();
+    let store = store_with_idle_connections(&server, RedisSessionStore::builder(), 3).await;
+    let id = store
+        .save(HashMap::from([("k".to_owned(), "1".to_owned())]), &TTL)
+        .await
+        .expect("save");
+    let monitor = Monitor::start(&server.client()).await;
+    for _ in 0..6 {
+        store.load(&id).await.expect("load");
+    }
+    assert_eq!(
+        health_checks(&monitor).await,
+        0,
+        "trusted connections are not checked"
+    );
+
+    kill_one_client_of(&server).await;
+    // Every read until one meets the dead connection, and some after.
+    let mut failures = 0;
+    for _ in 0..10 {
+        failures += usize::from(store.load(&id).await.is_err());
+    }
+    assert!(failures <= 1, "{failures} failures");
+    assert_eq!(
+        health_checks(&monitor).await,
+        2,
+        "each of the two other connections checked once before its reuse"
+    );
+    for _ in 0..6 {
+        store.load(&id).await.expect("load");
+    }
+    assert_eq!(health_checks(&monitor).await, 0, "and trusted again after");
+}
+
+#[tokio::test]
+async fn a_command_cut_off_without_an_answer_makes_the_pool_check_its_connections() {
+    let server = RedisServer::start();
+    let store = store_with_idle_connections(&server, RedisSessionStore::builder(), 2).await;
+    let id = store
+        .save(HashMap::from([("k".to_owned(), "1".to_owned())]), &TTL)
+        .await
+        .expect("save");
+    let monitor = Monitor::start(&server.client()).await;
+
+    let pause = Duration::from_millis(1500);
+    server.pause(pause).await;
+    let started = std::time::Instant::now();
+    // The caller gives up mid-command (a client gone, a timeout of its own).
+    let cut = tokio::time::timeout(Duration::from_millis(100), store.load(&id)).await;
+    assert!(cut.is_err(), "the load was cut off");
+    tokio::time::sleep((pause + Duration::from_millis(200)).saturating_sub(started.elapsed()))
+        .await;
+    monitor.take().await;
+
+    for _ in 0..4 {
+        store.load(&id).await.expect("load");
+    }
+    assert_eq!(
+        health_checks(&monitor).await,
+        2,
+        "both connections checked once"
+    );
+}
+
+#[actix_web::test]
+async fn an_exhausted_pool_answers_503_within_the_wait_timeout() {
+    let server = RedisServer::start();
+    let manager = Manager::new(server.url()).expect("a valid URL");
+    let pool = Pool::builder(manager)
+        .max_size(2)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .expect("a pool");
+    let wait = Duration::from_millis(300);
+    let store = RedisSessionStore::builder()
+        .wait_timeout(wait)
+        .build_with_pool(pool)
+        .expect("valid settings");
+    let key = actix_web::cookie::Key::generate();
+    let app = app(store.clone(), &key).await;
+    let cookie = log_in(&app).await;
+
+    let held = join_all((0..2).map(|_| store.pool().get())).await;
+    let started = std::time::Instant::now();
+    let response = send(&app, Method::GET, "/get/user", Some(&cookie)).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.headers().get("retry-after").expect("Retry-After"),
+        "1"
+    );
+    assert!(started.elapsed() >= wait, "it waited for a connection");
+    assert!(started.elapsed() < wait * 5, "took {:?}", started.elapsed());
+    drop(held);
+    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
+}
+
+/// Kills one of the connections the store holds to `server`.
+async fn kill_one_client_of(server: &RedisServer) {
+    let mut redis = server.connection().await;
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut redis)
+        .await
+        .expect("CLIENT LIST");
+    let own: i64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut redis)
+        .await
+        .expect("CLIENT ID");
+    let victim = clients
+        .lines()
+        .filter(|line| !line.contains("cmd=monitor"))
+        .filter_map(|line| {
+            line.strip_prefix("id=")?
+                .split(' ')
+                .next()?
+                .parse::<i64>()
+                .ok()
+        })
+        .find(|id| *id != own)
+        .expect("a connection of the store");
+    let () = redis::cmd("CLIENT")
+        .arg(&["KILL", "ID", &victim.to_string()][..])
+        .query_async(&mut redis)
+        .await
+        .expect("CLIENT KILL");
 }

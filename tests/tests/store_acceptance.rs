@@ -420,7 +420,7 @@ mod cases {
         );
     }
 
-    pub(super) async fn corrupt_stored_state_is_a_deserialization_error(fx: Fixture) {
+    pub(super) async fn corrupt_stored_state_is_no_session_and_is_deleted(fx: Fixture) {
         let store = fx.store();
         let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
         let () = fx
@@ -429,8 +429,19 @@ mod cases {
             .hset(fx.redis_key(&id), "k", &[0xffu8, 0xfe][..])
             .await
             .expect("HSET");
-        let err = store.load(&id).await.expect_err("corrupt state");
-        assert!(matches!(err, LoadError::Deserialization(_)), "{err:?}");
+        assert_eq!(store.load(&id).await.expect("no error"), None);
+        assert!(fx.stored_keys().await.is_empty(), "not deleted");
+
+        // Something other than a hash at the key.
+        let id = key(NEVER_ISSUED);
+        let () = fx
+            .redis()
+            .await
+            .set(fx.redis_key(&id), "a string")
+            .await
+            .expect("SET");
+        assert_eq!(store.load(&id).await.expect("no error"), None);
+        assert!(fx.stored_keys().await.is_empty(), "not deleted");
     }
 
     pub(super) async fn a_hash_without_a_creation_time_is_no_session_and_is_deleted(fx: Fixture) {
@@ -668,7 +679,7 @@ macro_rules! every_case {
             oversized_state_is_refused_and_the_stored_state_kept,
             a_state_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not,
             entry_names_never_collide_with_metadata,
-            corrupt_stored_state_is_a_deserialization_error,
+            corrupt_stored_state_is_no_session_and_is_deleted,
             delete_ends_the_session,
             a_hash_without_a_creation_time_is_no_session_and_is_deleted,
             a_creation_time_in_the_future_is_bounded,

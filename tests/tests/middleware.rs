@@ -369,26 +369,27 @@ async fn foreign_or_corrupt_data_at_a_session_key_gives_a_fresh_session() {
         Gate::default(),
     )
     .await;
-    let corruptions: [(&str, fn(&mut redis::Cmd, &str)); 3] = [
-        ("no hash", |cmd, key| {
-            cmd.arg("SET").arg(key).arg("a string");
-        }),
-        ("a creation time that is no number", |cmd, key| {
-            cmd.arg("HSET").arg(key).arg("\0c").arg("yesterday");
-        }),
-        ("bytes that are not UTF-8", |cmd, key| {
-            cmd.arg("HSET")
-                .arg(key)
-                .arg("user")
-                .arg(&[0xffu8, 0xfe][..]);
-        }),
+    let corruptions: [(&str, &str, Option<&str>, &[u8]); 3] = [
+        ("no hash", "SET", None, b"a string"),
+        (
+            "a creation time that is no number",
+            "HSET",
+            Some("\0c"),
+            b"yesterday",
+        ),
+        (
+            "bytes that are not UTF-8",
+            "HSET",
+            Some("user"),
+            &[0xff, 0xfe],
+        ),
     ];
-    for (what, corrupt) in corruptions {
+    for (what, command, field, value) in corruptions {
         let cookie = log_in(&app).await;
         let (session, _) = the_session(&server).await;
-        let mut cmd = redis::Cmd::new();
-        corrupt(&mut cmd, &session);
-        let () = cmd
+        let mut corrupt = redis::cmd(command);
+        corrupt.arg(&session).arg(field).arg(value);
+        let () = corrupt
             .query_async(&mut server.connection().await)
             .await
             .expect("corrupting");

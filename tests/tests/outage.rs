@@ -373,3 +373,103 @@ fn anyhow_chain(err: &dyn std::error::Error) -> Vec<String> {
     }
     chain
 }
+
+/// What `INFO` says of `server` under `field`.
+async fn info<T: redis::FromRedisValue>(server: &RedisServer, field: &str) -> T {
+    let info: redis::InfoDict = redis::cmd("INFO")
+        .query_async(&mut server.connection().await)
+        .await
+        .expect("INFO");
+    info.get(field)
+        .unwrap_or_else(|| panic!("INFO has no {field}"))
+}
+
+#[actix_web::test]
+async fn a_loading_or_read_only_redis_answers_503_and_read_only_connections_are_not_reused() {
+    let primary = RedisServer::start_with(&[
+        "--enable-debug-command",
+        "local",
+        "--repl-diskless-sync-delay",
+        "0",
+    ]);
+    // Loading 2,000 keys at 1 ms each, answering clients in between: about two seconds in
+    // which this server answers LOADING.
+    let replica = RedisServer::start_with(&[
+        "--key-load-delay",
+        "1000",
+        "--loading-process-events-interval-bytes",
+        "1024",
+    ]);
+    let key = Key::generate();
+    let app = app(replica.store(), &key).await;
+    let cookie = log_in(&app).await;
+    let () = redis::cmd("DEBUG")
+        .arg(&["POPULATE", "2000"][..])
+        .query_async(&mut primary.connection().await)
+        .await
+        .expect("DEBUG POPULATE");
+
+    let () = redis::cmd("REPLICAOF")
+        .arg(&["127.0.0.1", &primary.port().to_string()][..])
+        .query_async(&mut replica.connection().await)
+        .await
+        .expect("REPLICAOF");
+    let loading = async {
+        while info::<u8>(&replica, "loading").await == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), loading)
+        .await
+        .expect("the replica starts loading");
+    let response = send(&app, Method::GET, "/get/user", Some(&cookie)).await;
+    assert_eq!(response.status(), 503, "while Redis loads");
+    assert_eq!(
+        response.headers().get("retry-after").expect("Retry-After"),
+        "1"
+    );
+    assert_eq!(
+        info::<u8>(&replica, "loading").await,
+        1,
+        "it answered LOADING"
+    );
+
+    let loaded = async {
+        while info::<u8>(&replica, "loading").await == 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), loaded)
+        .await
+        .expect("the replica finishes loading");
+    // A replica: reads slide the expiry, writes write; both are refused with READONLY.
+    let connections_before: u64 = info(&replica, "total_connections_received").await;
+    for (method, path) in [
+        (Method::GET, "/get/user"),
+        (Method::POST, "/set/user/bob"),
+        (Method::GET, "/get/user"),
+    ] {
+        let response = send(&app, method.clone(), path, Some(&cookie)).await;
+        assert_eq!(response.status(), 503, "{method} {path} on a replica");
+    }
+    let connections: u64 = info(&replica, "total_connections_received").await;
+    assert_eq!(
+        connections - connections_before,
+        2 + 1,
+        "a new connection for each request after the first READONLY (and the test's own)"
+    );
+
+    // Promoted, as after a failover: the next request works, on a new connection.
+    let () = redis::cmd("REPLICAOF")
+        .arg(&["NO", "ONE"][..])
+        .query_async(&mut replica.connection().await)
+        .await
+        .expect("REPLICAOF NO ONE");
+    assert_eq!(
+        get_entry(&app, "user", Some(&cookie)).await,
+        "none",
+        "the primary's data"
+    );
+    let login = send(&app, Method::POST, "/set/user/carol", None).await;
+    assert_eq!(login.status(), 200);
+}

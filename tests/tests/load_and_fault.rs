@@ -61,6 +61,8 @@ struct Tally {
     /// Sessions that must still be logged in at the end: the clients' last ones, and those a
     /// client left behind to start another (without logging out).
     live: Vec<Live>,
+    /// The cookies of sessions logged out (acknowledged) before Redis was stopped.
+    logged_out_before: Vec<Cookie<'static>>,
 }
 
 struct Run<'a> {
@@ -161,7 +163,14 @@ impl Run<'_> {
                         before_outage: phase == 0,
                     });
                 }
-                ("/api/logout", 200) => live = None,
+                ("/api/logout", 200) => {
+                    if let Some(session) = live.take()
+                        && phase == 0
+                    {
+                        let mut tally = self.tally.lock().expect("not poisoned");
+                        tally.logged_out_before.push(session.cookie);
+                    }
+                }
                 ("/api/me", 200) if answer.json["user"] != user => {
                     self.tally.lock().expect("not poisoned").lost_reads += 1;
                 }
@@ -229,6 +238,15 @@ fn three_instances_ride_out_a_redis_restart() {
             lost_writes += 1;
         }
     }
+    // Every session logged out before the outage stays logged out after it.
+    let resurrected = tally
+        .logged_out_before
+        .iter()
+        .filter(|cookie| {
+            let me = api.send("GET", &demo.url(1, "/api/me"), Some(cookie), None::<Value>);
+            !me.json["user"].is_null()
+        })
+        .count();
     let (_, output) = demo.stop();
     let panics = output
         .iter()
@@ -252,6 +270,12 @@ fn three_instances_ride_out_a_redis_restart() {
         missing_from_before,
         lost_writes,
         panics,
+    );
+    println!(
+        "sessions checked after the run: {} logged in, {} logged out before the outage \
+         (back after it: {resurrected})",
+        tally.live.len(),
+        tally.logged_out_before.len()
     );
 
     let statuses = |phase: usize| {
@@ -306,6 +330,22 @@ fn three_instances_ride_out_a_redis_restart() {
         "recovery took {recovery:?}"
     );
     assert_eq!(tally.lost_reads, 0, "reads of a live session found no user");
+    // Checks that saw too little would prove little.
+    assert!(
+        tally.live.len() >= 100,
+        "only {} sessions checked",
+        tally.live.len()
+    );
+    assert!(
+        before_outage >= 50,
+        "only {before_outage} sessions from before the outage"
+    );
+    assert!(
+        tally.logged_out_before.len() >= 20,
+        "only {} logouts before the outage",
+        tally.logged_out_before.len()
+    );
+    assert_eq!(resurrected, 0, "logged-out sessions back after the restart");
     assert_eq!(missing, 0, "acknowledged sessions lost");
     assert_eq!(lost_writes, 0, "acknowledged profile writes lost");
     assert_eq!(panics, 0, "panics:\n{}", output.join("\n"));

@@ -135,8 +135,8 @@ impl RedisSentinels {
     /// Waits until the setup is settled: every running sentinel names the same running primary
     /// and knows the others and the replica, and every other running server replicates from
     /// that primary with its link up. After a failover with both servers running, that
-    /// includes the sentinels turning the old primary into a replica, which takes them 10 to 20
-    /// seconds (their `INFO` period and the grace they give a primary that comes back).
+    /// includes the sentinels turning the old primary into a replica, which takes them about
+    /// ten seconds (their `INFO` period).
     ///
     /// # Errors
     /// When that does not happen within the builder's `ready_timeout` (30 s by default).

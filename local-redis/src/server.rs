@@ -118,12 +118,13 @@ impl RedisServer {
     /// until it answers. Stops it first when it runs.
     ///
     /// # Errors
-    /// When it does not answer within ten seconds (the port may have been taken meanwhile).
+    /// When it exits or does not answer within ten seconds (another process may have taken its
+    /// port meanwhile); it is then stopped.
     pub fn restart(&mut self) -> Result<(), Error> {
         self.stop();
         self.child = REDIS_SERVER.spawn(&self.args, &self.dir.path().join(OUTPUT))?;
         self.stopped = false;
-        self.wait_until_serving()
+        self.wait_until_serving().inspect_err(|_| self.stop())
     }
 
     fn wait_until_serving(&mut self) -> Result<(), Error> {

@@ -14,9 +14,9 @@ const SLOTS: &str = "16384";
 /// - `CLUSTER INFO` says `cluster_state:ok`, all 16384 slots assigned and ok, and every node
 ///   known (a stopped node stays known);
 /// - all running nodes agree on which primary serves which slots and which replica copies
-///   which primary, and each of those primaries runs: right after a primary stops, the others still name it until they mark it failed
-///   and its replica is promoted, so this waits for the failover itself, not just for
-///   `cluster_state:ok`;
+///   which primary, and each of those primaries runs: right after a primary stops, the others
+///   still name it until they mark it failed and its replica is promoted, so this waits for
+///   the failover itself, not just for `cluster_state:ok`;
 /// - every running node either serves slots or is a replica whose link to its primary is up
 ///   (a restarted old primary has been turned into a replica and has synced).
 ///

@@ -78,12 +78,13 @@ fn parse(text: &str) -> Option<View> {
     let mut slots = Vec::new();
     let mut replicas = Vec::new();
     for line in &lines {
+        // `fail?`: this node suspects it; `fail`: the cluster agreed.
+        let failing = line.flags.iter().any(|flag| flag.starts_with("fail"));
         if line.flags.contains(&"master") {
             for range in &line.slots {
                 slots.extend(slot_range(range, line.port));
             }
-        } else if line.flags.contains(&"slave") && !line.flags.iter().any(|f| f.starts_with("fail"))
-        {
+        } else if line.flags.contains(&"slave") && !failing {
             replicas.push((line.port, *ports.get(line.primary)?));
         }
     }

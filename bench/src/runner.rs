@@ -2,18 +2,17 @@
 
 use std::{
     collections::HashMap,
-    net::{TcpListener, TcpStream},
     process::{Child, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use actix_session::storage::SessionStore;
 use actix_web::cookie::time::Duration as CookieDuration;
 use anyhow::{Context as _, bail};
 use clap::Args;
-use demo_app::redis_server::RedisServer;
 use futures_util::future::try_join_all;
+use local_redis::RedisServer;
 
 use crate::{
     LOGIN_STATE, Policy, StoreKind,
@@ -342,7 +341,7 @@ impl Server {
         redis: &RedisServer,
         cpu: Option<usize>,
     ) -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = local_redis::free_port()?;
         let exe = std::env::current_exe()?;
         let child = load::pinned(cpu, &exe.to_string_lossy())
             .args([
@@ -367,12 +366,8 @@ impl Server {
             .spawn()
             .context("starting the benchmark server")?;
         let server = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("the {} server did not listen within 10 s", store.label());
-            }
-            thread::sleep(Duration::from_millis(20));
+        if !local_redis::wait_until_listening(port, Duration::from_secs(10)) {
+            bail!("the {} server did not listen within 10 s", store.label());
         }
         Ok(server)
     }

@@ -11,8 +11,9 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use local_redis::RedisServer;
 
-use crate::{cli::LaunchArgs, instance, redis_server::RedisServer};
+use crate::{cli::LaunchArgs, instance};
 
 /// How long the instances may take to answer their health check after starting.
 const STARTUP: Duration = Duration::from_secs(30);

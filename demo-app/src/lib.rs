@@ -11,7 +11,6 @@ mod csrf;
 pub mod instance;
 pub mod launcher;
 mod pages;
-pub mod redis_server;
 pub mod state;
 mod user;
 

@@ -2,11 +2,9 @@
 
 use std::{
     io::ErrorKind,
-    net::{TcpListener, TcpStream},
     os::unix::process::CommandExt as _,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    thread,
     time::{Duration, Instant},
 };
 
@@ -53,10 +51,7 @@ impl Browser {
             std::path::Path::new(&chromium).exists(),
             "{chromium} is missing: {INSTALL_HINT}"
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = local_redis::free_port().expect("a free port");
         let driver = Command::new(
             std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned()),
         )
@@ -70,14 +65,10 @@ impl Browser {
             ErrorKind::NotFound => panic!("chromedriver is missing: {INSTALL_HINT}"),
             _ => panic!("chromedriver did not start: {err}"),
         });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not listen on {port}"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        assert!(
+            local_redis::wait_until_listening(port, Duration::from_secs(20)),
+            "chromedriver did not listen on {port}"
+        );
 
         let profile = tempfile::tempdir().expect("a temporary profile dir");
         let capabilities = serde_json::json!({

@@ -184,10 +184,7 @@ fn collect(
 /// The first of `count` consecutive free loopback ports.
 fn free_port_run(count: u16) -> u16 {
     for _ in 0..100 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let base = local_redis::free_port().expect("a free port");
         if base.checked_add(count).is_none() {
             continue;
         }

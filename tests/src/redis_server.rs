@@ -2,9 +2,9 @@
 
 use std::ops::{Deref, DerefMut};
 
-/// A private `redis-server` on a free loopback port, killed when dropped (the demo's own
-/// embedded Redis, with a test's conveniences on top).
-pub struct RedisServer(demo_app::redis_server::RedisServer);
+/// A private `redis-server` on a free loopback port, killed when dropped (local-redis's, with a
+/// test's conveniences on top).
+pub struct RedisServer(local_redis::RedisServer);
 
 impl RedisServer {
     /// Starts a server that keeps nothing on disk; panics, saying how to install
@@ -23,8 +23,8 @@ impl RedisServer {
     ///
     /// # Errors
     /// When `redis-server` is missing or does not come up.
-    pub fn try_start_with(args: &[&str]) -> Result<Self, demo_app::redis_server::RedisServerError> {
-        demo_app::redis_server::RedisServer::start(args).map(Self)
+    pub fn try_start_with(args: &[&str]) -> Result<Self, local_redis::Error> {
+        local_redis::RedisServer::start(args).map(Self)
     }
 
     /// A session store with the default settings on this server.
@@ -69,7 +69,7 @@ impl RedisServer {
 }
 
 impl Deref for RedisServer {
-    type Target = demo_app::redis_server::RedisServer;
+    type Target = local_redis::RedisServer;
 
     fn deref(&self) -> &Self::Target {
         &self.0

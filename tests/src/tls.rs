@@ -1,6 +1,6 @@
 //! A private certificate authority and a `redis-server` that speaks TLS with its certificate.
 
-use std::{net::TcpListener, path::Path};
+use std::path::Path;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -35,10 +35,7 @@ impl TlsRedis {
         // Another process can take the TLS port between our probe and redis binding it: retry.
         let mut failure = None;
         for _ in 0..5 {
-            let tls_port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|listener| listener.local_addr())
-                .expect("a free port")
-                .port();
+            let tls_port = local_redis::free_port().expect("a free port");
             match RedisServer::try_start_with(&[
                 "--tls-port",
                 &tls_port.to_string(),

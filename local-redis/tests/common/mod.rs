@@ -1,0 +1,62 @@
+//! What the process tests share: timing, connections, and looking for leftover processes.
+
+#![allow(dead_code, unreachable_pub)] // Each test file uses its own part of this.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use local_redis::RedisServer;
+
+/// Runs `step`, prints how long it took (`--nocapture` shows it) and returns its result.
+pub fn timed<T>(what: &str, step: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let result = step();
+    println!("{what}: {:.2} s", started.elapsed().as_secs_f64());
+    result
+}
+
+/// A plain connection to `server`.
+pub fn connect(server: &RedisServer) -> redis::Connection {
+    let connection = redis::Client::open(server.url())
+        .expect("a loopback URL")
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .expect("the server answers");
+    connection
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a timeout");
+    connection
+}
+
+/// `INFO replication`'s `role` of `server`: `master` or `slave`.
+pub fn role(server: &RedisServer) -> String {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut connect(server))
+        .expect("INFO replication");
+    info.lines()
+        .find_map(|line| line.trim_end().strip_prefix("role:"))
+        .expect("a role line")
+        .to_owned()
+}
+
+/// Whether process `pid` still exists (a killed child is reaped, so it no longer does).
+pub fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Runs the test `name` of this test binary again in a process of its own with `variable` set
+/// to `value`, and says whether it passed. Setting the variable in this process would race
+/// the tests running beside it on other threads.
+pub fn passes_alone_with(name: &str, variable: &str, value: &str) -> bool {
+    let output = Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", name, "--nocapture"])
+        .env(variable, value)
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    // A filter matching nothing passes too: make sure the test ran.
+    output.status.success() && stdout.contains("1 passed")
+}

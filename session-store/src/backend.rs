@@ -6,23 +6,27 @@
 use std::{future::Future, time::Duration};
 
 use deadpool::managed::Timeouts;
-use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisResult, ServerErrorKind};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisResult, ServerErrorKind, Value,
+};
 
 use crate::{
     StoreError,
-    config::Config,
+    config::{Config, ReplicaAcks},
+    connection::{Outcome, SharedConnection},
     key::RedisKey,
-    pool::{Outcome, Pool, SharedConnection},
+    pool::Pool,
     scripts::LuaScript,
 };
 
-/// The pool and the timeouts that bound every use of it.
+/// The pool, the timeouts that bound every use of it, and how many replicas a write waits for.
 #[derive(Debug)]
 pub(crate) struct Backend {
     pool: Pool,
     pool_timeouts: Timeouts,
     command_timeout: Duration,
     deadline: Duration,
+    replica_acks: Option<ReplicaAcks>,
 }
 
 impl Backend {
@@ -32,6 +36,7 @@ impl Backend {
             pool_timeouts: config.pool_timeouts,
             command_timeout: config.command_timeout,
             deadline: config.deadline(),
+            replica_acks: config.replica_acks,
         }
     }
 
@@ -60,7 +65,17 @@ impl Backend {
         self.send(&mut connection, request).await
     }
 
-    /// Runs `script` on `key` with the arguments `args` appends: `EVALSHA`, one round trip.
+    /// Sends the writes of `pipe` on a pooled connection, one round trip, and when writes wait
+    /// for replicas, `WAIT` for them in the same round trip: the write counts only once enough
+    /// replicas have it, and fails as unavailable ([`StoreError::NotReplicated`]) otherwise
+    /// (the primary has it all the same).
+    pub(crate) async fn write<T: FromRedisValue>(&self, pipe: Pipeline) -> Result<T, StoreError> {
+        let mut connection = self.connection().await?;
+        self.write_on(&mut connection, pipe).await
+    }
+
+    /// Runs `script` on `key` with the arguments `args` appends, as a [write](Self::write):
+    /// `EVALSHA`, one round trip.
     ///
     /// When Redis lacks the script (a new, restarted or newly promoted server answers
     /// `NOSCRIPT`), the same call goes again as `EVAL` of the script's body, which also leaves
@@ -74,19 +89,51 @@ impl Backend {
         key: &RedisKey,
         args: impl Fn(&mut Cmd),
     ) -> Result<T, StoreError> {
+        let call = |mut cmd: Cmd| {
+            args(&mut cmd);
+            let mut pipe = redis::pipe();
+            pipe.add_command(cmd);
+            pipe
+        };
         let mut connection = self.connection().await?;
-        let mut call = script.evalsha(key);
-        args(&mut call);
-        match self.send(&mut connection, &call).await {
+        let first = self
+            .write_on(&mut connection, call(script.evalsha(key)))
+            .await;
+        let (reply,): (T,) = match first {
             Err(StoreError::Redis(err))
                 if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
             {
-                let mut call = script.eval(key);
-                args(&mut call);
-                self.send(&mut connection, &call).await
+                self.write_on(&mut connection, call(script.eval(key)))
+                    .await?
             }
-            result => result,
+            result => result?,
+        };
+        Ok(reply)
+    }
+
+    async fn write_on<T: FromRedisValue>(
+        &self,
+        connection: &mut SharedConnection,
+        mut pipe: Pipeline,
+    ) -> Result<T, StoreError> {
+        let Some(acks) = self.replica_acks else {
+            return self.send(connection, &pipe).await;
+        };
+        pipe.cmd("WAIT")
+            .arg(acks.replicas)
+            .arg(u64::try_from(acks.timeout.as_millis()).unwrap_or(u64::MAX));
+        let mut replies: Vec<Value> = self.send(connection, &pipe).await?;
+        let acked: u32 = replies
+            .pop()
+            .map_or(Ok(0), redis::from_redis_value)
+            .map_err(RedisError::from)?;
+        if acked < acks.replicas {
+            return Err(StoreError::NotReplicated {
+                acked,
+                wanted: acks.replicas,
+            });
         }
+        Ok(redis::from_redis_value(Value::Array(replies)).map_err(RedisError::from)?)
     }
 
     /// A handle on a pooled connection. The connection itself goes back to the pool at once:

@@ -23,6 +23,14 @@ pub(crate) struct Config {
     pub(crate) when_unavailable: WhenUnavailable,
     pub(crate) user_entry: Option<String>,
     pub(crate) anonymous_idle_timeout: Duration,
+    pub(crate) replica_acks: Option<ReplicaAcks>,
+}
+
+/// How many replicas must have a write before it counts, and how long to wait for them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplicaAcks {
+    pub(crate) replicas: u32,
+    pub(crate) timeout: Duration,
 }
 
 impl Default for Config {
@@ -42,6 +50,7 @@ impl Default for Config {
             when_unavailable: WhenUnavailable::Fail,
             user_entry: None,
             anonymous_idle_timeout: Duration::from_secs(5 * 60),
+            replica_acks: None,
         }
     }
 }
@@ -100,6 +109,20 @@ impl Config {
         }
         if self.max_state_size == 0 {
             return Err(invalid("max_state_size", "must be at least one byte"));
+        }
+        if let Some(acks) = self.replica_acks {
+            if acks.replicas == 0 {
+                return Err(invalid(
+                    "min_replica_acks",
+                    "must ask for at least one replica",
+                ));
+            }
+            if acks.timeout.is_zero() || acks.timeout >= self.command_timeout {
+                return Err(invalid(
+                    "min_replica_acks",
+                    "must wait longer than zero and less than the command timeout",
+                ));
+            }
         }
         if self.user_entry.as_deref() == Some("") {
             return Err(invalid("user_entry", "must name an entry"));
@@ -258,6 +281,20 @@ impl RedisSessionStoreBuilder {
         self
     }
 
+    /// Makes every write (a login, a change, a logout) wait until `replicas` replicas have it,
+    /// for at most `timeout`, with `WAIT` in the write's own round trip (default: writes do not
+    /// wait). A write that fewer replicas acknowledge in time fails as unavailable
+    /// ([`StoreError::NotReplicated`], `503` behind [`TrackChanges`](crate::TrackChanges)),
+    /// although the primary has it: it was not made durable. So an acknowledged login survives
+    /// the failover of its primary, and an acknowledged logout is not undone by one.
+    ///
+    /// Redis replicates asynchronously; `WAIT` only bounds what a failover can lose, and costs
+    /// each write a replica's round trip. `timeout` must be shorter than the command timeout.
+    pub fn min_replica_acks(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.config.replica_acks = Some(ReplicaAcks { replicas, timeout });
+        self
+    }
+
     /// What a request gets when Redis is unavailable as its session is loaded (default
     /// [`WhenUnavailable::Fail`]).
     pub fn when_unavailable(mut self, choice: WhenUnavailable) -> Self {
@@ -310,7 +347,40 @@ impl RedisSessionStoreBuilder {
         info: impl IntoConnectionInfo,
     ) -> Result<RedisSessionStore, StoreError> {
         self.config.validate()?;
-        let manager = Manager::new(info).map_err(StoreError::InvalidUrl)?;
+        self.build_with_manager(Manager::new(info).map_err(StoreError::InvalidUrl)?)
+    }
+
+    /// Builds a store on a new pool for the Redis Cluster that `nodes` belong to (the URLs of
+    /// some or all of its nodes; the rest are found from them).
+    ///
+    /// Each request's commands touch one key, so one hash slot, and go to the primary that
+    /// owns it; redis-rs follows the cluster through resharding (`MOVED`, `ASK`) and
+    /// failovers. See [`min_replica_acks`](Self::min_replica_acks) for logins that must survive
+    /// the failover of their primary.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), session_store::StoreError> {
+    /// let store = session_store::RedisSessionStore::builder().build_with_cluster([
+    ///     "redis://10.0.0.1:7000",
+    ///     "redis://10.0.0.2:7000",
+    ///     "redis://10.0.0.3:7000",
+    /// ])?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidUrl`] when a node's URL cannot be used,
+    /// [`StoreError::InvalidSetting`] when a setting is out of its range.
+    pub fn build_with_cluster<T: IntoConnectionInfo>(
+        self,
+        nodes: impl IntoIterator<Item = T>,
+    ) -> Result<RedisSessionStore, StoreError> {
+        self.config.validate()?;
+        self.build_with_manager(Manager::cluster(nodes).map_err(StoreError::InvalidUrl)?)
+    }
+
+    fn build_with_manager(self, manager: Manager) -> Result<RedisSessionStore, StoreError> {
         let pool = Pool::builder(manager)
             .runtime(Runtime::Tokio1)
             .timeouts(self.config.pool_timeouts)

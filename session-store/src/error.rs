@@ -53,6 +53,17 @@ pub enum StoreError {
     #[error("Redis was unavailable when this request's session was loaded; it cannot write one")]
     WentAnonymous,
 
+    /// Fewer replicas than [`min_replica_acks`](crate::RedisSessionStoreBuilder::min_replica_acks)
+    /// asks for acknowledged a write in time. The primary has the write, but a failover could
+    /// lose it.
+    #[error("the write reached {acked} of the {wanted} replicas it must reach in time")]
+    NotReplicated {
+        /// Replicas that acknowledged the write.
+        acked: u32,
+        /// Replicas the store waits for.
+        wanted: u32,
+    },
+
     /// A store operation did not finish within the sum of the store's timeouts.
     #[error("the session store operation did not finish within {0:?}")]
     Deadline(Duration),
@@ -99,9 +110,11 @@ impl StoreError {
                         )
                     )
             }
-            Self::Pool(_) | Self::CommandTimeout(_) | Self::Deadline(_) | Self::WentAnonymous => {
-                true
-            }
+            Self::Pool(_)
+            | Self::CommandTimeout(_)
+            | Self::Deadline(_)
+            | Self::WentAnonymous
+            | Self::NotReplicated { .. } => true,
             _ => false,
         }
     }

@@ -6,13 +6,15 @@
 // `store` checks the id's shape (`session_id`), names its `key`, and applies the session rules,
 // mapping entries to hash fields (`state`), writing only the `changes` or running `scripts`,
 // and logging lifecycle `events`; `backend` carries each round trip to Redis through the
-// `pool`. Beside them: `config` (the builder) and `error`.
+// `pool` of `connection`s. Beside them: `config` (the builder) and `error`.
 mod backend;
 mod changes;
 mod config;
+mod connection;
 mod error;
 mod events;
 mod key;
+mod location;
 mod middleware;
 mod pool;
 mod scope;
@@ -26,8 +28,10 @@ pub use deadpool_redis::{self, redis};
 
 pub use crate::{
     config::{RedisSessionStoreBuilder, WhenUnavailable},
+    connection::Connection,
     error::StoreError,
+    location::{CurrentSession, SessionLocation, Topology},
     middleware::{TrackChanges, TrackChangesService},
-    pool::{Connection, Manager, Pool},
+    pool::{Manager, Pool},
     store::RedisSessionStore,
 };

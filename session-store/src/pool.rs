@@ -1,34 +1,40 @@
 //! The connection pool: deadpool, with a manager that checks a connection's health only when
 //! the connection has not proven itself moments ago.
 //!
-//! Two things make deadpool-redis's own pool slow for sessions. Its manager sends `UNWATCH` +
-//! `PING` every time it hands a connection out again: one extra round trip per request, which
-//! doubles the cost of a session read. And a request holds its connection until it is done, so
-//! at most `max_size` commands are in flight, although each connection is a multiplexed one
-//! that could carry many at once.
+//! Two things make deadpool-redis's own pools slow for sessions. Their managers check every
+//! connection they hand out again: `UNWATCH` + `PING` on a single node, one extra round trip per
+//! request that doubles the cost of a session read, and on a cluster a `PING` to every primary.
+//! And a request holds its connection until it is done, so at most `max_size` commands are in
+//! flight, although each connection is a multiplexed one that could carry many at once.
 //!
-//! So the store takes a connection from the pool, clones its multiplexed handle and gives the
-//! connection back at once: requests share connections and pipeline on them, and the pool
-//! bounds the number of connections, not of requests. The manager skips the health check for a
+//! So the store takes a connection from the pool, clones its handle and gives the connection
+//! back at once: requests share connections and pipeline on them, and the pool bounds the
+//! number of connections, not of requests. The manager skips the health check for a
 //! connection that completed a command within its trust window (the store's `trust_window`
-//! setting, 1 s by default) with no failure in the pool since. A connection whose command failed at the connection level is discarded at its
-//! next checkout, and every failure makes every other connection prove itself again (the
-//! `PING`), so a Redis restart costs at most the requests in flight on the old connections.
+//! setting, 1 s by default) with no failure in the pool since. A connection whose command
+//! failed at the connection level is discarded at its next checkout, and every failure makes
+//! every other connection prove itself again (the `PING`), so a Redis restart costs at most the
+//! requests in flight on the old connections.
+//!
+//! A cluster connection is never checked: redis-rs's cluster connection follows `MOVED` and
+//! `ASK`, reconnects to a node that went away and retries, so a check would only cost a round
+//! trip to every primary. One that failed all the same is replaced at its next checkout.
 
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use redis::{
-    AsyncConnectionConfig, Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
-    RedisResult, ServerErrorKind, Value,
-    aio::{ConnectionLike, MultiplexedConnection},
+    AsyncConnectionConfig, IntoConnectionInfo, RedisError, RedisResult,
+    cluster::{ClusterClient, ClusterClientBuilder},
 };
+
+use crate::connection::{Connection, Link, millis};
 
 /// The trust window of a manager no store has set one on yet: the store's default.
 const DEFAULT_TRUST_WINDOW: Duration = Duration::from_secs(1);
@@ -36,17 +42,33 @@ const DEFAULT_TRUST_WINDOW: Duration = Duration::from_secs(1);
 /// A deadpool pool of Redis connections managed by [`Manager`].
 pub type Pool = managed::Pool<Manager>;
 
-/// Creates Redis connections and decides when one must prove its health before reuse.
+/// Creates Redis connections, to one server or to a cluster, and decides when one must prove
+/// its health before reuse.
 #[derive(Debug)]
 pub struct Manager {
-    inner: deadpool_redis::Manager,
+    source: Source,
     /// Counts connection failures; a connection proven before the latest one is checked again.
     failures: Arc<AtomicU64>,
-    /// The origin of the millisecond clock that [`Health`] keeps.
+    /// The origin of the millisecond clock that connections' health keeps.
     started: Instant,
     /// Milliseconds after a connection's last answered command during which it is handed out
     /// again without a health check.
     trust_window: AtomicU64,
+}
+
+/// Where connections come from.
+enum Source {
+    Node(deadpool_redis::Manager),
+    Cluster(ClusterClient),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Node(manager) => f.debug_tuple("Node").field(manager).finish(),
+            Self::Cluster(_) => f.write_str("Cluster"),
+        }
+    }
 }
 
 impl Manager {
@@ -63,8 +85,7 @@ impl Manager {
     /// # Errors
     /// When `params` cannot be turned into connection settings.
     pub fn new<T: IntoConnectionInfo>(params: T) -> RedisResult<Self> {
-        #[cfg(feature = "tls")]
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let unbounded = AsyncConnectionConfig::new()
             .set_connection_timeout(None)
             .set_response_timeout(None);
@@ -72,6 +93,44 @@ impl Manager {
             params, unbounded,
         )?))
     }
+
+    /// A manager for the Redis Cluster that `nodes` belong to (some or all of its nodes'
+    /// URLs: the rest are found from them).
+    ///
+    /// As with [`new`](Self::new), its connections have no response timeout of their own, and
+    /// `rediss://` URLs connect through rustls.
+    ///
+    /// # Errors
+    /// When the nodes cannot be turned into connection settings.
+    pub fn cluster<T: IntoConnectionInfo>(nodes: impl IntoIterator<Item = T>) -> RedisResult<Self> {
+        install_crypto_provider();
+        Ok(Self::from(ClusterClientBuilder::new(nodes).build()?))
+    }
+
+    fn with_source(source: Source) -> Self {
+        Self {
+            source,
+            failures: Arc::default(),
+            started: Instant::now(),
+            trust_window: AtomicU64::new(millis(DEFAULT_TRUST_WINDOW)),
+        }
+    }
+
+    /// Sets how long after a command it completed a connection is handed out again without a
+    /// health check: the store's `trust_window` setting, which the store sets when built.
+    pub(crate) fn set_trust_window(&self, window: Duration) {
+        self.trust_window.store(millis(window), Ordering::Release);
+    }
+
+    /// Whether its connections go to a cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.source, Source::Cluster(_))
+    }
+}
+
+fn install_crypto_provider() {
+    #[cfg(feature = "tls")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Wraps a deadpool-redis manager, e.g. one made with
@@ -81,25 +140,17 @@ impl Manager {
 /// one first when the application's dependencies enable more than one.
 impl From<deadpool_redis::Manager> for Manager {
     fn from(inner: deadpool_redis::Manager) -> Self {
-        Self {
-            inner,
-            failures: Arc::default(),
-            started: Instant::now(),
-            trust_window: AtomicU64::new(millis(DEFAULT_TRUST_WINDOW)),
-        }
+        Self::with_source(Source::Node(inner))
     }
 }
 
-impl Manager {
-    /// Sets how long after a command it completed a connection is handed out again without a
-    /// health check: the store's `trust_window` setting, which the store sets when built.
-    pub(crate) fn set_trust_window(&self, window: Duration) {
-        self.trust_window.store(millis(window), Ordering::Release);
+/// Wraps a redis-rs cluster client, for settings [`Manager::cluster`] does not make (a private
+/// CA, retries). Give it no response timeout, or one above the store's command timeout. Unlike
+/// [`Manager::cluster`], this installs no rustls crypto provider.
+impl From<ClusterClient> for Manager {
+    fn from(client: ClusterClient) -> Self {
+        Self::with_source(Source::Cluster(client))
     }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl managed::Manager for Manager {
@@ -107,182 +158,29 @@ impl managed::Manager for Manager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<Connection, RedisError> {
-        let inner = managed::Manager::create(&self.inner).await?;
-        let health = Arc::new(Health {
-            started: self.started,
-            proven_at: AtomicU64::new(0),
-            proven_after_failures: AtomicU64::new(0),
-            broken: AtomicBool::new(false),
-            pool_failures: Arc::clone(&self.failures),
-        });
-        health.prove();
-        Ok(Connection { inner, health })
+        let link = match &self.source {
+            Source::Node(manager) => Link::Node(managed::Manager::create(manager).await?),
+            Source::Cluster(client) => Link::Cluster(client.get_async_connection().await?),
+        };
+        Ok(Connection::new(
+            link,
+            Arc::clone(&self.failures),
+            self.started,
+        ))
     }
 
     async fn recycle(&self, conn: &mut Connection, metrics: &Metrics) -> RecycleResult<RedisError> {
-        if conn.health.broken.load(Ordering::Acquire) {
+        if conn.health.is_broken() {
             return Err(RecycleError::message("the connection failed"));
         }
-        if conn
-            .health
-            .is_trusted(self.trust_window.load(Ordering::Acquire))
-        {
-            return Ok(());
-        }
-        managed::Manager::recycle(&self.inner, &mut conn.inner, metrics).await?;
-        conn.health.prove();
-        Ok(())
-    }
-}
-
-/// A pooled multiplexed Redis connection and what is known of its health.
-pub struct Connection {
-    inner: MultiplexedConnection,
-    health: Arc<Health>,
-}
-
-impl std::fmt::Debug for Connection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("health", &self.health)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Connection {
-    /// A handle on this connection for one request, which shares it with other requests.
-    pub(crate) fn share(&self) -> SharedConnection {
-        SharedConnection {
-            inner: self.inner.clone(),
-            health: Arc::clone(&self.health),
-        }
-    }
-}
-
-/// The health of one connection, shared by the pool's copy and the requests using it.
-#[derive(Debug)]
-struct Health {
-    started: Instant,
-    /// Milliseconds from `started` to the last sign of life (a command answered).
-    proven_at: AtomicU64,
-    /// The pool's failure count at that moment.
-    proven_after_failures: AtomicU64,
-    broken: AtomicBool,
-    pool_failures: Arc<AtomicU64>,
-}
-
-impl Health {
-    fn now(&self) -> u64 {
-        millis(self.started.elapsed())
-    }
-
-    fn prove(&self) {
-        self.proven_after_failures.store(
-            self.pool_failures.load(Ordering::Acquire),
-            Ordering::Release,
-        );
-        self.proven_at.store(self.now(), Ordering::Release);
-    }
-
-    /// Proven within the last `window` milliseconds, and no connection of the pool failed
-    /// since.
-    fn is_trusted(&self, window: u64) -> bool {
-        let age = self
-            .now()
-            .saturating_sub(self.proven_at.load(Ordering::Acquire));
-        let failures = self.pool_failures.load(Ordering::Acquire);
-        age < window && self.proven_after_failures.load(Ordering::Acquire) == failures
-    }
-
-    fn fail(&self) {
-        self.pool_failures.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// What became of a command sent on a connection.
-pub(crate) enum Outcome<'a> {
-    /// Redis answered (possibly with an error reply, which says nothing against the connection).
-    Answered,
-    /// The command failed with this error.
-    Failed(&'a RedisError),
-    /// No answer came within the command timeout.
-    TimedOut,
-}
-
-/// One request's handle on a pooled connection.
-pub(crate) struct SharedConnection {
-    inner: MultiplexedConnection,
-    health: Arc<Health>,
-}
-
-/// One command in flight on a connection. Dropped unsettled, the command was cut off (by the
-/// operation's deadline) without an answer: as after a timeout, every connection of the pool
-/// must prove itself before its next use.
-pub(crate) struct InFlight(Option<Arc<Health>>);
-
-impl InFlight {
-    /// The command came back, one way or the other.
-    pub(crate) fn settle(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(health) = self.0.take() {
-            health.fail();
-        }
-    }
-}
-
-impl SharedConnection {
-    /// Marks a command as sent on this connection, until [`InFlight::settle`].
-    pub(crate) fn in_flight(&self) -> InFlight {
-        InFlight(Some(Arc::clone(&self.health)))
-    }
-
-    /// Records how a command went, so the pool knows whether to trust this connection.
-    pub(crate) fn record(&self, outcome: Outcome<'_>) {
-        match outcome {
-            Outcome::Answered => self.health.prove(),
-            // An error reply (e.g. NOSCRIPT): the connection itself works.
-            Outcome::Failed(err) if !condemns_connection(err) => self.health.prove(),
-            Outcome::Failed(_) => {
-                self.health.broken.store(true, Ordering::Release);
-                self.health.fail();
+        let trust_window = self.trust_window.load(Ordering::Acquire);
+        match (&self.source, &mut conn.link) {
+            (Source::Node(manager), Link::Node(node)) if !conn.health.is_trusted(trust_window) => {
+                managed::Manager::recycle(manager, node, metrics).await?;
+                conn.health.prove();
             }
-            // Slow, perhaps gone: every connection must prove itself before it is used again.
-            Outcome::TimedOut => self.health.fail(),
+            _ => {}
         }
-    }
-}
-
-/// Whether `err` says the connection must be replaced: it broke, or the server behind it is
-/// no longer a primary (after a failover a new connection may reach the new one).
-fn condemns_connection(err: &RedisError) -> bool {
-    err.is_io_error()
-        || err.is_unrecoverable_error()
-        || matches!(
-            err.kind(),
-            ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
-        )
-}
-
-impl ConnectionLike for SharedConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.inner.req_packed_command(cmd)
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        self.inner.req_packed_commands(cmd, offset, count)
-    }
-
-    fn get_db(&self) -> i64 {
-        self.inner.get_db()
+        Ok(())
     }
 }

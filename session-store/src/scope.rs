@@ -132,6 +132,11 @@ pub(crate) fn take_renewed() -> Option<Loaded> {
     with(|scope| scope.loaded.take()).flatten()
 }
 
+/// The key of the session this request loaded, if it loaded one.
+pub(crate) fn loaded_key() -> Option<RedisKey> {
+    with(|scope| scope.loaded.as_ref().map(|loaded| loaded.key.clone())).flatten()
+}
+
 /// Whether this request loaded the session at `key` (which slid its expiry).
 pub(crate) fn was_loaded(key: &RedisKey) -> bool {
     with(|scope| {

@@ -95,6 +95,10 @@ impl RedisSessionStore {
         }
     }
 
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
     fn config(&self) -> &Config {
         &self.inner.config
     }
@@ -349,7 +353,7 @@ impl RedisSessionStore {
             .arg(key)
             .arg(self.idle_millis(class))
             .ignore();
-        let (created,): (Option<u64>,) = self.inner.backend.query(&pipe).await?;
+        let (created,): (Option<u64>,) = self.inner.backend.write(pipe).await?;
         if created.is_some_and(|created| self.within_lifetime(created)) {
             return Ok(true);
         }
@@ -390,7 +394,10 @@ impl RedisSessionStore {
         let Some((key, _)) = self.redis_key(session_key) else {
             return Ok(());
         };
-        let removed = self.delete_key(&key).await? > 0;
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&key);
+        let (removed,): (u64,) = self.inner.backend.write(pipe).await?;
+        let removed = removed > 0;
         scope::note_deleted(&key, removed);
         if removed {
             events::deleted(&key);

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod demo;
+pub mod deployment;
 mod monitor;
 mod redis_server;
 mod relay;

@@ -22,8 +22,13 @@ pub struct Command {
     pub line: String,
 }
 
-/// Records every command a server receives from the moment it is started.
+/// Records every command the servers it watches receive from the moment it is started.
 pub struct Monitor {
+    nodes: Vec<NodeMonitor>,
+}
+
+/// `MONITOR` on one server.
+struct NodeMonitor {
     /// The connection that sends the markers, opened before monitoring began so that its
     /// set-up is not among the commands seen.
     marker_connection: redis::aio::MultiplexedConnection,
@@ -37,6 +42,31 @@ impl Monitor {
     /// Attaches to the server `client` connects to; returns once Redis confirmed that it is
     /// monitoring.
     pub async fn start(client: &redis::Client) -> Self {
+        Self::start_all(std::slice::from_ref(client)).await
+    }
+
+    /// Attaches to every server of `clients` (the nodes of a cluster, say).
+    pub async fn start_all(clients: &[redis::Client]) -> Self {
+        let mut nodes = Vec::new();
+        for client in clients {
+            nodes.push(NodeMonitor::start(client).await);
+        }
+        Self { nodes }
+    }
+
+    /// The commands received since the last call (or since the start), once Redis has
+    /// reported every one of them: server by server, each in the order it received them.
+    pub async fn take(&self) -> Vec<Command> {
+        let mut commands = Vec::new();
+        for node in &self.nodes {
+            commands.extend(node.take().await);
+        }
+        commands
+    }
+}
+
+impl NodeMonitor {
+    async fn start(client: &redis::Client) -> Self {
         let marker_connection = client
             .get_multiplexed_async_connection()
             .await
@@ -60,9 +90,7 @@ impl Monitor {
         }
     }
 
-    /// The commands received since the last call (or since the start), once Redis has
-    /// reported every one of them.
-    pub async fn take(&self) -> Vec<Command> {
+    async fn take(&self) -> Vec<Command> {
         let marker = format!("monitor-marker-{}", MARKERS.fetch_add(1, Ordering::Relaxed));
         // A command sent after everything we want to see: once MONITOR reports it, it has
         // reported all that came before.
@@ -94,7 +122,7 @@ impl Monitor {
     }
 }
 
-impl Drop for Monitor {
+impl Drop for NodeMonitor {
     fn drop(&mut self) {
         self.reader.abort();
     }

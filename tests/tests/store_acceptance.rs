@@ -9,7 +9,10 @@ use std::{
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use integration_tests::{Monitor, RedisServer};
+use integration_tests::{
+    Command, Monitor,
+    deployment::{AnyConnection, Deployment, unique_prefix},
+};
 use redis::AsyncCommands as _;
 use session_store::{RedisSessionStore, RedisSessionStoreBuilder, StoreError};
 use sha2::{Digest as _, Sha256};
@@ -17,17 +20,38 @@ use sha2::{Digest as _, Sha256};
 /// What actix-session passes as `ttl`; the store's own timeouts govern, so any value will do.
 const TTL: CookieDuration = CookieDuration::days(1);
 
-/// One Redis deployment and a way to build stores on it.
+/// One Redis deployment, a key prefix of this test's own on it, and ways to build stores.
 struct Fixture {
-    server: RedisServer,
-    prefix: &'static str,
+    deployment: Deployment,
+    prefix: String,
 }
 
 impl Fixture {
     fn single_node() -> Self {
         Self {
-            server: RedisServer::start(),
-            prefix: "test:",
+            deployment: Deployment::single(),
+            prefix: unique_prefix(),
+        }
+    }
+
+    fn cluster() -> Self {
+        Self {
+            deployment: Deployment::cluster(),
+            prefix: unique_prefix(),
+        }
+    }
+
+    /// The same kind of deployment, for this test alone: for a test that pauses Redis, which
+    /// would hold up the other tests sharing a cluster.
+    fn alone(self) -> Self {
+        match self.deployment {
+            Deployment::Single(_) => self,
+            Deployment::Cluster(_) => Self {
+                deployment: Deployment::Cluster(std::sync::Arc::new(
+                    local_redis::RedisCluster::start().expect("a cluster starts"),
+                )),
+                prefix: self.prefix,
+            },
         }
     }
 
@@ -36,18 +60,28 @@ impl Fixture {
     }
 
     fn store_with(&self, builder: RedisSessionStoreBuilder) -> RedisSessionStore {
-        builder
-            .key_prefix(self.prefix)
-            .build_with_url(&self.server.url())
-            .expect("a valid URL")
+        self.deployment
+            .store_with(builder.key_prefix(self.prefix.clone()))
     }
 
-    async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        self.server.connection().await
+    async fn redis(&self) -> AnyConnection {
+        self.deployment.connection().await
     }
 
     async fn monitor(&self) -> Monitor {
-        Monitor::start(&self.server.client()).await
+        self.deployment.monitor().await
+    }
+
+    /// The commands of this test that `monitor` saw: on a shared cluster, those that name a
+    /// key under the test's prefix.
+    async fn seen(&self, monitor: &Monitor) -> Vec<Command> {
+        let commands = monitor.take().await.into_iter();
+        match self.deployment {
+            Deployment::Single(_) => commands.collect(),
+            Deployment::Cluster(_) => commands
+                .filter(|command| command.line.contains(&self.prefix))
+                .collect(),
+        }
     }
 
     /// The Redis key the store must use for `id`, computed independently of the store.
@@ -201,7 +235,7 @@ mod cases {
             assert_eq!(store.load(&kept).await.expect("load"), None);
         }
         assert_eq!(
-            monitor.take().await,
+            fx.seen(&monitor).await,
             vec![],
             "a malformed key reached Redis"
         );
@@ -529,9 +563,10 @@ mod cases {
             include_str!("../../session-store/src/lua/save.lua"),
         ));
         let mut redis = fx.redis().await;
-        let () = redis.hset("test:s:x", "k", "old").await.expect("HSET");
+        let key = format!("{}s:x", fx.prefix);
+        let () = redis.hset(&key, "k", "old").await.expect("HSET");
         let created: i64 = script
-            .key("test:s:x")
+            .key(&key)
             .arg(60_000)
             .arg(0)
             .arg(1_800_000_000_000_u64)
@@ -542,7 +577,7 @@ mod cases {
             .await
             .expect("script");
         assert_eq!(created, 0);
-        let value: String = redis.hget("test:s:x", "k").await.expect("HGET");
+        let value: String = redis.hget(&key, "k").await.expect("HGET");
         assert_eq!(value, "old");
     }
 
@@ -557,8 +592,8 @@ mod cases {
             .expect("SCRIPT FLUSH");
         let monitor = fx.monitor().await;
         let second = store.save(state(&[("k", "2")]), &TTL).await.expect("save");
-        let sent: Vec<String> = monitor
-            .take()
+        let sent: Vec<String> = fx
+            .seen(&monitor)
             .await
             .into_iter()
             .filter(|command| !command.from_script)
@@ -567,8 +602,7 @@ mod cases {
         assert_eq!(sent, ["evalsha", "eval"], "the body once, on the same node");
         let third = store.save(state(&[("k", "3")]), &TTL).await.expect("save");
         assert_eq!(
-            monitor
-                .take()
+            fx.seen(&monitor)
                 .await
                 .iter()
                 .filter(|c| !c.from_script)
@@ -585,11 +619,12 @@ mod cases {
     }
 
     pub(super) async fn a_slow_answer_within_the_command_timeout_is_waited_for(fx: Fixture) {
+        let fx = fx.alone();
         // redis-rs would cut an answer at 500 ms on its own; the store's timeout must govern.
         let store =
             fx.store_with(RedisSessionStore::builder().command_timeout(Duration::from_secs(2)));
         let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
-        fx.server.pause(Duration::from_millis(800)).await;
+        fx.deployment.pause(Duration::from_millis(800)).await;
         let started = Instant::now();
         assert!(
             store
@@ -605,6 +640,7 @@ mod cases {
     }
 
     pub(super) async fn a_slow_answer_past_the_command_timeout_fails_fast(fx: Fixture) {
+        let fx = fx.alone();
         let timeout = Duration::from_millis(200);
         // Connections stay trusted, so the command is the only step that can wait.
         let store = fx.store_with(
@@ -614,7 +650,7 @@ mod cases {
         );
         let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
         let pause = Duration::from_millis(3000);
-        fx.server.pause(pause).await;
+        fx.deployment.pause(pause).await;
         let started = Instant::now();
         let err = store.load(&id).await.expect_err("a timeout");
         assert!(
@@ -636,10 +672,8 @@ mod cases {
 
     pub(super) async fn different_prefixes_do_not_see_each_other(fx: Fixture) {
         let ours = fx.store();
-        let theirs = RedisSessionStore::builder()
-            .key_prefix("other:")
-            .build_with_url(&fx.server.url())
-            .expect("a valid URL");
+        let theirs = RedisSessionStore::builder().key_prefix(format!("{}other:", fx.prefix));
+        let theirs = fx.deployment.store_with(theirs);
         let id = ours.save(state(&[("k", "1")]), &TTL).await.expect("save");
         assert_eq!(theirs.load(&id).await.expect("load"), None);
         assert!(ours.load(&id).await.expect("load").is_some());
@@ -697,4 +731,10 @@ mod single_node {
     use super::Fixture;
 
     every_case!(Fixture::single_node);
+}
+
+mod cluster {
+    use super::Fixture;
+
+    every_case!(Fixture::cluster);
 }

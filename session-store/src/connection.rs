@@ -1,0 +1,226 @@
+//! Pooled connections: to one node (a multiplexed connection) or to a cluster (redis-rs's
+//! cluster connection, which routes each request to the node that owns its key), each with
+//! what is known of its health; and the handle one request uses.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use redis::{
+    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value,
+    aio::{ConnectionLike, MultiplexedConnection},
+    cluster_async::ClusterConnection,
+};
+
+/// A connection of either kind. Both are handles that many requests can use at once.
+#[derive(Clone)]
+pub(crate) enum Link {
+    /// To one server: a single node, or the primary that Sentinel named.
+    Node(MultiplexedConnection),
+    /// To a cluster.
+    Cluster(ClusterConnection),
+}
+
+/// A pooled Redis connection and what is known of its health.
+pub struct Connection {
+    pub(crate) link: Link,
+    pub(crate) health: Arc<Health>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    pub(crate) fn new(link: Link, pool_failures: Arc<AtomicU64>, started: Instant) -> Self {
+        let health = Arc::new(Health {
+            started,
+            proven_at: AtomicU64::new(0),
+            proven_after_failures: AtomicU64::new(0),
+            broken: AtomicBool::new(false),
+            pool_failures,
+        });
+        health.prove();
+        Self { link, health }
+    }
+
+    /// A handle on this connection for one request, which shares it with other requests.
+    pub(crate) fn share(&self) -> SharedConnection {
+        SharedConnection {
+            link: self.link.clone(),
+            health: Arc::clone(&self.health),
+        }
+    }
+}
+
+/// The health of one connection, shared by the pool's copy and the requests using it.
+#[derive(Debug)]
+pub(crate) struct Health {
+    started: Instant,
+    /// Milliseconds from `started` to the last sign of life (a command answered).
+    proven_at: AtomicU64,
+    /// The pool's failure count at that moment.
+    proven_after_failures: AtomicU64,
+    broken: AtomicBool,
+    pool_failures: Arc<AtomicU64>,
+}
+
+impl Health {
+    fn now(&self) -> u64 {
+        millis(self.started.elapsed())
+    }
+
+    pub(crate) fn prove(&self) {
+        self.proven_after_failures.store(
+            self.pool_failures.load(Ordering::Acquire),
+            Ordering::Release,
+        );
+        self.proven_at.store(self.now(), Ordering::Release);
+    }
+
+    /// Proven within the last `window` milliseconds, and no connection of the pool failed
+    /// since.
+    pub(crate) fn is_trusted(&self, window: u64) -> bool {
+        let age = self
+            .now()
+            .saturating_sub(self.proven_at.load(Ordering::Acquire));
+        let failures = self.pool_failures.load(Ordering::Acquire);
+        age < window && self.proven_after_failures.load(Ordering::Acquire) == failures
+    }
+
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    fn fail(&self) {
+        self.pool_failures.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What became of a command sent on a connection.
+pub(crate) enum Outcome<'a> {
+    /// Redis answered (possibly with an error reply, which says nothing against the connection).
+    Answered,
+    /// The command failed with this error.
+    Failed(&'a RedisError),
+    /// No answer came within the command timeout.
+    TimedOut,
+}
+
+/// One request's handle on a pooled connection.
+pub(crate) struct SharedConnection {
+    link: Link,
+    health: Arc<Health>,
+}
+
+/// One command in flight on a connection. Dropped unsettled, the command was cut off (by the
+/// operation's deadline) without an answer: as after a timeout, every connection of the pool
+/// must prove itself before its next use.
+pub(crate) struct InFlight(Option<Arc<Health>>);
+
+impl InFlight {
+    /// The command came back, one way or the other.
+    pub(crate) fn settle(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(health) = self.0.take() {
+            health.fail();
+        }
+    }
+}
+
+impl SharedConnection {
+    /// Marks a command as sent on this connection, until [`InFlight::settle`].
+    pub(crate) fn in_flight(&self) -> InFlight {
+        InFlight(Some(Arc::clone(&self.health)))
+    }
+
+    /// Records how a command went, so the pool knows whether to trust this connection.
+    pub(crate) fn record(&self, outcome: Outcome<'_>) {
+        match outcome {
+            Outcome::Answered => self.health.prove(),
+            // An error reply (e.g. NOSCRIPT): the connection itself works.
+            Outcome::Failed(err) if !condemns_connection(err) => self.health.prove(),
+            Outcome::Failed(_) => {
+                self.health.broken.store(true, Ordering::Release);
+                self.health.fail();
+            }
+            // Slow, perhaps gone: every connection must prove itself before it is used again.
+            Outcome::TimedOut => self.health.fail(),
+        }
+    }
+}
+
+/// Whether `err` says the connection must be replaced: it broke, or the server behind it is
+/// no longer a primary (after a failover a new connection may reach the new one).
+fn condemns_connection(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_unrecoverable_error()
+        || matches!(
+            err.kind(),
+            ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+        )
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Node(node) => node.req_packed_command(cmd),
+            Self::Cluster(cluster) => cluster.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Node(node) => node.req_packed_commands(cmd, offset, count),
+            Self::Cluster(cluster) => cluster.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Node(node) => node.get_db(),
+            Self::Cluster(cluster) => cluster.get_db(),
+        }
+    }
+}
+
+impl ConnectionLike for SharedConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.link.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.link.req_packed_commands(cmd, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.link.get_db()
+    }
+}

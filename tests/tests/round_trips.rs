@@ -273,3 +273,136 @@ async fn a_malformed_cookie_sends_nothing_at_all() {
     );
     drop(watched.server);
 }
+
+/// The same counts on a cluster: a relay in front of every node (redis-rs's cluster client
+/// maps the nodes' addresses onto the relays'), a monitor on every primary.
+mod cluster {
+    use std::collections::HashMap;
+
+    use local_redis::RedisCluster;
+    use redis::cluster::{ClusterClient, NodeAddress};
+    use session_store::{Manager, Pool, Runtime};
+
+    use super::*;
+
+    struct WatchedCluster {
+        cluster: RedisCluster,
+        relays: Vec<Relay>,
+        monitor: Monitor,
+    }
+
+    impl WatchedCluster {
+        async fn start() -> Self {
+            let cluster = RedisCluster::start().expect("a cluster starts");
+            let mut relays = Vec::new();
+            for node in cluster.nodes() {
+                relays.push(Relay::start(([127, 0, 0, 1], node.port()).into()).await);
+            }
+            let primaries: Vec<redis::Client> = cluster
+                .primaries()
+                .expect("primaries")
+                .into_iter()
+                .map(|node| redis::Client::open(cluster.node(node).url()).expect("a URL"))
+                .collect();
+            let monitor = Monitor::start_all(&primaries).await;
+            Self {
+                cluster,
+                relays,
+                monitor,
+            }
+        }
+
+        /// A store whose cluster connections go through the relays.
+        fn store_with(&self, builder: RedisSessionStoreBuilder) -> RedisSessionStore {
+            let relayed: HashMap<NodeAddress, NodeAddress> = self
+                .cluster
+                .nodes()
+                .iter()
+                .zip(&self.relays)
+                .map(|(node, relay)| {
+                    let port = relay.url().rsplit(':').next().expect("a port").parse();
+                    (
+                        NodeAddress::new("127.0.0.1", node.port()),
+                        NodeAddress::new("127.0.0.1", port.expect("a port")),
+                    )
+                })
+                .collect();
+            let client = ClusterClient::builder(self.cluster.urls())
+                .node_address_map(relayed)
+                .build()
+                .expect("a cluster client");
+            let pool = Pool::builder(Manager::from(client))
+                .runtime(Runtime::Tokio1)
+                .build()
+                .expect("a pool");
+            builder.build_with_pool(pool).expect("valid settings")
+        }
+
+        async fn seen(&self) -> (u64, Vec<String>) {
+            let commands = self
+                .monitor
+                .take()
+                .await
+                .into_iter()
+                .filter(|command| !command.from_script)
+                .map(|command| command.name)
+                .collect();
+            let round_trips = self.relays.iter().map(Relay::take_round_trips).sum();
+            (round_trips, commands)
+        }
+    }
+
+    #[actix_web::test]
+    async fn reads_and_writes_cost_the_same_round_trips_on_a_cluster() {
+        let watched = WatchedCluster::start().await;
+        let key = Key::generate();
+        // No trust window at all: a cluster connection is never checked anyway.
+        let store = watched.store_with(RedisSessionStore::builder().trust_window(Duration::ZERO));
+        let app = tracked_app(
+            store,
+            &key,
+            mode(TtlExtensionPolicy::OnEveryRequest),
+            Gate::default(),
+        )
+        .await;
+        let cookie = log_in(&app).await;
+        send(&app, Method::POST, "/set/theme/light", Some(&cookie)).await;
+        // Every primary has the save script, as after the first logins on each.
+        let save = redis::Script::new(concat!(
+            include_str!("../../session-store/src/lua/prelude.lua"),
+            include_str!("../../session-store/src/lua/save.lua"),
+        ));
+        for node in watched.cluster.nodes() {
+            let mut connection = redis::Client::open(node.url())
+                .expect("a URL")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("the node answers");
+            let _: String = save
+                .prepare_invoke()
+                .load_async(&mut connection)
+                .await
+                .expect("SCRIPT LOAD");
+        }
+        watched.seen().await;
+
+        assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
+        assert_eq!(
+            watched.seen().await,
+            trips(1, &["hgetall", "pexpire"]),
+            "a read"
+        );
+        send(&app, Method::POST, "/set/theme/dark", Some(&cookie)).await;
+        assert_eq!(
+            watched.seen().await,
+            trips(2, &["hgetall", "pexpire", "hget", "hset", "pexpire"]),
+            "a write"
+        );
+        send(&app, Method::POST, "/set/user/carol", None).await;
+        assert_eq!(
+            watched.seen().await,
+            trips(1, &["evalsha"]),
+            "a new session"
+        );
+    }
+}

@@ -99,6 +99,8 @@ impl StoreError {
                     || err.is_connection_dropped()
                     || err.is_connection_refusal()
                     || err.is_timeout()
+                    // A cluster none of whose nodes for the key could be reached.
+                    || err.kind() == ErrorKind::ClusterConnectionNotFound
                     || matches!(
                         err.kind(),
                         ErrorKind::Server(

@@ -204,6 +204,31 @@ pub fn forge_cookie(
     jar.get(COOKIE).expect("just added").clone()
 }
 
+/// The session key inside a cookie the middleware set with `key` (encrypted cookies).
+pub fn session_key_in(cookie: &Cookie<'static>, key: &Key) -> String {
+    let mut jar = actix_web::cookie::CookieJar::new();
+    jar.add_original(cookie.clone());
+    jar.private(key)
+        .get(cookie.name())
+        .expect("a cookie the middleware encrypted with this key")
+        .value()
+        .to_owned()
+}
+
+/// The Redis key under `prefix` of the session whose key is `session_key`, computed
+/// independently of the store: `{prefix}s:{base64url(sha256(id))}`, where the id is the
+/// session key without the `.a` of a session that has no user.
+pub fn redis_key(prefix: &str, session_key: &str) -> String {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    use sha2::{Digest as _, Sha256};
+
+    let id = session_key.strip_suffix(".a").unwrap_or(session_key);
+    format!(
+        "{prefix}s:{}",
+        URL_SAFE_NO_PAD.encode(Sha256::digest(id.as_bytes()))
+    )
+}
+
 /// Sends `method path` with `cookie` (if any) to a test service and returns the response, an
 /// error turned into its response as a server would turn it.
 pub async fn send(

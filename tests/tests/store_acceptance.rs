@@ -15,7 +15,6 @@ use integration_tests::{
 };
 use redis::AsyncCommands as _;
 use session_store::{RedisSessionStore, RedisSessionStoreBuilder, StoreError};
-use sha2::{Digest as _, Sha256};
 
 /// What actix-session passes as `ttl`; the store's own timeouts govern, so any value will do.
 const TTL: CookieDuration = CookieDuration::days(1);
@@ -84,13 +83,9 @@ impl Fixture {
         }
     }
 
-    /// The Redis key the store must use for `id`, computed independently of the store.
-    /// (A session without a user, under a store that names a user entry, has `.a` after its id.)
+    /// The Redis key the store must use for `id`.
     fn redis_key(&self, id: &SessionKey) -> String {
-        let id = id.as_ref();
-        let id = id.strip_suffix(".a").unwrap_or(id);
-        let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(id.as_bytes()));
-        format!("{}s:{digest}", self.prefix)
+        integration_tests::session_app::redis_key(&self.prefix, id.as_ref())
     }
 
     async fn stored_keys(&self) -> Vec<String> {

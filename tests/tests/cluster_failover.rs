@@ -39,7 +39,6 @@ struct Side<A> {
 /// A session a login acknowledged.
 struct Acked {
     cookie: Cookie<'static>,
-    redis_key: String,
     durable: bool,
     before_stop: bool,
 }
@@ -75,10 +74,9 @@ impl Run {
             status,
             redis_key: session.as_ref().map(|(_, key)| key.clone()),
         });
-        if let Some((cookie, redis_key)) = &session {
+        if let Some((cookie, _)) = &session {
             self.acked.borrow_mut().push(Acked {
                 cookie: cookie.clone(),
-                redis_key: redis_key.clone(),
                 durable: side.durable,
                 before_stop: self.stopped.borrow().is_none(),
             });
@@ -193,7 +191,7 @@ async fn a_killed_primary_is_replaced_and_only_its_shard_waits() {
 
     // Every acknowledged session reads back through its app.
     let mut missing = BTreeMap::<(bool, bool), (usize, usize)>::new();
-    for acked in run.acked.borrow().iter() {
+    for acked in run.acked.take() {
         let app_holds = match acked.durable {
             false => get_entry(&plain.app, "user", Some(&acked.cookie)).await,
             true => get_entry(&durable.app, "user", Some(&acked.cookie)).await,

@@ -380,6 +380,34 @@ impl RedisSessionStoreBuilder {
         self.build_with_manager(Manager::cluster(nodes).map_err(StoreError::InvalidUrl)?)
     }
 
+    /// Builds a store on a new pool for the primary that the Redis Sentinels at `sentinels`
+    /// (their URLs, `redis://host:26379`) name for `master_name`. After a failover the store
+    /// follows the new primary, with no restart; a connection to a demoted primary is not used
+    /// again once the sentinels announce the switch.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), session_store::StoreError> {
+    /// let store = session_store::RedisSessionStore::builder().build_with_sentinel(
+    ///     ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"],
+    ///     "sessions",
+    /// )?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidUrl`] when a sentinel's URL cannot be used,
+    /// [`StoreError::InvalidSetting`] when a setting is out of its range.
+    pub fn build_with_sentinel<T: IntoConnectionInfo>(
+        self,
+        sentinels: impl IntoIterator<Item = T>,
+        master_name: &str,
+    ) -> Result<RedisSessionStore, StoreError> {
+        self.config.validate()?;
+        let manager = Manager::sentinel(sentinels, master_name).map_err(StoreError::InvalidUrl)?;
+        self.build_with_manager(manager)
+    }
+
     fn build_with_manager(self, manager: Manager) -> Result<RedisSessionStore, StoreError> {
         let pool = Pool::builder(manager)
             .runtime(Runtime::Tokio1)

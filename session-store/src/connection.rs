@@ -19,7 +19,7 @@ use redis::{
 /// A connection of either kind. Both are handles that many requests can use at once.
 #[derive(Clone)]
 pub(crate) enum Link {
-    /// To one server: a single node, or the primary that Sentinel named.
+    /// To one server: a single node, or the primary the sentinels named.
     Node(MultiplexedConnection),
     /// To a cluster.
     Cluster(ClusterConnection),
@@ -28,6 +28,8 @@ pub(crate) enum Link {
 /// A pooled Redis connection and what is known of its health.
 pub struct Connection {
     pub(crate) link: Link,
+    /// The server's address, when it matters which server it is (behind Sentinel).
+    pub(crate) server: Option<String>,
     pub(crate) health: Arc<Health>,
 }
 
@@ -40,7 +42,12 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    pub(crate) fn new(link: Link, pool_failures: Arc<AtomicU64>, started: Instant) -> Self {
+    pub(crate) fn new(
+        link: Link,
+        server: Option<String>,
+        pool_failures: Arc<AtomicU64>,
+        started: Instant,
+    ) -> Self {
         let health = Arc::new(Health {
             started,
             proven_at: AtomicU64::new(0),
@@ -49,7 +56,11 @@ impl Connection {
             pool_failures,
         });
         health.prove();
-        Self { link, health }
+        Self {
+            link,
+            server,
+            health,
+        }
     }
 
     /// A handle on this connection for one request, which shares it with other requests.

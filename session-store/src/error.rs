@@ -99,8 +99,15 @@ impl StoreError {
                     || err.is_connection_dropped()
                     || err.is_connection_refusal()
                     || err.is_timeout()
-                    // A cluster none of whose nodes for the key could be reached.
-                    || err.kind() == ErrorKind::ClusterConnectionNotFound
+                    // A cluster none of whose nodes for the key could be reached; sentinels
+                    // that name no primary that answers as one (during a failover, or for a
+                    // master name they do not know: the logs tell which).
+                    || matches!(
+                        err.kind(),
+                        ErrorKind::ClusterConnectionNotFound
+                            | ErrorKind::MasterNameNotFoundBySentinel
+                            | ErrorKind::NoValidReplicasFoundBySentinel
+                    )
                     || matches!(
                         err.kind(),
                         ErrorKind::Server(

@@ -19,6 +19,7 @@ mod middleware;
 mod pool;
 mod scope;
 mod scripts;
+mod sentinel;
 mod session_id;
 mod state;
 mod store;

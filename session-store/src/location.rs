@@ -55,14 +55,17 @@ pub enum Topology {
     Single,
     /// A Redis Cluster.
     Cluster,
+    /// A primary and its replicas under Redis Sentinel.
+    Sentinel,
 }
 
 impl Topology {
-    /// `"single"` or `"cluster"`.
+    /// `"single"`, `"cluster"` or `"sentinel"`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Single => "single",
             Self::Cluster => "cluster",
+            Self::Sentinel => "sentinel",
         }
     }
 }
@@ -73,8 +76,9 @@ impl Topology {
 pub struct SessionLocation {
     /// The kind of deployment.
     pub topology: Topology,
-    /// The server that holds the session (`host:port`): the single node, or on a cluster the
-    /// primary that owns its slot now (after a failover, the promoted replica).
+    /// The server that holds the session (`host:port`): the single node, the primary the
+    /// sentinels name, or on a cluster the primary that owns its slot now (after a failover,
+    /// the promoted replica).
     pub node: String,
     /// On a cluster, the session's hash slot.
     pub slot: Option<u16>,
@@ -94,7 +98,8 @@ impl RedisSessionStore {
             return Ok(None);
         };
         let backend = self.backend();
-        let location = if self.pool().manager().is_cluster() {
+        let topology = self.pool().manager().topology();
+        let location = if topology == Topology::Cluster {
             let mut pipe = redis::pipe();
             pipe.cmd("CLUSTER").arg("KEYSLOT").arg(key);
             pipe.cmd("CLUSTER").arg("SLOTS");
@@ -109,7 +114,7 @@ impl RedisSessionStore {
                 .within_deadline(backend.query(redis::cmd("CLIENT").arg("INFO")))
                 .await?;
             SessionLocation {
-                topology: Topology::Single,
+                topology,
                 node: server_address(&info).unwrap_or_default().to_owned(),
                 slot: None,
             }

@@ -19,6 +19,10 @@
 //! A cluster connection is never checked: redis-rs's cluster connection follows `MOVED` and
 //! `ASK`, reconnects to a node that went away and retries, so a check would only cost a round
 //! trip to every primary. One that failed all the same is replaced at its next checkout.
+//!
+//! Behind Sentinel, the check is `ROLE` instead of `PING` (a demoted primary still answers a
+//! `PING`), and a connection to a server the sentinels no longer name as primary is replaced
+//! at its next checkout (see [`sentinel`](crate::sentinel)).
 
 use std::{
     sync::{
@@ -30,11 +34,15 @@ use std::{
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use redis::{
-    AsyncConnectionConfig, IntoConnectionInfo, RedisError, RedisResult,
+    AsyncConnectionConfig, IntoConnectionInfo, RedisError, RedisResult, Value,
     cluster::{ClusterClient, ClusterClientBuilder},
 };
 
-use crate::connection::{Connection, Link, millis};
+use crate::{
+    Topology,
+    connection::{Connection, Link, millis},
+    sentinel::{self, Sentinels},
+};
 
 /// The trust window of a manager no store has set one on yet: the store's default.
 const DEFAULT_TRUST_WINDOW: Duration = Duration::from_secs(1);
@@ -42,7 +50,7 @@ const DEFAULT_TRUST_WINDOW: Duration = Duration::from_secs(1);
 /// A deadpool pool of Redis connections managed by [`Manager`].
 pub type Pool = managed::Pool<Manager>;
 
-/// Creates Redis connections, to one server or to a cluster, and decides when one must prove
+/// Creates Redis connections, to one server, a cluster or the primary Sentinel names, and decides when one must prove
 /// its health before reuse.
 #[derive(Debug)]
 pub struct Manager {
@@ -60,6 +68,7 @@ pub struct Manager {
 enum Source {
     Node(deadpool_redis::Manager),
     Cluster(ClusterClient),
+    Sentinel(Sentinels),
 }
 
 impl std::fmt::Debug for Source {
@@ -67,6 +76,7 @@ impl std::fmt::Debug for Source {
         match self {
             Self::Node(manager) => f.debug_tuple("Node").field(manager).finish(),
             Self::Cluster(_) => f.write_str("Cluster"),
+            Self::Sentinel(sentinels) => f.debug_tuple("Sentinel").field(sentinels).finish(),
         }
     }
 }
@@ -86,11 +96,9 @@ impl Manager {
     /// When `params` cannot be turned into connection settings.
     pub fn new<T: IntoConnectionInfo>(params: T) -> RedisResult<Self> {
         install_crypto_provider();
-        let unbounded = AsyncConnectionConfig::new()
-            .set_connection_timeout(None)
-            .set_response_timeout(None);
         Ok(Self::from(deadpool_redis::Manager::new_with_config(
-            params, unbounded,
+            params,
+            unbounded(),
         )?))
     }
 
@@ -105,6 +113,24 @@ impl Manager {
     pub fn cluster<T: IntoConnectionInfo>(nodes: impl IntoIterator<Item = T>) -> RedisResult<Self> {
         install_crypto_provider();
         Ok(Self::from(ClusterClientBuilder::new(nodes).build()?))
+    }
+
+    /// A manager for the primary that the Redis Sentinels at `sentinels` name for
+    /// `master_name`, followed through failovers.
+    ///
+    /// Its connections have no timeouts of their own, as with [`new`](Self::new).
+    ///
+    /// # Errors
+    /// When the sentinels' addresses cannot be turned into connection settings.
+    pub fn sentinel<T: IntoConnectionInfo>(
+        sentinels: impl IntoIterator<Item = T>,
+        master_name: &str,
+    ) -> RedisResult<Self> {
+        install_crypto_provider();
+        Ok(Self::with_source(Source::Sentinel(Sentinels::new(
+            sentinels,
+            master_name,
+        )?)))
     }
 
     fn with_source(source: Source) -> Self {
@@ -122,9 +148,13 @@ impl Manager {
         self.trust_window.store(millis(window), Ordering::Release);
     }
 
-    /// Whether its connections go to a cluster.
-    pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self.source, Source::Cluster(_))
+    /// The kind of deployment its connections go to.
+    pub(crate) fn topology(&self) -> Topology {
+        match self.source {
+            Source::Node(_) => Topology::Single,
+            Source::Cluster(_) => Topology::Cluster,
+            Source::Sentinel(_) => Topology::Sentinel,
+        }
     }
 }
 
@@ -158,12 +188,17 @@ impl managed::Manager for Manager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<Connection, RedisError> {
-        let link = match &self.source {
-            Source::Node(manager) => Link::Node(managed::Manager::create(manager).await?),
-            Source::Cluster(client) => Link::Cluster(client.get_async_connection().await?),
+        let (link, server) = match &self.source {
+            Source::Node(manager) => (Link::Node(managed::Manager::create(manager).await?), None),
+            Source::Cluster(client) => (Link::Cluster(client.get_async_connection().await?), None),
+            Source::Sentinel(sentinels) => {
+                let (connection, address) = sentinels.connect(&unbounded()).await?;
+                (Link::Node(connection), Some(address))
+            }
         };
         Ok(Connection::new(
             link,
+            server,
             Arc::clone(&self.failures),
             self.started,
         ))
@@ -173,14 +208,35 @@ impl managed::Manager for Manager {
         if conn.health.is_broken() {
             return Err(RecycleError::message("the connection failed"));
         }
-        let trust_window = self.trust_window.load(Ordering::Acquire);
-        match (&self.source, &mut conn.link) {
-            (Source::Node(manager), Link::Node(node)) if !conn.health.is_trusted(trust_window) => {
-                managed::Manager::recycle(manager, node, metrics).await?;
-                conn.health.prove();
-            }
-            _ => {}
+        if let (Source::Sentinel(sentinels), Some(server)) = (&self.source, &conn.server)
+            && !sentinels.is_current(server)
+        {
+            return Err(RecycleError::message("the sentinels named another primary"));
         }
+        let trust_window = self.trust_window.load(Ordering::Acquire);
+        if conn.health.is_trusted(trust_window) {
+            return Ok(());
+        }
+        match (&self.source, &mut conn.link) {
+            (Source::Node(manager), Link::Node(node)) => {
+                managed::Manager::recycle(manager, node, metrics).await?;
+            }
+            (Source::Sentinel(_), Link::Node(node)) => {
+                let role: Value = redis::cmd("ROLE").query_async(node).await?;
+                if !sentinel::is_primary(&role) {
+                    return Err(RecycleError::message("the server is no longer a primary"));
+                }
+            }
+            _ => return Ok(()),
+        }
+        conn.health.prove();
         Ok(())
     }
+}
+
+/// Connection settings without timeouts: the store's govern.
+fn unbounded() -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(None)
+        .set_response_timeout(None)
 }

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use local_redis::RedisCluster;
+use local_redis::{RedisCluster, RedisSentinels};
 use redis::{
     Cmd, Pipeline, RedisFuture, Value,
     aio::{ConnectionLike, MultiplexedConnection},
@@ -25,6 +25,9 @@ pub enum Deployment {
     Single(RedisServer),
     /// The cluster this test binary's tests share.
     Cluster(Arc<RedisCluster>),
+    /// The Sentinel setup (a primary, a replica, three sentinels) this test binary's tests
+    /// share.
+    Sentinel(Arc<RedisSentinels>),
 }
 
 impl Deployment {
@@ -39,11 +42,43 @@ impl Deployment {
         Self::Cluster(shared_cluster())
     }
 
-    /// `"single"` or `"cluster"`.
+    /// The shared Sentinel setup, as [`cluster`](Self::cluster) shares its cluster.
+    pub fn sentinel() -> Self {
+        Self::Sentinel(shared(&SENTINELS, RedisSentinels::start))
+    }
+
+    /// The same kind of deployment, for one test alone: for a test that pauses Redis, which
+    /// would hold up the other tests sharing a cluster or a Sentinel setup. Its sentinels wait
+    /// ten seconds before they count a primary as down, so a pause starts no failover.
+    pub fn alone(&self) -> Self {
+        match self {
+            Self::Single(_) => Self::single(),
+            Self::Cluster(_) => Self::Cluster(Arc::new(started(RedisCluster::start()))),
+            Self::Sentinel(_) => Self::Sentinel(Arc::new(started(
+                RedisSentinels::builder()
+                    .down_after(Duration::from_secs(10))
+                    .start(),
+            ))),
+        }
+    }
+
+    /// How many servers take writes: the cluster's primaries, or one.
+    pub fn primaries(&self) -> usize {
+        match self {
+            Self::Cluster(cluster) => cluster
+                .primaries()
+                .expect("the cluster names its primaries")
+                .len(),
+            _ => 1,
+        }
+    }
+
+    /// `"single"`, `"cluster"` or `"sentinel"`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Single(_) => "single",
             Self::Cluster(_) => "cluster",
+            Self::Sentinel(_) => "sentinel",
         }
     }
 
@@ -52,14 +87,24 @@ impl Deployment {
         match self {
             Self::Single(server) => builder.build_with_url(&server.url()),
             Self::Cluster(cluster) => builder.build_with_cluster(cluster.urls()),
+            Self::Sentinel(sentinels) => {
+                builder.build_with_sentinel(sentinels.sentinel_urls(), sentinels.master_name())
+            }
         }
         .expect("valid loopback URLs")
     }
 
-    /// A connection for inspecting the deployment from the test.
+    /// A connection for inspecting the deployment from the test (behind Sentinel, to the
+    /// primary now).
     pub async fn connection(&self) -> AnyConnection {
         match self {
             Self::Single(server) => AnyConnection::Node(server.connection().await),
+            Self::Sentinel(_) => AnyConnection::Node(
+                self.primary_client()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("the primary answers"),
+            ),
             Self::Cluster(cluster) => AnyConnection::Cluster(
                 redis::cluster::ClusterClient::new(cluster.urls())
                     .expect("valid loopback URLs")
@@ -70,16 +115,22 @@ impl Deployment {
         }
     }
 
-    /// A client per server (every node of a cluster).
+    /// A client per server (every node of a cluster, the primary and the replica behind
+    /// Sentinel).
     pub fn clients(&self) -> Vec<redis::Client> {
         match self {
             Self::Single(server) => vec![server.client()],
-            Self::Cluster(cluster) => cluster
-                .urls()
-                .into_iter()
-                .map(|url| redis::Client::open(url).expect("a valid loopback URL"))
-                .collect(),
+            Self::Sentinel(sentinels) => sentinels.servers().iter().map(client).collect(),
+            Self::Cluster(cluster) => cluster.nodes().iter().map(client).collect(),
         }
+    }
+
+    /// A client of the server the sentinels name as primary now.
+    fn primary_client(&self) -> redis::Client {
+        let Self::Sentinel(sentinels) = self else {
+            panic!("only a Sentinel setup has a primary to find");
+        };
+        client(&sentinels.servers()[sentinels.primary().expect("the sentinels name a primary")])
     }
 
     /// `MONITOR` on every server that takes clients' writes: the single server, or every
@@ -87,12 +138,12 @@ impl Deployment {
     pub async fn monitor(&self) -> Monitor {
         let primaries = match self {
             Self::Single(server) => vec![server.client()],
+            Self::Sentinel(_) => vec![self.primary_client()],
             Self::Cluster(cluster) => cluster
                 .primaries()
                 .expect("the cluster names its primaries")
                 .into_iter()
-                .map(|node| cluster.node(node).url())
-                .map(|url| redis::Client::open(url).expect("a valid loopback URL"))
+                .map(|node| client(cluster.node(node)))
                 .collect(),
         };
         Monitor::start_all(&primaries).await
@@ -123,21 +174,37 @@ pub fn unique_prefix() -> String {
     format!("test{}:", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+static CLUSTER: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
+static SENTINELS: Mutex<Weak<RedisSentinels>> = Mutex::new(Weak::new());
+
 /// The cluster of this test binary, shared by the tests running at the same time.
 fn shared_cluster() -> Arc<RedisCluster> {
-    static SHARED: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
-    let mut shared = SHARED
+    shared(&CLUSTER, RedisCluster::start)
+}
+
+/// What `slot` holds, or a new one from `start` when no test holds one now: a deployment lives
+/// as long as a test holds it, and is stopped when the last one lets go.
+fn shared<T>(
+    slot: &Mutex<Weak<T>>,
+    start: impl FnOnce() -> Result<T, local_redis::Error>,
+) -> Arc<T> {
+    let mut shared = slot
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(cluster) = shared.upgrade() {
-        return cluster;
+    if let Some(running) = shared.upgrade() {
+        return running;
     }
-    let cluster = Arc::new(
-        RedisCluster::start()
-            .unwrap_or_else(|err| panic!("{err}. `scripts/test` installs what it needs.")),
-    );
-    *shared = Arc::downgrade(&cluster);
-    cluster
+    let running = Arc::new(started(start()));
+    *shared = Arc::downgrade(&running);
+    running
+}
+
+fn started<T>(result: Result<T, local_redis::Error>) -> T {
+    result.unwrap_or_else(|err| panic!("{err}. `scripts/test` installs what it needs."))
+}
+
+fn client(server: &local_redis::RedisServer) -> redis::Client {
+    redis::Client::open(server.url()).expect("a valid loopback URL")
 }
 
 /// A connection to a single server or to a cluster, for inspecting either the same way.

@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod demo;
 pub mod deployment;
+pub mod failover;
 mod monitor;
 mod redis_server;
 mod relay;

@@ -1,24 +1,20 @@
 //! A primary of the cluster killed under a steady stream of logins, reads and writes: its
 //! replica takes over, the store follows it with no restart, sessions on the other shards
-//! never notice, and logins acknowledged with `WAIT` survive.
+//! never notice, and logins and writes acknowledged with `WAIT` survive. Then the whole
+//! cluster stopped and started again.
 //!
-//! Two stores share the cluster and the load: one plain, one whose writes wait for a replica
-//! (`min_replica_acks(1, ..)`). The test prints a table; `--nocapture` shows it.
+//! The failover test prints a table; `--nocapture` shows it.
 
 use std::{
-    cell::RefCell,
     collections::BTreeMap,
     time::{Duration, Instant},
 };
 
-use actix_web::{
-    cookie::{Cookie, Key},
-    http::Method,
-};
+use actix_web::{cookie::Key, http::Method};
 use futures_util::future::join_all;
-use integration_tests::session_app::{
-    Gate, MiddlewareMode, TestApp, get_entry, redis_key, send, session_cookie, session_key_in,
-    tracked_app,
+use integration_tests::{
+    failover::{Load, Record, Side},
+    session_app::{Gate, MiddlewareMode, get_entry, send, session_cookie, tracked_app},
 };
 use local_redis::RedisCluster;
 use session_store::RedisSessionStore;
@@ -28,98 +24,6 @@ const BEFORE: Duration = Duration::from_secs(3);
 const AFTER: Duration = Duration::from_secs(10);
 /// The cluster's node timeout: how long a primary may not answer before it counts as failing.
 const NODE_TIMEOUT: Duration = Duration::from_millis(1000);
-
-/// One of the two stores under load.
-struct Side<A> {
-    app: A,
-    prefix: &'static str,
-    durable: bool,
-}
-
-/// A session a login acknowledged.
-struct Acked {
-    cookie: Cookie<'static>,
-    durable: bool,
-    before_stop: bool,
-}
-
-/// One request: when it was sent, what it was for, how it ended.
-struct Record {
-    sent: Instant,
-    status: u16,
-    /// The Redis key of the session it used; `None` for a login that failed (its session was
-    /// never made, so it has no shard).
-    redis_key: Option<String>,
-}
-
-struct Run {
-    key: Key,
-    stopped: RefCell<Option<Instant>>,
-    records: RefCell<Vec<Record>>,
-    acked: RefCell<Vec<Acked>>,
-}
-
-impl Run {
-    async fn log_in<A: TestApp>(&self, side: &Side<A>) -> Option<(Cookie<'static>, String)> {
-        let sent = Instant::now();
-        let response = send(&side.app, Method::POST, "/set/user/alice", None).await;
-        let status = response.status().as_u16();
-        let session = (status == 200).then(|| {
-            let cookie = session_cookie(&response).expect("a session cookie");
-            let redis_key = redis_key(side.prefix, &session_key_in(&cookie, &self.key));
-            (cookie, redis_key)
-        });
-        self.records.borrow_mut().push(Record {
-            sent,
-            status,
-            redis_key: session.as_ref().map(|(_, key)| key.clone()),
-        });
-        if let Some((cookie, _)) = &session {
-            self.acked.borrow_mut().push(Acked {
-                cookie: cookie.clone(),
-                durable: side.durable,
-                before_stop: self.stopped.borrow().is_none(),
-            });
-        }
-        session
-    }
-
-    async fn client<A: TestApp>(&self, number: usize, side: &Side<A>, until: Instant) {
-        let mut session = None;
-        let mut step = number;
-        while Instant::now() < until {
-            step += 1;
-            let Some((cookie, redis_key)) = &session else {
-                session = self.log_in(side).await;
-                if session.is_none() {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                continue;
-            };
-            let (method, path) = match step % 20 {
-                0 => {
-                    session = None;
-                    continue;
-                }
-                n if n % 4 == 0 => (Method::POST, format!("/set/step/{step}")),
-                _ => (Method::GET, "/get/user".to_owned()),
-            };
-            let sent = Instant::now();
-            let status = send(&side.app, method, &path, Some(cookie))
-                .await
-                .status()
-                .as_u16();
-            self.records.borrow_mut().push(Record {
-                sent,
-                status,
-                redis_key: Some(redis_key.clone()),
-            });
-            if status == 503 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
 
 /// The hash slot of `key` (no hash tags in the store's keys).
 fn slot(key: &str) -> u16 {
@@ -155,131 +59,122 @@ async fn a_killed_primary_is_replaced_and_only_its_shard_waits() {
         prefix: "durable:",
         durable: true,
     };
-    let run = Run {
-        key: key.clone(),
-        stopped: RefCell::new(None),
-        records: RefCell::default(),
-        acked: RefCell::default(),
-    };
+    let load = Load::new(key.clone());
 
-    // The victim: the primary of the shard that holds the first session.
-    let (_, first) = run.log_in(&plain).await.expect("a login");
+    // The victim: the primary of the shard that holds a first session.
+    let first = send(&plain.app, Method::POST, "/set/user/alice", None).await;
+    let first = session_cookie(&first).expect("a login");
+    let first = integration_tests::session_app::redis_key(
+        "plain:",
+        &integration_tests::session_app::session_key_in(&first, &key),
+    );
     let victim = cluster.primary_for_key(&first).expect("a primary");
     let victim_ranges = ranges_of(&cluster, victim).await;
     assert!(!victim_ranges.is_empty(), "the victim serves slots");
 
-    let started = Instant::now();
-    let until = started + BEFORE + AFTER;
+    let until = Instant::now() + BEFORE + AFTER;
     let clients = join_all((0..CLIENTS).map(|number| {
-        let run = &run;
-        let (plain, durable) = (&plain, &durable);
+        let (load, plain, durable) = (&load, &plain, &durable);
         async move {
             if number % 2 == 0 {
-                run.client(number, plain, until).await;
+                load.client(number, plain, until).await;
             } else {
-                run.client(number, durable, until).await;
+                load.client(number, durable, until).await;
             }
         }
     }));
+    let mut stopped = None;
     let fault = async {
         tokio::time::sleep(BEFORE).await;
         cluster.stop(victim);
-        *run.stopped.borrow_mut() = Some(Instant::now());
+        stopped = Some(Instant::now());
     };
     futures_util::join!(clients, fault);
-    let stopped = run.stopped.borrow().expect("the primary was stopped");
+    let stopped = stopped.expect("the primary was stopped");
+    let checked = load.check(&plain, &durable).await;
+    let records = load.take_records();
 
-    // Every acknowledged session reads back through its app.
-    let mut missing = BTreeMap::<(bool, bool), (usize, usize)>::new();
-    for acked in run.acked.take() {
-        let app_holds = match acked.durable {
-            false => get_entry(&plain.app, "user", Some(&acked.cookie)).await,
-            true => get_entry(&durable.app, "user", Some(&acked.cookie)).await,
-        } == "alice";
-        let tally = missing
-            .entry((acked.durable, acked.before_stop))
-            .or_default();
-        tally.0 += 1;
-        tally.1 += usize::from(!app_holds);
-    }
-
-    let on_victim = |record: &Record| {
-        record.redis_key.as_deref().map(|key| {
-            let slot = slot(key);
-            victim_ranges
-                .iter()
-                .any(|(first, last)| (*first..=*last).contains(&slot))
-        })
+    let on_victim = |key: &str| {
+        let slot = slot(key);
+        victim_ranges
+            .iter()
+            .any(|(first, last)| (*first..=*last).contains(&slot))
     };
-    let records = run.records.borrow();
-    let phase = |record: &Record| -> &'static str {
-        if record.sent < stopped {
+    let shard = |record: &Record| match record.redis_key.as_deref() {
+        Some(key) if on_victim(key) => "failed shard",
+        Some(_) => "other shards",
+        None => "failed logins",
+    };
+    let phase = |sent: Instant| -> &'static str {
+        if sent < stopped {
             "before"
-        } else if record.sent < stopped + Duration::from_secs(5) {
+        } else if sent < stopped + Duration::from_secs(5) {
             "first 5 s after"
         } else {
             "after"
         }
     };
     let mut table = BTreeMap::<(&str, &str), (usize, usize)>::new();
-    for record in records.iter() {
-        let shard = match on_victim(record) {
-            Some(true) => "failed shard",
-            Some(false) => "other shards",
-            None => "failed logins",
-        };
-        let entry = table.entry((phase(record), shard)).or_default();
+    for record in &records {
+        let entry = table
+            .entry((phase(record.sent), shard(record)))
+            .or_default();
         entry.0 += 1;
         entry.1 += usize::from(record.status != 200);
     }
-    let victim_failures: Vec<Instant> = records
-        .iter()
-        .filter(|record| on_victim(record) == Some(true) && record.status != 200)
+    let failed = |wanted: &'static str| {
+        records
+            .iter()
+            .filter(move |r| shard(r) == wanted && r.status != 200)
+    };
+    let unavailable_for = failed("failed shard")
         .map(|record| record.sent)
-        .collect();
-    let unavailable_for = victim_failures
-        .iter()
         .max()
         .map_or(Duration::ZERO, |last| last.duration_since(stopped));
-    let other_failures = records
+    let other_failures = failed("other shards").count();
+    let statuses = records
         .iter()
-        .filter(|record| on_victim(record) == Some(false) && record.status != 200)
-        .count();
-    let statuses: BTreeMap<u16, usize> = records.iter().fold(BTreeMap::new(), |mut all, r| {
-        *all.entry(r.status).or_default() += 1;
-        all
-    });
+        .fold(BTreeMap::<u16, usize>::new(), |mut all, r| {
+            *all.entry(r.status).or_default() += 1;
+            all
+        });
+    let mut lost = BTreeMap::<(bool, &str), (usize, usize, usize)>::new();
+    for (session, login_lost, write_lost) in &checked {
+        let entry = lost
+            .entry((session.durable, phase(session.acknowledged)))
+            .or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(*login_lost);
+        entry.2 += usize::from(*write_lost && !login_lost);
+    }
 
     println!(
-        "\ncluster failover: {CLIENTS} clients, node timeout {NODE_TIMEOUT:?}, primary killed at {BEFORE:?}"
+        "\ncluster failover: {CLIENTS} clients, node timeout {NODE_TIMEOUT:?}, a primary killed after {BEFORE:?}"
     );
     println!(
-        "{:<16} {:<14} {:>9} {:>9} {:>9}",
+        "{:<16} {:<14} {:>9} {:>7} {:>7}",
         "phase", "sessions on", "requests", "failed", "req/s"
     );
     for ((phase, shard), (count, failed)) in &table {
         let seconds = match *phase {
-            "before" => BEFORE.as_secs_f64(),
-            "first 5 s after" => 5.0,
-            _ => (AFTER - Duration::from_secs(5)).as_secs_f64(),
+            "before" => BEFORE,
+            "first 5 s after" => Duration::from_secs(5),
+            _ => AFTER - Duration::from_secs(5),
         };
-        println!(
-            "{phase:<16} {shard:<14} {count:>9} {failed:>9} {:>9.0}",
-            *count as f64 / seconds
-        );
+        let rate = *count as f64 / seconds.as_secs_f64();
+        println!("{phase:<16} {shard:<14} {count:>9} {failed:>7} {rate:>7.0}");
     }
     println!("statuses: {statuses:?}");
-    println!("requests of the failed shard answered 503 until {unavailable_for:?} after the kill");
+    println!("the failed shard's sessions got 503s until {unavailable_for:?} after the kill");
     println!("failures of sessions on other shards: {other_failures}");
-    for ((durable, before_stop), (count, lost)) in &missing {
+    for ((durable, phase), (count, logins, writes)) in &lost {
+        let wait = if *durable {
+            "with WAIT 1"
+        } else {
+            "without WAIT"
+        };
         println!(
-            "acknowledged {} the kill, {}: {count} sessions, {lost} missing after it",
-            if *before_stop { "before" } else { "after" },
-            if *durable {
-                "with WAIT 1"
-            } else {
-                "without WAIT"
-            },
+            "logins acknowledged {phase} the kill, {wait}: {count}; missing after: {logins} logins, {writes} last writes"
         );
     }
 
@@ -287,31 +182,31 @@ async fn a_killed_primary_is_replaced_and_only_its_shard_waits() {
         statuses.keys().all(|status| [200, 503].contains(status)),
         "{statuses:?}"
     );
-    assert!(!victim_failures.is_empty(), "the failover went unseen");
-    // The replica counts its primary as failing after the node timeout, waits up to a second
-    // before asking for votes (500 ms plus up to 500 ms at random), and wins within another
-    // node timeout; redis-rs then finds the new primary on its next retry. Twice that, with
-    // room for a busy machine: 3 × node timeout + 3 s.
+    assert!(unavailable_for > Duration::ZERO, "the failover went unseen");
+    // The replica counts its primary as failing after the node timeout, waits 0.5 to 1 s
+    // before asking for votes, and wins within another node timeout; redis-rs finds the new
+    // primary on its next retry. With room for a busy machine: 3 × node timeout + 3 s.
     assert!(
         unavailable_for < NODE_TIMEOUT * 3 + Duration::from_secs(3),
         "the failed shard was unavailable for {unavailable_for:?}"
     );
     assert_eq!(other_failures, 0, "sessions on other shards failed");
-    let durable_lost: usize = missing
+    let durable_lost: usize = lost
         .iter()
         .filter(|((durable, _), _)| *durable)
-        .map(|(_, (_, lost))| lost)
+        .map(|(_, (_, logins, writes))| logins + writes)
         .sum();
-    assert_eq!(durable_lost, 0, "logins acknowledged with WAIT were lost");
-    let after = table
-        .iter()
-        .filter(|((phase, shard), _)| *phase == "after" && *shard != "failed logins")
-        .map(|(_, (count, failed))| (count, failed));
-    for (count, failed) in after {
-        assert!(
-            *count > 0 && *failed == 0,
-            "requests still failing after recovery"
-        );
+    assert_eq!(
+        durable_lost, 0,
+        "logins or writes acknowledged with WAIT were lost"
+    );
+    for ((phase, shard), (count, failed)) in &table {
+        if *phase == "after" && *shard != "failed logins" {
+            assert!(
+                *count > 0 && *failed == 0,
+                "{shard}: {failed} of {count} failed after recovery"
+            );
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::{future::Future, time::Duration};
 
-use deadpool::managed::Timeouts;
+use deadpool::managed::{Object, Timeouts};
 use redis::{
     Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisResult, ServerErrorKind, Value,
 };
@@ -15,7 +15,7 @@ use crate::{
     config::{Config, ReplicaAcks},
     connection::{Outcome, SharedConnection},
     key::RedisKey,
-    pool::Pool,
+    pool::{Manager, Pool},
     scripts::LuaScript,
 };
 
@@ -70,7 +70,7 @@ impl Backend {
     /// replicas have it, and fails as unavailable ([`StoreError::NotReplicated`]) otherwise
     /// (the primary has it all the same).
     pub(crate) async fn write<T: FromRedisValue>(&self, pipe: Pipeline) -> Result<T, StoreError> {
-        let mut connection = self.connection().await?;
+        let (_held, mut connection) = self.write_connection().await?;
         self.write_on(&mut connection, pipe).await
     }
 
@@ -95,7 +95,7 @@ impl Backend {
             pipe.add_command(cmd);
             pipe
         };
-        let mut connection = self.connection().await?;
+        let (_held, mut connection) = self.write_connection().await?;
         let first = self
             .write_on(&mut connection, call(script.evalsha(key)))
             .await;
@@ -140,6 +140,21 @@ impl Backend {
     /// other requests share it meanwhile.
     async fn connection(&self) -> Result<SharedConnection, StoreError> {
         Ok(self.pool.timeout_get(&self.pool_timeouts).await?.share())
+    }
+
+    /// A handle on a pooled connection for a write, and, when writes wait for replicas, the
+    /// connection itself, held until the write is done: `WAIT` blocks its connection until
+    /// the replicas answer, and no other request may queue behind it (while a shard has no
+    /// replica, every `WAIT` takes its whole timeout).
+    async fn write_connection(
+        &self,
+    ) -> Result<(Option<Object<Manager>>, SharedConnection), StoreError> {
+        if self.replica_acks.is_none() {
+            return Ok((None, self.connection().await?));
+        }
+        let held = self.pool.timeout_get(&self.pool_timeouts).await?;
+        let connection = held.share();
+        Ok((Some(held), connection))
     }
 
     /// One request on `connection`, bounded by the command timeout; the connection learns how

@@ -9,7 +9,10 @@
 //! first use after a failure.
 
 use std::{
-    sync::{Arc, Mutex, OnceLock, PoisonError},
+    sync::{
+        Arc, Mutex, OnceLock, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -27,8 +30,10 @@ const RECONNECT_AFTER: Duration = Duration::from_millis(500);
 pub(crate) struct Sentinels {
     client: Arc<tokio::sync::Mutex<SentinelClient>>,
     master_name: String,
-    /// `host:port` of the primary the sentinels announced last.
+    /// `host:port` of the primary the sentinels named last.
     primary: Arc<Mutex<Option<String>>>,
+    /// How many switches the watch has heard of.
+    switches: Arc<AtomicU64>,
     watching: OnceLock<()>,
 }
 
@@ -60,25 +65,34 @@ impl Sentinels {
             client: Arc::new(tokio::sync::Mutex::new(client)),
             master_name: master_name.to_owned(),
             primary: Arc::default(),
+            switches: Arc::default(),
             watching: OnceLock::new(),
         }
     }
 
     /// A connection to the primary the sentinels name now (redis-rs checks its `ROLE`), and
     /// its address. Starts the watch on the first call.
+    ///
+    /// An answer the sentinels gave before a switch the watch heard of meanwhile is stale: the
+    /// sentinels are asked again.
     pub(crate) async fn connect(
         &self,
         config: &AsyncConnectionConfig,
     ) -> RedisResult<(MultiplexedConnection, String)> {
         self.watch();
-        let client = self.client.lock().await.async_get_client().await?;
-        let address = client.get_connection_info().addr().to_string();
-        let connection = client
-            .get_multiplexed_async_connection_with_config(config)
-            .await?;
-        // What the sentinels answered now is at least as fresh as what the watch heard.
-        *self.primary.lock().unwrap_or_else(PoisonError::into_inner) = Some(address.clone());
-        Ok((connection, address))
+        loop {
+            let switches = self.switches.load(Ordering::Acquire);
+            let client = self.client.lock().await.async_get_client().await?;
+            let address = client.get_connection_info().addr().to_string();
+            let connection = client
+                .get_multiplexed_async_connection_with_config(config)
+                .await?;
+            let mut primary = self.primary.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.switches.load(Ordering::Acquire) == switches {
+                *primary = Some(address.clone());
+                return Ok((connection, address));
+            }
+        }
     }
 
     /// Whether the sentinels still name the server at `address` as primary, as far as the
@@ -98,6 +112,7 @@ impl Sentinels {
                 Arc::clone(&self.client),
                 self.master_name.clone(),
                 Arc::clone(&self.primary),
+                Arc::clone(&self.switches),
             ));
         });
     }
@@ -109,6 +124,7 @@ async fn watch(
     client: Arc<tokio::sync::Mutex<SentinelClient>>,
     master_name: String,
     primary: Arc<Mutex<Option<String>>>,
+    switches: Arc<AtomicU64>,
 ) {
     loop {
         let sentinel = client.lock().await.async_get_sentinel_client().await;
@@ -123,7 +139,9 @@ async fn watch(
                 };
                 if let Some(new) = switched_to(&payload, &master_name) {
                     tracing::warn!(primary = %new, "Sentinel failover: a new primary");
-                    *primary.lock().unwrap_or_else(PoisonError::into_inner) = Some(new);
+                    let mut primary = primary.lock().unwrap_or_else(PoisonError::into_inner);
+                    switches.fetch_add(1, Ordering::AcqRel);
+                    *primary = Some(new);
                 }
             }
         }

@@ -32,7 +32,7 @@ pub struct Side<A> {
 }
 
 /// One request: when it was sent, for which session, how it ended.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Record {
     /// When it was sent.
     pub sent: Instant,
@@ -41,6 +41,8 @@ pub struct Record {
     /// The Redis key of the session it used; `None` for a login that failed (its session was
     /// never made).
     pub redis_key: Option<String>,
+    /// Whether it went to the side whose writes wait for a replica.
+    pub durable: bool,
 }
 
 /// A session a login acknowledged, and the writes to it.
@@ -52,9 +54,9 @@ pub struct Session {
     pub redis_key: String,
     /// Whether its store waits for a replica.
     pub durable: bool,
-    /// When its login was acknowledged.
-    pub acknowledged: Instant,
-    /// The last value of its `step` entry acknowledged, and when.
+    /// When the login was sent that was acknowledged.
+    pub login_sent: Instant,
+    /// The last value of its `step` entry acknowledged, and when it was sent.
     pub last_write: Option<(u64, Instant)>,
     /// Values written since without an acknowledgement (which may or may not have landed).
     pub unacknowledged: Vec<u64>,
@@ -110,10 +112,11 @@ impl Load {
                 sent,
                 status,
                 redis_key: Some(current.redis_key.clone()),
+                durable: side.durable,
             });
             match (write, status) {
                 (true, 200) => {
-                    current.last_write = Some((step, Instant::now()));
+                    current.last_write = Some((step, sent));
                     current.unacknowledged.clear();
                 }
                 (true, _) => current.unacknowledged.push(step),
@@ -137,7 +140,7 @@ impl Load {
                 cookie,
                 redis_key,
                 durable: side.durable,
-                acknowledged: Instant::now(),
+                login_sent: sent,
                 last_write: None,
                 unacknowledged: Vec::new(),
             }
@@ -146,6 +149,7 @@ impl Load {
             sent,
             status,
             redis_key: session.as_ref().map(|session| session.redis_key.clone()),
+            durable: side.durable,
         });
         session
     }

@@ -285,7 +285,7 @@ pub async fn bare_app(
     key: &Key,
     mode: MiddlewareMode,
     gate: Gate,
-) -> impl TestApp {
+) -> impl TestApp + use<> {
     session_app(middleware(store, key, mode), gate, false).await
 }
 
@@ -295,7 +295,7 @@ pub async fn tracked_app(
     key: &Key,
     mode: MiddlewareMode,
     gate: Gate,
-) -> impl TestApp {
+) -> impl TestApp + use<> {
     session_app(middleware(store, key, mode), gate, true).await
 }
 
@@ -304,7 +304,7 @@ async fn session_app(
     session: SessionMiddleware<RedisSessionStore>,
     gate: Gate,
     tracked: bool,
-) -> impl TestApp {
+) -> impl TestApp + use<> {
     actix_web::test::init_service(
         actix_web::App::new()
             .wrap(Condition::new(tracked, TrackChanges::new(session.clone())))
@@ -317,7 +317,7 @@ async fn session_app(
 
 /// The usual test service: [`tracked_app`] with encrypted cookies and a gate that nobody
 /// waits at.
-pub async fn app(store: RedisSessionStore, key: &Key) -> impl TestApp {
+pub async fn app(store: RedisSessionStore, key: &Key) -> impl TestApp + use<> {
     tracked_app(
         store,
         key,

@@ -141,7 +141,7 @@ async fn a_killed_primary_is_replaced_and_only_its_shard_waits() {
     let mut lost = BTreeMap::<(bool, &str), (usize, usize, usize)>::new();
     for (session, login_lost, write_lost) in &checked {
         let entry = lost
-            .entry((session.durable, phase(session.acknowledged)))
+            .entry((session.durable, phase(session.login_sent)))
             .or_default();
         entry.0 += 1;
         entry.1 += usize::from(*login_lost);

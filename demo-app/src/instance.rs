@@ -1,12 +1,21 @@
 //! One demo instance: an actix-web server with the session middleware, the pages and the API.
 
+use std::num::NonZeroUsize;
+
 use actix_session::{SessionMiddleware, config::CookieContentSecurity};
 use actix_web::{App, HttpServer, cookie::Key, web};
 use anyhow::Context as _;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use session_store::{RedisSessionStore, TrackChanges, WhenUnavailable};
 
-use crate::{accounts::Accounts, api, cli::ServeArgs, pages, state::AppState};
+use crate::{
+    accounts::Accounts,
+    api,
+    cli::ServeArgs,
+    hashing::{self, HashingPool},
+    pages,
+    state::AppState,
+};
 
 /// The session cookie's name on plain-HTTP localhost.
 pub const SESSION_COOKIE: &str = "session";
@@ -60,6 +69,21 @@ pub fn generate_cookie_key() -> String {
     STANDARD.encode(Key::generate().master())
 }
 
+/// The password-hashing threads and their queue, as the settings ask or by default.
+fn start_hashing(
+    threads: Option<NonZeroUsize>,
+    queue: Option<usize>,
+) -> anyhow::Result<HashingPool> {
+    let pool = HashingPool::start(threads.unwrap_or_else(hashing::default_threads), queue)
+        .context("cannot start the password-hashing threads")?;
+    tracing::info!(
+        threads = pool.threads(),
+        queue = pool.queue(),
+        "password hashing"
+    );
+    Ok(pool)
+}
+
 /// Runs one instance until it is stopped.
 ///
 /// # Errors
@@ -101,6 +125,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         port: args.port,
         peers,
         accounts,
+        hashing: start_hashing(args.common.hash_threads, args.common.login_queue)?,
         store: store.clone(),
     });
     let secure = !args.plain_http;

@@ -10,7 +10,12 @@ use actix_web::{
 use askama::Template;
 use serde::Deserialize;
 
-use crate::{csrf, state::AppState, user};
+use crate::{
+    csrf,
+    hashing::{Busy, RETRY_AFTER_SECS},
+    state::AppState,
+    user,
+};
 
 /// What the layout shows on every page.
 struct PageContext {
@@ -152,26 +157,45 @@ async fn login(
 ) -> actix_web::Result<HttpResponse> {
     csrf::check(&session, &form.csrf)?;
     let form = form.into_inner();
-    if state
+    let verified = state
         .accounts
-        .verify_off_thread(&form.username, &form.password)
-        .await?
-    {
-        user::sign_in(&session, &form.username)?;
-        tracing::info!(user = %form.username, "signed in");
-        return Ok(see_other("/"));
-    }
-    tracing::info!("failed login");
+        .verify(&state.hashing, &form.username, &form.password)
+        .await;
+    let (error, status) = match verified {
+        Ok(true) => {
+            user::sign_in(&session, &form.username)?;
+            tracing::info!(user = %form.username, "signed in");
+            return Ok(see_other("/"));
+        }
+        Ok(false) => {
+            tracing::info!("failed login");
+            (
+                "Unknown username or wrong password.",
+                StatusCode::UNAUTHORIZED,
+            )
+        }
+        Err(Busy) => (
+            "Too many people are logging in right now: try again in a moment.",
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    };
     let mut page = PageContext::new(&req, &state, &session)?;
     page.csrf = csrf::token(&session)?;
-    render(
+    let mut response = render(
         &LoginPage {
             page,
             username: form.username,
-            error: Some("Unknown username or wrong password.".to_owned()),
+            error: Some(error.to_owned()),
         },
-        StatusCode::UNAUTHORIZED,
-    )
+        status,
+    )?;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    Ok(response)
 }
 
 async fn profile(

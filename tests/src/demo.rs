@@ -127,6 +127,28 @@ impl Demo {
         format!("http://127.0.0.1:{}{path}", self.ports[index])
     }
 
+    /// The process id of instance `index`, from the launcher's banner.
+    pub fn pid(&self, index: usize) -> u32 {
+        let address = format!("{}  (pid ", self.url(index, "/"));
+        // The banner's lines can trail the line the launch waited for by a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pid = self.output().iter().find_map(|line| {
+                let (_, rest) = line.split_once(&address)?;
+                rest.strip_suffix(')')?.parse().ok()
+            });
+            if let Some(pid) = pid {
+                return pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no pid for instance {index} in the banner:\n{}",
+                self.output().join("\n")
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Everything the launcher printed so far.
     pub fn output(&self) -> Vec<String> {
         self.output.lock().expect("lock").clone()

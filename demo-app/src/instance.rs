@@ -12,6 +12,7 @@ use crate::{
     accounts::Accounts,
     api,
     cli::ServeArgs,
+    csrf::VisitorTokens,
     hashing::{self, HashingPool},
     pages,
     state::AppState,
@@ -24,6 +25,13 @@ pub const SESSION_COOKIE: &str = "session";
 /// only if it is `Secure`, has `Path=/` and no `Domain`, so a sibling subdomain or a plain-HTTP
 /// page cannot plant or overwrite it (no fixation through cookie injection).
 pub const SECURE_SESSION_COOKIE: &str = "__Host-session";
+
+/// The cookie that carries the login form's token for a visitor without a session, on
+/// plain-HTTP localhost (see `csrf/visitor.rs`).
+pub const LOGIN_CSRF_COOKIE: &str = "login-csrf";
+
+/// The login form's cookie when cookies are `Secure`, `__Host-` prefixed like the session's.
+pub const SECURE_LOGIN_CSRF_COOKIE: &str = "__Host-login-csrf";
 
 /// Registers every route of the demo.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -121,14 +129,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         args.peers.clone()
     };
+    let secure = !args.plain_http;
     let state = web::Data::new(AppState {
         port: args.port,
         peers,
         accounts,
         hashing: start_hashing(args.common.hash_threads, args.common.login_queue)?,
         store: store.clone(),
+        visitor_tokens: VisitorTokens::new(key.clone(), secure),
     });
-    let secure = !args.plain_http;
 
     let server = HttpServer::new(move || {
         App::new()

@@ -2,7 +2,7 @@
 
 use session_store::RedisSessionStore;
 
-use crate::{accounts::Accounts, hashing::HashingPool};
+use crate::{accounts::Accounts, csrf::VisitorTokens, hashing::HashingPool};
 
 /// One instance's view of the demo.
 #[derive(Debug, Clone)]
@@ -17,4 +17,6 @@ pub struct AppState {
     pub hashing: HashingPool,
     /// The session store, for the health check.
     pub store: RedisSessionStore,
+    /// The login form's tokens, which need no session.
+    pub(crate) visitor_tokens: VisitorTokens,
 }

@@ -176,8 +176,14 @@ fn anonymous_pages_create_no_session() {
     }
     let login_page = api.send("GET", &demo.url(0, "/login"), None, NO_BODY);
     assert!(
-        login_page.cookie.is_some(),
-        "the login form needs a session for its CSRF token"
+        login_page.cookie.is_none(),
+        "the login form made a session: {login_page:?}"
+    );
+    assert!(
+        login_page
+            .cookie_named(demo_app::instance::LOGIN_CSRF_COOKIE)
+            .is_some(),
+        "the login form's token travels in a cookie of its own: {login_page:?}"
     );
 }
 

@@ -1,11 +1,13 @@
-//! The demo's user accounts: usernames with argon2 password hashes.
+//! The demo's user accounts: usernames with argon2 password hashes, checked on the
+//! [`HashingPool`].
 
-use std::{collections::HashMap, path::Path, sync::LazyLock};
-
-use argon2::{
-    Argon2,
-    password_hash::{PasswordHasher as _, PasswordVerifier as _, phc::PasswordHash},
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, LazyLock},
 };
+
+use crate::hashing::{Busy, Hasher, HashingPool, StoredHash};
 
 /// The built-in accounts, `alice` / `alice-password` and `bob` / `bob-password`, as stored
 /// hashes (made with `demo-app hash-password`).
@@ -13,15 +15,7 @@ const DEMO_ACCOUNTS: &str = include_str!("../accounts.txt");
 
 /// A hash to verify against when the username is unknown, so that a wrong username takes as
 /// long as a wrong password and does not reveal which accounts exist.
-static DECOY_HASH: LazyLock<String> = LazyLock::new(|| {
-    let mut password = [0u8; 32];
-    rand::fill(&mut password);
-    hash_password(&base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        password,
-    ))
-    .expect("hashing with default parameters succeeds")
-});
+static DECOY_HASH: LazyLock<StoredHash> = LazyLock::new(StoredHash::decoy);
 
 /// Why an accounts file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -46,16 +40,16 @@ pub enum AccountsError {
 }
 
 /// Usernames and their password hashes.
+///
+/// Cloning shares them.
 #[derive(Debug, Clone)]
 pub struct Accounts {
-    hashes: HashMap<String, String>,
+    hashes: Arc<HashMap<String, StoredHash>>,
 }
 
 impl Accounts {
     /// The built-in demo accounts.
     pub fn demo() -> Self {
-        // Made now, so that the first unknown username does not pay for it.
-        LazyLock::force(&DECOY_HASH);
         Self::parse(DEMO_ACCOUNTS).expect("the built-in accounts file is well formed")
     }
 
@@ -68,9 +62,11 @@ impl Accounts {
             path: path.display().to_string(),
             source,
         })?;
-        let mut accounts = Self::demo();
-        accounts.hashes.extend(Self::parse(&text)?.hashes);
-        Ok(accounts)
+        let mut hashes = HashMap::clone(&Self::demo().hashes);
+        hashes.extend(HashMap::clone(&Self::parse(&text)?.hashes));
+        Ok(Self {
+            hashes: Arc::new(hashes),
+        })
     }
 
     /// Parses lines of `username:hash`; blank lines and `#` comments are skipped.
@@ -86,53 +82,44 @@ impl Accounts {
             }
             let malformed = AccountsError::Malformed { line: index + 1 };
             let (user, hash) = line.split_once(':').ok_or(malformed)?;
-            if user.is_empty() || PasswordHash::new(hash).is_err() {
-                return Err(AccountsError::Malformed { line: index + 1 });
-            }
-            hashes.insert(user.to_owned(), hash.to_owned());
+            match hash.parse() {
+                Ok(hash) if !user.is_empty() => hashes.insert(user.to_owned(), hash),
+                _ => return Err(AccountsError::Malformed { line: index + 1 }),
+            };
         }
-        Ok(Self { hashes })
+        Ok(Self {
+            hashes: Arc::new(hashes),
+        })
     }
 
-    /// [`verify`](Self::verify) on actix's blocking-task pool: a hash takes tens of
-    /// milliseconds of CPU, which must not stall the other requests of a worker.
+    /// Whether `password` is `username`'s, checked on one of `pool`'s threads: a hash takes
+    /// tens of milliseconds of CPU and 19 MiB of memory, which must neither stall the other
+    /// requests of a worker nor be spent once per waiting login.
     ///
     /// # Errors
-    /// When the blocking pool is gone (the server is shutting down).
-    pub async fn verify_off_thread(
+    /// [`Busy`] at once when the pool's queue is full.
+    pub async fn verify(
         &self,
+        pool: &HashingPool,
         username: &str,
         password: &str,
-    ) -> actix_web::Result<bool> {
+    ) -> Result<bool, Busy> {
         let (accounts, username, password) =
             (self.clone(), username.to_owned(), password.to_owned());
-        Ok(actix_web::web::block(move || accounts.verify(&username, &password)).await?)
+        pool.run(move |hasher| accounts.verify_with(hasher, &username, &password))
+            .await
     }
 
-    /// Whether `password` is `username`'s. Takes the same time whether or not the user exists.
-    pub fn verify(&self, username: &str, password: &str) -> bool {
+    /// Whether `password` is `username`'s, hashed with `hasher`'s memory. Takes the same time
+    /// whether or not the user exists.
+    pub fn verify_with(&self, hasher: &mut Hasher, username: &str, password: &str) -> bool {
         let (hash, known) = match self.hashes.get(username) {
-            Some(hash) => (hash.as_str(), true),
-            None => (DECOY_HASH.as_str(), false),
+            Some(hash) => (hash, true),
+            None => (&*DECOY_HASH, false),
         };
-        let Ok(hash) = PasswordHash::new(hash) else {
-            return false;
-        };
-        let matches = Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok();
+        let matches = hasher.verify(hash, password.as_bytes());
         known && matches
     }
-}
-
-/// An argon2id hash of `password` with a fresh salt, as a PHC string.
-///
-/// # Errors
-/// When hashing fails (it does not with the default parameters).
-pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    Ok(Argon2::default()
-        .hash_password(password.as_bytes())?
-        .to_string())
 }
 
 #[cfg(test)]
@@ -142,10 +129,11 @@ mod tests {
     #[test]
     fn demo_accounts_accept_their_passwords_only() {
         let accounts = Accounts::demo();
-        assert!(accounts.verify("alice", "alice-password"));
-        assert!(accounts.verify("bob", "bob-password"));
-        assert!(!accounts.verify("alice", "bob-password"));
-        assert!(!accounts.verify("mallory", "alice-password"));
+        let mut hasher = Hasher::new();
+        assert!(accounts.verify_with(&mut hasher, "alice", "alice-password"));
+        assert!(accounts.verify_with(&mut hasher, "bob", "bob-password"));
+        assert!(!accounts.verify_with(&mut hasher, "alice", "bob-password"));
+        assert!(!accounts.verify_with(&mut hasher, "mallory", "alice-password"));
     }
 
     #[test]
@@ -159,8 +147,20 @@ mod tests {
 
     #[test]
     fn hashes_verify() {
-        let hash = hash_password("s3cret").expect("hash");
+        let hash = Hasher::new().hash(b"s3cret").expect("hash");
         let accounts = Accounts::parse(&format!("carol:{hash}")).expect("parse");
-        assert!(accounts.verify("carol", "s3cret"));
+        assert!(accounts.verify_with(&mut Hasher::new(), "carol", "s3cret"));
+    }
+
+    #[test]
+    fn the_pool_checks_passwords() {
+        let pool = HashingPool::start(std::num::NonZeroUsize::MIN, Some(4)).expect("a thread");
+        let accounts = Accounts::demo();
+        actix_web::rt::System::new().block_on(async {
+            let right = accounts.verify(&pool, "alice", "alice-password").await;
+            assert!(right.is_ok_and(|ok| ok));
+            let unknown = accounts.verify(&pool, "mallory", "alice-password").await;
+            assert!(unknown.is_ok_and(|ok| !ok));
+        });
     }
 }

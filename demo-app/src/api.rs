@@ -1,10 +1,10 @@
 //! The JSON API for scripts and tests, and the health check.
 
 use actix_session::Session;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, http::header, web};
 use serde::{Deserialize, Serialize};
 
-use crate::{state::AppState, user};
+use crate::{hashing, state::AppState, user};
 
 /// Registers the API routes and `/healthz`.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -50,11 +50,14 @@ async fn login(
     credentials: web::Json<Credentials>,
 ) -> actix_web::Result<HttpResponse> {
     let Credentials { username, password } = credentials.into_inner();
-    if !state
+    let verified = state
         .accounts
-        .verify_off_thread(&username, &password)
-        .await?
-    {
+        .verify(&state.hashing, &username, &password)
+        .await;
+    let Ok(verified) = verified else {
+        return Ok(too_busy());
+    };
+    if !verified {
         tracing::info!("failed login");
         return Ok(error(
             actix_web::http::StatusCode::UNAUTHORIZED,
@@ -64,6 +67,13 @@ async fn login(
     user::sign_in(&session, &username)?;
     tracing::info!(user = %username, "signed in");
     Ok(HttpResponse::Ok().json(me_of(&session, &state)?))
+}
+
+/// A login turned away because the password checks are saturated: it may retry shortly.
+fn too_busy() -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, hashing::RETRY_AFTER_SECS))
+        .json(serde_json::json!({ "error": hashing::Busy.to_string() }))
 }
 
 async fn logout(state: web::Data<AppState>, session: Session) -> HttpResponse {
@@ -114,7 +124,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         Err(err) => {
             tracing::warn!(error = %err, cause = ?err, "health check failed");
             HttpResponse::ServiceUnavailable()
-                .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
+                .insert_header((header::RETRY_AFTER, "1"))
                 .json(serde_json::json!({ "redis": "unavailable", "instance": state.port }))
         }
     }

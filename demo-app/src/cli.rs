@@ -1,6 +1,6 @@
 //! The command line. Every flag can also come from the environment variable named beside it.
 
-use std::path::PathBuf;
+use std::{num::NonZeroUsize, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -102,4 +102,15 @@ pub struct CommonArgs {
     /// back in when it returns) instead of answering 503.
     #[arg(long, env = "DEMO_ANONYMOUS_WHEN_REDIS_DOWN")]
     pub anonymous_when_redis_down: bool,
+
+    /// Threads that check passwords, per instance (default: one per core). Each holds one
+    /// argon2 buffer of 19 MiB for good, so an instance's memory stays bounded whatever the
+    /// number of logins.
+    #[arg(long, env = "DEMO_HASH_THREADS")]
+    pub hash_threads: Option<NonZeroUsize>,
+
+    /// Logins that may wait for a hashing thread, per instance; past that a login gets 503
+    /// with Retry-After at once (default: about a second of work, timed at start).
+    #[arg(long, env = "DEMO_LOGIN_QUEUE")]
+    pub login_queue: Option<usize>,
 }

@@ -1,12 +1,22 @@
 //! One demo instance: an actix-web server with the session middleware, the pages and the API.
 
+use std::num::NonZeroUsize;
+
 use actix_session::{SessionMiddleware, config::CookieContentSecurity};
 use actix_web::{App, HttpServer, cookie::Key, web};
 use anyhow::Context as _;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use session_store::{RedisSessionStore, TrackChanges, WhenUnavailable};
 
-use crate::{accounts::Accounts, api, cli::ServeArgs, pages, state::AppState};
+use crate::{
+    accounts::Accounts,
+    api,
+    cli::ServeArgs,
+    csrf::VisitorTokens,
+    hashing::{self, HashingPool},
+    pages,
+    state::AppState,
+};
 
 /// The session cookie's name on plain-HTTP localhost.
 pub const SESSION_COOKIE: &str = "session";
@@ -15,6 +25,13 @@ pub const SESSION_COOKIE: &str = "session";
 /// only if it is `Secure`, has `Path=/` and no `Domain`, so a sibling subdomain or a plain-HTTP
 /// page cannot plant or overwrite it (no fixation through cookie injection).
 pub const SECURE_SESSION_COOKIE: &str = "__Host-session";
+
+/// The cookie that carries the login form's token for a visitor without a session, on
+/// plain-HTTP localhost (see `csrf/visitor.rs`).
+pub const LOGIN_CSRF_COOKIE: &str = "login-csrf";
+
+/// The login form's cookie when cookies are `Secure`, `__Host-` prefixed like the session's.
+pub const SECURE_LOGIN_CSRF_COOKIE: &str = "__Host-login-csrf";
 
 /// Registers every route of the demo.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -60,6 +77,21 @@ pub fn generate_cookie_key() -> String {
     STANDARD.encode(Key::generate().master())
 }
 
+/// The password-hashing threads and their queue, as the settings ask or by default.
+fn start_hashing(
+    threads: Option<NonZeroUsize>,
+    queue: Option<usize>,
+) -> anyhow::Result<HashingPool> {
+    let pool = HashingPool::start(threads.unwrap_or_else(hashing::default_threads), queue)
+        .context("cannot start the password-hashing threads")?;
+    tracing::info!(
+        threads = pool.threads(),
+        queue = pool.queue(),
+        "password hashing"
+    );
+    Ok(pool)
+}
+
 /// Runs one instance until it is stopped.
 ///
 /// # Errors
@@ -97,13 +129,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         args.peers.clone()
     };
+    let secure = !args.plain_http;
     let state = web::Data::new(AppState {
         port: args.port,
         peers,
         accounts,
+        hashing: start_hashing(args.common.hash_threads, args.common.login_queue)?,
         store: store.clone(),
+        visitor_tokens: VisitorTokens::new(key.clone(), secure),
     });
-    let secure = !args.plain_http;
 
     let server = HttpServer::new(move || {
         App::new()

@@ -91,7 +91,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         stop(&mut instances);
         return Err(err);
     }
-    print_banner(&ports, &redis_url);
+    print_banner(&instances, &redis_url);
 
     let outcome = supervise(&mut instances, &stop_rx);
     stop(&mut instances);
@@ -129,6 +129,12 @@ fn spawn_instance(
     }
     if args.common.anonymous_when_redis_down {
         command.arg("--anonymous-when-redis-down");
+    }
+    if let Some(threads) = args.common.hash_threads {
+        command.arg("--hash-threads").arg(threads.to_string());
+    }
+    if let Some(queue) = args.common.login_queue {
+        command.arg("--login-queue").arg(queue.to_string());
     }
     let mut child = command.spawn().context("cannot start an instance")?;
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -188,14 +194,18 @@ fn health_status(port: u16) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-fn print_banner(ports: &[u16], redis_url: &str) {
+fn print_banner(instances: &[Instance], redis_url: &str) {
     println!();
     println!(
         "The demo is up: {} instances sharing sessions through {redis_url}",
-        ports.len()
+        instances.len()
     );
-    for port in ports {
-        println!("  http://127.0.0.1:{port}/");
+    for instance in instances {
+        println!(
+            "  http://127.0.0.1:{}/  (pid {})",
+            instance.port,
+            instance.child.id()
+        );
     }
     println!("Log in on one (alice / alice-password or bob / bob-password), then open another.");
     println!("Press Ctrl-C to stop.");

@@ -8,6 +8,7 @@ pub mod accounts;
 mod api;
 pub mod cli;
 mod csrf;
+pub mod hashing;
 pub mod instance;
 pub mod launcher;
 mod pages;

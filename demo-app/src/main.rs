@@ -4,8 +4,8 @@ use std::io::{IsTerminal as _, Read as _};
 
 use clap::Parser as _;
 use demo_app::{
-    accounts,
     cli::{Cli, Command},
+    hashing::Hasher,
     instance, launcher,
 };
 use tracing_subscriber::EnvFilter;
@@ -30,7 +30,9 @@ fn main() -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\r', '\n']);
             println!(
                 "{}",
-                accounts::hash_password(password).map_err(|err| anyhow::anyhow!("{err}"))?
+                Hasher::new()
+                    .hash(password.as_bytes())
+                    .map_err(|err| anyhow::anyhow!("{err}"))?
             );
             Ok(())
         }

@@ -10,7 +10,12 @@ use actix_web::{
 use askama::Template;
 use serde::Deserialize;
 
-use crate::{csrf, state::AppState, user};
+use crate::{
+    csrf,
+    hashing::{Busy, RETRY_AFTER_SECS},
+    state::AppState,
+    user,
+};
 
 /// What the layout shows on every page.
 struct PageContext {
@@ -45,8 +50,8 @@ impl PageContext {
             })
             .collect();
         let user = user::current(session)?;
-        // Signed-in pages carry the logout form. Anonymous pages have no form (the login page
-        // adds its token itself), so merely visiting creates no session.
+        // Signed-in pages carry the logout form. Anonymous pages have none (the login form's
+        // token is the visitor's, not the session's), so merely visiting creates no session.
         let csrf = match user {
             Some(_) => csrf::token(session)?,
             None => String::new(),
@@ -71,6 +76,9 @@ struct HomePage {
 #[template(path = "login.html")]
 struct LoginPage {
     page: PageContext,
+    /// The login form's own token, the visitor's: `page.csrf` is the session's, for the
+    /// logout form of a signed-in user who posted the login form again.
+    csrf: String,
     username: String,
     error: Option<String>,
 }
@@ -125,22 +133,50 @@ async fn login_form(
     if user::current(&session)?.is_some() {
         return Ok(see_other("/"));
     }
-    let mut page = PageContext::new(&req, &state, &session)?;
-    page.csrf = csrf::token(&session)?;
-    render(
+    login_page(&req, &state, &session, String::new(), None, StatusCode::OK)
+}
+
+/// The login form, with the visitor's token (and the cookie that carries it, when they need
+/// a new one). Nothing of it is stored in the session or anywhere else on the server.
+fn login_page(
+    req: &HttpRequest,
+    state: &AppState,
+    session: &Session,
+    username: String,
+    error: Option<&str>,
+    status: StatusCode,
+) -> actix_web::Result<HttpResponse> {
+    let page = PageContext::new(req, state, session)?;
+    let (csrf, cookie) = state.visitor_tokens.issue(req);
+    let error = error.map(str::to_owned);
+    let mut response = render(
         &LoginPage {
             page,
-            username: String::new(),
-            error: None,
+            csrf,
+            username,
+            error,
         },
-        StatusCode::OK,
-    )
+        status,
+    )?;
+    // The page holds a token that goes with this visitor's cookie: no cache may hand it on.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    if let Some(cookie) = cookie {
+        response
+            .add_cookie(&cookie)
+            .map_err(ErrorInternalServerError)?;
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     username: String,
     password: String,
+    /// Missing is refused like wrong (403), not as a malformed form (400).
+    #[serde(default)]
     csrf: String,
 }
 
@@ -150,28 +186,50 @@ async fn login(
     session: Session,
     form: web::Form<LoginForm>,
 ) -> actix_web::Result<HttpResponse> {
-    csrf::check(&session, &form.csrf)?;
+    state.visitor_tokens.check(&req, &form.csrf)?;
     let form = form.into_inner();
-    if state
+    let verified = state
         .accounts
-        .verify_off_thread(&form.username, &form.password)
-        .await?
-    {
-        user::sign_in(&session, &form.username)?;
-        tracing::info!(user = %form.username, "signed in");
-        return Ok(see_other("/"));
+        .verify(&state.hashing, &form.username, &form.password)
+        .await;
+    let (error, status) = match verified {
+        Ok(true) => return signed_in(&state, &session, &form.username),
+        Ok(false) => {
+            tracing::info!("failed login");
+            (
+                "Unknown username or wrong password.",
+                StatusCode::UNAUTHORIZED,
+            )
+        }
+        Err(Busy) => (
+            "Too many people are logging in right now: try again in a moment.",
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    };
+    let mut response = login_page(&req, &state, &session, form.username, Some(error), status)?;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
     }
-    tracing::info!("failed login");
-    let mut page = PageContext::new(&req, &state, &session)?;
-    page.csrf = csrf::token(&session)?;
-    render(
-        &LoginPage {
-            page,
-            username: form.username,
-            error: Some("Unknown username or wrong password.".to_owned()),
-        },
-        StatusCode::UNAUTHORIZED,
-    )
+    Ok(response)
+}
+
+/// Signs `username` in (the session's first write) and drops the visitor's token, whose job
+/// the session's token takes over.
+fn signed_in(
+    state: &AppState,
+    session: &Session,
+    username: &str,
+) -> actix_web::Result<HttpResponse> {
+    user::sign_in(session, username)?;
+    tracing::info!(user = %username, "signed in");
+    let mut response = see_other("/");
+    response
+        .add_cookie(&state.visitor_tokens.removal())
+        .map_err(ErrorInternalServerError)?;
+    Ok(response)
 }
 
 async fn profile(
@@ -197,6 +255,7 @@ async fn profile(
 #[derive(Deserialize)]
 struct ProfileForm {
     display_name: String,
+    #[serde(default)]
     csrf: String,
 }
 
@@ -228,6 +287,7 @@ async fn save_profile(
 
 #[derive(Deserialize)]
 struct LogoutForm {
+    #[serde(default)]
     csrf: String,
 }
 

@@ -2,7 +2,7 @@
 
 use session_store::RedisSessionStore;
 
-use crate::accounts::Accounts;
+use crate::{accounts::Accounts, csrf::VisitorTokens, hashing::HashingPool};
 
 /// One instance's view of the demo.
 #[derive(Debug, Clone)]
@@ -13,6 +13,10 @@ pub struct AppState {
     pub peers: Vec<u16>,
     /// Who may log in.
     pub accounts: Accounts,
+    /// The threads that check passwords.
+    pub hashing: HashingPool,
     /// The session store, for the health check.
     pub store: RedisSessionStore,
+    /// The login form's tokens, which need no session.
+    pub(crate) visitor_tokens: VisitorTokens,
 }

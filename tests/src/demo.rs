@@ -127,6 +127,28 @@ impl Demo {
         format!("http://127.0.0.1:{}{path}", self.ports[index])
     }
 
+    /// The process id of instance `index`, from the launcher's banner.
+    pub fn pid(&self, index: usize) -> u32 {
+        let address = format!("{}  (pid ", self.url(index, "/"));
+        // The banner's lines can trail the line the launch waited for by a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pid = self.output().iter().find_map(|line| {
+                let (_, rest) = line.split_once(&address)?;
+                rest.strip_suffix(')')?.parse().ok()
+            });
+            if let Some(pid) = pid {
+                return pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no pid for instance {index} in the banner:\n{}",
+                self.output().join("\n")
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Everything the launcher printed so far.
     pub fn output(&self) -> Vec<String> {
         self.output.lock().expect("lock").clone()
@@ -204,14 +226,17 @@ pub struct ApiClient {
 }
 
 /// A response: status, the session cookie it set (if any) and its JSON body.
-#[derive(Debug)]
 pub struct ApiResponse {
     /// The HTTP status.
     pub status: u16,
     /// The session cookie (`session` or `__Host-session`) the response set or cleared.
     pub cookie: Option<Cookie<'static>>,
+    /// Every cookie the response set or cleared, the session's included.
+    pub cookies: Vec<Cookie<'static>>,
     /// The body as JSON (`null` when it was not JSON).
     pub json: serde_json::Value,
+    /// The body as text (an HTML page, say).
+    pub text: String,
     /// The response headers, by lowercase name (the last value of a repeated header).
     pub headers: std::collections::HashMap<String, String>,
 }
@@ -220,6 +245,8 @@ impl Default for ApiClient {
     fn default() -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // A redirect is an answer to look at (a login's 303, say), not to follow.
+            .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(10)))
             .build()
             .into();
@@ -252,35 +279,83 @@ impl ApiClient {
         cookie: Option<&Cookie<'_>>,
         body: Option<impl Serialize>,
     ) -> Result<ApiResponse, ureq::Error> {
-        let request = ureq::http::Request::builder().method(method).uri(url);
-        let request = match cookie {
-            Some(cookie) => {
-                request.header("cookie", format!("{}={}", cookie.name(), cookie.value()))
-            }
-            None => request,
-        };
+        let cookies: Vec<_> = cookie.into_iter().collect();
+        let body = body.map(|body| {
+            (
+                "application/json",
+                serde_json::to_vec(&body).expect("serialisable"),
+            )
+        });
+        self.exchange(method, url, &cookies, body)
+    }
+
+    /// `GET url` with `cookies`, as a browser would load a page; panics when no HTTP answer
+    /// comes.
+    pub fn get_page(&self, url: &str, cookies: &[&Cookie<'_>]) -> ApiResponse {
+        self.exchange("GET", url, cookies, None)
+            .unwrap_or_else(|err| panic!("GET {url}: {err}"))
+    }
+
+    /// `POST url` of an HTML form's `fields` with `cookies`, as a browser would submit it;
+    /// panics when no HTTP answer comes.
+    pub fn post_form(
+        &self,
+        url: &str,
+        cookies: &[&Cookie<'_>],
+        fields: &[(&str, &str)],
+    ) -> ApiResponse {
+        let body = fields
+            .iter()
+            .map(|(name, value)| format!("{}={}", form_encode(name), form_encode(value)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let body = ("application/x-www-form-urlencoded", body.into_bytes());
+        self.exchange("POST", url, cookies, Some(body))
+            .unwrap_or_else(|err| panic!("POST {url}: {err}"))
+    }
+
+    fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        cookies: &[&Cookie<'_>],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<ApiResponse, ureq::Error> {
+        let mut request = ureq::http::Request::builder().method(method).uri(url);
+        if !cookies.is_empty() {
+            let header = cookies
+                .iter()
+                .map(|cookie| format!("{}={}", cookie.name(), cookie.value()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            request = request.header("cookie", header);
+        }
         let response = match body {
-            Some(body) => self.agent.run(
+            Some((content_type, body)) => self.agent.run(
                 request
-                    .header("content-type", "application/json")
-                    .body(serde_json::to_vec(&body).expect("serialisable"))
+                    .header("content-type", content_type)
+                    .body(body)
                     .expect("a valid request"),
             ),
             None => self.agent.run(request.body(()).expect("a valid request")),
         };
         let mut response = response?;
-        let cookie = response
+        let cookies: Vec<_> = response
             .headers()
             .get_all("set-cookie")
             .iter()
             .filter_map(|value| Cookie::parse(value.to_str().ok()?.to_owned()).ok())
+            .collect();
+        let cookie = cookies
+            .iter()
             .find(|cookie| {
                 [
                     demo_app::instance::SESSION_COOKIE,
                     demo_app::instance::SECURE_SESSION_COOKIE,
                 ]
                 .contains(&cookie.name())
-            });
+            })
+            .cloned();
         let headers = response
             .headers()
             .iter()
@@ -289,15 +364,56 @@ impl ApiClient {
             })
             .collect();
         let status = response.status().as_u16();
-        let json = response
-            .body_mut()
-            .read_json()
-            .unwrap_or(serde_json::Value::Null);
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
         Ok(ApiResponse {
             status,
             cookie,
+            cookies,
             json,
+            text,
             headers,
         })
     }
+}
+
+impl std::fmt::Debug for ApiResponse {
+    /// Every field, with only the start of a long body.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text: String = self.text.chars().take(300).collect();
+        f.debug_struct("ApiResponse")
+            .field("status", &self.status)
+            .field("cookies", &self.cookies)
+            .field("headers", &self.headers)
+            .field("json", &self.json)
+            .field("text", &text)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiResponse {
+    /// The cookie named `name` that the response set, if any.
+    pub fn cookie_named(&self, name: &str) -> Option<&Cookie<'static>> {
+        self.cookies.iter().find(|cookie| cookie.name() == name)
+    }
+
+    /// The value of the page's hidden `csrf` field (the demo's forms have one each, all
+    /// alike), if it has one.
+    pub fn form_token(&self) -> Option<&str> {
+        let (_, rest) = self.text.split_once(r#"name="csrf" value=""#)?;
+        rest.split_once('"').map(|(token, _)| token)
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one name or value.
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                char::from(byte).to_string()
+            }
+            b' ' => "+".to_owned(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }

@@ -176,8 +176,14 @@ fn anonymous_pages_create_no_session() {
     }
     let login_page = api.send("GET", &demo.url(0, "/login"), None, NO_BODY);
     assert!(
-        login_page.cookie.is_some(),
-        "the login form needs a session for its CSRF token"
+        login_page.cookie.is_none(),
+        "the login form made a session: {login_page:?}"
+    );
+    assert!(
+        login_page
+            .cookie_named(demo_app::instance::LOGIN_CSRF_COOKIE)
+            .is_some(),
+        "the login form's token travels in a cookie of its own: {login_page:?}"
     );
 }
 
@@ -288,4 +294,59 @@ fn anonymous_when_redis_is_down_then_logged_in_again() {
     redis.restart().expect("Redis restarts");
     let me = api.send("GET", &demo.url(1, "/api/me"), Some(&cookie), NO_BODY);
     assert_eq!(me.json["user"], "alice", "logged in again: {me:?}");
+}
+
+#[test]
+fn a_saturated_login_form_says_to_try_again_in_a_moment() {
+    // One hashing thread and no queue: of logins sent at once, all but one are turned away.
+    let demo = Demo::launch(1, &["--hash-threads", "1", "--login-queue", "0"]);
+    let api = ApiClient::default();
+    let form = api.get_page(&demo.url(0, "/login"), &[]);
+    let token = form.form_token().expect("a token").to_owned();
+    let cookie = form
+        .cookie_named(demo_app::instance::LOGIN_CSRF_COOKIE)
+        .expect("the form's cookie")
+        .clone();
+    let fields = [
+        ("username", "alice"),
+        ("password", "alice-password"),
+        ("csrf", token.as_str()),
+    ];
+    let start = std::sync::Barrier::new(8);
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let posts: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let api = ApiClient::default();
+                    start.wait();
+                    api.post_form(&demo.url(0, "/login"), &[&cookie], &fields)
+                })
+            })
+            .collect();
+        posts
+            .into_iter()
+            .map(|post| post.join().expect("a client"))
+            .collect()
+    });
+    assert!(
+        answers
+            .iter()
+            .all(|answer| [303, 503].contains(&answer.status)),
+        "{answers:?}"
+    );
+    let busy = answers
+        .iter()
+        .find(|answer| answer.status == 503)
+        .expect("eight logins at once on one thread without a queue: some are turned away");
+    assert_eq!(
+        busy.headers.get("retry-after").map(String::as_str),
+        Some("1")
+    );
+    assert!(busy.text.contains("try again in a moment"), "{busy:?}");
+    assert_eq!(
+        busy.form_token(),
+        Some(token.as_str()),
+        "the form is there for the retry"
+    );
+    assert!(busy.cookie.is_none(), "a turned-away login got a session");
 }

@@ -4,7 +4,9 @@ use actix_session::Session;
 use actix_web::{HttpResponse, http::header, web};
 use serde::{Deserialize, Serialize};
 
-use crate::{hashing, state::AppState, user};
+use session_store::CurrentSession;
+
+use crate::{hashing, redis_info::RedisInfo, state::AppState, user};
 
 /// Registers the API routes and `/healthz`.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -24,6 +26,9 @@ pub struct Me {
     pub display_name: Option<String>,
     /// The port of the instance that answered.
     pub instance: u16,
+    /// Where the session lives (`GET /api/me` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisInfo>,
 }
 
 fn me_of(session: &Session, state: &AppState) -> actix_web::Result<Me> {
@@ -31,6 +36,7 @@ fn me_of(session: &Session, state: &AppState) -> actix_web::Result<Me> {
         user: user::current(session)?,
         display_name: user::display_name(session)?,
         instance: state.port,
+        redis: None,
     })
 }
 
@@ -84,11 +90,20 @@ async fn logout(state: web::Data<AppState>, session: Session) -> HttpResponse {
             user: None,
             display_name: None,
             instance: state.port,
+            redis: None,
         })
 }
 
-async fn me(state: web::Data<AppState>, session: Session) -> actix_web::Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(me_of(&session, &state)?))
+async fn me(
+    state: web::Data<AppState>,
+    session: Session,
+    current: CurrentSession,
+) -> actix_web::Result<HttpResponse> {
+    let me = Me {
+        redis: Some(RedisInfo::of(&state.store, &current).await),
+        ..me_of(&session, &state)?
+    };
+    Ok(HttpResponse::Ok().json(me))
 }
 
 #[derive(Deserialize)]

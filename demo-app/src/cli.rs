@@ -47,6 +47,10 @@ pub struct LaunchArgs {
     #[arg(long, env = "DEMO_BASE_PORT", default_value_t = 8081)]
     pub base_port: u16,
 
+    /// The shape of the private Redis the launcher starts when none is given.
+    #[arg(long, env = "DEMO_TOPOLOGY", value_enum, default_value_t = TopologyArg::Single)]
+    pub topology: TopologyArg,
+
     /// Mark cookies `Secure` (for when a TLS proxy fronts the instances). By default the
     /// launcher serves plain HTTP on localhost, where browsers would drop a `Secure` cookie.
     #[arg(long, env = "DEMO_SECURE_COOKIES")]
@@ -81,13 +85,43 @@ pub struct ServeArgs {
     pub common: CommonArgs,
 }
 
+/// The shapes of Redis the launcher can start for itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopologyArg {
+    /// One `redis-server`.
+    Single,
+    /// A Redis Cluster: three primaries with a replica each.
+    Cluster,
+    /// A primary and a replica under three Redis Sentinels.
+    Sentinel,
+}
+
 /// Settings of both the launcher and `serve`.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// Redis to keep sessions in (`redis://host:port`). The launcher starts a private
-    /// `redis-server` on a free port when this is not given.
+    /// One Redis server to keep sessions in (`redis://host:port`). Without this,
+    /// --redis-cluster or --redis-sentinel, the launcher starts a private Redis of the
+    /// --topology shape on free ports.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// A Redis Cluster to keep sessions in: some of its nodes, `host:port,host:port,...`.
+    #[arg(long, env = "REDIS_CLUSTER", value_delimiter = ',')]
+    pub redis_cluster: Vec<String>,
+
+    /// Redis Sentinels that name the primary to keep sessions in: `host:port,host:port,...`.
+    #[arg(long, env = "REDIS_SENTINEL", value_delimiter = ',')]
+    pub redis_sentinel: Vec<String>,
+
+    /// The master name the sentinels know the primary by.
+    #[arg(long, env = "REDIS_SENTINEL_MASTER", default_value = "mymaster")]
+    pub sentinel_master: String,
+
+    /// Replicas every write (login, profile change, logout) waits for, so that a failover
+    /// loses no acknowledged write (default: 1 on a cluster or behind Sentinel, 0 on one
+    /// server).
+    #[arg(long, env = "DEMO_WAIT_REPLICAS")]
+    pub wait_replicas: Option<u32>,
 
     /// The key that signs and encrypts cookies: base64 of at least 64 bytes, the same for every
     /// instance. When not given, one is generated at launch and shared with the instances.

@@ -15,7 +15,9 @@ use crate::{
     csrf::VisitorTokens,
     hashing::{self, HashingPool},
     pages,
+    redis_target::RedisTarget,
     state::AppState,
+    user,
 };
 
 /// The session cookie's name on plain-HTTP localhost.
@@ -97,10 +99,10 @@ fn start_hashing(
 /// # Errors
 /// When the settings are unusable or the port cannot be bound.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let redis_url = args
-        .common
-        .redis_url
-        .context("`serve` needs --redis-url (or REDIS_URL); the launcher passes its own")?;
+    let target = RedisTarget::from_args(&args.common)?.context(
+        "`serve` needs --redis-url, --redis-cluster or --redis-sentinel (or REDIS_URL, \
+         REDIS_CLUSTER or REDIS_SENTINEL); the launcher passes its own",
+    )?;
     let key = match &args.common.cookie_key {
         Some(encoded) => parse_cookie_key(encoded)?,
         None => {
@@ -119,11 +121,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         WhenUnavailable::Fail
     };
-    let store = RedisSessionStore::builder()
+    let replicas = args
+        .common
+        .wait_replicas
+        .unwrap_or_else(|| target.default_replica_acks());
+    let builder = RedisSessionStore::builder()
         .key_prefix("demo:")
-        .when_unavailable(when_unavailable)
-        .build_with_url(&redis_url)
-        .context("cannot use the Redis URL")?;
+        .user_entry(user::USER)
+        .when_unavailable(when_unavailable);
+    let store = target.build(RedisTarget::with_replica_acks(builder, replicas))?;
     let peers = if args.peers.is_empty() {
         vec![args.port]
     } else {

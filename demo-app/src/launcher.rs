@@ -11,9 +11,12 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use local_redis::RedisServer;
 
-use crate::{cli::LaunchArgs, instance};
+use crate::{
+    cli::LaunchArgs,
+    instance,
+    redis_target::{Embedded, RedisTarget},
+};
 
 /// How long the instances may take to answer their health check after starting.
 const STARTUP: Duration = Duration::from_secs(30);
@@ -42,19 +45,20 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
 
-    let private_redis;
-    let redis_url = match &args.common.redis_url {
-        Some(url) => url.clone(),
+    let embedded;
+    let target = match RedisTarget::from_args(&args.common)? {
+        Some(target) => target,
         None => {
-            private_redis = RedisServer::start(&[]).context(
-                "no --redis-url given, and the private Redis could not be started \
-                 (pass --redis-url to use a Redis you run)",
+            embedded = Embedded::start(args.topology).context(
+                "no --redis-url, --redis-cluster or --redis-sentinel given, and the private \
+                 Redis could not be started (name a Redis you run with one of those)",
             )?;
+            let target = embedded.target();
             println!(
-                "Started a private redis-server at {}; it stops with the demo.",
-                private_redis.url()
+                "Started a private Redis: {}; it stops with the demo.",
+                target.describe()
             );
-            private_redis.url()
+            target
         }
     };
     let cookie_key = match &args.common.cookie_key {
@@ -79,7 +83,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
 
     let mut instances = Vec::new();
     for &port in &ports {
-        match spawn_instance(port, &ports, &redis_url, &cookie_key, &args) {
+        match spawn_instance(port, &ports, &target, &cookie_key, &args) {
             Ok(instance) => instances.push(instance),
             Err(err) => {
                 stop(&mut instances);
@@ -91,7 +95,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         stop(&mut instances);
         return Err(err);
     }
-    print_banner(&instances, &redis_url);
+    print_banner(&instances, &target);
 
     let outcome = supervise(&mut instances, &stop_rx);
     stop(&mut instances);
@@ -102,7 +106,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
 fn spawn_instance(
     port: u16,
     ports: &[u16],
-    redis_url: &str,
+    target: &RedisTarget,
     cookie_key: &str,
     args: &LaunchArgs,
 ) -> anyhow::Result<Instance> {
@@ -115,7 +119,6 @@ fn spawn_instance(
     let mut command = Command::new(exe);
     command
         .args(["serve", "--exit-with-parent", "--port", &port.to_string()])
-        .env("REDIS_URL", redis_url)
         .env("DEMO_COOKIE_KEY", cookie_key)
         .env("DEMO_PEERS", peers)
         .stdin(Stdio::piped())
@@ -135,6 +138,10 @@ fn spawn_instance(
     }
     if let Some(queue) = args.common.login_queue {
         command.arg("--login-queue").arg(queue.to_string());
+    }
+    target.pass_to(&mut command);
+    if let Some(replicas) = args.common.wait_replicas {
+        command.arg("--wait-replicas").arg(replicas.to_string());
     }
     let mut child = command.spawn().context("cannot start an instance")?;
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -194,11 +201,12 @@ fn health_status(port: u16) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-fn print_banner(instances: &[Instance], redis_url: &str) {
+fn print_banner(instances: &[Instance], target: &RedisTarget) {
     println!();
     println!(
-        "The demo is up: {} instances sharing sessions through {redis_url}",
-        instances.len()
+        "The demo is up: {} instances sharing sessions through {}",
+        instances.len(),
+        target.describe()
     );
     for instance in instances {
         println!(

@@ -12,7 +12,9 @@ pub mod hashing;
 pub mod instance;
 pub mod launcher;
 mod pages;
+mod redis_info;
+pub mod redis_target;
 pub mod state;
 mod user;
 
-pub use crate::api::Me;
+pub use crate::{api::Me, redis_info::RedisInfo};

@@ -10,9 +10,12 @@ use actix_web::{
 use askama::Template;
 use serde::Deserialize;
 
+use session_store::CurrentSession;
+
 use crate::{
     csrf,
     hashing::{Busy, RETRY_AFTER_SECS},
+    redis_info::RedisInfo,
     state::AppState,
     user,
 };
@@ -23,6 +26,8 @@ struct PageContext {
     peers: Vec<PeerLink>,
     user: Option<String>,
     csrf: String,
+    /// Where the session lives, on the pages that show it.
+    redis: Option<RedisInfo>,
 }
 
 /// A link to the same page on another instance.
@@ -61,6 +66,7 @@ impl PageContext {
             peers,
             user,
             csrf,
+            redis: None,
         })
     }
 }
@@ -119,8 +125,10 @@ async fn home(
     req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
+    current: CurrentSession,
 ) -> actix_web::Result<HttpResponse> {
-    let page = PageContext::new(&req, &state, &session)?;
+    let mut page = PageContext::new(&req, &state, &session)?;
+    page.redis = Some(RedisInfo::of(&state.store, &current).await);
     let display_name = user::display_name(&session)?;
     render(&HomePage { page, display_name }, StatusCode::OK)
 }
@@ -236,11 +244,13 @@ async fn profile(
     req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
+    current: CurrentSession,
 ) -> actix_web::Result<HttpResponse> {
     if user::current(&session)?.is_none() {
         return Ok(see_other("/login"));
     }
-    let page = PageContext::new(&req, &state, &session)?;
+    let mut page = PageContext::new(&req, &state, &session)?;
+    page.redis = Some(RedisInfo::of(&state.store, &current).await);
     let display_name = user::display_name(&session)?.unwrap_or_default();
     render(
         &ProfilePage {

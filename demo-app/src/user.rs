@@ -4,7 +4,8 @@ use actix_session::Session;
 
 use crate::csrf;
 
-const USER: &str = "user";
+/// The session entry that holds the signed-in user: the store's `user_entry`.
+pub(crate) const USER: &str = "user";
 const DISPLAY_NAME: &str = "display_name";
 
 /// The longest display name accepted, in characters.

@@ -85,6 +85,11 @@ pub struct SessionLocation {
 }
 
 impl RedisSessionStore {
+    /// The kind of deployment the store talks to.
+    pub fn topology(&self) -> Topology {
+        self.pool().manager().topology()
+    }
+
     /// Where the session of `current` lives now, asked of Redis (one round trip), or `None`
     /// when the request has no session of its own yet.
     ///
@@ -98,7 +103,7 @@ impl RedisSessionStore {
             return Ok(None);
         };
         let backend = self.backend();
-        let topology = self.pool().manager().topology();
+        let topology = self.topology();
         let location = if topology == Topology::Cluster {
             let mut pipe = redis::pipe();
             pipe.cmd("CLUSTER").arg("KEYSLOT").arg(key);

@@ -114,7 +114,7 @@ fn three_instances_share_login_profile_and_logout() {
     assert!(
         output
             .iter()
-            .any(|line| line.starts_with("Started a private redis-server"))
+            .any(|line| line.starts_with("Started a private Redis"))
     );
 }
 
@@ -188,32 +188,79 @@ fn anonymous_pages_create_no_session() {
 }
 
 #[test]
-fn health_reports_redis() {
-    let demo = Demo::launch(1, &[]);
-    let health = ApiClient::default().send("GET", &demo.url(0, "/healthz"), None, NO_BODY);
-    assert_eq!(health.status, 200);
-    assert_eq!(health.json["redis"], "ok");
-}
-
-#[test]
-fn health_is_503_while_redis_is_down() {
-    let redis = RedisServer::start();
+fn health_is_503_while_redis_is_down_and_200_again_after() {
+    let mut redis = RedisServer::start();
     let demo = Demo::launch(1, &["--redis-url", &redis.url()]);
     let api = ApiClient::default();
-    assert_eq!(
-        api.send("GET", &demo.url(0, "/healthz"), None, NO_BODY)
-            .status,
-        200
-    );
-    drop(redis);
+    let health = || api.send("GET", &demo.url(0, "/healthz"), None, NO_BODY);
+    assert_eq!(health().json["redis"], "ok");
+    redis.stop();
     let started = std::time::Instant::now();
-    let health = api.send("GET", &demo.url(0, "/healthz"), None, NO_BODY);
-    assert_eq!(health.status, 503, "{health:?}");
-    assert_eq!(health.json["redis"], "unavailable");
+    let down = health();
+    assert_eq!(down.status, 503, "{down:?}");
+    assert_eq!(down.json["redis"], "unavailable");
+    assert_eq!(
+        down.headers.get("retry-after").map(String::as_str),
+        Some("1")
+    );
     assert!(
         started.elapsed() < std::time::Duration::from_secs(5),
         "the health check hung"
     );
+    redis.restart().expect("Redis restarts");
+    assert_eq!(health().status, 200, "no recovery");
+}
+
+#[test]
+fn signed_in_forms_with_a_wrong_or_missing_token_are_refused_and_change_nothing() {
+    let demo = Demo::launch(1, &[]);
+    let api = ApiClient::default();
+    let cookie = alice_logs_in(&api, &demo, 0)
+        .cookie
+        .expect("a session cookie");
+    let profile = api.get_page(&demo.url(0, "/profile"), &[&cookie]);
+    let token = profile
+        .form_token()
+        .expect("the profile form's token")
+        .to_owned();
+    let wrong = format!("{}x", &token[1..]);
+    for csrf in [None, Some(wrong.as_str()), Some("")] {
+        let mut fields = vec![("display_name", "Mallory")];
+        fields.extend(csrf.map(|csrf| ("csrf", csrf)));
+        let save = api.post_form(&demo.url(0, "/profile"), &[&cookie], &fields);
+        assert_eq!(save.status, 403, "{csrf:?}");
+        let logout = api.post_form(&demo.url(0, "/logout"), &[&cookie], &fields[1..]);
+        assert_eq!(logout.status, 403, "{csrf:?}");
+    }
+    let me = api.send("GET", &demo.url(0, "/api/me"), Some(&cookie), NO_BODY);
+    assert_eq!(me.json["user"], "alice", "still signed in");
+    assert!(
+        me.json["display_name"].is_null(),
+        "nothing changed: {:?}",
+        me.json
+    );
+    let saved = api.post_form(
+        &demo.url(0, "/profile"),
+        &[&cookie],
+        &[("display_name", "Alice"), ("csrf", &token)],
+    );
+    assert_eq!(saved.status, 303, "the right token works");
+}
+
+#[test]
+fn instances_with_other_cookie_keys_do_not_accept_each_others_cookies() {
+    let redis = RedisServer::start();
+    let ours = Demo::launch(1, &["--redis-url", &redis.url()]);
+    let theirs = Demo::launch(1, &["--redis-url", &redis.url()]);
+    let api = ApiClient::default();
+    let cookie = alice_logs_in(&api, &ours, 0)
+        .cookie
+        .expect("a session cookie");
+    let there = api.send("GET", &theirs.url(0, "/api/me"), Some(&cookie), NO_BODY);
+    assert_eq!(there.status, 200, "no 5xx");
+    assert!(there.json["user"].is_null(), "{:?}", there.json);
+    let here = api.send("GET", &ours.url(0, "/api/me"), Some(&cookie), NO_BODY);
+    assert_eq!(here.json["user"], "alice");
 }
 
 #[test]

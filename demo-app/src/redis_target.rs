@@ -1,0 +1,180 @@
+//! Which Redis the demo keeps sessions in: one server, a cluster, or a primary behind
+//! Sentinel; given on the command line, or started privately by the launcher.
+
+use std::{process::Command, time::Duration};
+
+use anyhow::{Context as _, bail};
+use local_redis::{RedisCluster, RedisSentinels, RedisServer};
+use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
+
+use crate::cli::{CommonArgs, TopologyArg};
+
+/// How long a write waits for its replicas, when it waits for any.
+const REPLICA_WAIT: Duration = Duration::from_millis(500);
+
+/// Where the sessions are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server, by URL.
+    Server(String),
+    /// A cluster, by the URLs of some of its nodes.
+    Cluster(Vec<String>),
+    /// The primary that these sentinels name for `master`.
+    Sentinel {
+        /// The sentinels' URLs.
+        sentinels: Vec<String>,
+        /// The master name.
+        master: String,
+    },
+}
+
+impl RedisTarget {
+    /// The Redis the command line names, if it names one.
+    ///
+    /// # Errors
+    /// When it names more than one.
+    pub fn from_args(args: &CommonArgs) -> anyhow::Result<Option<Self>> {
+        let given = [
+            args.redis_url.clone().map(Self::Server),
+            (!args.redis_cluster.is_empty()).then(|| Self::Cluster(urls(&args.redis_cluster))),
+            (!args.redis_sentinel.is_empty()).then(|| Self::Sentinel {
+                sentinels: urls(&args.redis_sentinel),
+                master: args.sentinel_master.clone(),
+            }),
+        ];
+        let mut given = given.into_iter().flatten();
+        let target = given.next();
+        if given.next().is_some() {
+            bail!("give one of --redis-url, --redis-cluster and --redis-sentinel, not several");
+        }
+        Ok(target)
+    }
+
+    /// A store from `builder` on this Redis.
+    ///
+    /// # Errors
+    /// When its addresses cannot be used.
+    pub fn build(&self, builder: RedisSessionStoreBuilder) -> anyhow::Result<RedisSessionStore> {
+        let store = match self {
+            Self::Server(url) => builder.build_with_url(url),
+            Self::Cluster(nodes) => builder.build_with_cluster(nodes.iter().map(String::as_str)),
+            Self::Sentinel { sentinels, master } => {
+                builder.build_with_sentinel(sentinels.iter().map(String::as_str), master)
+            }
+        };
+        store.with_context(|| format!("cannot use {}", self.describe()))
+    }
+
+    /// `builder` with writes waiting for `replicas` replicas, when that is more than none.
+    pub fn with_replica_acks(
+        builder: RedisSessionStoreBuilder,
+        replicas: u32,
+    ) -> RedisSessionStoreBuilder {
+        if replicas == 0 {
+            builder
+        } else {
+            builder.min_replica_acks(replicas, REPLICA_WAIT)
+        }
+    }
+
+    /// How many replicas a write waits for unless told otherwise: one where there are
+    /// replicas to take over (a cluster, Sentinel), so that a failover loses no login.
+    pub fn default_replica_acks(&self) -> u32 {
+        match self {
+            Self::Server(_) => 0,
+            Self::Cluster(_) | Self::Sentinel { .. } => 1,
+        }
+    }
+
+    /// Hands this Redis to an instance process through its environment, and no other.
+    pub fn pass_to(&self, command: &mut Command) {
+        for variable in ["REDIS_URL", "REDIS_CLUSTER", "REDIS_SENTINEL"] {
+            command.env_remove(variable);
+        }
+        match self {
+            Self::Server(url) => command.env("REDIS_URL", url),
+            Self::Cluster(nodes) => command.env("REDIS_CLUSTER", nodes.join(",")),
+            Self::Sentinel { sentinels, master } => command
+                .env("REDIS_SENTINEL", sentinels.join(","))
+                .env("REDIS_SENTINEL_MASTER", master),
+        };
+    }
+
+    /// A line for people: what and where.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Server(url) => format!("Redis at {url}"),
+            Self::Cluster(nodes) => format!("the Redis Cluster of {}", nodes.join(", ")),
+            Self::Sentinel { sentinels, master } => {
+                format!(
+                    "the primary the sentinels {} name `{master}`",
+                    sentinels.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// `host:port` addresses (or URLs) as URLs.
+fn urls(addresses: &[String]) -> Vec<String> {
+    addresses
+        .iter()
+        .map(|address| {
+            if address.contains("://") {
+                address.clone()
+            } else {
+                format!("redis://{address}")
+            }
+        })
+        .collect()
+}
+
+/// A Redis the launcher started for this run; it stops with the demo.
+#[derive(Debug)]
+pub enum Embedded {
+    /// One server.
+    Server(RedisServer),
+    /// Three primaries with a replica each.
+    Cluster(RedisCluster),
+    /// A primary, a replica and three sentinels.
+    Sentinel(RedisSentinels),
+}
+
+impl Embedded {
+    /// Starts one of `topology`'s shape on free loopback ports.
+    ///
+    /// # Errors
+    /// When `redis-server` (or `redis-cli`, for a cluster) is missing or it does not come up.
+    pub fn start(topology: TopologyArg) -> anyhow::Result<Self> {
+        Ok(match topology {
+            TopologyArg::Single => Self::Server(RedisServer::start(&[])?),
+            TopologyArg::Cluster => Self::Cluster(RedisCluster::start()?),
+            TopologyArg::Sentinel => Self::Sentinel(RedisSentinels::start()?),
+        })
+    }
+
+    /// Where its sessions go.
+    pub fn target(&self) -> RedisTarget {
+        match self {
+            Self::Server(server) => RedisTarget::Server(server.url()),
+            Self::Cluster(cluster) => RedisTarget::Cluster(cluster.urls()),
+            Self::Sentinel(sentinels) => RedisTarget::Sentinel {
+                sentinels: sentinels.sentinel_urls(),
+                master: sentinels.master_name().to_owned(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_become_urls() {
+        assert_eq!(
+            urls(&["10.0.0.1:7000".to_owned(), "rediss://h:7001".to_owned()]),
+            ["redis://10.0.0.1:7000", "rediss://h:7001"]
+        );
+    }
+}

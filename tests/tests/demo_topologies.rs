@@ -1,0 +1,112 @@
+//! The demo on a Redis Cluster and behind Sentinel: the launcher's private ones
+//! (`--topology`), and a cluster of the test's own (`--redis-cluster`) whose primary the test
+//! kills while alice is logged in.
+
+use std::time::{Duration, Instant};
+
+use integration_tests::demo::{ApiClient, ApiResponse, Demo};
+use local_redis::RedisCluster;
+use serde_json::{Value, json};
+
+fn log_in(api: &ApiClient, demo: &Demo) -> actix_web::cookie::Cookie<'static> {
+    let login = api.send(
+        "POST",
+        &demo.url(0, "/api/login"),
+        None,
+        Some(json!({"username": "alice", "password": "alice-password"})),
+    );
+    assert_eq!(login.status, 200, "{:?}", login.json);
+    login.cookie.expect("a session cookie")
+}
+
+fn me(
+    api: &ApiClient,
+    demo: &Demo,
+    instance: usize,
+    cookie: &actix_web::cookie::Cookie<'static>,
+) -> ApiResponse {
+    api.send(
+        "GET",
+        &demo.url(instance, "/api/me"),
+        Some(cookie),
+        None::<Value>,
+    )
+}
+
+#[test]
+fn the_launchers_cluster_shares_logins_and_shows_each_sessions_slot() {
+    let demo = Demo::launch(3, &["--topology", "cluster"]);
+    let api = ApiClient::default();
+    let cookie = log_in(&api, &demo);
+    for instance in 1..3 {
+        let me = me(&api, &demo, instance, &cookie);
+        assert_eq!(me.json["user"], "alice");
+        assert_eq!(me.json["redis"]["topology"], "cluster");
+        assert!(me.json["redis"]["slot"].is_u64(), "{:?}", me.json);
+        assert!(me.json["redis"]["node"].is_string(), "{:?}", me.json);
+    }
+    let home = api.get_page(&demo.url(2, "/"), &[&cookie]);
+    assert!(home.text.contains("id=\"redis-slot\""), "{}", home.text);
+}
+
+#[test]
+fn the_launchers_sentinel_setup_shares_logins_and_names_the_primary() {
+    let demo = Demo::launch(2, &["--topology", "sentinel"]);
+    let api = ApiClient::default();
+    let cookie = log_in(&api, &demo);
+    let me = me(&api, &demo, 1, &cookie);
+    assert_eq!(me.json["user"], "alice");
+    assert_eq!(me.json["redis"]["topology"], "sentinel");
+    assert!(me.json["redis"]["node"].is_string(), "{:?}", me.json);
+    assert!(me.json["redis"]["slot"].is_null());
+}
+
+#[test]
+fn alice_stays_logged_in_when_her_shards_primary_dies() {
+    let mut cluster = RedisCluster::start().expect("a cluster starts");
+    let nodes: Vec<String> = cluster.nodes().iter().map(|node| node.address()).collect();
+    let demo = Demo::launch(3, &["--redis-cluster", &nodes.join(",")]);
+    let api = ApiClient::default();
+    let cookie = log_in(&api, &demo);
+    let before = me(&api, &demo, 1, &cookie);
+    let node = before.json["redis"]["node"]
+        .as_str()
+        .expect("a node")
+        .to_owned();
+    let victim = cluster
+        .nodes()
+        .iter()
+        .position(|server| server.address() == node)
+        .expect("the node is one of ours");
+
+    cluster.stop(victim);
+    // Until the replica takes over, her requests may get 503s; then she is still alice, on
+    // the promoted replica.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let me = me(&api, &demo, 2, &cookie);
+        assert!(
+            [200, 503].contains(&me.status),
+            "{}: {:?}",
+            me.status,
+            me.json
+        );
+        if me.status == 200
+            && me.json["redis"]["node"]
+                .as_str()
+                .is_some_and(|now| now != node)
+        {
+            break me;
+        }
+        assert!(Instant::now() < deadline, "no failover: {:?}", me.json);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(after.json["user"], "alice", "logged out by the failover");
+    assert_eq!(after.json["redis"]["slot"], before.json["redis"]["slot"]);
+    for instance in 0..3 {
+        assert_eq!(me(&api, &demo, instance, &cookie).json["user"], "alice");
+    }
+    let home = api.get_page(&demo.url(0, "/"), &[&cookie]);
+    let new_node = after.json["redis"]["node"].as_str().expect("a node");
+    assert!(home.text.contains(new_node), "the page shows the new node");
+}

@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one instance (the launcher starts N of these).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Read a password from standard input and print its argon2 hash, for an accounts file.
     HashPassword,
 }

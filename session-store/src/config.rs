@@ -24,6 +24,9 @@ pub(crate) struct Config {
     pub(crate) user_entry: Option<String>,
     pub(crate) anonymous_idle_timeout: Duration,
     pub(crate) replica_acks: Option<ReplicaAcks>,
+    pub(crate) exposed_entries: Vec<String>,
+    pub(crate) publish_events: bool,
+    pub(crate) instance_label: Option<String>,
 }
 
 /// How many replicas must have a write before it counts, and how long to wait for them.
@@ -51,6 +54,9 @@ impl Default for Config {
             user_entry: None,
             anonymous_idle_timeout: Duration::from_secs(5 * 60),
             replica_acks: None,
+            exposed_entries: Vec::new(),
+            publish_events: false,
+            instance_label: None,
         }
     }
 }
@@ -278,6 +284,29 @@ impl RedisSessionStoreBuilder {
     /// on the write that adds or removes the user: no extra round trip.
     pub fn anonymous_idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.anonymous_idle_timeout = timeout;
+        self
+    }
+
+    /// The session entries that [`sessions_of`](RedisSessionStore::sessions_of) shows of each
+    /// of a user's sessions (default: none), e.g. a user agent the application keeps at login.
+    pub fn exposed_entries<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.config.exposed_entries = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Publishes the session lifecycle (created, renewed, deleted, revoked) as JSON messages
+    /// on the channel `{prefix}events` (default: off), each in the round trip of the write it
+    /// reports; [`RedisSessionStore::events`] subscribes to them. See
+    /// [`SessionEvent`](crate::SessionEvent).
+    pub fn publish_events(mut self, publish: bool) -> Self {
+        self.config.publish_events = publish;
+        self
+    }
+
+    /// A label for this instance of the application in the events it publishes (default:
+    /// none), e.g. its host and port.
+    pub fn instance_label(mut self, label: impl Into<String>) -> Self {
+        self.config.instance_label = Some(label.into());
         self
     }
 

@@ -7,7 +7,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use redis::{
@@ -15,6 +15,8 @@ use redis::{
     aio::{ConnectionLike, MultiplexedConnection},
     cluster_async::ClusterConnection,
 };
+
+use crate::clock::millis;
 
 /// A connection of either kind. Both are handles that many requests can use at once.
 #[derive(Clone)]
@@ -114,10 +116,6 @@ impl Health {
     fn fail(&self) {
         self.pool_failures.fetch_add(1, Ordering::AcqRel);
     }
-}
-
-pub(crate) fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What became of a command sent on a connection.

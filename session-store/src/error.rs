@@ -77,6 +77,15 @@ pub enum StoreError {
         limit: usize,
     },
 
+    /// A user's sessions were asked for, but the store names no user entry
+    /// ([`user_entry`](crate::RedisSessionStoreBuilder::user_entry)).
+    #[error("the store names no user entry, so it keeps no index of users' sessions")]
+    NoUserEntry,
+
+    /// A user given to the store could not be serialized as the user entry holds it.
+    #[error("the user cannot be serialized as a session entry")]
+    InvalidUser(#[source] serde_json::Error),
+
     /// Freshly generated session ids were already taken, which a working CSPRNG never does.
     #[error("freshly generated session ids were already in use")]
     IdCollision,

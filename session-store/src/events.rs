@@ -18,6 +18,11 @@ pub(crate) fn created(key: &RedisKey) {
     lifecycle("session.created", key, "session created");
 }
 
+/// A session was revoked (by its user, from another session).
+pub(crate) fn revoked(key: &RedisKey) {
+    lifecycle("session.revoked", key, "session revoked");
+}
+
 /// A session was deleted (a logout, or the old id of a renewal).
 pub(crate) fn deleted(key: &RedisKey) {
     lifecycle("session.deleted", key, "session deleted");

@@ -26,20 +26,49 @@ pub(crate) struct RedisKey {
 impl RedisKey {
     /// The key of the session with id `id`, under `prefix`.
     pub(crate) fn for_id(prefix: &str, id: &str) -> Self {
-        let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(id.as_bytes()));
+        Self::from_digest(prefix, &digest(id))
+    }
+
+    /// The key of the session whose id has this digest, under `prefix`.
+    pub(crate) fn from_digest(prefix: &str, digest: &str) -> Self {
         let mut key = String::with_capacity(prefix.len() + 2 + digest.len());
         key.push_str(prefix);
         key.push_str("s:");
         let digest_at = key.len();
-        key.push_str(&digest);
+        key.push_str(digest);
         Self { key, digest_at }
+    }
+
+    /// The digest of the id: what the user index lists.
+    pub(crate) fn digest(&self) -> &str {
+        &self.key[self.digest_at..]
     }
 
     /// The short reference that log lines carry.
     pub(crate) fn reference(&self) -> &str {
-        let digest = &self.key[self.digest_at..];
-        digest.get(..REFERENCE_LEN).unwrap_or(digest)
+        reference(self.digest())
     }
+}
+
+/// The first characters of a digest: a session's reference.
+pub(crate) fn reference(digest: &str) -> &str {
+    digest.get(..REFERENCE_LEN).unwrap_or(digest)
+}
+
+/// base64url(sha256(`text`)).
+fn digest(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The key of the index of one user's sessions: `{prefix}u:{base64url(sha256(user))}`, where
+/// `user` is the user entry's value as stored (JSON).
+pub(crate) fn user_index(prefix: &str, user: &str) -> String {
+    format!("{prefix}u:{}", digest(user))
+}
+
+/// The key of a login throttle's counter of `what` (an account or an address) under `prefix`.
+pub(crate) fn throttle_counter(prefix: &str, kind: &str, what: &str) -> String {
+    format!("{prefix}t:{kind}:{}", digest(what))
 }
 
 impl ToRedisArgs for RedisKey {

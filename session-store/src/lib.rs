@@ -9,11 +9,14 @@
 // `pool` of `connection`s. Beside them: `config` (the builder) and `error`.
 mod backend;
 mod changes;
+mod clock;
 mod config;
 mod connection;
 mod error;
 mod events;
+mod index;
 mod key;
+mod lifecycle;
 mod location;
 mod middleware;
 mod pool;
@@ -23,6 +26,8 @@ mod sentinel;
 mod session_id;
 mod state;
 mod store;
+mod subscriber;
+mod throttle;
 
 pub use deadpool::{Runtime, managed::Timeouts};
 pub use deadpool_redis::{self, redis};
@@ -31,8 +36,12 @@ pub use crate::{
     config::{RedisSessionStoreBuilder, WhenUnavailable},
     connection::Connection,
     error::StoreError,
+    index::UserSession,
+    lifecycle::{SessionEvent, SessionEventKind},
     location::{CurrentSession, SessionLocation, Topology},
     middleware::{TrackChanges, TrackChangesService},
     pool::{Manager, Pool},
     store::RedisSessionStore,
+    subscriber::{SessionEvents, SessionNotice},
+    throttle::{LoginThrottle, ThrottleLimits, Throttled},
 };

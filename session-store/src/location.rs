@@ -34,6 +34,11 @@ impl CurrentSession {
     pub fn reference(&self) -> Option<&str> {
         self.key.as_ref().map(RedisKey::reference)
     }
+
+    /// The digest of the session's id, as the user index lists it.
+    pub(crate) fn digest(&self) -> Option<&str> {
+        self.key.as_ref().map(RedisKey::digest)
+    }
 }
 
 impl FromRequest for CurrentSession {

@@ -34,13 +34,16 @@ use std::{
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use redis::{
-    AsyncConnectionConfig, IntoConnectionInfo, RedisError, RedisResult, Value,
+    AsyncConnectionConfig, Client, ConnectionInfo, ErrorKind, IntoConnectionInfo, RedisError,
+    RedisResult, Value,
+    aio::PubSub,
     cluster::{ClusterClient, ClusterClientBuilder},
 };
 
 use crate::{
     Topology,
-    connection::{Connection, Link, millis},
+    clock::millis,
+    connection::{Connection, Link},
     sentinel::{self, Sentinels},
 };
 
@@ -62,6 +65,9 @@ pub struct Manager {
     /// Milliseconds after a connection's last answered command during which it is handed out
     /// again without a health check.
     trust_window: AtomicU64,
+    /// The servers a subscriber may listen on (the server, or the cluster's nodes we were
+    /// given); behind Sentinel, the primary is asked of the sentinels instead.
+    listen_to: Vec<ConnectionInfo>,
 }
 
 /// Where connections come from.
@@ -96,10 +102,13 @@ impl Manager {
     /// When `params` cannot be turned into connection settings.
     pub fn new<T: IntoConnectionInfo>(params: T) -> RedisResult<Self> {
         install_crypto_provider();
-        Ok(Self::from(deadpool_redis::Manager::new_with_config(
-            params,
+        let info = params.into_connection_info()?;
+        let mut manager = Self::from(deadpool_redis::Manager::new_with_config(
+            info.clone(),
             unbounded(),
-        )?))
+        )?);
+        manager.listen_to = vec![info];
+        Ok(manager)
     }
 
     /// A manager for the Redis Cluster that `nodes` belong to (some or all of its nodes'
@@ -112,7 +121,13 @@ impl Manager {
     /// When the nodes cannot be turned into connection settings.
     pub fn cluster<T: IntoConnectionInfo>(nodes: impl IntoIterator<Item = T>) -> RedisResult<Self> {
         install_crypto_provider();
-        Ok(Self::from(ClusterClientBuilder::new(nodes).build()?))
+        let nodes = nodes
+            .into_iter()
+            .map(IntoConnectionInfo::into_connection_info)
+            .collect::<RedisResult<Vec<_>>>()?;
+        let mut manager = Self::from(ClusterClientBuilder::new(nodes.clone()).build()?);
+        manager.listen_to = nodes;
+        Ok(manager)
     }
 
     /// A manager for the primary that the Redis Sentinels at `sentinels` name for
@@ -139,7 +154,26 @@ impl Manager {
             failures: Arc::default(),
             started: Instant::now(),
             trust_window: AtomicU64::new(millis(DEFAULT_TRUST_WINDOW)),
+            listen_to: Vec::new(),
         }
+    }
+
+    /// A pub/sub connection for a subscriber: to the server, to one of the cluster's nodes
+    /// (the `attempt`-th, round the list), or to the primary the sentinels name now.
+    pub(crate) async fn pubsub(&self, attempt: usize) -> RedisResult<PubSub> {
+        let client = match &self.source {
+            Source::Sentinel(sentinels) => sentinels.primary_client().await?,
+            _ => {
+                let Some(info) = self.listen_to.get(attempt % self.listen_to.len().max(1)) else {
+                    return Err(RedisError::from((
+                        ErrorKind::InvalidClientConfig,
+                        "a store built on a manager of its own has no address to subscribe at",
+                    )));
+                };
+                Client::open(info.clone())?
+            }
+        };
+        client.get_async_pubsub().await
     }
 
     /// Sets how long after a command it completed a connection is handed out again without a

@@ -137,6 +137,18 @@ pub(crate) fn loaded_key() -> Option<RedisKey> {
     with(|scope| scope.loaded.as_ref().map(|loaded| loaded.key.clone())).flatten()
 }
 
+/// The value of entry `name` in the session this request loaded at `key`, if any.
+pub(crate) fn loaded_entry(key: &RedisKey, name: &str) -> Option<String> {
+    with(|scope| {
+        scope
+            .loaded
+            .as_ref()
+            .filter(|loaded| loaded.key == *key)
+            .and_then(|loaded| loaded.state.get(name).cloned())
+    })
+    .flatten()
+}
+
 /// Whether this request loaded the session at `key` (which slid its expiry).
 pub(crate) fn was_loaded(key: &RedisKey) -> bool {
     with(|scope| {

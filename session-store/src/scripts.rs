@@ -55,3 +55,11 @@ pub(crate) static SAVE: LazyLock<LuaScript> = session_script!("save.lua");
 
 /// Replaces a live session's state; a session that is gone stays gone.
 pub(crate) static REPLACE: LazyLock<LuaScript> = session_script!("replace.lua");
+
+/// Deletes a session and announces it.
+pub(crate) static DELETE: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/delete.lua")));
+
+/// Deletes a session if it still belongs to a given user, and announces it.
+pub(crate) static REVOKE: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/revoke.lua")));

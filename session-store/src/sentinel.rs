@@ -95,6 +95,11 @@ impl Sentinels {
         }
     }
 
+    /// A client of the primary the sentinels name now.
+    pub(crate) async fn primary_client(&self) -> RedisResult<redis::Client> {
+        self.client.lock().await.async_get_client().await
+    }
+
     /// Whether the sentinels still name the server at `address` as primary, as far as the
     /// watch has heard.
     pub(crate) fn is_current(&self, address: &str) -> bool {

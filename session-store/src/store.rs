@@ -2,11 +2,7 @@
 //! (what each operation reads and writes, lifetimes, the size limit); how a request reaches
 //! Redis lives in [`backend`](crate::backend).
 
-use std::{
-    future::Future,
-    sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{future::Future, sync::Arc};
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
@@ -16,9 +12,12 @@ use crate::{
     StoreError,
     backend::Backend,
     changes::Changes,
+    clock::{millis, now_millis},
     config::{Config, RedisSessionStoreBuilder, WhenUnavailable},
     events,
+    index::INDEXED,
     key::RedisKey,
+    lifecycle::{Publisher, SessionEvent, SessionEventKind},
     pool::Pool,
     scope,
     scripts::{self, LuaScript},
@@ -47,6 +46,7 @@ pub struct RedisSessionStore {
 struct Inner {
     backend: Backend,
     config: Config,
+    publisher: Option<Publisher>,
 }
 
 impl RedisSessionStore {
@@ -90,16 +90,44 @@ impl RedisSessionStore {
 
     pub(crate) fn from_parts(pool: Pool, config: Config) -> Self {
         let backend = Backend::new(pool, &config);
+        let publisher = config.publish_events.then(|| Publisher {
+            channel: Publisher::channel(&config.key_prefix),
+            instance: config.instance_label.clone(),
+        });
         Self {
-            inner: Arc::new(Inner { backend, config }),
+            inner: Arc::new(Inner {
+                backend,
+                config,
+                publisher,
+            }),
         }
+    }
+
+    /// Where and as whom the store publishes its events, when it does.
+    pub(crate) fn publisher(&self) -> Option<&Publisher> {
+        self.inner.publisher.as_ref()
+    }
+
+    /// The channel and message that announce an event about the session at `key`, when the
+    /// store publishes events: arguments of the script that makes the write.
+    fn announce(
+        &self,
+        event: SessionEventKind,
+        key: &RedisKey,
+        user: Option<&str>,
+        previous: Option<&RedisKey>,
+    ) -> Option<(String, String)> {
+        let publisher = self.publisher()?;
+        let mut event = SessionEvent::new(event, key, user);
+        event.previous = previous.map(|previous| previous.reference().to_owned());
+        Some((publisher.channel.clone(), publisher.message(event)))
     }
 
     pub(crate) fn backend(&self) -> &Backend {
         &self.inner.backend
     }
 
-    fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.inner.config
     }
 
@@ -163,7 +191,7 @@ impl RedisSessionStore {
         )
     }
 
-    fn within_lifetime(&self, created: u64) -> bool {
+    pub(crate) fn within_lifetime(&self, created: u64) -> bool {
         let (after, by) = self.born_between();
         after < created && created <= by
     }
@@ -175,10 +203,10 @@ impl RedisSessionStore {
         &self,
         script: &LuaScript,
         key: &RedisKey,
-        class: IdleClass,
-        created: u64,
+        head: (IdleClass, u64),
         args: impl Fn(&mut Cmd),
     ) -> Result<bool, StoreError> {
+        let (class, created) = head;
         let idle = self.idle_millis(class);
         let (born_after, born_by) = self.born_between();
         self.inner
@@ -268,17 +296,36 @@ impl RedisSessionStore {
                 IdleClass::Normal,
             ));
         }
+        let previous = renewed.as_ref().map(|renewed| renewed.key.clone());
         let created = renewed
             .filter(|renewed| !self.user_changed(&renewed.state, state))
             .map_or_else(now_millis, |renewed| renewed.created);
         let class = self.class_of(state);
+        let user = self.user_in(state);
+        let event = match previous {
+            Some(_) => SessionEventKind::Renewed,
+            None => SessionEventKind::Created,
+        };
         for _ in 0..SAVE_ATTEMPTS {
             let id = session_id::generate();
             let key = RedisKey::for_id(&self.config().key_prefix, &id);
+            if let Some(user) = user {
+                // Before the session exists: a failure in between leaves an entry that the
+                // next read of the index prunes, never a session missing from it.
+                self.index_add(user, &key, created).await?;
+            }
+            let (channel, message) = self
+                .announce(event, &key, user, previous.as_ref())
+                .unwrap_or_default();
+            let entries = |cmd: &mut Cmd| {
+                cmd.arg(&channel).arg(&message);
+                append_entries(cmd, state);
+                if user.is_some() {
+                    cmd.arg(INDEXED).arg(1);
+                }
+            };
             let saved = self
-                .run_script(&scripts::SAVE, &key, class, created, |cmd| {
-                    append_entries(cmd, state);
-                })
+                .run_script(&scripts::SAVE, &key, (class, created), entries)
                 .await?;
             if saved {
                 events::created(&key);
@@ -306,7 +353,8 @@ impl RedisSessionStore {
                 if changes.is_empty() {
                     return Ok(session_key);
                 }
-                self.write_changes(&key, &changes, new_class).await?
+                self.write_tracked(&key, &loaded, state, &changes, new_class)
+                    .await?
             }
             None => self.replace_state(&key, state, new_class).await?,
         };
@@ -321,31 +369,74 @@ impl RedisSessionStore {
         Ok(session_id::session_key(id, new_class))
     }
 
+    /// Writes what a request changed, and keeps the user index in step: a new user's entry is
+    /// added before the write, a former user's removed after it, and a session with a user
+    /// that lacks its index mark is indexed again (see [`index`](crate::index)).
+    async fn write_tracked(
+        &self,
+        key: &RedisKey,
+        loaded: &scope::Loaded,
+        state: &SessionState,
+        changes: &Changes<'_>,
+        class: IdleClass,
+    ) -> Result<bool, StoreError> {
+        let (before, after) = (self.user_in(&loaded.state), self.user_in(state));
+        let joins = after.filter(|user| Some(*user) != before);
+        if let Some(user) = joins {
+            self.index_add(user, key, loaded.created).await?;
+        }
+        let mark = match (joins, after) {
+            (Some(_), _) => Some(true),
+            (None, None) if before.is_some() => Some(false),
+            _ => None,
+        };
+        let (written, indexed) = self.write_changes(key, changes, class, mark).await?;
+        if let Some(user) = before.filter(|user| Some(*user) != after) {
+            self.index_remove(user, key).await?;
+        }
+        if let (true, false, Some(user), None) = (written, indexed, after, joins) {
+            self.index_add(user, key, loaded.created).await?;
+            self.inner
+                .backend
+                .query::<()>(redis::cmd("HSET").arg(key).arg(INDEXED).arg(1))
+                .await?;
+        }
+        Ok(written)
+    }
+
     /// Writes only what changed, with plain commands in one pipeline (a script costs Redis
-    /// several times as much). Whether the session was still alive comes back with them; if
-    /// it was not, the fields just written (a hash without a creation time, which no load
-    /// accepts) are deleted again: the write never revives a session. (Should a logout land
-    /// between the pipeline's `HGET` and `HSET`, such a hash stays behind, still unusable,
-    /// until it expires or a load meets it and deletes it.)
+    /// several times as much), and the index mark when `mark` says (set, or cleared). Whether
+    /// the session was still alive, and whether it was marked as indexed, come back with them;
+    /// if it was not alive, the fields just written (a hash without a creation time, which no
+    /// load accepts) are deleted again: the write never revives a session. (Should a logout
+    /// land between the pipeline's `HMGET` and `HSET`, such a hash stays behind, still
+    /// unusable, until it expires or a load meets it and deletes it.)
     async fn write_changes(
         &self,
         key: &RedisKey,
         changes: &Changes<'_>,
         class: IdleClass,
-    ) -> Result<bool, StoreError> {
+        mark: Option<bool>,
+    ) -> Result<(bool, bool), StoreError> {
         let mut pipe = redis::pipe();
-        pipe.cmd("HGET").arg(key).arg(state::CREATED);
-        if !changes.set.is_empty() {
+        pipe.cmd("HMGET").arg(key).arg(state::CREATED).arg(INDEXED);
+        if !changes.set.is_empty() || mark == Some(true) {
             pipe.cmd("HSET").arg(key);
             for (name, value) in &changes.set {
                 pipe.arg(state::field_name(name).as_ref()).arg(*value);
             }
+            if mark == Some(true) {
+                pipe.arg(INDEXED).arg(1);
+            }
             pipe.ignore();
         }
-        if !changes.removed.is_empty() {
+        if !changes.removed.is_empty() || mark == Some(false) {
             pipe.cmd("HDEL").arg(key);
             for name in &changes.removed {
                 pipe.arg(state::field_name(name).as_ref());
+            }
+            if mark == Some(false) {
+                pipe.arg(INDEXED);
             }
             pipe.ignore();
         }
@@ -353,12 +444,13 @@ impl RedisSessionStore {
             .arg(key)
             .arg(self.idle_millis(class))
             .ignore();
-        let (created,): (Option<u64>,) = self.inner.backend.write(pipe).await?;
+        let ((created, indexed),): ((Option<u64>, Option<u8>),) =
+            self.inner.backend.write(pipe).await?;
         if created.is_some_and(|created| self.within_lifetime(created)) {
-            return Ok(true);
+            return Ok((true, indexed.is_some()));
         }
         self.delete_key(key).await?;
-        Ok(false)
+        Ok((false, false))
     }
 
     /// Makes `state` the whole state of a live session, atomically (a script).
@@ -368,11 +460,12 @@ impl RedisSessionStore {
         state: &SessionState,
         class: IdleClass,
     ) -> Result<bool, StoreError> {
-        self.run_script(&scripts::REPLACE, key, class, now_millis(), |cmd| {
+        let entries = |cmd: &mut Cmd| {
             cmd.arg(state.len());
             append_entries(cmd, state);
-        })
-        .await
+        };
+        self.run_script(&scripts::REPLACE, key, (class, now_millis()), entries)
+            .await
     }
 
     async fn touch(&self, session_key: &SessionKey) -> Result<(), StoreError> {
@@ -390,17 +483,43 @@ impl RedisSessionStore {
             .await
     }
 
+    /// Deletes the session at `key`, as a write: a plain `DEL`, or a script that announces it
+    /// when there is an announcement to make. How many keys it deleted.
+    async fn delete_announced(
+        &self,
+        key: &RedisKey,
+        announcement: Option<(String, String)>,
+    ) -> Result<u64, StoreError> {
+        let backend = &self.inner.backend;
+        if let Some((channel, message)) = announcement {
+            let announce = |cmd: &mut Cmd| {
+                cmd.arg(&channel).arg(&message);
+            };
+            return backend.run_script(&scripts::DELETE, key, announce).await;
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(key);
+        let (removed,): (u64,) = backend.write(pipe).await?;
+        Ok(removed)
+    }
+
     async fn delete_state(&self, session_key: &SessionKey) -> Result<(), StoreError> {
         let Some((key, _)) = self.redis_key(session_key) else {
             return Ok(());
         };
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL").arg(&key);
-        let (removed,): (u64,) = self.inner.backend.write(pipe).await?;
-        let removed = removed > 0;
+        let user = self
+            .config()
+            .user_entry
+            .as_deref()
+            .and_then(|name| scope::loaded_entry(&key, name));
+        let announcement = self.announce(SessionEventKind::Deleted, &key, user.as_deref(), None);
+        let removed = self.delete_announced(&key, announcement).await? > 0;
         scope::note_deleted(&key, removed);
         if removed {
             events::deleted(&key);
+        }
+        if let Some(user) = user {
+            self.index_remove(&user, &key).await?;
         }
         Ok(())
     }
@@ -465,15 +584,4 @@ fn append_entries(cmd: &mut Cmd, state: &SessionState) {
     for (name, value) in state {
         cmd.arg(state::field_name(name).as_ref()).arg(value);
     }
-}
-
-fn millis(duration: std::time::Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Milliseconds since the epoch, by this machine's clock.
-fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, millis)
 }

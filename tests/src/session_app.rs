@@ -15,7 +15,7 @@ use actix_web::{
     middleware::Condition,
     web,
 };
-use session_store::{RedisSessionStore, TrackChanges};
+use session_store::{CurrentSession, RedisSessionStore, TrackChanges};
 use tokio::sync::{Semaphore, watch};
 
 /// A test service as `actix_web::test::init_service` makes it: what every helper here drives.
@@ -77,7 +77,9 @@ pub fn middleware(
 /// `POST /gated-set/{name}/{value}` and `POST /gated-renew` (each waits at the app's [`Gate`]
 /// first, its session loaded), `POST /remove/{name}`,
 /// `POST /purge`, `POST /renew`, `POST /login/{user}` (a login as applications write it: the
-/// state cleared, the id renewed, `user` set).
+/// state cleared, the id renewed, `user` set); and over the signed-in user's sessions (a store
+/// with `user_entry("user")`): `GET /sessions` (JSON), `POST /revoke/{reference}`,
+/// `POST /revoke-others`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/get/{name}", web::get().to(get))
         .route("/set/{name}/{value}", web::post().to(set))
@@ -87,7 +89,54 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/purge", web::post().to(purge))
         .route("/renew", web::post().to(renew))
         .route("/gated-renew", web::post().to(gated_renew))
-        .route("/login/{user}", web::post().to(login));
+        .route("/login/{user}", web::post().to(login))
+        .route("/sessions", web::get().to(sessions))
+        .route("/revoke/{reference}", web::post().to(revoke))
+        .route("/revoke-others", web::post().to(revoke_others));
+}
+
+/// The signed-in user's sessions, as JSON: `[{"reference", "current"}]`.
+async fn sessions(
+    session: Session,
+    current: CurrentSession,
+    store: web::Data<RedisSessionStore>,
+) -> actix_web::Result<HttpResponse> {
+    let user: String = session.get("user")?.unwrap_or_default();
+    let listed = store
+        .sessions_of(&user, &current)
+        .await
+        .map_err(actix_web::error::ErrorInternalServerError)?;
+    let listed: Vec<_> = listed
+        .iter()
+        .map(|listed| serde_json::json!({"reference": listed.reference, "current": listed.current}))
+        .collect();
+    Ok(HttpResponse::Ok().json(listed))
+}
+
+async fn revoke(
+    session: Session,
+    reference: web::Path<String>,
+    store: web::Data<RedisSessionStore>,
+) -> actix_web::Result<HttpResponse> {
+    let user: String = session.get("user")?.unwrap_or_default();
+    let revoked = store
+        .revoke(&user, &reference)
+        .await
+        .map_err(actix_web::error::ErrorInternalServerError)?;
+    Ok(HttpResponse::Ok().body(revoked.to_string()))
+}
+
+async fn revoke_others(
+    session: Session,
+    current: CurrentSession,
+    store: web::Data<RedisSessionStore>,
+) -> actix_web::Result<HttpResponse> {
+    let user: String = session.get("user")?.unwrap_or_default();
+    let revoked = store
+        .revoke_all(&user, Some(&current))
+        .await
+        .map_err(actix_web::error::ErrorInternalServerError)?;
+    Ok(HttpResponse::Ok().body(revoked.to_string()))
 }
 
 async fn get(session: Session, name: web::Path<String>) -> actix_web::Result<HttpResponse> {
@@ -286,7 +335,7 @@ pub async fn bare_app(
     mode: MiddlewareMode,
     gate: Gate,
 ) -> impl TestApp + use<> {
-    session_app(middleware(store, key, mode), gate, false).await
+    session_app(store.clone(), middleware(store, key, mode), gate, false).await
 }
 
 /// The same as [`bare_app`], with the middleware behind `TrackChanges`.
@@ -296,11 +345,12 @@ pub async fn tracked_app(
     mode: MiddlewareMode,
     gate: Gate,
 ) -> impl TestApp + use<> {
-    session_app(middleware(store, key, mode), gate, true).await
+    session_app(store.clone(), middleware(store, key, mode), gate, true).await
 }
 
 /// [`routes`] behind `session`, itself behind `TrackChanges` when `tracked`.
 async fn session_app(
+    store: RedisSessionStore,
     session: SessionMiddleware<RedisSessionStore>,
     gate: Gate,
     tracked: bool,
@@ -310,6 +360,7 @@ async fn session_app(
             .wrap(Condition::new(tracked, TrackChanges::new(session.clone())))
             .wrap(Condition::new(!tracked, session))
             .app_data(web::Data::new(gate))
+            .app_data(web::Data::new(store))
             .configure(routes),
     )
     .await

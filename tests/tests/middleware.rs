@@ -18,7 +18,7 @@ async fn session_keys(server: &RedisServer) -> Vec<String> {
     server
         .connection()
         .await
-        .keys("session:*")
+        .keys("session:s:*")
         .await
         .expect("KEYS")
 }

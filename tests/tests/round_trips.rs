@@ -179,13 +179,13 @@ async fn a_tracked_write_is_two_round_trips_of_plain_commands() {
     send(&app, Method::POST, "/set/user/bob", Some(&cookie)).await;
     assert_eq!(
         watched.seen().await,
-        trips(2, &["hgetall", "pexpire", "hget", "hset", "pexpire"]),
+        trips(2, &["hgetall", "pexpire", "hmget", "hset", "pexpire"]),
         "load, then the changed entry"
     );
     send(&app, Method::POST, "/remove/user", Some(&cookie)).await;
     assert_eq!(
         watched.seen().await,
-        trips(2, &["hgetall", "pexpire", "hget", "hdel", "pexpire"])
+        trips(2, &["hgetall", "pexpire", "hmget", "hdel", "pexpire"])
     );
     send(&app, Method::POST, "/remove/user", Some(&cookie)).await;
     assert_eq!(
@@ -196,7 +196,7 @@ async fn a_tracked_write_is_two_round_trips_of_plain_commands() {
 }
 
 #[actix_web::test]
-async fn with_a_user_entry_reads_and_writes_cost_no_more() {
+async fn with_a_user_entry_reads_and_writes_of_other_entries_cost_no_more() {
     let watched = Watched::start().await;
     let key = Key::generate();
     let store = watched.store_with(
@@ -222,11 +222,35 @@ async fn with_a_user_entry_reads_and_writes_cost_no_more() {
     );
     assert_eq!(get_entry(&app, "theme", Some(&visitor)).await, "dark");
     assert_eq!(watched.seen().await, trips(1, &["hgetall", "pexpire"]));
-    send(&app, Method::POST, "/set/user/alice", Some(&visitor)).await;
+    let login = send(&app, Method::POST, "/set/user/alice", Some(&visitor)).await;
+    let member = integration_tests::session_app::session_cookie(&login).expect("a cookie");
     assert_eq!(
         watched.seen().await,
-        trips(2, &["hgetall", "pexpire", "hget", "hset", "pexpire"]),
-        "gaining the user switches the timeout in the write's own pipeline"
+        trips(
+            3,
+            &[
+                "hgetall",
+                "pexpire",
+                "zadd",
+                "zremrangebyscore",
+                "pexpire",
+                "hmget",
+                "hset",
+                "pexpire"
+            ]
+        ),
+        "gaining the user: the load, the user's index, then the write, which switches the \
+         timeout in its own pipeline"
+    );
+
+    // With the user in place, reads and writes of other entries cost what they always did:
+    // the index is not touched.
+    assert_eq!(get_entry(&app, "user", Some(&member)).await, "alice");
+    assert_eq!(watched.seen().await, trips(1, &["hgetall", "pexpire"]));
+    send(&app, Method::POST, "/set/theme/light", Some(&member)).await;
+    assert_eq!(
+        watched.seen().await,
+        trips(2, &["hgetall", "pexpire", "hmget", "hset", "pexpire"])
     );
 }
 
@@ -395,7 +419,7 @@ mod cluster {
         send(&app, Method::POST, "/set/theme/dark", Some(&cookie)).await;
         assert_eq!(
             watched.seen().await,
-            trips(2, &["hgetall", "pexpire", "hget", "hset", "pexpire"]),
+            trips(2, &["hgetall", "pexpire", "hmget", "hset", "pexpire"]),
             "a write"
         );
         send(&app, Method::POST, "/set/user/carol", None).await;

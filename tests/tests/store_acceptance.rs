@@ -568,6 +568,8 @@ mod cases {
             .arg(0)
             .arg(1_800_000_000_000_u64)
             .arg(1_700_000_000_000_u64)
+            .arg("")
+            .arg("")
             .arg("k")
             .arg("new")
             .invoke_async(&mut redis)

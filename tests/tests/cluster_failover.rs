@@ -25,6 +25,10 @@ const AFTER: Duration = Duration::from_secs(10);
 /// The cluster's node timeout: how long a primary may not answer before it counts as failing.
 const NODE_TIMEOUT: Duration = Duration::from_millis(1000);
 
+/// The tests of this file measure how long a failover takes: one at a time, so that the
+/// other's processes do not slow it down.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The hash slot of `key` (no hash tags in the store's keys).
 fn slot(key: &str) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(key.as_bytes()) % 16384
@@ -32,6 +36,7 @@ fn slot(key: &str) -> u16 {
 
 #[actix_web::test]
 async fn a_killed_primary_is_replaced_and_only_its_shard_waits() {
+    let _alone = ALONE.lock().await;
     let mut cluster = RedisCluster::builder()
         .node_timeout(NODE_TIMEOUT)
         .start()
@@ -252,6 +257,7 @@ async fn ranges_of(cluster: &RedisCluster, node: usize) -> Vec<(u16, u16)> {
 
 #[actix_web::test]
 async fn a_stopped_cluster_means_fast_503s_then_recovery() {
+    let _alone = ALONE.lock().await;
     let mut cluster = RedisCluster::builder()
         .node_timeout(NODE_TIMEOUT)
         .start()

@@ -26,6 +26,10 @@ const DOWN_AFTER: Duration = Duration::from_millis(1000);
 /// connection to the old primary: the store hears of it through its own subscription.
 const IN_FLIGHT: Duration = Duration::from_millis(100);
 
+/// The tests of this file measure how long a failover takes: one at a time, so that the
+/// other's processes do not slow it down.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The plain and the durable side on `sentinels`.
 async fn sides(
     sentinels: &RedisSentinels,
@@ -160,6 +164,7 @@ fn print_losses(
 
 #[actix_web::test]
 async fn a_killed_primary_is_followed_with_no_restart() {
+    let _alone = ALONE.lock().await;
     let mut sentinels = RedisSentinels::builder()
         .down_after(DOWN_AFTER)
         .start()
@@ -228,6 +233,7 @@ async fn a_killed_primary_is_followed_with_no_restart() {
 
 #[actix_web::test]
 async fn a_demoted_primary_that_keeps_running_loses_nothing_acknowledged_after_the_switch() {
+    let _alone = ALONE.lock().await;
     let sentinels = RedisSentinels::builder()
         .down_after(DOWN_AFTER)
         .start()

@@ -164,6 +164,7 @@ impl Backend {
         connection: &mut SharedConnection,
         request: &impl Request,
     ) -> Result<T, StoreError> {
+        crate::metrics::round_trip();
         let in_flight = connection.in_flight();
         let result = tokio::time::timeout(self.command_timeout, request.send(connection)).await;
         in_flight.settle();

@@ -27,6 +27,7 @@ pub(crate) struct Config {
     pub(crate) exposed_entries: Vec<String>,
     pub(crate) publish_events: bool,
     pub(crate) instance_label: Option<String>,
+    pub(crate) metrics_label: Option<String>,
 }
 
 /// How many replicas must have a write before it counts, and how long to wait for them.
@@ -57,6 +58,7 @@ impl Default for Config {
             exposed_entries: Vec::new(),
             publish_events: false,
             instance_label: None,
+            metrics_label: None,
         }
     }
 }
@@ -80,6 +82,13 @@ impl Config {
             .into_iter()
             .flatten()
             .fold(self.command_timeout, |total, step| total + step)
+    }
+
+    /// The `store` label of its metrics.
+    pub(crate) fn metrics_label(&self) -> String {
+        self.metrics_label
+            .clone()
+            .unwrap_or_else(|| self.key_prefix.clone())
     }
 
     /// Refuses settings the store cannot work with, naming the first such setting.
@@ -310,6 +319,13 @@ impl RedisSessionStoreBuilder {
         self
     }
 
+    /// The `store` label on the store's metrics, to tell several stores of one process apart
+    /// (default: the key prefix).
+    pub fn metrics_label(mut self, label: impl Into<String>) -> Self {
+        self.config.metrics_label = Some(label.into());
+        self
+    }
+
     /// Makes every write (a login, a change, a logout) wait until `replicas` replicas have it,
     /// for at most `timeout`, with `WAIT` in the write's own round trip (default: writes do not
     /// wait). A write that fewer replicas acknowledge in time fails as unavailable
@@ -343,6 +359,8 @@ impl RedisSessionStoreBuilder {
     pub fn build_with_pool(self, pool: Pool) -> Result<RedisSessionStore, StoreError> {
         self.config.validate()?;
         pool.manager().set_trust_window(self.config.trust_window);
+        pool.manager()
+            .set_metrics_label(self.config.metrics_label());
         Ok(RedisSessionStore::from_parts(pool, self.config))
     }
 

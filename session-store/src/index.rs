@@ -27,6 +27,7 @@ use crate::{
     clock::{at, millis, now_millis},
     key::{self, RedisKey},
     lifecycle::{SessionEvent, SessionEventKind},
+    metrics::{Operation, Outcome},
     scripts,
     state::{self, SessionState},
 };
@@ -124,24 +125,27 @@ impl RedisSessionStore {
     ) -> Result<Vec<UserSession>, StoreError> {
         let user = self.stored_user(user)?;
         let backend = self.backend();
-        backend
-            .within_deadline(async {
-                let digests = self.index_digests(&user).await?;
-                let checked = join_all(digests.iter().map(|digest| self.inspect(&user, digest)));
-                let mut live = Vec::new();
-                let mut ended = Vec::new();
-                for (digest, session) in digests.iter().zip(checked.await) {
-                    match session? {
-                        Some(mut session) => {
-                            session.current = current.digest() == Some(digest.as_str());
-                            live.push(session);
-                        }
-                        None => ended.push(digest.as_str()),
+        let listing = backend.within_deadline(async {
+            let digests = self.index_digests(&user).await?;
+            let checked = join_all(digests.iter().map(|digest| self.inspect(&user, digest)));
+            let mut live = Vec::new();
+            let mut ended = Vec::new();
+            for (digest, session) in digests.iter().zip(checked.await) {
+                match session? {
+                    Some(mut session) => {
+                        session.current = current.digest() == Some(digest.as_str());
+                        live.push(session);
                     }
+                    None => ended.push(digest.as_str()),
                 }
-                self.prune(&user, &ended).await?;
-                live.sort_by_key(|session| session.created);
-                Ok(live)
+            }
+            self.prune(&user, &ended).await?;
+            live.sort_by_key(|session| session.created);
+            Ok(live)
+        });
+        self.instruments()
+            .observe(Operation::Sessions, backend.pool(), listing, |_| {
+                Outcome::Ok
             })
             .await
     }
@@ -183,20 +187,21 @@ impl RedisSessionStore {
         chosen: impl Fn(&str) -> bool,
     ) -> Result<usize, StoreError> {
         let backend = self.backend();
-        backend
-            .within_deadline(async {
-                let digests: Vec<String> = self
-                    .index_digests(user)
-                    .await?
-                    .into_iter()
-                    .filter(|digest| chosen(digest))
-                    .collect();
-                let revoked = join_all(digests.iter().map(|digest| self.revoke_one(user, digest)));
-                let revoked: Vec<bool> = revoked.await.into_iter().collect::<Result<_, _>>()?;
-                let digests: Vec<&str> = digests.iter().map(String::as_str).collect();
-                self.prune(user, &digests).await?;
-                Ok(revoked.into_iter().filter(|revoked| *revoked).count())
-            })
+        let revoking = backend.within_deadline(async {
+            let digests: Vec<String> = self
+                .index_digests(user)
+                .await?
+                .into_iter()
+                .filter(|digest| chosen(digest))
+                .collect();
+            let revoked = join_all(digests.iter().map(|digest| self.revoke_one(user, digest)));
+            let revoked: Vec<bool> = revoked.await.into_iter().collect::<Result<_, _>>()?;
+            let digests: Vec<&str> = digests.iter().map(String::as_str).collect();
+            self.prune(user, &digests).await?;
+            Ok(revoked.into_iter().filter(|revoked| *revoked).count())
+        });
+        self.instruments()
+            .observe(Operation::Revoke, backend.pool(), revoking, |_| Outcome::Ok)
             .await
     }
 

@@ -18,6 +18,7 @@ mod index;
 mod key;
 mod lifecycle;
 mod location;
+mod metrics;
 mod middleware;
 mod pool;
 mod scope;

@@ -26,12 +26,13 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
+use ::metrics::SharedString;
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use redis::{
     AsyncConnectionConfig, Client, ConnectionInfo, ErrorKind, IntoConnectionInfo, RedisError,
@@ -44,6 +45,7 @@ use crate::{
     Topology,
     clock::millis,
     connection::{Connection, Link},
+    metrics,
     sentinel::{self, Sentinels},
 };
 
@@ -65,6 +67,8 @@ pub struct Manager {
     /// Milliseconds after a connection's last answered command during which it is handed out
     /// again without a health check.
     trust_window: AtomicU64,
+    /// The `store` label of the health checks it counts: the first store's.
+    metrics_label: OnceLock<SharedString>,
     /// The servers a subscriber may listen on (the server, or the cluster's nodes we were
     /// given); behind Sentinel, the primary is asked of the sentinels instead.
     listen_to: Vec<ConnectionInfo>,
@@ -155,7 +159,21 @@ impl Manager {
             started: Instant::now(),
             trust_window: AtomicU64::new(millis(DEFAULT_TRUST_WINDOW)),
             listen_to: Vec::new(),
+            metrics_label: OnceLock::new(),
         }
+    }
+
+    /// Sets the `store` label of the health checks it counts, unless a store set one before.
+    pub(crate) fn set_metrics_label(&self, label: String) {
+        let _ = self.metrics_label.set(SharedString::from(label));
+    }
+
+    /// Counts a health check it sent, and how it went.
+    fn checked<T, E>(&self, result: Result<T, E>) -> Result<T, E> {
+        if let Some(label) = self.metrics_label.get() {
+            metrics::health_check(label, result.is_ok());
+        }
+        result
     }
 
     /// A pub/sub connection for a subscriber: to the server, to one of the cluster's nodes
@@ -253,10 +271,10 @@ impl managed::Manager for Manager {
         }
         match (&self.source, &mut conn.link) {
             (Source::Node(manager), Link::Node(node)) => {
-                managed::Manager::recycle(manager, node, metrics).await?;
+                self.checked(managed::Manager::recycle(manager, node, metrics).await)?;
             }
             (Source::Sentinel(_), Link::Node(node)) => {
-                let role: Value = redis::cmd("ROLE").query_async(node).await?;
+                let role: Value = self.checked(redis::cmd("ROLE").query_async(node).await)?;
                 if !sentinel::is_primary(&role) {
                     return Err(RecycleError::message("the server is no longer a primary"));
                 }

@@ -18,6 +18,7 @@ use crate::{
     index::INDEXED,
     key::RedisKey,
     lifecycle::{Publisher, SessionEvent, SessionEventKind},
+    metrics::{self, Instruments, Operation, Outcome},
     pool::Pool,
     scope,
     scripts::{self, LuaScript},
@@ -47,6 +48,7 @@ struct Inner {
     backend: Backend,
     config: Config,
     publisher: Option<Publisher>,
+    instruments: Instruments,
 }
 
 impl RedisSessionStore {
@@ -94,11 +96,13 @@ impl RedisSessionStore {
             channel: Publisher::channel(&config.key_prefix),
             instance: config.instance_label.clone(),
         });
+        let instruments = Instruments::new(config.metrics_label());
         Self {
             inner: Arc::new(Inner {
                 backend,
                 config,
                 publisher,
+                instruments,
             }),
         }
     }
@@ -131,18 +135,34 @@ impl RedisSessionStore {
         &self.inner.config
     }
 
-    /// Runs one session operation within the store's deadline, and tells the request's scope
-    /// how it failed, if it did (which [`TrackChanges`](crate::TrackChanges) answers with a
-    /// `503` or a `413`).
+    /// Runs one session operation within the store's deadline, in a span of its own and
+    /// counted in its metrics, and tells the request's scope how it failed, if it did (which
+    /// [`TrackChanges`](crate::TrackChanges) answers with a `503` or a `413`). `outcome` says
+    /// how an operation that did not fail ended.
     async fn session_op<T>(
         &self,
-        operation: impl Future<Output = Result<T, StoreError>>,
+        operation: Operation,
+        work: impl Future<Output = Result<T, StoreError>>,
+        outcome: impl FnOnce(&T) -> Outcome,
     ) -> Result<T, StoreError> {
-        let result = self.inner.backend.within_deadline(operation).await;
+        let backend = &self.inner.backend;
+        // On the heap: the operations' futures are large, and a request's stack holds the
+        // whole middleware chain already (debug builds overflowed a test thread's stack).
+        let work = Box::pin(backend.within_deadline(work));
+        let result = self
+            .inner
+            .instruments
+            .observe(operation, backend.pool(), work, outcome)
+            .await;
         if let Err(err) = &result {
             scope::note_failure(err);
         }
         result
+    }
+
+    /// The store's metrics.
+    pub(crate) fn instruments(&self) -> &Instruments {
+        &self.inner.instruments
     }
 
     /// The Redis key and idle class of a session key, or `None` when the key is not of our
@@ -152,7 +172,9 @@ impl RedisSessionStore {
             events::invalid_id(session_key.as_ref().len());
             return None;
         };
-        Some((RedisKey::for_id(&self.config().key_prefix, id), class))
+        let key = RedisKey::for_id(&self.config().key_prefix, id);
+        metrics::session(key.reference());
+        Some((key, class))
     }
 
     /// The idle class of a session holding `state`: anonymous when the store names a user
@@ -218,12 +240,14 @@ impl RedisSessionStore {
             .await
     }
 
+    /// Refuses a state over the size limit; counts the size of one to be written.
     fn check_size(&self, state: &SessionState) -> Result<(), StoreError> {
         let size = state::size(state);
         let limit = self.config().max_state_size;
         if size > limit {
             return Err(StoreError::StateTooLarge { size, limit });
         }
+        self.inner.instruments.state_bytes(size);
         Ok(())
     }
 
@@ -336,14 +360,15 @@ impl RedisSessionStore {
     }
 
     /// Writes `state` and hands back the session key for it: the same one, unless the write
-    /// moved the session to the other idle class (it gained or lost its user).
+    /// moved the session to the other idle class (it gained or lost its user); and whether the
+    /// write was dropped, the session having ended meanwhile.
     async fn update_state(
         &self,
         session_key: SessionKey,
         state: &SessionState,
-    ) -> Result<SessionKey, StoreError> {
+    ) -> Result<(SessionKey, bool), StoreError> {
         let Some((key, class)) = self.redis_key(&session_key) else {
-            return Ok(session_key);
+            return Ok((session_key, false));
         };
         self.check_size(state)?;
         let new_class = self.class_of(state);
@@ -351,7 +376,7 @@ impl RedisSessionStore {
             Some(loaded) => {
                 let changes = Changes::between(&loaded.state, state);
                 if changes.is_empty() {
-                    return Ok(session_key);
+                    return Ok((session_key, false));
                 }
                 self.write_tracked(&key, &loaded, state, &changes, new_class)
                     .await?
@@ -360,13 +385,13 @@ impl RedisSessionStore {
         };
         if !written {
             events::update_dropped(&key);
-            return Ok(session_key);
+            return Ok((session_key, true));
         }
         if new_class == class {
-            return Ok(session_key);
+            return Ok((session_key, false));
         }
         let (id, _) = session_id::parse(session_key.as_ref()).expect("parsed above");
-        Ok(session_id::session_key(id, new_class))
+        Ok((session_id::session_key(id, new_class), false))
     }
 
     /// Writes what a request changed, and keeps the user index in step: a new user's entry is
@@ -529,7 +554,17 @@ impl RedisSessionStore {
 /// actix-session passes (its `session_ttl`) is left to the cookie.
 impl SessionStore for RedisSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
-        match self.session_op(self.load_state(session_key)).await {
+        let found = |state: &Option<SessionState>| {
+            if state.is_some() {
+                Outcome::Ok
+            } else {
+                Outcome::NotFound
+            }
+        };
+        match self
+            .session_op(Operation::Load, self.load_state(session_key), found)
+            .await
+        {
             Err(err)
                 if err.is_unavailable()
                     && self.config().when_unavailable == WhenUnavailable::Anonymous
@@ -548,7 +583,10 @@ impl SessionStore for RedisSessionStore {
         session_state: SessionState,
         _ttl: &CookieDuration,
     ) -> Result<SessionKey, SaveError> {
-        Ok(self.session_op(self.save_state(&session_state)).await?)
+        let saved = self.save_state(&session_state);
+        Ok(self
+            .session_op(Operation::Save, saved, |_| Outcome::Ok)
+            .await?)
     }
 
     /// Writes nothing when the session ended in the meantime, and hands back the same key: the
@@ -559,9 +597,16 @@ impl SessionStore for RedisSessionStore {
         session_state: SessionState,
         _ttl: &CookieDuration,
     ) -> Result<SessionKey, UpdateError> {
-        Ok(self
-            .session_op(self.update_state(session_key, &session_state))
-            .await?)
+        let updated = self.update_state(session_key, &session_state);
+        let dropped = |(_, dropped): &(SessionKey, bool)| {
+            if *dropped {
+                Outcome::Dropped
+            } else {
+                Outcome::Ok
+            }
+        };
+        let (session_key, _) = self.session_op(Operation::Update, updated, dropped).await?;
+        Ok(session_key)
     }
 
     /// Costs no round trip behind [`TrackChanges`](crate::TrackChanges), where the request's
@@ -571,11 +616,17 @@ impl SessionStore for RedisSessionStore {
         session_key: &SessionKey,
         _ttl: &CookieDuration,
     ) -> anyhow::Result<()> {
-        Ok(self.session_op(self.touch(session_key)).await?)
+        let touched = self.touch(session_key);
+        Ok(self
+            .session_op(Operation::UpdateTtl, touched, |()| Outcome::Ok)
+            .await?)
     }
 
     async fn delete(&self, session_key: &SessionKey) -> anyhow::Result<()> {
-        Ok(self.session_op(self.delete_state(session_key)).await?)
+        let deleted = self.delete_state(session_key);
+        Ok(self
+            .session_op(Operation::Delete, deleted, |()| Outcome::Ok)
+            .await?)
     }
 }
 

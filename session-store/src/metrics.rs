@@ -1,0 +1,205 @@
+//! What the store tells an operator: counters, histograms and gauges through the `metrics`
+//! facade (the application installs an exporter; without one, recording costs next to
+//! nothing), and a `tracing` span per store operation.
+//!
+//! The metric names are kept stable for dashboards:
+//!
+//! - `session_store_operations_total{store, operation, outcome}`, counter;
+//! - `session_store_operation_duration_seconds{store, operation}`, histogram;
+//! - `session_store_pool_connections{store, state="idle|in_use"}` and
+//!   `session_store_pool_waiters{store}`, gauges, read after each operation;
+//! - `session_store_pool_checks_total{store, result}`, counter of the health checks sent;
+//! - `session_store_state_bytes{store}`, histogram of the size of the states written.
+
+use std::{cell::Cell, future::Future, time::Instant};
+
+use metrics::SharedString;
+use tracing::{Instrument as _, field::Empty};
+
+use crate::{StoreError, pool::Pool};
+
+macro_rules! span {
+    ($name:literal) => {
+        tracing::info_span!(
+            $name,
+            db.system = "redis",
+            db.operation.name = Empty,
+            session = Empty,
+            outcome = Empty,
+            round_trips = Empty,
+            duration_ms = Empty,
+        )
+    };
+}
+
+/// A store operation, as metrics and spans name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Load,
+    Save,
+    Update,
+    UpdateTtl,
+    Delete,
+    Sessions,
+    Revoke,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Load => "load",
+            Self::Save => "save",
+            Self::Update => "update",
+            Self::UpdateTtl => "update_ttl",
+            Self::Delete => "delete",
+            Self::Sessions => "sessions",
+            Self::Revoke => "revoke",
+        }
+    }
+
+    fn span_name(self) -> tracing::Span {
+        // Span names are static: one macro call per operation.
+        match self {
+            Self::Load => span!("session_store.load"),
+            Self::Save => span!("session_store.save"),
+            Self::Update => span!("session_store.update"),
+            Self::UpdateTtl => span!("session_store.update_ttl"),
+            Self::Delete => span!("session_store.delete"),
+            Self::Sessions => span!("session_store.sessions"),
+            Self::Revoke => span!("session_store.revoke"),
+        }
+    }
+}
+
+/// How a store operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Ok,
+    /// A load that found no session.
+    NotFound,
+    Unavailable,
+    TooLarge,
+    /// An update lost to a logout (or a revocation) that landed first.
+    Dropped,
+    Error,
+}
+
+impl Outcome {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::NotFound => "not_found",
+            Self::Unavailable => "unavailable",
+            Self::TooLarge => "too_large",
+            Self::Dropped => "dropped",
+            Self::Error => "error",
+        }
+    }
+
+    fn of_error(err: &StoreError) -> Self {
+        if err.is_unavailable() {
+            Self::Unavailable
+        } else if matches!(err, StoreError::StateTooLarge { .. }) {
+            Self::TooLarge
+        } else {
+            Self::Error
+        }
+    }
+}
+
+tokio::task_local! {
+    /// Round trips of the operation under way.
+    static ROUND_TRIPS: Cell<u32>;
+}
+
+/// Counts one round trip of the operation under way, for its span.
+pub(crate) fn round_trip() {
+    let _ = ROUND_TRIPS.try_with(|trips| trips.set(trips.get() + 1));
+}
+
+/// Records the session an operation is about, in its span.
+pub(crate) fn session(reference: &str) {
+    tracing::Span::current().record("session", reference);
+}
+
+/// The store's instruments: its label, on every metric it records.
+#[derive(Debug, Clone)]
+pub(crate) struct Instruments {
+    store: SharedString,
+}
+
+impl Instruments {
+    pub(crate) fn new(store: String) -> Self {
+        Self {
+            store: SharedString::from(store),
+        }
+    }
+
+    /// Runs `operation` in a span of its own and records how it went; `outcome` says how an
+    /// operation that did not fail ended.
+    pub(crate) async fn observe<T>(
+        &self,
+        operation: Operation,
+        pool: &Pool,
+        work: impl Future<Output = Result<T, StoreError>>,
+        outcome: impl FnOnce(&T) -> Outcome,
+    ) -> Result<T, StoreError> {
+        let span = operation.span_name();
+        span.record("db.operation.name", operation.name());
+        let started = Instant::now();
+        let (result, trips) = ROUND_TRIPS
+            .scope(Cell::new(0), async {
+                let result = work.await;
+                (result, ROUND_TRIPS.with(Cell::get))
+            })
+            .instrument(span.clone())
+            .await;
+        let elapsed = started.elapsed();
+        let ended = result.as_ref().map_or_else(Outcome::of_error, outcome);
+        span.record("outcome", ended.name());
+        span.record("round_trips", trips);
+        span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
+        let store = self.store.clone();
+        metrics::counter!(
+            "session_store_operations_total",
+            "store" => store.clone(),
+            "operation" => operation.name(),
+            "outcome" => ended.name(),
+        )
+        .increment(1);
+        metrics::histogram!(
+            "session_store_operation_duration_seconds",
+            "store" => store.clone(),
+            "operation" => operation.name(),
+        )
+        .record(elapsed.as_secs_f64());
+        self.pool(pool);
+        result
+    }
+
+    /// The size of a state written.
+    pub(crate) fn state_bytes(&self, bytes: usize) {
+        metrics::histogram!("session_store_state_bytes", "store" => self.store.clone())
+            .record(bytes as f64);
+    }
+
+    /// How full the pool is now.
+    fn pool(&self, pool: &Pool) {
+        let status = pool.status();
+        let idle = status.available;
+        let in_use = status.size.saturating_sub(idle);
+        let store = self.store.clone();
+        metrics::gauge!("session_store_pool_connections", "store" => store.clone(), "state" => "idle")
+            .set(idle as f64);
+        metrics::gauge!("session_store_pool_connections", "store" => store.clone(), "state" => "in_use")
+            .set(in_use as f64);
+        metrics::gauge!("session_store_pool_waiters", "store" => store).set(status.waiting as f64);
+    }
+}
+
+/// A health check of a pooled connection was sent; `passed` says how it went.
+pub(crate) fn health_check(store: &SharedString, passed: bool) {
+    let result = if passed { "ok" } else { "failed" };
+    metrics::counter!("session_store_pool_checks_total", "store" => store.clone(), "result" => result)
+        .increment(1);
+}

@@ -1,0 +1,167 @@
+//! The store's metrics, read back through a recorder: each operation through the middleware
+//! counts once, with the outcome it had.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Mutex, MutexGuard, OnceLock, PoisonError},
+};
+
+use actix_web::{cookie::Key, http::Method};
+use integration_tests::{
+    RedisServer,
+    session_app::{Gate, MiddlewareMode, get_entry, log_in, send, tracked_app},
+};
+use metrics_util::{
+    MetricKind,
+    debugging::{DebugValue, DebuggingRecorder, Snapshotter},
+};
+use session_store::RedisSessionStore;
+
+const N: u64 = 5;
+
+/// The process's recorder: installed once, read by every test, each under a store label of its
+/// own.
+fn snapshotter() -> &'static Snapshotter {
+    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
+    SNAPSHOTTER.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::set_global_recorder(recorder).expect("the only recorder");
+        snapshotter
+    })
+}
+
+/// Every counter so far, by name and labels. A snapshot drains the recorder's counters, the
+/// other tests' too, so every test adds what it drains to these totals.
+fn totals() -> MutexGuard<'static, BTreeMap<(String, Labels), u64>> {
+    static TOTALS: Mutex<BTreeMap<(String, Labels), u64>> = Mutex::new(BTreeMap::new());
+    let mut totals = TOTALS.lock().unwrap_or_else(PoisonError::into_inner);
+    for (key, _, _, value) in snapshotter().snapshot().into_vec() {
+        if let (MetricKind::Counter, DebugValue::Counter(count)) = (key.kind(), value) {
+            let labels = key
+                .key()
+                .labels()
+                .map(|label| (label.key().to_owned(), label.value().to_owned()))
+                .collect();
+            *totals
+                .entry((key.key().name().to_owned(), labels))
+                .or_default() += count;
+        }
+    }
+    totals
+}
+
+type Labels = Vec<(String, String)>;
+
+/// The counter `name` with exactly these labels.
+fn counter(name: &str, labels: &[(&str, &str)]) -> u64 {
+    let labels: Labels = labels
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
+    totals()
+        .get(&(name.to_owned(), labels))
+        .copied()
+        .unwrap_or(0)
+}
+
+fn operations(store: &str, operation: &str, outcome: &str) -> u64 {
+    counter(
+        "session_store_operations_total",
+        &[
+            ("store", store),
+            ("operation", operation),
+            ("outcome", outcome),
+        ],
+    )
+}
+
+#[actix_web::test]
+async fn every_operation_counts_once_with_its_outcome() {
+    snapshotter();
+    let server = RedisServer::start();
+    let store = server.store_with(
+        RedisSessionStore::builder()
+            .metrics_label("counted")
+            .max_state_size(64),
+    );
+    let gate = Gate::default();
+    let app = tracked_app(
+        store,
+        &Key::generate(),
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        gate.clone(),
+    )
+    .await;
+
+    let mut cookies = Vec::new();
+    for _ in 0..N {
+        cookies.push(log_in(&app).await);
+    }
+    assert_eq!(operations("counted", "save", "ok"), N);
+    for cookie in &cookies {
+        assert_eq!(get_entry(&app, "user", Some(cookie)).await, "alice");
+        send(&app, Method::POST, "/set/theme/dark", Some(cookie)).await;
+    }
+    assert_eq!(operations("counted", "load", "ok"), 2 * N);
+    assert_eq!(operations("counted", "update", "ok"), N);
+    for cookie in &cookies {
+        send(&app, Method::POST, "/purge", Some(cookie)).await;
+    }
+    assert_eq!(operations("counted", "delete", "ok"), N);
+    assert_eq!(get_entry(&app, "user", Some(&cookies[0])).await, "none");
+    assert_eq!(operations("counted", "load", "not_found"), 1);
+
+    let cookie = log_in(&app).await;
+    let big = format!("/set/blob/{}", "x".repeat(100));
+    assert_eq!(
+        send(&app, Method::POST, &big, Some(&cookie)).await.status(),
+        413
+    );
+    assert_eq!(operations("counted", "update", "too_large"), 1);
+
+    // A write that loaded the session before a logout landed.
+    let write = send(&app, Method::POST, "/gated-set/theme/light", Some(&cookie));
+    let logout = async {
+        gate.wait_for(1).await;
+        send(&app, Method::POST, "/purge", Some(&cookie)).await;
+        gate.open();
+    };
+    futures_util::join!(write, logout);
+    assert_eq!(operations("counted", "update", "dropped"), 1);
+}
+
+#[actix_web::test]
+async fn an_unavailable_redis_and_health_checks_are_counted() {
+    snapshotter();
+    let mut server = RedisServer::start();
+    let store = server.store_with(
+        RedisSessionStore::builder()
+            .metrics_label("outage")
+            .trust_window(std::time::Duration::ZERO),
+    );
+    let app = tracked_app(
+        store,
+        &Key::generate(),
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        Gate::default(),
+    )
+    .await;
+    let cookie = log_in(&app).await;
+    get_entry(&app, "user", Some(&cookie)).await;
+    let passed = counter(
+        "session_store_pool_checks_total",
+        &[("store", "outage"), ("result", "ok")],
+    );
+    assert!(
+        passed >= 1,
+        "a connection reused with no trust window is checked"
+    );
+
+    server.stop();
+    for _ in 0..3 {
+        let response = send(&app, Method::GET, "/get/user", Some(&cookie)).await;
+        assert_eq!(response.status(), 503);
+    }
+    assert_eq!(operations("outage", "load", "unavailable"), 3);
+}

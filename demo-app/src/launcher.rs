@@ -186,9 +186,12 @@ fn print_banner(instances: &Instances, balancer: Option<&Balancer>, target: &Red
     } else {
         ""
     };
+    let count = match pids.len() {
+        1 => "1 instance".to_owned(),
+        n => format!("{n} instances"),
+    };
     println!(
-        "The demo is up: {} instances{behind} sharing sessions through {}",
-        pids.len(),
+        "The demo is up: {count}{behind} sharing sessions through {}",
         target.describe()
     );
     for (port, pid) in pids {

@@ -34,6 +34,7 @@
     item.title = view.path + " at " + new Date(view.at).toLocaleTimeString();
     if (index === 0) {
       item.className = "latest";
+      item.id = "served-by-latest";
     }
     list.appendChild(item);
   });

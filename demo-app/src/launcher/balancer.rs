@@ -25,7 +25,7 @@ const CONNECT_TIMEOUT: &str = "1s";
 /// as long as the launcher takes to start a dead one again.
 const FAIL_TIMEOUT: &str = "2s";
 
-const INSTALL_HINT: &str = "install it with `sudo apt-get install nginx` (scripts/demo does), \
+const INSTALL_HINT: &str = "install it with `sudo apt-get install nginx` (scripts/demo and scripts/test do), \
     or set NGINX_BIN to its path";
 
 /// A running nginx, killed (with its folder removed) on drop.

@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one instance (the launcher starts N of these).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Read a password from standard input and print its argon2 hash, for an accounts file.
     HashPassword,
 }
@@ -54,7 +54,7 @@ pub struct LaunchArgs {
     pub topology: TopologyArg,
 
     /// The port of the load balancer (nginx) in front of the instances: the one address to
-    /// open.
+    /// open. nginx is taken from PATH or /usr/sbin; the NGINX_BIN variable names another.
     #[arg(long, env = "DEMO_BALANCER_PORT", default_value_t = 8080)]
     pub balancer_port: u16,
 

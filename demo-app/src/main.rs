@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
 
     match cli.command {
         None => launcher::run(cli.launch),
-        Some(Command::Serve(args)) => actix_web::rt::System::new().block_on(instance::serve(args)),
+        Some(Command::Serve(args)) => actix_web::rt::System::new().block_on(instance::serve(*args)),
         Some(Command::HashPassword) => {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password)?;

@@ -1,10 +1,15 @@
 # Sourced by the scripts in this folder. `install_missing CMD PACKAGE [CMD PACKAGE ...]`
-# installs, from Debian's packages, the package of every command that is not on PATH.
+# installs, from Debian's packages, the package of every command that is not on PATH (nor in
+# the sbin folders, where nginx lives and which are not on every user's PATH).
 # Elsewhere it says what to install and stops.
+installed() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/local/sbin/$1" ]
+}
+
 install_missing() {
     local packages=()
     while [ $# -gt 0 ]; do
-        command -v "$1" >/dev/null 2>&1 || packages+=("$2")
+        installed "$1" || packages+=("$2")
         shift 2
     done
     [ ${#packages[@]} -eq 0 ] && return 0

@@ -1,20 +1,21 @@
-//! The JSON API for scripts and tests, and the health check.
+//! The JSON API for scripts and tests.
 
 use actix_session::Session;
-use actix_web::{HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use serde::{Deserialize, Serialize};
 
 use session_store::CurrentSession;
 
-use crate::{hashing, redis_info::RedisInfo, state::AppState, user};
+use crate::{
+    client_address::client_address, hashing, redis_info::RedisInfo, state::AppState, user,
+};
 
-/// Registers the API routes and `/healthz`.
+/// Registers the API routes.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/login", web::post().to(login))
         .route("/api/logout", web::post().to(logout))
         .route("/api/me", web::get().to(me))
-        .route("/api/profile", web::put().to(update_profile))
-        .route("/healthz", web::get().to(health));
+        .route("/api/profile", web::put().to(update_profile));
 }
 
 /// Who a session belongs to, and which instance answered.
@@ -51,6 +52,7 @@ struct Credentials {
 }
 
 async fn login(
+    req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
     credentials: web::Json<Credentials>,
@@ -63,15 +65,16 @@ async fn login(
     let Ok(verified) = verified else {
         return Ok(too_busy());
     };
+    let client = client_address(&req);
     if !verified {
-        tracing::info!("failed login");
+        tracing::info!(%client, "failed login");
         return Ok(error(
             actix_web::http::StatusCode::UNAUTHORIZED,
             "unknown username or wrong password",
         ));
     }
     user::sign_in(&session, &username)?;
-    tracing::info!(user = %username, "signed in");
+    tracing::info!(user = %username, %client, "signed in");
     Ok(HttpResponse::Ok().json(me_of(&session, &state)?))
 }
 
@@ -129,18 +132,4 @@ async fn update_profile(
         ));
     }
     Ok(HttpResponse::Ok().json(me_of(&session, &state)?))
-}
-
-async fn health(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.health_check().await {
-        Ok(()) => {
-            HttpResponse::Ok().json(serde_json::json!({ "redis": "ok", "instance": state.port }))
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, cause = ?err, "health check failed");
-            HttpResponse::ServiceUnavailable()
-                .insert_header((header::RETRY_AFTER, "1"))
-                .json(serde_json::json!({ "redis": "unavailable", "instance": state.port }))
-        }
-    }
 }

@@ -7,8 +7,10 @@ use clap::{Args, Parser, Subcommand};
 /// Shared login state across several actix-web instances, kept in one Redis.
 ///
 /// Without a subcommand it launches the demo: N instances as separate processes on ports
-/// BASE_PORT to BASE_PORT+N-1, all behind one Redis, and prints their addresses. Log in on one
-/// port and you are logged in on all of them. Ctrl-C stops everything it started.
+/// BASE_PORT to BASE_PORT+N-1, all behind one Redis, and nginx in front of them on
+/// BALANCER_PORT spreading requests over them. Log in once and every instance knows you; kill
+/// one and the launcher starts it again while the others serve. Ctrl-C stops everything it
+/// started.
 #[derive(Debug, Parser)]
 #[command(
     name = "demo-app",
@@ -50,6 +52,15 @@ pub struct LaunchArgs {
     /// The shape of the private Redis the launcher starts when none is given.
     #[arg(long, env = "DEMO_TOPOLOGY", value_enum, default_value_t = TopologyArg::Single)]
     pub topology: TopologyArg,
+
+    /// The port of the load balancer (nginx) in front of the instances: the one address to
+    /// open. nginx is taken from PATH or /usr/sbin; the NGINX_BIN variable names another.
+    #[arg(long, env = "DEMO_BALANCER_PORT", default_value_t = 8080)]
+    pub balancer_port: u16,
+
+    /// Start no load balancer: only the instances' own ports serve.
+    #[arg(long, env = "DEMO_NO_BALANCER")]
+    pub no_balancer: bool,
 
     /// Mark cookies `Secure` (for when a TLS proxy fronts the instances). By default the
     /// launcher serves plain HTTP on localhost, where browsers would drop a `Secure` cookie.

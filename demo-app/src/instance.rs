@@ -14,7 +14,7 @@ use crate::{
     cli::ServeArgs,
     csrf::VisitorTokens,
     hashing::{self, HashingPool},
-    pages,
+    health, pages,
     redis_target::RedisTarget,
     state::AppState,
     user,
@@ -39,6 +39,7 @@ pub const SECURE_LOGIN_CSRF_COOKIE: &str = "__Host-login-csrf";
 pub fn configure(cfg: &mut web::ServiceConfig) {
     pages::configure(cfg);
     api::configure(cfg);
+    health::configure(cfg);
 }
 
 /// The session middleware as the demo sets it up: HttpOnly, SameSite=Lax, encrypted cookies,
@@ -143,6 +144,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         hashing: start_hashing(args.common.hash_threads, args.common.login_queue)?,
         store: store.clone(),
         visitor_tokens: VisitorTokens::new(key.clone(), secure),
+        health: health::HealthLog::default(),
     });
 
     let server = HttpServer::new(move || {

@@ -1,35 +1,41 @@
-//! The launcher: a private Redis (unless one is given), N instance processes, their output
-//! prefixed with their port, and everything stopped again on Ctrl-C.
+//! The launcher: a private Redis (unless one is given), N instance processes kept running,
+//! nginx in front of them, and everything stopped again on Ctrl-C.
+
+mod balancer;
+mod instances;
+mod output;
+mod redis_wait;
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{Read as _, Write as _},
     net::TcpStream,
-    process::{Child, ChildStdin, Command, Stdio},
     sync::mpsc,
-    thread,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
+use self::{
+    balancer::Balancer,
+    instances::{Instances, Recipe},
+};
 use crate::{
     cli::LaunchArgs,
     instance,
     redis_target::{Embedded, RedisTarget},
 };
 
-/// How long the instances may take to answer their health check after starting.
-const STARTUP: Duration = Duration::from_secs(30);
+/// How long the instances may take to answer their health check once Redis accepts
+/// connections, before the launcher says it is still waiting.
+const SLOW_STARTUP: Duration = Duration::from_secs(10);
 
-/// How long instances get to stop on their own before they are killed.
-const SHUTDOWN: Duration = Duration::from_secs(5);
-
-/// One running instance.
-struct Instance {
-    port: u16,
-    child: Child,
-    /// Held open so the instance knows the launcher lives; closing it tells it to stop.
-    stdin: Option<ChildStdin>,
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waited {
+    /// What was waited for is there.
+    Ready,
+    /// Ctrl-C (or SIGTERM) came first.
+    Stopped,
 }
 
 /// Launches the demo and returns when it has been stopped.
@@ -37,14 +43,8 @@ struct Instance {
 /// # Errors
 /// When Redis or an instance cannot be started.
 pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
-    let ports: Vec<u16> = (0..args.instances)
-        .map(|i| {
-            args.base_port
-                .checked_add(i)
-                .context("--base-port + --instances is over 65535")
-        })
-        .collect::<anyhow::Result<_>>()?;
-
+    let ports = ports(&args)?;
+    // Declared first, so dropped last: the instances stop before their Redis does.
     let embedded;
     let target = match RedisTarget::from_args(&args.common)? {
         Some(target) => target,
@@ -61,7 +61,36 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
             target
         }
     };
-    let cookie_key = match &args.common.cookie_key {
+    let cookie_key = cookie_key(&args)?;
+    let stop = stop_signal()?;
+
+    let recipe = Recipe::new(&args, &ports, target.clone(), cookie_key)?;
+    let mut instances = Instances::start(recipe, &ports)?;
+    let mut balancer = start_balancer(&args, &ports);
+    let waited = redis_wait::until_redis_answers(&target, &stop, || instances.check_started())?;
+    if waited == Waited::Ready && wait_until_healthy(&mut instances, &stop)? == Waited::Ready {
+        print_banner(&instances, balancer.as_ref(), &target);
+        supervise(&mut instances, &mut balancer, &stop);
+    }
+    drop(balancer);
+    instances.stop();
+    println!("Stopped.");
+    Ok(())
+}
+
+/// The instances' ports: `--base-port` and those after it.
+fn ports(args: &LaunchArgs) -> anyhow::Result<Vec<u16>> {
+    (0..args.instances)
+        .map(|i| {
+            args.base_port
+                .checked_add(i)
+                .context("--base-port + --instances is over 65535")
+        })
+        .collect()
+}
+
+fn cookie_key(args: &LaunchArgs) -> anyhow::Result<String> {
+    Ok(match &args.common.cookie_key {
         Some(key) => {
             instance::parse_cookie_key(key)?;
             key.clone()
@@ -72,121 +101,63 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
             );
             instance::generate_cookie_key()
         }
-    };
+    })
+}
 
+/// A channel that receives once per Ctrl-C or SIGTERM.
+fn stop_signal() -> anyhow::Result<mpsc::Receiver<()>> {
     let (stop_tx, stop_rx) = mpsc::channel();
-    let ctrlc_tx = stop_tx.clone();
     ctrlc::set_handler(move || {
-        let _ = ctrlc_tx.send(());
+        let _ = stop_tx.send(());
     })
     .context("cannot install the Ctrl-C handler")?;
-
-    let mut instances = Vec::new();
-    for &port in &ports {
-        match spawn_instance(port, &ports, &target, &cookie_key, &args) {
-            Ok(instance) => instances.push(instance),
-            Err(err) => {
-                stop(&mut instances);
-                return Err(err);
-            }
-        }
-    }
-    if let Err(err) = wait_until_ready(&mut instances) {
-        stop(&mut instances);
-        return Err(err);
-    }
-    print_banner(&instances, &target);
-
-    let outcome = supervise(&mut instances, &stop_rx);
-    stop(&mut instances);
-    println!("Stopped.");
-    outcome
+    Ok(stop_rx)
 }
 
-fn spawn_instance(
-    port: u16,
-    ports: &[u16],
-    target: &RedisTarget,
-    cookie_key: &str,
-    args: &LaunchArgs,
-) -> anyhow::Result<Instance> {
-    let exe = std::env::current_exe().context("cannot find the demo-app binary")?;
-    let peers = ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut command = Command::new(exe);
-    command
-        .args(["serve", "--exit-with-parent", "--port", &port.to_string()])
-        .env("DEMO_COOKIE_KEY", cookie_key)
-        .env("DEMO_PEERS", peers)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(accounts) = &args.common.accounts {
-        command.arg("--accounts").arg(accounts);
+/// nginx in front of the instances, unless `--no-balancer`; when it cannot start, says why
+/// and goes on without it: the instances serve on their own ports all the same.
+fn start_balancer(args: &LaunchArgs, ports: &[u16]) -> Option<Balancer> {
+    if args.no_balancer {
+        return None;
     }
-    if !args.secure_cookies {
-        command.arg("--plain-http");
-    }
-    if args.common.anonymous_when_redis_down {
-        command.arg("--anonymous-when-redis-down");
-    }
-    if let Some(threads) = args.common.hash_threads {
-        command.arg("--hash-threads").arg(threads.to_string());
-    }
-    if let Some(queue) = args.common.login_queue {
-        command.arg("--login-queue").arg(queue.to_string());
-    }
-    target.pass_to(&mut command);
-    if let Some(replicas) = args.common.wait_replicas {
-        command.arg("--wait-replicas").arg(replicas.to_string());
-    }
-    let mut child = command.spawn().context("cannot start an instance")?;
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    thread::spawn(move || prefix_lines(port, stdout, false));
-    thread::spawn(move || prefix_lines(port, stderr, true));
-    let stdin = child.stdin.take();
-    Ok(Instance { port, child, stdin })
+    Balancer::start(args.balancer_port, ports)
+        .inspect_err(|err| {
+            println!(
+                "No load balancer: {err:#}. Going on without it: open the instances' own ports."
+            );
+        })
+        .ok()
 }
 
-/// Copies an instance's output line by line, each line prefixed with its port.
-fn prefix_lines(port: u16, output: impl std::io::Read, to_stderr: bool) {
-    for line in BufReader::new(output).lines() {
-        let Ok(line) = line else { return };
-        if to_stderr {
-            eprintln!("[{port}] {line}");
-        } else {
-            println!("[{port}] {line}");
+/// Waits until every instance's health check answers 200, saying so once when that takes
+/// long (Redis accepts connections but the instances cannot use it yet).
+fn wait_until_healthy(
+    instances: &mut Instances,
+    stop: &mpsc::Receiver<()>,
+) -> anyhow::Result<Waited> {
+    let started = Instant::now();
+    let mut said = false;
+    let ports: Vec<u16> = instances.pids().into_iter().map(|(port, _)| port).collect();
+    let mut waiting = ports.as_slice();
+    while let Some((&port, rest)) = waiting.split_first() {
+        instances.check_started()?;
+        if health_status(port) == Some(200) {
+            waiting = rest;
+            continue;
+        }
+        if !said && started.elapsed() > SLOW_STARTUP {
+            println!(
+                "Still waiting for the instance on port {port}: its /healthz is not 200 yet \
+                 (Redis accepts connections but does not serve it: a password missing from \
+                 the URL? still loading its data?)."
+            );
+            said = true;
+        }
+        if stop.recv_timeout(Duration::from_millis(100)).is_ok() {
+            return Ok(Waited::Stopped);
         }
     }
-}
-
-fn wait_until_ready(instances: &mut [Instance]) -> anyhow::Result<()> {
-    let deadline = Instant::now() + STARTUP;
-    for instance in instances {
-        loop {
-            if let Some(status) = instance.child.try_wait()? {
-                bail!(
-                    "the instance on port {} exited with {status} (is the port free?)",
-                    instance.port
-                );
-            }
-            if health_status(instance.port) == Some(200) {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the instance on port {} did not become healthy within {STARTUP:?}",
-                    instance.port
-                );
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-    Ok(())
+    Ok(Waited::Ready)
 }
 
 /// The status code of `GET /healthz` on a local port, if it answers at all.
@@ -201,53 +172,65 @@ fn health_status(port: u16) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-fn print_banner(instances: &[Instance], target: &RedisTarget) {
+fn print_banner(instances: &Instances, balancer: Option<&Balancer>, target: &RedisTarget) {
     println!();
-    println!(
-        "The demo is up: {} instances sharing sessions through {}",
-        instances.len(),
-        target.describe()
-    );
-    for instance in instances {
+    if let Some(balancer) = balancer {
         println!(
-            "  http://127.0.0.1:{}/  (pid {})",
-            instance.port,
-            instance.child.id()
+            "Open http://127.0.0.1:{}/ — every refresh may come from another instance",
+            balancer.port()
         );
     }
-    println!("Log in on one (alice / alice-password or bob / bob-password), then open another.");
+    let pids = instances.pids();
+    let behind = if balancer.is_some() {
+        " behind nginx"
+    } else {
+        ""
+    };
+    let count = match pids.len() {
+        1 => "1 instance".to_owned(),
+        n => format!("{n} instances"),
+    };
+    println!(
+        "The demo is up: {count}{behind} sharing sessions through {}",
+        target.describe()
+    );
+    for (port, pid) in pids {
+        let pid = pid.map_or_else(|| "restarting".to_owned(), |pid| pid.to_string());
+        println!("  http://127.0.0.1:{port}/  (pid {pid})");
+    }
+    if balancer.is_some() {
+        println!(
+            "Log in (alice / alice-password or bob / bob-password) and refresh: each page lists \
+             the instances that served the last ones. Kill one (kill PID) and you stay signed \
+             in; the launcher starts it again."
+        );
+    } else {
+        println!(
+            "Log in on one (alice / alice-password or bob / bob-password), then open another."
+        );
+    }
     println!("Press Ctrl-C to stop.");
     println!();
 }
 
-/// Waits for Ctrl-C (or SIGTERM), or for an instance to die.
-fn supervise(instances: &mut [Instance], stop: &mpsc::Receiver<()>) -> anyhow::Result<()> {
+/// Keeps the instances running until Ctrl-C (or SIGTERM): a dead one is started again while
+/// the others serve. A balancer that dies is reported and left out.
+fn supervise(
+    instances: &mut Instances,
+    balancer: &mut Option<Balancer>,
+    stop: &mpsc::Receiver<()>,
+) {
     loop {
         if stop.recv_timeout(Duration::from_millis(200)).is_ok() {
-            return Ok(());
+            return;
         }
-        for instance in instances.iter_mut() {
-            if let Some(status) = instance.child.try_wait()? {
-                bail!(
-                    "the instance on port {} exited with {status}; stopping the others",
-                    instance.port
-                );
-            }
+        instances.tend();
+        if let Some(status) = balancer.as_mut().and_then(Balancer::exit_status) {
+            println!(
+                "nginx exited with {status}: no load balancer from here on; the instances' own \
+                 ports still serve."
+            );
+            *balancer = None;
         }
-    }
-}
-
-/// Asks every instance to stop (by closing its stdin), then kills those that do not.
-fn stop(instances: &mut [Instance]) {
-    for instance in instances.iter_mut() {
-        instance.stdin.take();
-    }
-    let deadline = Instant::now() + SHUTDOWN;
-    for instance in instances.iter_mut() {
-        while matches!(instance.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(50));
-        }
-        let _ = instance.child.kill();
-        let _ = instance.child.wait();
     }
 }

@@ -7,8 +7,10 @@
 pub mod accounts;
 mod api;
 pub mod cli;
+pub mod client_address;
 mod csrf;
 pub mod hashing;
+mod health;
 pub mod instance;
 pub mod launcher;
 mod pages;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use session_store::CurrentSession;
 
 use crate::{
+    client_address::client_address,
     csrf,
     hashing::{Busy, RETRY_AFTER_SECS},
     redis_info::RedisInfo,
@@ -105,7 +106,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/profile", web::get().to(profile))
         .route("/profile", web::post().to(save_profile))
         .route("/logout", web::post().to(logout))
-        .route("/static/style.css", web::get().to(stylesheet));
+        .route("/static/style.css", web::get().to(stylesheet))
+        .route("/static/history.js", web::get().to(history_script));
 }
 
 fn render(template: &impl Template, status: StatusCode) -> actix_web::Result<HttpResponse> {
@@ -201,9 +203,9 @@ async fn login(
         .verify(&state.hashing, &form.username, &form.password)
         .await;
     let (error, status) = match verified {
-        Ok(true) => return signed_in(&state, &session, &form.username),
+        Ok(true) => return signed_in(&req, &state, &session, &form.username),
         Ok(false) => {
-            tracing::info!("failed login");
+            tracing::info!(client = %client_address(&req), "failed login");
             (
                 "Unknown username or wrong password.",
                 StatusCode::UNAUTHORIZED,
@@ -227,12 +229,13 @@ async fn login(
 /// Signs `username` in (the session's first write) and drops the visitor's token, whose job
 /// the session's token takes over.
 fn signed_in(
+    req: &HttpRequest,
     state: &AppState,
     session: &Session,
     username: &str,
 ) -> actix_web::Result<HttpResponse> {
     user::sign_in(session, username)?;
-    tracing::info!(user = %username, "signed in");
+    tracing::info!(user = %username, client = %client_address(req), "signed in");
     let mut response = see_other("/");
     response
         .add_cookie(&state.visitor_tokens.removal())
@@ -315,4 +318,12 @@ async fn stylesheet() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(include_str!("../static/style.css"))
+}
+
+/// The script that lists the instances behind the last page views (see the file).
+async fn history_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../static/history.js"))
 }

@@ -2,7 +2,7 @@
 
 use session_store::RedisSessionStore;
 
-use crate::{accounts::Accounts, csrf::VisitorTokens, hashing::HashingPool};
+use crate::{accounts::Accounts, csrf::VisitorTokens, hashing::HashingPool, health::HealthLog};
 
 /// One instance's view of the demo.
 #[derive(Debug, Clone)]
@@ -19,4 +19,6 @@ pub struct AppState {
     pub store: RedisSessionStore,
     /// The login form's tokens, which need no session.
     pub(crate) visitor_tokens: VisitorTokens,
+    /// Whether the health check is failing, so it logs changes only.
+    pub(crate) health: HealthLog,
 }

@@ -5,7 +5,7 @@ use std::{
     net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, OnceLock, mpsc},
+    sync::{Arc, Mutex, OnceLock},
     thread,
     time::{Duration, Instant},
 };
@@ -52,26 +52,55 @@ pub fn binary() -> PathBuf {
 pub struct Demo {
     child: Child,
     ports: Vec<u16>,
+    balancer: Option<u16>,
     output: Arc<Mutex<Vec<String>>>,
 }
 
 impl Demo {
     /// Launches `instances` instances on free consecutive ports, with `extra_args` (e.g.
-    /// `["--redis-url", url]`), and waits until the launcher says they are up.
+    /// `["--redis-url", url]`), and waits until the launcher says they are up. No load
+    /// balancer: tests running side by side would fight over its port.
     pub fn launch(instances: u16, extra_args: &[&str]) -> Self {
-        // The ports can be taken between our probe and the instances binding them: retry.
+        Self::launch_until_up(instances, extra_args, false)
+    }
+
+    /// Like [`launch`](Self::launch), with the launcher's load balancer (nginx) on a free
+    /// port in front of the instances; panics, with the launcher's reason, when it has none.
+    pub fn launch_with_balancer(instances: u16, extra_args: &[&str]) -> Self {
+        Self::launch_until_up(instances, extra_args, true)
+    }
+
+    fn launch_until_up(instances: u16, extra_args: &[&str], balancer: bool) -> Self {
+        // The ports can be taken between our probe and the instances (or nginx) binding them:
+        // retry.
         let mut failure = String::new();
         for _ in 0..3 {
-            match Self::try_launch(instances, extra_args) {
-                Ok(demo) => return demo,
+            let mut demo = Self::spawn(instances, extra_args, balancer);
+            match demo.wait_until_up() {
+                Ok(()) if demo.balancer.is_none() || demo.has_balancer() => return demo,
+                Ok(()) => failure = format!("no load balancer:\n{}", demo.output().join("\n")),
                 Err(output) => failure = output,
             }
         }
         panic!("demo-app did not come up:\n{failure}");
     }
 
-    fn try_launch(instances: u16, extra_args: &[&str]) -> Result<Self, String> {
+    /// Starts the launcher without waiting for anything: `instances` instances on free
+    /// consecutive ports, a balancer on a free port when `balancer`, and `extra_args`.
+    pub fn spawn(instances: u16, extra_args: &[&str], balancer: bool) -> Self {
         let base = free_port_run(instances);
+        let balancer = balancer.then(|| {
+            loop {
+                let port = local_redis::free_port().expect("a free port");
+                if !(base..base + instances).contains(&port) {
+                    break port;
+                }
+            }
+        });
+        let balancer_args = match balancer {
+            Some(port) => ["--balancer-port".to_owned(), port.to_string()].to_vec(),
+            None => ["--no-balancer".to_owned()].to_vec(),
+        };
         let mut child = Command::new(binary())
             .args([
                 "--instances",
@@ -79,42 +108,79 @@ impl Demo {
                 "--base-port",
                 &base.to_string(),
             ])
+            .args(balancer_args)
             .args(extra_args)
             .env_remove("REDIS_URL")
             .env_remove("DEMO_COOKIE_KEY")
+            .env_remove("DEMO_BALANCER_PORT")
+            .env_remove("DEMO_NO_BALANCER")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("the demo-app binary runs");
         let output = Arc::new(Mutex::new(Vec::new()));
-        let (up_tx, up_rx) = mpsc::channel();
-        collect(child.stdout.take().expect("piped"), &output, Some(up_tx));
-        collect(child.stderr.take().expect("piped"), &output, None);
-        // From here on, dropping `demo` stops the launcher, whatever happens.
-        let mut demo = Self {
+        collect(child.stdout.take().expect("piped"), &output);
+        collect(child.stderr.take().expect("piped"), &output);
+        // From here on, dropping the demo stops the launcher, whatever happens.
+        Self {
             child,
             ports: (base..base + instances).collect(),
+            balancer,
             output,
-        };
+        }
+    }
 
+    /// Waits until the launcher says the demo is up; its output when it exits first.
+    ///
+    /// # Errors
+    /// The launcher's output, when it exited before the demo was up.
+    pub fn wait_until_up(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + STARTUP;
         loop {
-            if up_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
-                return Ok(demo);
+            if self.line_starting("The demo is up").is_some() {
+                return Ok(());
             }
-            if let Ok(Some(status)) = demo.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!(
                     "it exited with {status}:\n{}",
-                    demo.output().join("\n")
+                    self.output().join("\n")
                 ));
             }
             assert!(
                 Instant::now() < deadline,
                 "demo-app did not come up within {STARTUP:?}:\n{}",
-                demo.output().join("\n")
+                self.output().join("\n")
             );
+            thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The first line of the launcher's output that starts with `prefix`, if there is one yet.
+    pub fn line_starting(&self, prefix: &str) -> Option<String> {
+        self.output()
+            .into_iter()
+            .find(|line| line.starts_with(prefix))
+    }
+
+    /// Waits up to `timeout` for a line of the launcher's output that contains `text`.
+    pub fn wait_for_line(&self, text: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let line = self.output().into_iter().find(|line| line.contains(text));
+            if line.is_some() || Instant::now() > deadline {
+                return line;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn has_balancer(&self) -> bool {
+        let Some(port) = self.balancer else {
+            return false;
+        };
+        let open = format!("Open http://127.0.0.1:{port}/");
+        self.output().iter().any(|line| line.starts_with(&open))
     }
 
     /// The instances' ports, in order.
@@ -127,22 +193,42 @@ impl Demo {
         format!("http://127.0.0.1:{}{path}", self.ports[index])
     }
 
-    /// The process id of instance `index`, from the launcher's banner.
+    /// `http://127.0.0.1:{port}{path}` on the load balancer; panics for a demo launched
+    /// without one.
+    pub fn balancer_url(&self, path: &str) -> String {
+        let port = self
+            .balancer
+            .expect("a demo launched with launch_with_balancer");
+        format!("http://127.0.0.1:{port}{path}")
+    }
+
+    /// The process id of instance `index`: the latest the launcher printed, in its banner or
+    /// when it started the instance again.
     pub fn pid(&self, index: usize) -> u32 {
-        let address = format!("{}  (pid ", self.url(index, "/"));
         // The banner's lines can trail the line the launch waited for by a moment.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.wait_for_pid(index, Duration::from_secs(5), |_| true)
+    }
+
+    /// Waits until the launcher has started instance `index` again after `old_pid` died, and
+    /// returns the new process id.
+    pub fn restarted_pid(&self, index: usize, old_pid: u32, timeout: Duration) -> u32 {
+        self.wait_for_pid(index, timeout, |pid| pid != old_pid)
+    }
+
+    fn wait_for_pid(&self, index: usize, timeout: Duration, wanted: impl Fn(u32) -> bool) -> u32 {
+        let address = format!("{}  (pid ", self.url(index, "/"));
+        let deadline = Instant::now() + timeout;
         loop {
-            let pid = self.output().iter().find_map(|line| {
+            let pid = self.output().iter().rev().find_map(|line| {
                 let (_, rest) = line.split_once(&address)?;
                 rest.strip_suffix(')')?.parse().ok()
             });
-            if let Some(pid) = pid {
+            if let Some(pid) = pid.filter(|&pid| wanted(pid)) {
                 return pid;
             }
             assert!(
                 Instant::now() < deadline,
-                "no pid for instance {index} in the banner:\n{}",
+                "no (new) pid for instance {index} within {timeout:?}:\n{}",
                 self.output().join("\n")
             );
             thread::sleep(Duration::from_millis(20));
@@ -185,19 +271,12 @@ impl Drop for Demo {
     }
 }
 
-/// Collects output lines; signals `up` once the launcher's banner appears.
-fn collect(
-    stream: impl std::io::Read + Send + 'static,
-    sink: &Arc<Mutex<Vec<String>>>,
-    up: Option<mpsc::Sender<()>>,
-) {
+/// Collects output lines.
+fn collect(stream: impl std::io::Read + Send + 'static, sink: &Arc<Mutex<Vec<String>>>) {
     let sink = Arc::clone(sink);
     thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { return };
-            if let Some(up) = up.as_ref().filter(|_| line.starts_with("The demo is up")) {
-                let _ = up.send(());
-            }
             sink.lock().expect("lock").push(line);
         }
     });

@@ -124,6 +124,11 @@ fn visit_everything_cheap(api: &ApiClient, demo: &Demo) {
             200,
         ),
         (
+            "GET /static/history.js",
+            api.get_page(&url("/static/history.js"), &[]),
+            200,
+        ),
+        (
             "GET /no-such-page",
             api.get_page(&url("/no-such-page"), &[]),
             404,

@@ -69,3 +69,47 @@ async fn login_follows_the_user_across_instances() {
     browser.close().await;
     println!("screenshots in {}", shots.display());
 }
+
+/// Through the load balancer: log in at its one address, refresh, and the page lists the
+/// instances that served the last page views, more than one of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_balancer_spreads_page_views_and_each_page_lists_who_served_them() {
+    let demo = Demo::launch_with_balancer(3, &[]);
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let browser = Browser::start(shots.clone()).await;
+
+    browser.open(&demo.balancer_url("/login")).await;
+    browser.fill("username", "alice").await;
+    browser.fill("password", "alice-password").await;
+    browser.click("login").await;
+    assert_eq!(browser.text("greeting").await, "Hello, alice!");
+
+    let mut served_by = Vec::new();
+    for _ in 0..5 {
+        browser.open(&demo.balancer_url("/")).await;
+        assert_eq!(browser.text("signed-in-user").await, "alice");
+        served_by.push(browser.text("instance").await);
+    }
+    let summary = browser.text("history-summary").await;
+    // The login form, the page the login led to, and five refreshes.
+    assert!(
+        summary.starts_with("Your last 7 page views came from "),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains("from 1 instance"),
+        "{summary} (the pages said {served_by:?})"
+    );
+    let latest = browser.text("served-by-latest").await;
+    let newest = served_by.last().expect("five page views");
+    assert!(
+        newest.ends_with(&latest),
+        "the newest entry {latest:?} is not the page's own instance {newest:?}"
+    );
+    let shot = browser.screenshot("balancer-history").await;
+    browser.close().await;
+    println!(
+        "{summary} (refreshes: {served_by:?}); screenshot {}",
+        shot.display()
+    );
+}

@@ -397,3 +397,47 @@ fn a_saturated_login_form_says_to_try_again_in_a_moment() {
     );
     assert!(busy.cookie.is_none(), "a turned-away login got a session");
 }
+
+#[test]
+fn a_redis_that_is_not_there_is_said_once_and_waited_for_quietly() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    redis.stop();
+    let mut demo = Demo::spawn(2, &["--redis-url", &url], false);
+    let said = demo
+        .wait_for_line("does not answer", std::time::Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("nothing said within 2 s:\n{}", demo.output().join("\n")));
+    assert_eq!(
+        said,
+        format!(
+            "Redis at {url} does not answer: connection refused. Start it, or drop \
+             --redis-url to use a private one."
+        )
+    );
+
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let output = demo.output();
+    let said = output
+        .iter()
+        .filter(|line| line.contains("does not answer"))
+        .count();
+    assert_eq!(said, 1, "said more than once:\n{}", output.join("\n"));
+    assert!(
+        !output.iter().any(|line| line.contains("WARN")),
+        "warnings while waiting:\n{}",
+        output.join("\n")
+    );
+    assert!(demo.line_starting("The demo is up").is_none());
+
+    redis.restart().expect("Redis starts on its port");
+    demo.wait_until_up().expect("the demo comes up");
+    let output = demo.output();
+    assert!(
+        !output.iter().any(|line| line.contains("WARN")),
+        "warnings:\n{}",
+        output.join("\n")
+    );
+    let api = ApiClient::default();
+    let login = alice_logs_in(&api, &demo, 1);
+    assert_eq!(login.status, 200, "{login:?}");
+}

@@ -8,6 +8,8 @@ mod migration;
 mod resize;
 mod view;
 
+use std::ops::RangeInclusive;
+
 use self::view::{View, key_slot, node_id, view};
 pub use self::{builder::ClusterBuilder, migration::SlotMigration};
 use crate::{Error, RedisServer, wait};
@@ -83,6 +85,21 @@ impl RedisCluster {
             .find(|range| range.holds(slot))
             .ok_or_else(|| Error::Topology(format!("no node serves slot {slot}")))?;
         self.index_of(range.primary)
+    }
+
+    /// The slot ranges node `index` serves as a primary, in slot order, as the first running
+    /// node sees it (a slot mid-migration counts as its old owner's until it is moved).
+    ///
+    /// # Errors
+    /// When no node runs or the one asked does not answer.
+    ///
+    /// # Panics
+    /// When there is no such node.
+    pub fn slots_of(&self, index: usize) -> Result<Vec<RangeInclusive<u16>>, Error> {
+        let port = self.node(index).port();
+        let view = self.view()?;
+        let ranges = view.slots.iter().filter(|range| range.primary == port);
+        Ok(ranges.map(|range| range.first..=range.last).collect())
     }
 
     /// The nodes that serve slots now, in slot order, as the first running node sees it.

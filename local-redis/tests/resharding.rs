@@ -34,28 +34,10 @@ fn assert_keys_served(cluster: &RedisCluster, keys: &[String]) -> Vec<usize> {
     served
 }
 
-/// How many slots node `index` serves, as `CLUSTER NODES` on node 0 says.
+/// How many slots node `index` serves.
 fn slots_of(cluster: &RedisCluster, index: usize) -> usize {
-    let nodes: String = redis::cmd("CLUSTER")
-        .arg("NODES")
-        .query(&mut connect(cluster.node(0)))
-        .expect("CLUSTER NODES");
-    // A lone node knows no address of its own (`:port@bus-port`), only its port.
-    let port = format!(":{}@", cluster.node(index).port());
-    let line = nodes
-        .lines()
-        .find(|line| line.contains(&port))
-        .expect("the node is known");
-    line.split_whitespace()
-        .skip(8)
-        .filter(|range| !range.starts_with('['))
-        .map(|range| match range.split_once('-') {
-            Some((first, last)) => {
-                last.parse::<usize>().expect("a slot") - first.parse::<usize>().expect("a slot") + 1
-            }
-            None => 1,
-        })
-        .sum()
+    let ranges = cluster.slots_of(index).expect("the slot map");
+    ranges.into_iter().map(|range| range.len()).sum()
 }
 
 #[test]
@@ -80,7 +62,7 @@ fn a_reshard_moves_slots_and_their_keys_to_another_primary() {
 }
 
 #[test]
-fn an_added_primary_takes_slots_from_every_primary_and_serves_their_keys() {
+fn an_added_primary_with_a_replica_takes_slots_from_every_primary_and_serves_their_keys() {
     let mut cluster = RedisCluster::start().expect("the cluster starts");
     let keys = write_keys(&cluster);
     let primaries = cluster.primaries().expect("the slot map");
@@ -89,6 +71,10 @@ fn an_added_primary_takes_slots_from_every_primary_and_serves_their_keys() {
     assert_eq!(added, 6);
     assert_eq!(role(cluster.node(added)), "master");
     assert_eq!(slots_of(&cluster, added), 0);
+    let replica =
+        timed("add-node of its replica", || cluster.add_replica(added)).expect("the replica joins");
+    assert_eq!(cluster.replicas_of(added).expect("the slot map"), [replica]);
+    assert_eq!(role(cluster.node(replica)), "slave");
     timed("reshard of 4096 slots to the new primary", || {
         cluster.reshard(&primaries, added, 4096)
     })

@@ -40,6 +40,35 @@ impl RedisCluster {
         Ok(self.nodes.len() - 1)
     }
 
+    /// Starts a node with the cluster's settings and joins it as a replica of `primary`
+    /// (`redis-cli --cluster add-node --cluster-slave`); returns its index once it is in sync
+    /// and every node knows it. A primary [added](Self::add_primary) for a cluster whose
+    /// writes wait for a replica (`WAIT 1`) needs one.
+    ///
+    /// # Errors
+    /// When the node does not start, `redis-cli` fails, or the node is not in sync and known
+    /// to all within the ready timeout.
+    ///
+    /// # Panics
+    /// When there is no such node.
+    pub fn add_replica(&mut self, primary: usize) -> Result<usize, Error> {
+        let node = self.settings.start_node()?;
+        let args = [
+            "--cluster",
+            "add-node",
+            &node.address(),
+            &self.node(primary).address(),
+            "--cluster-slave",
+            "--cluster-master-id",
+            &node_id(self.node(primary).port())?,
+        ];
+        let log = node.dir().join("add-node.log");
+        REDIS_CLI.run(&os(&args), &log, self.settings.ready_timeout)?;
+        self.nodes.push(node);
+        self.wait_until_settled()?;
+        Ok(self.nodes.len() - 1)
+    }
+
     /// Moves `slots` slots, with their keys, from the primaries `from` to the primary `to`,
     /// the way an operator would: `redis-cli --cluster reshard --cluster-yes`, which takes
     /// slots from each of `from` in proportion to how many it serves, and moves them one at a

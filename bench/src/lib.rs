@@ -4,9 +4,13 @@
 use actix_session::{Session, config::TtlExtensionPolicy};
 use actix_web::{HttpResponse, web};
 
+pub mod backend;
+pub mod cpu;
 pub mod load;
+pub mod measure;
 pub mod redis_stats;
 pub mod runner;
+pub mod scaling;
 pub mod server;
 
 /// The session store a benchmark server runs with.

@@ -19,8 +19,10 @@ pub struct Request {
     pub method: &'static str,
     /// The path on the server.
     pub path: &'static str,
-    /// `name=value` of the session cookie to send, if any.
-    pub cookie: Option<String>,
+    /// `name=value` of the session cookies to send, one per request in turn (none when
+    /// empty): many sessions, so that on a cluster the load spreads over every primary as
+    /// real users' sessions would.
+    pub cookies: Vec<String>,
 }
 
 /// What a load run measured.
@@ -76,15 +78,8 @@ fn wrk(
     connections: u32,
     cpu: Option<usize>,
 ) -> anyhow::Result<LoadResult> {
-    let mut script = format!(
-        "wrk.method = \"{}\"\nwrk.path = \"{}\"\n",
-        request.method, request.path
-    );
-    if let Some(cookie) = &request.cookie {
-        script.push_str(&format!("wrk.headers[\"Cookie\"] = \"{cookie}\"\n"));
-    }
     let script_file = tempfile::NamedTempFile::new()?;
-    std::fs::write(script_file.path(), script)?;
+    std::fs::write(script_file.path(), wrk_script(request))?;
 
     let mut command = pinned(cpu, "wrk");
     command
@@ -106,6 +101,31 @@ fn wrk(
         );
     }
     parse_wrk(&text).with_context(|| format!("unexpected wrk output:\n{text}"))
+}
+
+/// The Lua script that makes wrk send `request`: with one cookie or none, a fixed request
+/// (wrk builds it once); with more, each request takes the next cookie.
+fn wrk_script(request: &Request) -> String {
+    let mut script = format!(
+        "wrk.method = \"{}\"\nwrk.path = \"{}\"\n",
+        request.method, request.path
+    );
+    match request.cookies.as_slice() {
+        [] => {}
+        [cookie] => script.push_str(&format!("wrk.headers[\"Cookie\"] = \"{cookie}\"\n")),
+        cookies => {
+            let list: Vec<String> = cookies.iter().map(|c| format!("\"{c}\"")).collect();
+            script.push_str(&format!("local cookies = {{{}}}\n", list.join(", ")));
+            script.push_str(
+                "local turn = 0\n\
+                 request = function()\n\
+                 turn = turn % #cookies + 1\n\
+                 return wrk.format(nil, nil, {[\"Cookie\"] = cookies[turn]})\n\
+                 end\n",
+            );
+        }
+    }
+    script
 }
 
 /// A command run on one CPU when `cpu` is given (with `taskset`).
@@ -178,12 +198,13 @@ fn built_in(port: u16, request: &Request, duration: Duration, connections: u32) 
                     .build()
                     .into();
                 let (mut latencies, mut errors) = (Vec::new(), 0u64);
+                let mut cookies = request.cookies.iter().cycle();
                 while !stop.load(Ordering::Relaxed) {
                     let sent = Instant::now();
                     let mut builder = ureq::http::Request::builder()
                         .method(request.method)
                         .uri(&url);
-                    if let Some(cookie) = &request.cookie {
+                    if let Some(cookie) = cookies.next() {
                         builder = builder.header("cookie", cookie);
                     }
                     let ok = builder

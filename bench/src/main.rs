@@ -1,4 +1,5 @@
-//! `bench`: session-store against actix-session's own Redis store, side by side.
+//! `bench`: session-store against actix-session's own Redis store, side by side, and
+//! session-store on one Redis server against clusters of one to three primaries.
 //!
 //! `cargo run --release -p bench` runs every scenario and prints markdown tables;
 //! `bench serve` is the server it starts for each row.
@@ -7,7 +8,9 @@ use bench::{runner, server};
 use clap::{Parser, Subcommand};
 
 /// Benchmarks session-store against actix-session's RedisSessionStore (both of its modes):
-/// same app, same Redis, same load, one run.
+/// same app, same Redis, same load, one run; then session-store on one Redis server and on
+/// clusters of one, two and three primaries, with the CPU each request costs the server and
+/// each Redis node; then Redis memory per session.
 #[derive(Debug, Parser)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {

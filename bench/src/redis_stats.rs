@@ -1,4 +1,4 @@
-//! Reading what a Redis server did: commands by name, and memory.
+//! Reading what a Redis server did: commands by name, CPU time, and memory.
 
 use std::collections::HashMap;
 
@@ -36,6 +36,14 @@ impl CommandStats {
             })
             .collect();
         Ok(Self(calls))
+    }
+
+    /// Adds `other`'s calls to these: the statistics of a cluster are the sums of its
+    /// nodes'.
+    pub fn add(&mut self, other: Self) {
+        for (name, calls) in other.0 {
+            *self.0.entry(name).or_default() += calls;
+        }
     }
 
     fn calls(&self, name: &str) -> u64 {
@@ -88,4 +96,15 @@ pub fn reset(redis: &mut redis::Connection) -> redis::RedisResult<()> {
 pub fn used_memory(redis: &mut redis::Connection) -> redis::RedisResult<u64> {
     let info: redis::InfoDict = redis::cmd("INFO").arg("memory").query(redis)?;
     Ok(info.get("used_memory").unwrap_or(0))
+}
+
+/// Seconds of CPU the server used since it started, user and system, all its threads:
+/// `used_cpu_user` + `used_cpu_sys` from `INFO cpu`.
+///
+/// # Errors
+/// When Redis does not answer.
+pub fn cpu_seconds(redis: &mut redis::Connection) -> redis::RedisResult<f64> {
+    let info: redis::InfoDict = redis::cmd("INFO").arg("cpu").query(redis)?;
+    let seconds = |field: &str| info.get::<f64>(field).unwrap_or(0.0);
+    Ok(seconds("used_cpu_user") + seconds("used_cpu_sys"))
 }

@@ -1,23 +1,19 @@
-//! `bench run`: every scenario against every store, on one Redis, in one run, then tables.
+//! `bench run`: every scenario against every store on one Redis server, then session-store on
+//! one server and on clusters of one to three primaries, in one run, then tables.
 
-use std::{
-    collections::HashMap,
-    process::{Child, Stdio},
-    thread,
-    time::Duration,
-};
+use std::{collections::HashMap, thread, time::Duration};
 
 use actix_session::storage::SessionStore;
 use actix_web::cookie::time::Duration as CookieDuration;
-use anyhow::{Context as _, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use futures_util::future::try_join_all;
-use local_redis::RedisServer;
 
 use crate::{
     LOGIN_STATE, Policy, StoreKind,
-    load::{self, LoadResult, Request},
-    redis_stats::{self, CommandStats},
+    backend::Backend,
+    load,
+    measure::{Bench, Row, SCENARIOS, Server, median},
+    scaling,
 };
 
 /// Settings of a benchmark run.
@@ -38,69 +34,28 @@ pub struct RunArgs {
     /// Concurrent writers of one session in the lost-update count.
     #[arg(long, default_value_t = 50)]
     pub writers: usize,
+    /// Logged-in sessions taking turns in the cluster comparison, so that the load spreads
+    /// over every primary.
+    #[arg(long, default_value_t = 256)]
+    pub cluster_sessions: usize,
+    /// Run only these parts (all of them by default).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Part>,
+}
+
+/// The parts of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    /// session-store against actix-session's stores on one server, and the lost updates.
+    Stores,
+    /// session-store on one server and on clusters of one, two and three primaries.
+    Cluster,
+    /// Redis memory per session.
+    Memory,
 }
 
 /// The stores compared, ours first.
 const STORES: [StoreKind; 3] = [StoreKind::Ours, StoreKind::ActixCm, StoreKind::ActixPool];
-
-/// One load scenario.
-struct Scenario {
-    name: &'static str,
-    policy: Policy,
-    method: &'static str,
-    path: &'static str,
-    logged_in: bool,
-}
-
-const SCENARIOS: [Scenario; 4] = [
-    Scenario {
-        name: "read, expiry slid every request",
-        policy: Policy::Every,
-        method: "GET",
-        path: "/read",
-        logged_in: true,
-    },
-    Scenario {
-        name: "read, no refresh",
-        policy: Policy::Changes,
-        method: "GET",
-        path: "/read",
-        logged_in: true,
-    },
-    Scenario {
-        name: "write one entry",
-        policy: Policy::Changes,
-        method: "POST",
-        path: "/write",
-        logged_in: true,
-    },
-    Scenario {
-        name: "login (new session)",
-        policy: Policy::Changes,
-        method: "POST",
-        path: "/login",
-        logged_in: false,
-    },
-];
-
-/// What every measurement shares: the Redis, the load settings, the CPUs.
-struct Bench<'a> {
-    redis: &'a RedisServer,
-    admin: redis::Connection,
-    duration: Duration,
-    connections: u32,
-    server_cpu: Option<usize>,
-    load_cpu: Option<usize>,
-}
-
-/// One measured row.
-struct Row {
-    scenario: &'static str,
-    store: StoreKind,
-    load: LoadResult,
-    commands: f64,
-    round_trips: f64,
-}
 
 /// Runs the benchmark and prints its tables.
 ///
@@ -113,23 +68,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     } else {
         (None, None)
     };
-    let redis = RedisServer::start(&[])?;
-    if let Some(cpu) = load_cpu {
-        pin_process(redis.pid(), cpu)?;
-    }
-    let mut bench = Bench {
-        redis: &redis,
-        admin: redis::Client::open(redis.url())?.get_connection()?,
+    let bench = Bench {
         duration: Duration::from_secs(args.seconds),
         connections: args.connections,
         server_cpu,
         load_cpu,
     };
-
-    println!("## session-store vs actix-session's RedisSessionStore\n");
-    println!(
+    let wanted = |part| args.only.is_empty() || args.only.contains(&part);
+    let setup = format!(
         "{cpus} CPUs; server (1 actix worker) {}; redis-server and load {}; load: {}, {} connections; \
-         the median of {} rounds of {} s per row, the stores taking turns.\n",
+         the median of {} rounds of {} s per row",
         server_cpu.map_or("unpinned".to_owned(), |c| format!("on CPU {c}")),
         load_cpu.map_or("unpinned".to_owned(), |c| format!("on CPU {c}")),
         load::generator(),
@@ -137,13 +85,35 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         args.rounds.max(1),
         args.seconds,
     );
+    if wanted(Part::Stores) {
+        let mut redis = Backend::server(load_cpu)?;
+        compare_stores(&bench, &mut redis, args, &setup)?;
+    }
+    if wanted(Part::Cluster) {
+        scaling::run(&bench, args.rounds.max(1), args.cluster_sessions, &setup)?;
+    }
+    if wanted(Part::Memory) {
+        memory(args.sessions, load_cpu)?;
+    }
+    Ok(())
+}
 
+/// session-store against actix-session's two modes on one server, one session: throughput,
+/// commands and round trips, then the lost updates of concurrent writers.
+fn compare_stores(
+    bench: &Bench,
+    redis: &mut Backend,
+    args: &RunArgs,
+    setup: &str,
+) -> anyhow::Result<()> {
+    println!("## session-store vs actix-session's RedisSessionStore\n");
+    println!("{setup}, the stores taking turns.\n");
     let mut rows = Vec::new();
     for scenario in &SCENARIOS {
         let mut rounds: Vec<Vec<Row>> = STORES.iter().map(|_| Vec::new()).collect();
         for _ in 0..args.rounds.max(1) {
             for (store, measured) in STORES.iter().zip(&mut rounds) {
-                measured.push(bench.measure(scenario, *store)?);
+                measured.push(bench.measure(redis, scenario, *store, 1)?);
             }
         }
         for measured in rounds {
@@ -151,8 +121,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
         eprintln!("measured: {}", scenario.name);
     }
-    let ceiling = bench.measure(&SCENARIOS[1], StoreKind::None)?;
-    let mut admin = bench.admin;
+    let ceiling = bench.measure(redis, &SCENARIOS[1], StoreKind::None, 1)?;
     print_load_table(&rows, &ceiling);
 
     println!(
@@ -161,82 +130,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     );
     println!("| store | entries kept | lost |\n|---|---|---|");
     for store in STORES {
-        redis::cmd("FLUSHALL").exec(&mut admin)?;
-        let kept = concurrent_writers(store, &redis, args.writers, server_cpu)?;
+        redis.flush()?;
+        let kept = concurrent_writers(store, redis, args.writers, bench.server_cpu)?;
         println!("| {} | {kept} | {} |", store.label(), args.writers - kept);
     }
-
-    println!(
-        "\n### Redis memory per session: {} sessions of three small entries\n",
-        args.sessions
-    );
-    println!("| store | bytes per session |\n|---|---|");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    redis::cmd("FLUSHALL").exec(&mut admin)?;
-    let ours = session_store::RedisSessionStore::from_url(&redis.url())?;
-    let ours = runtime.block_on(memory_per_session(&ours, &mut admin, args.sessions))?;
-    redis::cmd("FLUSHALL").exec(&mut admin)?;
-    let anchor = runtime.block_on(actix_session::storage::RedisSessionStore::new(redis.url()))?;
-    let anchor = runtime.block_on(memory_per_session(&anchor, &mut admin, args.sessions))?;
-    println!("| {} | {ours:.0} |", StoreKind::Ours.label());
-    println!("| actix-session | {anchor:.0} |");
-    println!(
-        "\nsession-store uses {:.2}× the memory of actix-session's store.",
-        ours / anchor
-    );
     Ok(())
-}
-
-impl Bench<'_> {
-    /// One round of `scenario` on `store`, on an emptied Redis and a fresh server.
-    fn measure(&mut self, scenario: &Scenario, store: StoreKind) -> anyhow::Result<Row> {
-        redis::cmd("FLUSHALL").exec(&mut self.admin)?;
-        let server = Server::start(store, scenario.policy, self.redis, self.server_cpu)?;
-        let cookie = if scenario.logged_in && store != StoreKind::None {
-            Some(server.login()?)
-        } else {
-            None
-        };
-        let request = Request {
-            method: scenario.method,
-            path: scenario.path,
-            cookie,
-        };
-        let warm_up = Duration::from_secs(1);
-        load::run(
-            server.port,
-            &request,
-            warm_up,
-            self.connections,
-            self.load_cpu,
-        )?;
-        redis_stats::reset(&mut self.admin)?;
-        let load = load::run(
-            server.port,
-            &request,
-            self.duration,
-            self.connections,
-            self.load_cpu,
-        )?;
-        let stats = CommandStats::read(&mut self.admin)?;
-        let per_request = |count: u64| count as f64 / load.requests.max(1) as f64;
-        Ok(Row {
-            scenario: scenario.name,
-            store,
-            load,
-            commands: per_request(stats.executed()),
-            round_trips: per_request(stats.round_trips()),
-        })
-    }
-}
-
-/// The round with the median throughput.
-fn median(mut rounds: Vec<Row>) -> Row {
-    rounds.sort_by(|a, b| a.load.rate.total_cmp(&b.load.rate));
-    let middle = rounds.len() / 2;
-    rounds.swap_remove(middle)
 }
 
 fn print_load_table(rows: &[Row], ceiling: &Row) {
@@ -276,7 +174,7 @@ fn print_load_table(rows: &[Row], ceiling: &Row) {
 /// many of the entries the session kept.
 fn concurrent_writers(
     store: StoreKind,
-    redis: &RedisServer,
+    redis: &Backend,
     writers: usize,
     cpu: Option<usize>,
 ) -> anyhow::Result<usize> {
@@ -307,13 +205,46 @@ fn concurrent_writers(
     Ok(kept.trim().parse()?)
 }
 
-/// Average growth of Redis's `used_memory` per session saved through `store`.
+/// Redis memory per session: session-store and actix-session on one server, session-store on
+/// a cluster of three primaries.
+fn memory(sessions: usize, cpu: Option<usize>) -> anyhow::Result<()> {
+    println!("\n### Redis memory per session: {sessions} sessions of three small entries\n");
+    println!("| store | Redis | bytes per session |\n|---|---|---|");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut redis = Backend::server(cpu)?;
+    let url = redis.urls()[0].clone();
+    let ours = session_store::RedisSessionStore::from_url(&url)?;
+    let ours = runtime.block_on(memory_per_session(&ours, &mut redis, sessions))?;
+    redis.flush()?;
+    let anchor = runtime.block_on(actix_session::storage::RedisSessionStore::new(url))?;
+    let anchor = runtime.block_on(memory_per_session(&anchor, &mut redis, sessions))?;
+    let mut cluster = Backend::cluster(3, cpu)?;
+    let on_cluster =
+        session_store::RedisSessionStore::builder().build_with_cluster(cluster.urls().to_vec())?;
+    let on_cluster = runtime.block_on(memory_per_session(&on_cluster, &mut cluster, sessions))?;
+    let ours_label = StoreKind::Ours.label();
+    println!("| {ours_label} | {} | {ours:.0} |", redis.label());
+    println!("| actix-session | {} | {anchor:.0} |", redis.label());
+    println!("| {ours_label} | {} | {on_cluster:.0} |", cluster.label());
+    println!(
+        "\nsession-store uses {:.2}× the memory of actix-session's store on one server; on the \
+         cluster, {:.2}× its own on one server.",
+        ours / anchor,
+        on_cluster / ours
+    );
+    Ok(())
+}
+
+/// Average growth of Redis's `used_memory` (all nodes together) per session saved through
+/// `store`.
 async fn memory_per_session<S: SessionStore>(
     store: &S,
-    admin: &mut redis::Connection,
+    redis: &mut Backend,
     sessions: usize,
 ) -> anyhow::Result<f64> {
-    let before = redis_stats::used_memory(admin)?;
+    let before = redis.used_memory()?;
     let state: HashMap<String, String> = LOGIN_STATE
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -324,80 +255,6 @@ async fn memory_per_session<S: SessionStore>(
             .await
             .map_err(|err| anyhow::anyhow!("{err}"))?;
     }
-    let after = redis_stats::used_memory(admin)?;
+    let after = redis.used_memory()?;
     Ok(after.saturating_sub(before) as f64 / sessions as f64)
-}
-
-/// A `bench serve` process, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(
-        store: StoreKind,
-        policy: Policy,
-        redis: &RedisServer,
-        cpu: Option<usize>,
-    ) -> anyhow::Result<Self> {
-        let port = local_redis::free_port()?;
-        let exe = std::env::current_exe()?;
-        let child = load::pinned(cpu, &exe.to_string_lossy())
-            .args([
-                "serve",
-                "--store",
-                store.arg(),
-                "--redis-url",
-                &redis.url(),
-                "--port",
-                &port.to_string(),
-            ])
-            .args([
-                "--policy",
-                if policy == Policy::Every {
-                    "every"
-                } else {
-                    "changes"
-                },
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting the benchmark server")?;
-        let server = Self { child, port };
-        if !local_redis::wait_until_listening(port, Duration::from_secs(10)) {
-            bail!("the {} server did not listen within 10 s", store.label());
-        }
-        Ok(server)
-    }
-
-    /// Logs in and returns the session cookie as `name=value`.
-    fn login(&self) -> anyhow::Result<String> {
-        let response = ureq::post(&format!("http://127.0.0.1:{}/login", self.port)).send_empty()?;
-        let cookie = response
-            .headers()
-            .get("set-cookie")
-            .context("login set no cookie")?
-            .to_str()?;
-        Ok(cookie.split(';').next().unwrap_or_default().to_owned())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Moves every thread of process `pid` onto CPU `cpu`.
-fn pin_process(pid: u32, cpu: usize) -> anyhow::Result<()> {
-    let status = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .context("taskset (from util-linux) is needed to pin processes")?;
-    anyhow::ensure!(status.success(), "taskset could not pin process {pid}");
-    Ok(())
 }

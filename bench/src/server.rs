@@ -16,9 +16,13 @@ pub struct ServeArgs {
     /// When actix-session asks the store to slide the expiry.
     #[arg(long, value_enum, default_value_t = Policy::Changes)]
     pub policy: Policy,
-    /// The Redis to use.
+    /// The Redis to use; with `--cluster`, give each node's URL (or some of them).
+    #[arg(long = "redis-url", required = true)]
+    pub redis_urls: Vec<String>,
+    /// The Redis is a cluster (session-store only: actix-session's stores have no cluster
+    /// mode).
     #[arg(long)]
-    pub redis_url: String,
+    pub cluster: bool,
     /// The port to listen on.
     #[arg(long)]
     pub port: u16,
@@ -45,9 +49,19 @@ fn middleware<S: SessionStore>(store: S, policy: Policy) -> SessionMiddleware<S>
 /// When the store cannot reach Redis or the port cannot be bound.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = args.policy;
+    let url = args.redis_urls[0].clone();
+    anyhow::ensure!(
+        !args.cluster || args.store == StoreKind::Ours,
+        "only session-store runs on a cluster"
+    );
     let server = match args.store {
         StoreKind::Ours => {
-            let store = RedisSessionStore::from_url(&args.redis_url)?;
+            let builder = RedisSessionStore::builder();
+            let store = if args.cluster {
+                builder.build_with_cluster(args.redis_urls.clone())?
+            } else {
+                builder.build_with_url(&url)?
+            };
             HttpServer::new(move || {
                 App::new()
                     .wrap(TrackChanges::new(middleware(store.clone(), policy)))
@@ -58,12 +72,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .run()
         }
         StoreKind::ActixCm => {
-            let store =
-                actix_session::storage::RedisSessionStore::new(args.redis_url.clone()).await?;
+            let store = actix_session::storage::RedisSessionStore::new(url).await?;
             anchor_server(store, &args)?
         }
         StoreKind::ActixPool => {
-            let pool = anchor_deadpool_redis::Config::from_url(args.redis_url.clone())
+            let pool = anchor_deadpool_redis::Config::from_url(url)
                 .create_pool(Some(anchor_deadpool_redis::Runtime::Tokio1))?;
             anchor_server(
                 actix_session::storage::RedisSessionStore::new_pooled(pool).await?,

@@ -1,27 +1,32 @@
-//! A Redis Cluster of three primaries with one replica each: six `redis-server` processes on
-//! free loopback ports, joined by `redis-cli --cluster create`, all killed when dropped.
+//! A Redis Cluster (three primaries with one replica each unless the builder says otherwise):
+//! `redis-server` processes on free loopback ports, joined by `redis-cli --cluster create`,
+//! all killed when dropped; it can grow by a primary and move slots between primaries.
 
 mod builder;
 mod health;
+mod migration;
+mod resize;
 mod view;
 
-use std::time::Duration;
+use std::ops::RangeInclusive;
 
-pub use self::builder::ClusterBuilder;
-use self::view::{View, key_slot, view};
+use self::view::{View, key_slot, node_id, view};
+pub use self::{builder::ClusterBuilder, migration::SlotMigration};
 use crate::{Error, RedisServer, wait};
 
-/// A running cluster of three primaries with one replica each.
+/// A running cluster: three primaries with one replica each, unless its
+/// [builder](Self::builder) asked for other numbers.
 ///
 /// Nodes are named by their index in [`nodes`](Self::nodes), which never changes: a node keeps
 /// its index, port and folder across [`stop`](Self::stop) and [`restart`](Self::restart),
-/// whatever its role becomes. Which node is primary for what is asked of the cluster
-/// ([`primary_for_key`](Self::primary_for_key), [`primaries`](Self::primaries)), since a
-/// failover changes it.
+/// whatever its role becomes, and a node [added](Self::add_primary) takes the next index. Which
+/// node is primary for what is asked of the cluster ([`primary_for_key`](Self::primary_for_key),
+/// [`primaries`](Self::primaries)), since a failover or a [reshard](Self::reshard) changes it.
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
-    ready_timeout: Duration,
+    /// What it was started with, which a node added later gets too.
+    settings: ClusterBuilder,
 }
 
 impl RedisCluster {
@@ -38,7 +43,7 @@ impl RedisCluster {
         ClusterBuilder::default()
     }
 
-    /// The six nodes, primaries and replicas alike.
+    /// Every node, primaries and replicas alike (six, by default).
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }
@@ -80,6 +85,21 @@ impl RedisCluster {
             .find(|range| range.holds(slot))
             .ok_or_else(|| Error::Topology(format!("no node serves slot {slot}")))?;
         self.index_of(range.primary)
+    }
+
+    /// The slot ranges node `index` serves as a primary, in slot order, as the first running
+    /// node sees it (a slot mid-migration counts as its old owner's until it is moved).
+    ///
+    /// # Errors
+    /// When no node runs or the one asked does not answer.
+    ///
+    /// # Panics
+    /// When there is no such node.
+    pub fn slots_of(&self, index: usize) -> Result<Vec<RangeInclusive<u16>>, Error> {
+        let port = self.node(index).port();
+        let view = self.view()?;
+        let ranges = view.slots.iter().filter(|range| range.primary == port);
+        Ok(ranges.map(|range| range.first..=range.last).collect())
     }
 
     /// The nodes that serve slots now, in slot order, as the first running node sees it.
@@ -144,10 +164,11 @@ impl RedisCluster {
     ///
     /// # Errors
     /// When that does not happen within the builder's `ready_timeout` (30 s by default);
-    /// the error says which condition was still missing.
+    /// the error says which condition was still missing. A primary [added](Self::add_primary)
+    /// and not yet given slots fails it.
     pub fn wait_until_ok(&self) -> Result<(), Error> {
-        wait::until("the cluster to be ok", self.ready_timeout, || {
-            health::check(&self.nodes)
+        wait::until("the cluster to be ok", self.settings.ready_timeout, || {
+            health::check(&self.nodes, health::Empty::Refused)
         })
     }
 

@@ -3,35 +3,8 @@
 
 mod common;
 
-use common::{alive, connect, passes_alone_with, role, timed};
+use common::{alive, connect, get, passes_alone_with, role, set_following_moved, timed};
 use local_redis::{Error, RedisCluster};
-
-/// Sets `key` through node `first`, following `MOVED` redirections the way a cluster client
-/// would; returns the node that took it.
-fn set_following_moved(cluster: &RedisCluster, first: usize, key: &str, value: &str) -> usize {
-    let mut node = first;
-    for _ in 0..3 {
-        let reply: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .query(&mut connect(cluster.node(node)));
-        let Err(err) = reply else { return node };
-        let (address, _slot) = err.redirect_node().expect("only MOVED redirections");
-        node = cluster
-            .nodes()
-            .iter()
-            .position(|node| node.address() == address)
-            .expect("redirected to one of our nodes");
-    }
-    panic!("{key} was redirected more than twice");
-}
-
-fn get(cluster: &RedisCluster, node: usize, key: &str) -> Option<String> {
-    redis::cmd("GET")
-        .arg(key)
-        .query(&mut connect(cluster.node(node)))
-        .expect("GET on the key's own node")
-}
 
 #[test]
 fn a_cluster_serves_keys_on_all_three_shards() {

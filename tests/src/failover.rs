@@ -82,9 +82,21 @@ impl Load {
     /// One client on `side` until `until`: logs in, reads, writes its `step` entry, now and
     /// then leaves its session for a new login.
     pub async fn client<A: TestApp>(&self, number: usize, side: &Side<A>, until: Instant) {
+        self.client_while(number, side, || Instant::now() < until)
+            .await;
+    }
+
+    /// The same client, for as long as `running` says (asked before each request): for a
+    /// test whose fault takes as long as it takes.
+    pub async fn client_while<A: TestApp>(
+        &self,
+        number: usize,
+        side: &Side<A>,
+        running: impl Fn() -> bool,
+    ) {
         let mut session: Option<Session> = None;
         let mut step = number as u64;
-        while Instant::now() < until {
+        while running() {
             step += 1;
             let Some(current) = &mut session else {
                 session = self.log_in(side).await;

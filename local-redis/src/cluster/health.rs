@@ -20,8 +20,9 @@ const SLOTS: &str = "16384";
 /// - every running node either serves slots or is a replica whose link to its primary is up
 ///   (a restarted old primary has been turned into a replica and has synced).
 ///
-/// A node added without slots (as resharding would) fails the last rule until it gets some.
-pub(super) fn check(nodes: &[RedisServer]) -> Result<(), NotYet> {
+/// A node added without slots (as resharding would) fails the last rule until it gets some,
+/// unless `empty` allows it.
+pub(super) fn check(nodes: &[RedisServer], empty: Empty) -> Result<(), NotYet> {
     let mut agreed: Option<(usize, View)> = None;
     for (index, node) in nodes
         .iter()
@@ -37,7 +38,7 @@ pub(super) fn check(nodes: &[RedisServer]) -> Result<(), NotYet> {
                 range.primary, range.first, range.last
             ))));
         }
-        check_role(node, &view).map_err(|reason| NotYet::Waiting(said(reason)))?;
+        check_role(node, &view, empty).map_err(|reason| NotYet::Waiting(said(reason)))?;
         match &agreed {
             Some((first, agreed)) => ensure(*agreed == view, || {
                 said(format!("sees {view:?}, node {first} sees {agreed:?}"))
@@ -68,11 +69,22 @@ fn check_info(node: &RedisServer, nodes: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// A node serves slots, or is a replica in sync with its primary.
-fn check_role(node: &RedisServer, view: &View) -> Result<(), String> {
+/// Whether a primary without slots passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Empty {
+    /// Not as ok: a restarted old primary must have become a replica, not stay an empty
+    /// primary.
+    Refused,
+    /// Yes: a node just added, or one that gave all its slots away, serves nothing yet.
+    Allowed,
+}
+
+/// A node serves slots, or is a replica in sync with its primary (or, when `empty` allows it,
+/// a primary without slots).
+fn check_role(node: &RedisServer, view: &View, empty: Empty) -> Result<(), String> {
     let replication = probe::info(node.port(), "replication").map_err(|err| err.to_string())?;
     match replication.get("role") {
-        Some("master") if view.serves(node.port()) => Ok(()),
+        Some("master") if view.serves(node.port()) || empty == Empty::Allowed => Ok(()),
         Some("master") => Err("is a primary without slots".to_owned()),
         Some("slave") if replication.is("master_link_status", "up") => Ok(()),
         role => Err(format!(

@@ -125,6 +125,12 @@ fn slot_range(range: &str, primary: u16) -> Option<SlotRange> {
     })
 }
 
+/// The id of the node on `port` (`CLUSTER MYID`), which `CLUSTER SETSLOT` and `redis-cli
+/// --cluster` name nodes by.
+pub(crate) fn node_id(port: u16) -> RedisResult<String> {
+    probe::query(port, redis::cmd("CLUSTER").arg("MYID"))
+}
+
 /// The slot of `key` (`CLUSTER KEYSLOT`), as the node on `port` computes it.
 pub(crate) fn key_slot(port: u16, key: &[u8]) -> RedisResult<u16> {
     probe::query(port, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))

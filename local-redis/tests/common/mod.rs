@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use local_redis::RedisServer;
+use local_redis::{RedisCluster, RedisServer};
 
 /// Runs `step`, prints how long it took (`--nocapture` shows it) and returns its result.
 pub fn timed<T>(what: &str, step: impl FnOnce() -> T) -> T {
@@ -59,4 +59,32 @@ pub fn passes_alone_with(name: &str, variable: &str, value: &str) -> bool {
     println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
     // A filter matching nothing passes too: make sure the test ran.
     output.status.success() && stdout.contains("1 passed")
+}
+
+/// Sets `key` through node `first`, following `MOVED` redirections the way a cluster client
+/// would; returns the node that took it.
+pub fn set_following_moved(cluster: &RedisCluster, first: usize, key: &str, value: &str) -> usize {
+    let mut node = first;
+    for _ in 0..3 {
+        let reply: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query(&mut connect(cluster.node(node)));
+        let Err(err) = reply else { return node };
+        let (address, _slot) = err.redirect_node().expect("only MOVED redirections");
+        node = cluster
+            .nodes()
+            .iter()
+            .position(|node| node.address() == address)
+            .expect("redirected to one of our nodes");
+    }
+    panic!("{key} was redirected more than twice");
+}
+
+/// `GET key` on node `node`, which must serve its slot.
+pub fn get(cluster: &RedisCluster, node: usize, key: &str) -> Option<String> {
+    redis::cmd("GET")
+        .arg(key)
+        .query(&mut connect(cluster.node(node)))
+        .expect("GET on the key's own node")
 }

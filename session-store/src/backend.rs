@@ -6,12 +6,11 @@
 use std::{future::Future, time::Duration};
 
 use deadpool::managed::{Object, Timeouts};
-use redis::{
-    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisResult, ServerErrorKind, Value,
-};
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind, Value};
 
 use crate::{
     StoreError,
+    batch::Batch,
     config::{Config, ReplicaAcks},
     connection::{Outcome, SharedConnection},
     key::RedisKey,
@@ -69,7 +68,7 @@ impl Backend {
     /// for replicas, `WAIT` for them in the same round trip: the write counts only once enough
     /// replicas have it, and fails as unavailable ([`StoreError::NotReplicated`]) otherwise
     /// (the primary has it all the same).
-    pub(crate) async fn write<T: FromRedisValue>(&self, pipe: Pipeline) -> Result<T, StoreError> {
+    pub(crate) async fn write<T: FromRedisValue>(&self, pipe: Batch) -> Result<T, StoreError> {
         let (_held, mut connection) = self.write_connection().await?;
         self.write_on(&mut connection, pipe).await
     }
@@ -91,7 +90,7 @@ impl Backend {
     ) -> Result<T, StoreError> {
         let call = |mut cmd: Cmd| {
             args(&mut cmd);
-            let mut pipe = redis::pipe();
+            let mut pipe = Batch::new();
             pipe.add_command(cmd);
             pipe
         };
@@ -114,7 +113,7 @@ impl Backend {
     async fn write_on<T: FromRedisValue>(
         &self,
         connection: &mut SharedConnection,
-        mut pipe: Pipeline,
+        mut pipe: Batch,
     ) -> Result<T, StoreError> {
         let Some(acks) = self.replica_acks else {
             return self.send(connection, &pipe).await;
@@ -166,7 +165,13 @@ impl Backend {
     ) -> Result<T, StoreError> {
         crate::metrics::round_trip();
         let in_flight = connection.in_flight();
-        let result = tokio::time::timeout(self.command_timeout, request.send(connection)).await;
+        let mut result = tokio::time::timeout(self.command_timeout, request.send(connection)).await;
+        if let Ok(Err(err)) = &result
+            && first_failure(err.clone()).kind() == ErrorKind::Server(ServerErrorKind::Ask)
+            && let Some(again) = request.after_ask(connection)
+        {
+            result = tokio::time::timeout(self.command_timeout, again).await;
+        }
         in_flight.settle();
         match result {
             Ok(Ok(value)) => {
@@ -199,26 +204,50 @@ fn first_failure(err: RedisError) -> RedisError {
     }
 }
 
-/// What one round trip to Redis carries: a command or a pipeline.
+/// What one round trip to Redis carries: a command or a batch.
 pub(crate) trait Request {
     fn send<T: FromRedisValue>(
         &self,
         connection: &mut SharedConnection,
     ) -> impl Future<Output = RedisResult<T>>;
+
+    /// The same request again, after its key was found mid-migration (`ASK`), when it must go
+    /// otherwise than redis-rs sends it: a batch goes one command at a time (see
+    /// [`batch`](crate::batch)). `None` when redis-rs followed the `ASK` already.
+    fn after_ask<T: FromRedisValue>(
+        &self,
+        connection: &mut SharedConnection,
+    ) -> Option<impl Future<Output = RedisResult<T>>>;
 }
 
-/// Both kinds of request go the same way; redis-rs gives them no common trait.
-macro_rules! request {
-    ($($kind:ty),*) => {$(
-        impl Request for $kind {
-            fn send<T: FromRedisValue>(
-                &self,
-                connection: &mut SharedConnection,
-            ) -> impl Future<Output = RedisResult<T>> {
-                self.query_async(connection)
-            }
-        }
-    )*};
+impl Request for Cmd {
+    fn send<T: FromRedisValue>(
+        &self,
+        connection: &mut SharedConnection,
+    ) -> impl Future<Output = RedisResult<T>> {
+        self.query_async(connection)
+    }
+
+    fn after_ask<T: FromRedisValue>(
+        &self,
+        _: &mut SharedConnection,
+    ) -> Option<impl Future<Output = RedisResult<T>>> {
+        None::<std::future::Ready<RedisResult<T>>>
+    }
 }
 
-request!(Cmd, Pipeline);
+impl Request for Batch {
+    fn send<T: FromRedisValue>(
+        &self,
+        connection: &mut SharedConnection,
+    ) -> impl Future<Output = RedisResult<T>> {
+        Batch::send(self, connection)
+    }
+
+    fn after_ask<T: FromRedisValue>(
+        &self,
+        connection: &mut SharedConnection,
+    ) -> Option<impl Future<Output = RedisResult<T>>> {
+        Some(self.one_by_one(connection))
+    }
+}

@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::{
     CurrentSession, RedisSessionStore, StoreError,
+    batch::Batch,
     clock::{at, millis, now_millis},
     key::{self, RedisKey},
     lifecycle::{SessionEvent, SessionEventKind},
@@ -82,7 +83,7 @@ impl RedisSessionStore {
         let config = self.config();
         let index = key::user_index(&config.key_prefix, user);
         let lifetime = millis(config.absolute_timeout);
-        let mut pipe = redis::pipe();
+        let mut pipe = Batch::new();
         pipe.cmd("ZADD")
             .arg(&index)
             .arg(created.saturating_add(lifetime))
@@ -263,7 +264,7 @@ impl RedisSessionStore {
                 .iter()
                 .map(|name| state::field_name(name).into_owned()),
         );
-        let mut pipe = redis::pipe();
+        let mut pipe = Batch::new();
         pipe.cmd("HMGET").arg(&key).arg(&fields);
         pipe.cmd("PTTL").arg(&key);
         let (values, ttl): (Vec<Option<String>>, i64) = self.backend().query(&pipe).await?;

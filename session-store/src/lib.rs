@@ -8,6 +8,7 @@
 // and logging lifecycle `events`; `backend` carries each round trip to Redis through the
 // `pool` of `connection`s. Beside them: `config` (the builder) and `error`.
 mod backend;
+mod batch;
 mod changes;
 mod clock;
 mod config;

@@ -6,7 +6,7 @@ use std::{convert::Infallible, future::Ready};
 use actix_web::{FromRequest, HttpRequest, dev::Payload};
 use redis::Value;
 
-use crate::{RedisSessionStore, StoreError, key::RedisKey, scope};
+use crate::{RedisSessionStore, StoreError, batch::Batch, key::RedisKey, scope};
 
 /// The session of the request being handled, as the store loaded it: a handler's way to its
 /// own session's [reference](Self::reference) and [location](RedisSessionStore::location).
@@ -110,7 +110,7 @@ impl RedisSessionStore {
         let backend = self.backend();
         let topology = self.topology();
         let location = if topology == Topology::Cluster {
-            let mut pipe = redis::pipe();
+            let mut pipe = Batch::new();
             pipe.cmd("CLUSTER").arg("KEYSLOT").arg(key);
             pipe.cmd("CLUSTER").arg("SLOTS");
             let (slot, slots): (u16, Value) = backend.within_deadline(backend.query(&pipe)).await?;

@@ -11,6 +11,7 @@ use redis::Cmd;
 use crate::{
     StoreError,
     backend::Backend,
+    batch::Batch,
     changes::Changes,
     clock::{millis, now_millis},
     config::{Config, RedisSessionStoreBuilder, WhenUnavailable},
@@ -265,7 +266,7 @@ impl RedisSessionStore {
         let Some((key, class)) = self.redis_key(session_key) else {
             return Ok(None);
         };
-        let mut pipe = redis::pipe();
+        let mut pipe = Batch::new();
         pipe.cmd("HGETALL").arg(&key);
         pipe.cmd("PEXPIRE")
             .arg(&key)
@@ -443,7 +444,7 @@ impl RedisSessionStore {
         class: IdleClass,
         mark: Option<bool>,
     ) -> Result<(bool, bool), StoreError> {
-        let mut pipe = redis::pipe();
+        let mut pipe = Batch::new();
         pipe.cmd("HMGET").arg(key).arg(state::CREATED).arg(INDEXED);
         if !changes.set.is_empty() || mark == Some(true) {
             pipe.cmd("HSET").arg(key);
@@ -522,7 +523,7 @@ impl RedisSessionStore {
             };
             return backend.run_script(&scripts::DELETE, key, announce).await;
         }
-        let mut pipe = redis::pipe();
+        let mut pipe = Batch::new();
         pipe.cmd("DEL").arg(key);
         let (removed,): (u64,) = backend.write(pipe).await?;
         Ok(removed)

@@ -10,7 +10,7 @@ use std::{net::IpAddr, time::Duration};
 
 use futures_util::future::try_join;
 
-use crate::{RedisSessionStore, StoreError, clock::millis, key};
+use crate::{RedisSessionStore, StoreError, batch::Batch, clock::millis, key};
 
 /// How many failed logins a window allows, and how long a window lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +138,7 @@ impl LoginThrottle {
 
     /// What is left of the window of the counter at `key` when it is at `limit` or more.
     async fn over(&self, key: &str, limit: u32) -> Result<Option<Duration>, StoreError> {
-        let mut pipe = redis::pipe();
+        let mut pipe = Batch::new();
         pipe.cmd("GET").arg(key);
         pipe.cmd("PTTL").arg(key);
         let backend = self.store.backend();
@@ -150,7 +150,7 @@ impl LoginThrottle {
 
     /// One more failure on the counter at `key`, whose window starts with its first.
     async fn count(&self, key: &str) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
+        let mut pipe = Batch::new();
         pipe.cmd("INCR").arg(key).ignore();
         pipe.cmd("PEXPIRE")
             .arg(key)

@@ -147,9 +147,7 @@ impl RedisSessionStore {
         outcome: impl FnOnce(&T) -> Outcome,
     ) -> Result<T, StoreError> {
         let backend = &self.inner.backend;
-        // On the heap: the operations' futures are large, and a request's stack holds the
-        // whole middleware chain already (debug builds overflowed a test thread's stack).
-        let work = Box::pin(backend.within_deadline(work));
+        let work = backend.within_deadline(work);
         let result = self
             .inner
             .instruments

@@ -15,7 +15,12 @@ use actix_web::{
     http::Method,
 };
 
-use crate::session_app::{TestApp, get_entry, redis_key, send, session_cookie, session_key_in};
+use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
+
+use crate::session_app::{
+    Gate, MiddlewareMode, TestApp, get_entry, redis_key, send, session_cookie, session_key_in,
+    tracked_app,
+};
 
 /// How long a client waits after a `503`, as `Retry-After` asks (in part).
 const BACKOFF: Duration = Duration::from_millis(100);
@@ -29,6 +34,34 @@ pub struct Side<A> {
     pub prefix: &'static str,
     /// Whether the store was built with `min_replica_acks`.
     pub durable: bool,
+}
+
+/// The two sides a failover test loads: a plain store under the prefix `plain:`, and one
+/// under `durable:` whose writes wait for a replica (`WAIT 1`, 500 ms); `build` makes a store of
+/// the deployment from a builder.
+pub async fn sides(
+    key: &Key,
+    build: &dyn Fn(RedisSessionStoreBuilder) -> RedisSessionStore,
+) -> (Side<impl TestApp + use<>>, Side<impl TestApp + use<>>) {
+    let mode = MiddlewareMode::COOKIE_MODES[0].clone();
+    let plain = build(RedisSessionStore::builder().key_prefix("plain:"));
+    let durable = build(
+        RedisSessionStore::builder()
+            .key_prefix("durable:")
+            .min_replica_acks(1, Duration::from_millis(500)),
+    );
+    (
+        Side {
+            app: tracked_app(plain, key, mode.clone(), Gate::default()).await,
+            prefix: "plain:",
+            durable: false,
+        },
+        Side {
+            app: tracked_app(durable, key, mode, Gate::default()).await,
+            prefix: "durable:",
+            durable: true,
+        },
+    )
 }
 
 /// One request: when it was sent, for which session, how it ended.

@@ -13,7 +13,7 @@ use std::{
 use actix_web::{cookie::Key, http::Method};
 use futures_util::future::join_all;
 use integration_tests::{
-    failover::{Load, Record, Side},
+    failover::{Load, Record, sides},
     session_app::{Gate, MiddlewareMode, get_entry, send, session_cookie, tracked_app},
 };
 use local_redis::RedisCluster;
@@ -42,28 +42,13 @@ async fn a_killed_primary_is_replaced_and_only_its_shard_waits() {
         .start()
         .expect("a cluster starts");
     let key = Key::generate();
-    let mode = MiddlewareMode::COOKIE_MODES[0].clone();
-    let store = |prefix: &str, durable: bool| {
-        let builder = RedisSessionStore::builder().key_prefix(prefix);
-        let builder = if durable {
-            builder.min_replica_acks(1, Duration::from_millis(500))
-        } else {
-            builder
-        };
+    let urls = cluster.urls();
+    let (plain, durable) = sides(&key, &|builder| {
         builder
-            .build_with_cluster(cluster.urls())
+            .build_with_cluster(urls.clone())
             .expect("valid URLs")
-    };
-    let plain = Side {
-        app: tracked_app(store("plain:", false), &key, mode.clone(), Gate::default()).await,
-        prefix: "plain:",
-        durable: false,
-    };
-    let durable = Side {
-        app: tracked_app(store("durable:", true), &key, mode, Gate::default()).await,
-        prefix: "durable:",
-        durable: true,
-    };
+    })
+    .await;
     let load = Load::new(key.clone());
 
     // The victim: the primary of the shard that holds a first session.

@@ -17,10 +17,8 @@ use std::{
 use actix_web::{cookie::Key, http::Method};
 use futures_util::future::join_all;
 use integration_tests::{
-    failover::{Load, Record, Side},
-    session_app::{
-        Gate, MiddlewareMode, app, get_entry, log_in, redis_key, send, session_key_in, tracked_app,
-    },
+    failover::{Load, Record, sides},
+    session_app::{app, get_entry, log_in, redis_key, send, session_key_in},
 };
 use local_redis::RedisCluster;
 use session_store::RedisSessionStore;
@@ -127,28 +125,13 @@ async fn under_load(
     resize: impl FnOnce(&mut RedisCluster) + Send + 'static,
 ) -> Outcome {
     let key = Key::generate();
-    let mode = MiddlewareMode::COOKIE_MODES[0].clone();
-    let store = |prefix: &str, durable: bool| {
-        let builder = RedisSessionStore::builder().key_prefix(prefix);
-        let builder = if durable {
-            builder.min_replica_acks(1, Duration::from_millis(500))
-        } else {
-            builder
-        };
+    let urls = cluster.urls();
+    let (plain, durable) = sides(&key, &|builder| {
         builder
-            .build_with_cluster(cluster.urls())
+            .build_with_cluster(urls.clone())
             .expect("valid URLs")
-    };
-    let plain = Side {
-        app: tracked_app(store("plain:", false), &key, mode.clone(), Gate::default()).await,
-        prefix: "plain:",
-        durable: false,
-    };
-    let durable = Side {
-        app: tracked_app(store("durable:", true), &key, mode, Gate::default()).await,
-        prefix: "durable:",
-        durable: true,
-    };
+    })
+    .await;
     let load = Load::new(key);
     let before = owners(&cluster);
     let cluster = Arc::new(Mutex::new(cluster));

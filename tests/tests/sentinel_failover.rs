@@ -12,11 +12,10 @@ use std::{
 use actix_web::cookie::Key;
 use futures_util::{StreamExt as _, future::join_all};
 use integration_tests::{
-    failover::{Load, Record, Session, Side},
-    session_app::{Gate, MiddlewareMode, TestApp, tracked_app},
+    failover::{Load, Record, Session, Side, sides},
+    session_app::TestApp,
 };
 use local_redis::RedisSentinels;
-use session_store::RedisSessionStore;
 
 const CLIENTS: usize = 8;
 const BEFORE: Duration = Duration::from_secs(3);
@@ -31,33 +30,17 @@ const IN_FLIGHT: Duration = Duration::from_millis(100);
 static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The plain and the durable side on `sentinels`.
-async fn sides(
+async fn sides_on(
     sentinels: &RedisSentinels,
     key: &Key,
 ) -> (Side<impl TestApp + use<>>, Side<impl TestApp + use<>>) {
-    let store = |prefix: &str, durable: bool| {
-        let builder = RedisSessionStore::builder().key_prefix(prefix);
-        let builder = if durable {
-            builder.min_replica_acks(1, Duration::from_millis(500))
-        } else {
-            builder
-        };
+    let (urls, master) = (sentinels.sentinel_urls(), sentinels.master_name());
+    sides(key, &|builder| {
         builder
-            .build_with_sentinel(sentinels.sentinel_urls(), sentinels.master_name())
+            .build_with_sentinel(urls.clone(), master)
             .expect("valid URLs")
-    };
-    let mode = MiddlewareMode::COOKIE_MODES[0].clone();
-    let plain = Side {
-        app: tracked_app(store("plain:", false), key, mode.clone(), Gate::default()).await,
-        prefix: "plain:",
-        durable: false,
-    };
-    let durable = Side {
-        app: tracked_app(store("durable:", true), key, mode, Gate::default()).await,
-        prefix: "durable:",
-        durable: true,
-    };
-    (plain, durable)
+    })
+    .await
 }
 
 /// Runs the load on both sides until `until`, with `fault` happening meanwhile.
@@ -170,7 +153,7 @@ async fn a_killed_primary_is_followed_with_no_restart() {
         .start()
         .expect("a Sentinel setup starts");
     let key = Key::generate();
-    let (plain, durable) = sides(&sentinels, &key).await;
+    let (plain, durable) = sides_on(&sentinels, &key).await;
     let load = Load::new(key);
     let after = Duration::from_secs(10);
     let until = Instant::now() + BEFORE + after;
@@ -239,7 +222,7 @@ async fn a_demoted_primary_that_keeps_running_loses_nothing_acknowledged_after_t
         .start()
         .expect("a Sentinel setup starts");
     let key = Key::generate();
-    let (plain, durable) = sides(&sentinels, &key).await;
+    let (plain, durable) = sides_on(&sentinels, &key).await;
     let load = Load::new(key);
     let after = Duration::from_secs(8);
     let until = Instant::now() + BEFORE + after;

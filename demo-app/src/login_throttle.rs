@@ -39,7 +39,8 @@ pub(crate) enum Attempt {
 }
 
 /// Checks `password` for `username`, from `client`, within the limits: the count first, then
-/// the password, then the count again (a failure raised, or the account's cleared).
+/// the password, then the count again (a failure raised, or the account's cleared). A login
+/// that finds the hashing queue full is turned away before any of it.
 ///
 /// Three steps, not one atomic one: logins for one account that overlap can each pass the
 /// check before any of them counts its failure, so an account can see as many failures past
@@ -54,6 +55,10 @@ pub(crate) async fn attempt(
     password: &str,
     client: IpAddr,
 ) -> actix_web::Result<Attempt> {
+    // A flood turned away by a full queue costs Redis nothing.
+    if !state.hashing.has_room() {
+        return Ok(Attempt::Busy);
+    }
     let throttle = &state.login_throttle;
     let allowed = throttle
         .check(username, client)

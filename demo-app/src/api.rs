@@ -7,7 +7,12 @@ use serde::{Deserialize, Serialize};
 use session_store::CurrentSession;
 
 use crate::{
-    client_address::client_address, hashing, redis_info::RedisInfo, state::AppState, user,
+    client_address::client_address,
+    hashing,
+    login_throttle::{self, Attempt},
+    redis_info::RedisInfo,
+    state::AppState,
+    user,
 };
 
 /// Registers the API routes.
@@ -58,24 +63,35 @@ async fn login(
     credentials: web::Json<Credentials>,
 ) -> actix_web::Result<HttpResponse> {
     let Credentials { username, password } = credentials.into_inner();
-    let verified = state
-        .accounts
-        .verify(&state.hashing, &username, &password)
-        .await;
-    let Ok(verified) = verified else {
-        return Ok(too_busy());
-    };
     let client = client_address(&req);
-    if !verified {
-        tracing::info!(%client, "failed login");
-        return Ok(error(
-            actix_web::http::StatusCode::UNAUTHORIZED,
-            "unknown username or wrong password",
-        ));
+    match login_throttle::attempt(&state, &username, &password, client).await? {
+        Attempt::Verified => {}
+        Attempt::Failed => {
+            tracing::info!(%client, "failed login");
+            return Ok(error(
+                actix_web::http::StatusCode::UNAUTHORIZED,
+                "unknown username or wrong password",
+            ));
+        }
+        Attempt::Throttled(retry_after) => {
+            tracing::info!(%client, "login refused: too many failed logins");
+            return Ok(throttled(retry_after));
+        }
+        Attempt::Busy => return Ok(too_busy()),
     }
-    user::sign_in(&session, &username)?;
+    user::sign_in(&session, &username, &req, state.port)?;
     tracing::info!(user = %username, %client, "signed in");
     Ok(HttpResponse::Ok().json(me_of(&session, &state)?))
+}
+
+/// A login refused for too many failed logins: `Retry-After` is what is left of the window.
+fn throttled(retry_after: u64) -> HttpResponse {
+    HttpResponse::TooManyRequests()
+        .insert_header((header::RETRY_AFTER, retry_after.to_string()))
+        .json(serde_json::json!({
+            "error": login_throttle::throttled_message(retry_after),
+            "retry_after": retry_after,
+        }))
 }
 
 /// A login turned away because the password checks are saturated: it may retry shortly.

@@ -158,4 +158,22 @@ pub struct CommonArgs {
     /// with Retry-After at once (default: about a second of work, timed at start).
     #[arg(long, env = "DEMO_LOGIN_QUEUE")]
     pub login_queue: Option<usize>,
+
+    /// Failed logins allowed per account within a --failed-login-window, counted in Redis
+    /// across every instance. Past it, every login for that account gets 429 with Retry-After
+    /// until the window ends, even with the right password; a successful login clears the
+    /// account's count. Unknown usernames are counted alike, so a 429 tells nothing about
+    /// which accounts exist.
+    #[arg(long, env = "DEMO_MAX_FAILED_LOGINS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_failed_logins: u32,
+
+    /// Failed logins allowed per client address within a window, whatever the accounts; a
+    /// successful login does not clear it. Every browser on the demo's machine is one address
+    /// (127.0.0.1), unless nginx names another.
+    #[arg(long, env = "DEMO_MAX_FAILED_LOGINS_PER_ADDRESS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_failed_logins_per_address: u32,
+
+    /// How long a window of failed logins lasts, in seconds from its first failure.
+    #[arg(long, env = "DEMO_FAILED_LOGIN_WINDOW", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub failed_login_window: u64,
 }

@@ -11,7 +11,11 @@
 use std::{
     num::NonZeroUsize,
     str::FromStr,
-    sync::{Arc, Mutex, mpsc},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -155,6 +159,8 @@ type Job = Box<dyn FnOnce(&mut Hasher) + Send>;
 #[derive(Debug, Clone)]
 pub struct HashingPool {
     jobs: mpsc::SyncSender<Job>,
+    /// Jobs queued and not yet taken by a thread (for [`has_room`](Self::has_room)).
+    waiting: Arc<AtomicUsize>,
     threads: NonZeroUsize,
     queue: usize,
 }
@@ -179,6 +185,7 @@ impl HashingPool {
         }
         Ok(Self {
             jobs,
+            waiting: Arc::new(AtomicUsize::new(0)),
             threads,
             queue,
         })
@@ -194,6 +201,14 @@ impl HashingPool {
         self.queue
     }
 
+    /// Whether the queue has room now: a login that would find it full can be turned away
+    /// before it costs anything else (the login throttle's round trip to Redis). Only a
+    /// hint: the queue may fill before the job comes, and then [`run`](Self::run) answers
+    /// [`Busy`] all the same.
+    pub fn has_room(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) < self.queue
+    }
+
     /// Queues `task` for a hashing thread now, and resolves to its result; or, when the
     /// queue is full, to [`Busy`] at once.
     ///
@@ -205,14 +220,23 @@ impl HashingPool {
         F: FnOnce(&mut Hasher) -> R + Send + 'static,
     {
         let (result, answer) = oneshot::channel();
+        let waiting = Arc::clone(&self.waiting);
+        // Counted before it is sent, so that the thread that takes it never counts it off
+        // first.
+        waiting.fetch_add(1, Ordering::Relaxed);
+        let taken = Arc::clone(&waiting);
         let job: Job = Box::new(move |hasher| {
+            taken.fetch_sub(1, Ordering::Relaxed);
             // The request was dropped while it waited (its client hung up): spare the work.
             if result.is_closed() {
                 return;
             }
             let _ = result.send(task(hasher));
         });
-        let queued = self.jobs.try_send(job).map_err(|_| Busy);
+        let queued = self.jobs.try_send(job).map_err(|_| {
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            Busy
+        });
         async move {
             queued?;
             answer.await.map_err(|_| Busy)
@@ -346,12 +370,15 @@ mod tests {
             1
         });
         started.recv().expect("the first job runs");
+        assert!(pool.has_room(), "the running job waits in no queue");
         let queued = pool.run(|_| 2);
+        assert!(!pool.has_room());
         actix_web::rt::System::new().block_on(async {
             assert!(matches!(pool.run(|_| 3).await, Err(Busy)));
             release.send(()).expect("the first job waits");
             assert_eq!(running.await.ok(), Some(1));
             assert_eq!(queued.await.ok(), Some(2), "a queued job still runs");
         });
+        assert!(pool.has_room(), "the queue emptied");
     }
 }

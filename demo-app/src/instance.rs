@@ -10,12 +10,14 @@ use session_store::{RedisSessionStore, TrackChanges, WhenUnavailable};
 
 use crate::{
     accounts::Accounts,
+    activity::{self, Activity},
     api,
     cli::ServeArgs,
     csrf::VisitorTokens,
     hashing::{self, HashingPool},
-    health, pages,
+    health, login_throttle, pages,
     redis_target::RedisTarget,
+    sessions,
     state::AppState,
     user,
 };
@@ -40,6 +42,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     pages::configure(cfg);
     api::configure(cfg);
     health::configure(cfg);
+    sessions::configure(cfg);
+    activity::configure(cfg);
 }
 
 /// The session middleware as the demo sets it up: HttpOnly, SameSite=Lax, encrypted cookies,
@@ -129,6 +133,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let builder = RedisSessionStore::builder()
         .key_prefix("demo:")
         .user_entry(user::USER)
+        .exposed_entries([user::USER_AGENT, user::INSTANCE])
+        .publish_events(true)
+        .instance_label(args.port.to_string())
         .when_unavailable(when_unavailable);
     let store = target.build(RedisTarget::with_replica_acks(builder, replicas))?;
     let peers = if args.peers.is_empty() {
@@ -137,12 +144,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.peers.clone()
     };
     let secure = !args.plain_http;
+    let activity = Activity::start(&store);
     let state = web::Data::new(AppState {
         port: args.port,
         peers,
         accounts,
         hashing: start_hashing(args.common.hash_threads, args.common.login_queue)?,
         store: store.clone(),
+        login_throttle: store.login_throttle(login_throttle::limits(&args.common)),
+        activity: activity.clone(),
         visitor_tokens: VisitorTokens::new(key.clone(), secure),
         health: health::HealthLog::default(),
     });
@@ -165,6 +175,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let mut sink = Vec::new();
             let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
             tracing::info!("launcher gone: stopping");
+            activity.close();
             handle.stop(true).await;
         });
     }

@@ -5,6 +5,7 @@
 //! [`instance::session_middleware`]) so tests can start it in-process or as a process alike.
 
 pub mod accounts;
+mod activity;
 mod api;
 pub mod cli;
 pub mod client_address;
@@ -13,10 +14,13 @@ pub mod hashing;
 mod health;
 pub mod instance;
 pub mod launcher;
+mod login_throttle;
 mod pages;
 mod redis_info;
 pub mod redis_target;
+mod sessions;
 pub mod state;
+mod store_failure;
 mod user;
 
 pub use crate::{api::Me, redis_info::RedisInfo};

@@ -15,31 +15,36 @@ use session_store::CurrentSession;
 use crate::{
     client_address::client_address,
     csrf,
-    hashing::{Busy, RETRY_AFTER_SECS},
+    hashing::RETRY_AFTER_SECS,
+    login_throttle::{self, Attempt},
     redis_info::RedisInfo,
     state::AppState,
     user,
 };
 
 /// What the layout shows on every page.
-struct PageContext {
-    instance: u16,
-    peers: Vec<PeerLink>,
-    user: Option<String>,
-    csrf: String,
+pub(crate) struct PageContext {
+    pub(crate) instance: u16,
+    pub(crate) peers: Vec<PeerLink>,
+    pub(crate) user: Option<String>,
+    pub(crate) csrf: String,
     /// Where the session lives, on the pages that show it.
-    redis: Option<RedisInfo>,
+    pub(crate) redis: Option<RedisInfo>,
 }
 
 /// A link to the same page on another instance.
-struct PeerLink {
-    port: u16,
-    url: String,
-    current: bool,
+pub(crate) struct PeerLink {
+    pub(crate) port: u16,
+    pub(crate) url: String,
+    pub(crate) current: bool,
 }
 
 impl PageContext {
-    fn new(req: &HttpRequest, state: &AppState, session: &Session) -> actix_web::Result<Self> {
+    pub(crate) fn new(
+        req: &HttpRequest,
+        state: &AppState,
+        session: &Session,
+    ) -> actix_web::Result<Self> {
         let info = req.connection_info();
         // Same host name as this request, so the browser sends the same cookie to every port.
         let host = info
@@ -110,14 +115,17 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/static/history.js", web::get().to(history_script));
 }
 
-fn render(template: &impl Template, status: StatusCode) -> actix_web::Result<HttpResponse> {
+pub(crate) fn render(
+    template: &impl Template,
+    status: StatusCode,
+) -> actix_web::Result<HttpResponse> {
     let body = template.render().map_err(ErrorInternalServerError)?;
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .body(body))
 }
 
-fn see_other(location: &str) -> HttpResponse {
+pub(crate) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
         .finish()
@@ -198,29 +206,37 @@ async fn login(
 ) -> actix_web::Result<HttpResponse> {
     state.visitor_tokens.check(&req, &form.csrf)?;
     let form = form.into_inner();
-    let verified = state
-        .accounts
-        .verify(&state.hashing, &form.username, &form.password)
-        .await;
-    let (error, status) = match verified {
-        Ok(true) => return signed_in(&req, &state, &session, &form.username),
-        Ok(false) => {
-            tracing::info!(client = %client_address(&req), "failed login");
+    let client = client_address(&req);
+    let attempt = login_throttle::attempt(&state, &form.username, &form.password, client).await?;
+    let (error, status, retry_after) = match attempt {
+        Attempt::Verified => return signed_in(&req, &state, &session, &form.username),
+        Attempt::Failed => {
+            tracing::info!(%client, "failed login");
             (
-                "Unknown username or wrong password.",
+                "Unknown username or wrong password.".to_owned(),
                 StatusCode::UNAUTHORIZED,
+                None,
             )
         }
-        Err(Busy) => (
-            "Too many people are logging in right now: try again in a moment.",
+        Attempt::Throttled(retry_after) => {
+            tracing::info!(%client, "login refused: too many failed logins");
+            (
+                login_throttle::throttled_message(retry_after),
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(retry_after.to_string()),
+            )
+        }
+        Attempt::Busy => (
+            "Too many people are logging in right now: try again in a moment.".to_owned(),
             StatusCode::SERVICE_UNAVAILABLE,
+            Some(RETRY_AFTER_SECS.to_owned()),
         ),
     };
-    let mut response = login_page(&req, &state, &session, form.username, Some(error), status)?;
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    let mut response = login_page(&req, &state, &session, form.username, Some(&error), status)?;
+    if let Some(retry_after) = retry_after {
         response.headers_mut().insert(
             header::RETRY_AFTER,
-            header::HeaderValue::from_static(RETRY_AFTER_SECS),
+            header::HeaderValue::from_str(&retry_after).map_err(ErrorInternalServerError)?,
         );
     }
     Ok(response)
@@ -234,7 +250,7 @@ fn signed_in(
     session: &Session,
     username: &str,
 ) -> actix_web::Result<HttpResponse> {
-    user::sign_in(session, username)?;
+    user::sign_in(session, username, req, state.port)?;
     tracing::info!(user = %username, client = %client_address(req), "signed in");
     let mut response = see_other("/");
     response

@@ -1,8 +1,11 @@
 //! What every handler of an instance shares.
 
-use session_store::RedisSessionStore;
+use session_store::{LoginThrottle, RedisSessionStore};
 
-use crate::{accounts::Accounts, csrf::VisitorTokens, hashing::HashingPool, health::HealthLog};
+use crate::{
+    accounts::Accounts, activity::Activity, csrf::VisitorTokens, hashing::HashingPool,
+    health::HealthLog,
+};
 
 /// One instance's view of the demo.
 #[derive(Debug, Clone)]
@@ -15,8 +18,12 @@ pub struct AppState {
     pub accounts: Accounts,
     /// The threads that check passwords.
     pub hashing: HashingPool,
-    /// The session store, for the health check.
+    /// The session store, for the health check and the sessions page.
     pub store: RedisSessionStore,
+    /// Failed logins, counted in Redis for every instance.
+    pub login_throttle: LoginThrottle,
+    /// The relay of session events to the live activity panel.
+    pub(crate) activity: Activity,
     /// The login form's tokens, which need no session.
     pub(crate) visitor_tokens: VisitorTokens,
     /// Whether the health check is failing, so it logs changes only.

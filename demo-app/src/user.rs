@@ -1,12 +1,22 @@
 //! What the demo keeps in a session, and the one place that reads and writes it.
 
 use actix_session::Session;
+use actix_web::{HttpRequest, http::header};
 
 use crate::csrf;
 
 /// The session entry that holds the signed-in user: the store's `user_entry`.
 pub(crate) const USER: &str = "user";
 const DISPLAY_NAME: &str = "display_name";
+
+/// The entries a login records about where it happened: the browser's `User-Agent` and the
+/// port of the instance that served the login. The store exposes them (`exposed_entries`) to
+/// the sessions page, which lists a user's devices.
+pub(crate) const USER_AGENT: &str = "user_agent";
+pub(crate) const INSTANCE: &str = "instance";
+
+/// The most of a `User-Agent` a session keeps, in characters: enough to tell devices apart.
+const MAX_USER_AGENT: usize = 256;
 
 /// The longest display name accepted, in characters.
 pub(crate) const MAX_DISPLAY_NAME: usize = 64;
@@ -16,14 +26,30 @@ pub(crate) fn current(session: &Session) -> actix_web::Result<Option<String>> {
     Ok(session.get(USER)?)
 }
 
-/// Signs `username` in: a fresh session id (no fixation) carrying only the user and a new
-/// CSRF token, nothing of whoever used the session before.
-pub(crate) fn sign_in(session: &Session, username: &str) -> actix_web::Result<()> {
+/// Signs `username` in: a fresh session id (no fixation) carrying only the user, a new CSRF
+/// token and where the login happened (`req`'s user agent, the port of `instance`), nothing
+/// of whoever used the session before.
+pub(crate) fn sign_in(
+    session: &Session,
+    username: &str,
+    req: &HttpRequest,
+    instance: u16,
+) -> actix_web::Result<()> {
     session.clear();
     session.renew();
     session.insert(USER, username)?;
+    if let Some(user_agent) = user_agent(req) {
+        session.insert(USER_AGENT, user_agent)?;
+    }
+    session.insert(INSTANCE, instance)?;
     csrf::rotate(session)?;
     Ok(())
+}
+
+/// The request's `User-Agent`, cut to [`MAX_USER_AGENT`] characters.
+fn user_agent(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::USER_AGENT)?.to_str().ok()?;
+    Some(value.chars().take(MAX_USER_AGENT).collect())
 }
 
 /// The header a logout response carries, so the browser drops every cookie of the site too.

@@ -45,6 +45,11 @@ impl Browser {
     /// Starts `chromedriver` on a free port and opens a headless Chromium through it.
     /// Screenshots go to `shots`.
     pub async fn start(shots: PathBuf) -> Self {
+        Self::start_with(shots, &[]).await
+    }
+
+    /// Like [`start`](Self::start), with more Chromium arguments (`--user-agent=...`, say).
+    pub async fn start_with(shots: PathBuf, extra_args: &[&str]) -> Self {
         let chromium =
             std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
         assert!(
@@ -71,16 +76,22 @@ impl Browser {
         );
 
         let profile = tempfile::tempdir().expect("a temporary profile dir");
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--window-size=1000,760".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        args.extend(extra_args.iter().map(|&arg| arg.to_owned()));
         let capabilities = serde_json::json!({
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--disable-quic", "--no-first-run", "--window-size=1000,760",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }
+            "goog:chromeOptions": { "binary": chromium, "args": args }
         });
         let serde_json::Value::Object(capabilities) = capabilities else {
             unreachable!("an object literal")
@@ -139,6 +150,41 @@ impl Browser {
     /// The text of the element with this id.
     pub async fn text(&self, id: &str) -> String {
         self.find(id).await.text().await.expect("element text")
+    }
+
+    /// Waits until the text of the element with this id contains `wanted`, and returns it.
+    pub async fn wait_for_text(&self, id: &str, wanted: &str) -> String {
+        let deadline = Instant::now() + PAGE_LOAD;
+        loop {
+            let text = self.text(id).await;
+            if text.contains(wanted) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "#{id} did not come to say {wanted:?} within {PAGE_LOAD:?}: {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The attribute `name` of the element with this id, if it has one.
+    pub async fn attribute(&self, id: &str, name: &str) -> Option<String> {
+        self.find(id)
+            .await
+            .attr(name)
+            .await
+            .unwrap_or_else(|err| panic!("#{id}'s {name}: {err}"))
+    }
+
+    /// The path of the page the browser shows.
+    pub async fn path(&self) -> String {
+        self.client
+            .current_url()
+            .await
+            .expect("the current URL")
+            .path()
+            .to_owned()
     }
 
     /// The element with this id, waiting for the page to show it.

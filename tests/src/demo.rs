@@ -302,6 +302,8 @@ fn free_port_run(count: u16) -> u16 {
 /// any cookie to any instance.
 pub struct ApiClient {
     agent: ureq::Agent,
+    /// Headers sent with every request.
+    headers: Vec<(String, String)>,
 }
 
 /// A response: status, the session cookie it set (if any) and its JSON body.
@@ -329,11 +331,21 @@ impl Default for ApiClient {
             .timeout_global(Some(Duration::from_secs(10)))
             .build()
             .into();
-        Self { agent }
+        Self {
+            agent,
+            headers: Vec::new(),
+        }
     }
 }
 
 impl ApiClient {
+    /// The same client, sending `name: value` with every request: a `User-Agent` of its own,
+    /// say, or the `X-Forwarded-For` a balancer on loopback would add.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Sends `method url` with an optional cookie and JSON body; panics when no HTTP answer
     /// comes.
     pub fn send(
@@ -401,6 +413,9 @@ impl ApiClient {
         body: Option<(&str, Vec<u8>)>,
     ) -> Result<ApiResponse, ureq::Error> {
         let mut request = ureq::http::Request::builder().method(method).uri(url);
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
         if !cookies.is_empty() {
             let header = cookies
                 .iter()

@@ -12,6 +12,7 @@ mod monitor;
 mod redis_server;
 mod relay;
 pub mod session_app;
+pub mod sse;
 pub mod tls;
 
 pub use crate::{

@@ -1,7 +1,8 @@
 //! Visitors who do not log in cost Redis nothing. Every page, API call, static file and 404 a
-//! visitor can reach without logging in, flooded, leaves no key in Redis; the login form keeps
-//! its token in a cookie of its own, not in a session. A login through the form still works
-//! after the flood, and a forged or missing token is still refused and changes nothing.
+//! visitor can reach without logging in, flooded, leaves no session in Redis; the login form
+//! keeps its token in a cookie of its own, not in a session. Failed logins leave only the
+//! login throttle's counters, which end with their window. A login through the form still
+//! works after the flood, and a forged or missing token is still refused and changes nothing.
 
 use std::thread;
 
@@ -24,10 +25,25 @@ const FAILED_LOGINS: usize = 5;
 
 const NO_BODY: Option<Value> = None;
 
+/// The prefix of the login throttle's counters.
+const THROTTLE_COUNTERS: &str = "demo:t:";
+
 #[test]
-fn a_flood_of_anonymous_visits_leaves_no_key_in_redis() {
+fn a_flood_of_anonymous_visits_leaves_no_session_in_redis() {
     let redis = RedisServer::start();
-    let demo = Demo::launch(1, &["--redis-url", &redis.url()]);
+    // Limits the flood's failed logins stay under: what they cost is the point here, not
+    // how the throttle stops them (demo_sessions).
+    let demo = Demo::launch(
+        1,
+        &[
+            "--redis-url",
+            &redis.url(),
+            "--max-failed-logins",
+            "100",
+            "--max-failed-logins-per-address",
+            "100",
+        ],
+    );
     thread::scope(|scope| {
         for _ in 0..VISITORS {
             scope.spawn(|| {
@@ -44,13 +60,34 @@ fn a_flood_of_anonymous_visits_leaves_no_key_in_redis() {
             }
         });
     });
-    assert_eq!(keys(&redis), 0, "anonymous visits wrote to Redis");
+    let (counters, others) = keys_and_throttle_counters(&redis);
+    assert_eq!(
+        others,
+        Vec::<String>::new(),
+        "anonymous visits wrote to Redis"
+    );
+    // alice's, mallory's and the address's, each ending with the window (300 s).
+    assert_eq!(counters.len(), 3, "{counters:?}");
+    for counter in &counters {
+        let ttl = pttl(&redis, counter);
+        assert!(0 < ttl && ttl <= 300_000, "{counter} lives {ttl} ms");
+    }
 
     let api = ApiClient::default();
     let session = log_in_through_the_form(&api, &demo);
     let me = api.send("GET", &demo.url(0, "/api/me"), Some(&session), NO_BODY);
     assert_eq!(me.json["user"], "alice", "{me:?}");
-    assert_eq!(keys(&redis), 1, "a login makes one session");
+    let (counters, mut others) = keys_and_throttle_counters(&redis);
+    others.sort();
+    assert!(
+        others.len() == 2 && others[0].starts_with("demo:s:") && others[1].starts_with("demo:u:"),
+        "a login makes one session and its user's index: {others:?}"
+    );
+    assert_eq!(
+        counters.len(),
+        2,
+        "the login cleared alice's count: {counters:?}"
+    );
 }
 
 #[test]
@@ -254,6 +291,32 @@ fn log_in_through_the_form(api: &ApiClient, demo: &Demo) -> Cookie<'static> {
     let session = login.cookie.expect("a session cookie");
     assert_eq!(session.name(), SESSION_COOKIE);
     session
+}
+
+/// The keys of the test's own Redis: the login throttle's counters, and the others.
+fn keys_and_throttle_counters(redis: &RedisServer) -> (Vec<String>, Vec<String>) {
+    let mut connection = redis
+        .client()
+        .get_connection()
+        .expect("the test's Redis answers");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut connection)
+        .expect("KEYS");
+    keys.into_iter()
+        .partition(|key| key.starts_with(THROTTLE_COUNTERS))
+}
+
+/// How long `key` has left, in milliseconds.
+fn pttl(redis: &RedisServer, key: &str) -> i64 {
+    let mut connection = redis
+        .client()
+        .get_connection()
+        .expect("the test's Redis answers");
+    redis::cmd("PTTL")
+        .arg(key)
+        .query(&mut connection)
+        .expect("PTTL")
 }
 
 /// How many keys the test's own Redis holds.

@@ -106,6 +106,18 @@ fn instance_args(launch: &LaunchArgs) -> Vec<OsString> {
     if let Some(replicas) = common.wait_replicas {
         flag("--wait-replicas", Some(replicas.to_string().into()));
     }
+    flag(
+        "--max-failed-logins",
+        Some(common.max_failed_logins.to_string().into()),
+    );
+    flag(
+        "--max-failed-logins-per-address",
+        Some(common.max_failed_logins_per_address.to_string().into()),
+    );
+    flag(
+        "--failed-login-window",
+        Some(common.failed_login_window.to_string().into()),
+    );
     args
 }
 

@@ -1,0 +1,122 @@
+//! Failed logins counted in Redis, so that their limits hold across every instance: past
+//! `--max-failed-logins` failures for an account (or `--max-failed-logins-per-address` from
+//! one client address) within `--failed-login-window`, a login is refused with `429` before
+//! its password is checked, whichever instance it reaches, until the window ends. So even the
+//! right password waits: the point is that guessing gets no more tries, and a refusal that
+//! depended on the password would tell the guesser it was right.
+//!
+//! Unknown usernames are counted as accounts are, so a `429` says nothing about which
+//! accounts exist. Their counters are keys in Redis that end with their window; an address
+//! can add at most its own limit of them per window before it is refused too.
+
+use std::{net::IpAddr, time::Duration};
+
+use session_store::ThrottleLimits;
+
+use crate::{cli::CommonArgs, hashing::Busy, state::AppState, store_failure::store_failure};
+
+/// The limits the flags ask for.
+pub(crate) fn limits(args: &CommonArgs) -> ThrottleLimits {
+    ThrottleLimits::new(
+        args.max_failed_logins,
+        args.max_failed_logins_per_address,
+        Duration::from_secs(args.failed_login_window),
+    )
+}
+
+/// How a login attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// The password is right: sign the user in.
+    Verified,
+    /// An unknown username or a wrong password (counted).
+    Failed,
+    /// Too many failures for the account or from the address: this many seconds are left of
+    /// the window (`Retry-After`).
+    Throttled(u64),
+    /// The password checks are saturated: try again in a moment (not counted).
+    Busy,
+}
+
+/// Checks `password` for `username`, from `client`, within the limits: the count first, then
+/// the password, then the count again (a failure raised, or the account's cleared). A login
+/// that finds the hashing queue full is turned away before any of it.
+///
+/// Three steps, not one atomic one: logins for one account that overlap can each pass the
+/// check before any of them counts its failure, so an account can see as many failures past
+/// its limit as it had logins in flight at once. That is bounded by the hashing queues (a few
+/// dozen per instance), and each still costs the guesser a password check.
+///
+/// # Errors
+/// `503` with `Retry-After` when Redis is unavailable.
+pub(crate) async fn attempt(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    client: IpAddr,
+) -> actix_web::Result<Attempt> {
+    // A flood turned away by a full queue costs Redis nothing.
+    if !state.hashing.has_room() {
+        return Ok(Attempt::Busy);
+    }
+    let throttle = &state.login_throttle;
+    let allowed = throttle
+        .check(username, client)
+        .await
+        .map_err(store_failure)?;
+    if let Err(throttled) = allowed {
+        return Ok(Attempt::Throttled(whole_seconds(throttled.retry_after)));
+    }
+    match state
+        .accounts
+        .verify(&state.hashing, username, password)
+        .await
+    {
+        Err(Busy) => Ok(Attempt::Busy),
+        Ok(true) => {
+            throttle.succeeded(username).await.map_err(store_failure)?;
+            Ok(Attempt::Verified)
+        }
+        Ok(false) => {
+            throttle
+                .failed(username, client)
+                .await
+                .map_err(store_failure)?;
+            Ok(Attempt::Failed)
+        }
+    }
+}
+
+/// `left` in whole seconds, rounded up and at least one: what `Retry-After` says.
+fn whole_seconds(left: Duration) -> u64 {
+    let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    seconds.max(1)
+}
+
+/// What a person is told about a throttled login.
+pub(crate) fn throttled_message(retry_after: u64) -> String {
+    let wait = if retry_after < 120 {
+        format!("{retry_after} seconds")
+    } else {
+        format!("{} minutes", retry_after.div_ceil(60))
+    };
+    format!("Too many failed logins for this account or from your address: try again in {wait}.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_rounded_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(Duration::from_millis(4_001)), 5);
+        assert_eq!(whole_seconds(Duration::from_secs(4)), 4);
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn the_wait_is_said_in_seconds_or_minutes() {
+        assert!(throttled_message(7).ends_with("try again in 7 seconds."));
+        assert!(throttled_message(299).ends_with("try again in 5 minutes."));
+    }
+}

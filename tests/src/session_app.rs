@@ -79,7 +79,7 @@ pub fn middleware(
 /// `POST /purge`, `POST /renew`, `POST /login/{user}` (a login as applications write it: the
 /// state cleared, the id renewed, `user` set); and over the signed-in user's sessions (a store
 /// with `user_entry("user")`): `GET /sessions` (JSON), `POST /revoke/{reference}`,
-/// `POST /revoke-others`.
+/// `POST /revoke-others`, `GET /where` (the session's node).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/get/{name}", web::get().to(get))
         .route("/set/{name}/{value}", web::post().to(set))
@@ -92,7 +92,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login/{user}", web::post().to(login))
         .route("/sessions", web::get().to(sessions))
         .route("/revoke/{reference}", web::post().to(revoke))
-        .route("/revoke-others", web::post().to(revoke_others));
+        .route("/revoke-others", web::post().to(revoke_others))
+        .route("/where", web::get().to(location));
+}
+
+/// Where the session lives: the node's address, or `none`.
+async fn location(
+    current: CurrentSession,
+    store: web::Data<RedisSessionStore>,
+) -> actix_web::Result<HttpResponse> {
+    let location = store
+        .location(&current)
+        .await
+        .map_err(actix_web::error::ErrorInternalServerError)?;
+    let node = location.map_or_else(|| "none".to_owned(), |location| location.node);
+    Ok(HttpResponse::Ok().body(node))
 }
 
 /// The signed-in user's sessions, as JSON: `[{"reference", "current"}]`.

@@ -52,7 +52,9 @@ async fn a_least_privileged_acl_user_is_enough() {
         &bare_app(store.clone(), &key, mode.clone(), Gate::default()).await,
     )
     .await;
-    walk_through_every_operation(&tracked_app(store, &key, mode, Gate::default()).await).await;
+    walk_through_every_operation(&tracked_app(store, &key, mode.clone(), Gate::default()).await)
+        .await;
+    every_feature_works_as(&url, &key, mode).await;
 
     // The user really is confined: its own commands on a key outside the prefix, or another
     // command, are refused.
@@ -72,6 +74,57 @@ async fn a_least_privileged_acl_user_is_enough() {
             .expect_err("refused");
         assert_eq!(err.code(), Some("NOPERM"), "{err}");
     }
+}
+
+/// The user index, events, the login throttle and `location`, as the user of `url`.
+async fn every_feature_works_as(url: &str, key: &Key, mode: MiddlewareMode) {
+    use futures_util::StreamExt as _;
+    use session_store::{SessionNotice, ThrottleLimits};
+
+    let store = RedisSessionStore::builder()
+        .user_entry("user")
+        .exposed_entries(["user"])
+        .publish_events(true)
+        .build_with_url(url)
+        .expect("a valid URL");
+    let mut events = store.events();
+    let app = tracked_app(store.clone(), key, mode, Gate::default()).await;
+    let mut logins = Vec::new();
+    let first = loop {
+        let login = send(&app, Method::POST, "/login/alice", None).await;
+        assert_eq!(login.status(), 200, "a login with the index and events");
+        logins.push(integration_tests::session_app::session_cookie(&login).expect("a cookie"));
+        if let Ok(Some(notice)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), events.next()).await
+        {
+            break notice;
+        }
+    };
+    assert!(matches!(first, SessionNotice::Event(_)), "{first:?}");
+    let listed = send(&app, Method::GET, "/sessions", Some(&logins[0])).await;
+    assert_eq!(listed.status(), 200, "listing");
+    let node = send(&app, Method::GET, "/where", Some(&logins[0])).await;
+    assert_eq!(node.status(), 200, "location");
+    let revoked = send(&app, Method::POST, "/revoke-others", Some(&logins[0])).await;
+    assert_eq!(revoked.status(), 200, "revoking");
+    let purged = send(&app, Method::POST, "/purge", Some(&logins[0])).await;
+    assert_eq!(purged.status(), 200, "a logout that announces itself");
+
+    let throttle = store.login_throttle(ThrottleLimits::new(
+        1,
+        10,
+        std::time::Duration::from_secs(60),
+    ));
+    let address = "192.0.2.1".parse().expect("an address");
+    throttle.failed("alice", address).await.expect("counting");
+    assert!(
+        throttle
+            .check("alice", address)
+            .await
+            .expect("checking")
+            .is_err()
+    );
+    throttle.succeeded("alice").await.expect("clearing");
 }
 
 #[actix_web::test]

@@ -107,7 +107,11 @@ fn compare_stores(
     setup: &str,
 ) -> anyhow::Result<()> {
     println!("## session-store vs actix-session's RedisSessionStore\n");
-    println!("{setup}, the stores taking turns.\n");
+    println!(
+        "{setup}, the stores taking turns. CPU per request is the median round's, of the \
+         server process and of redis-server (`INFO cpu`): unlike req/s, it hardly depends on \
+         what else the machine runs.\n"
+    );
     let mut rows = Vec::new();
     for scenario in &SCENARIOS {
         let mut rounds: Vec<Vec<Row>> = STORES.iter().map(|_| Vec::new()).collect();
@@ -139,9 +143,9 @@ fn compare_stores(
 
 fn print_load_table(rows: &[Row], ceiling: &Row) {
     println!(
-        "| scenario | store | req/s | p50 ms | p99 ms | errors | Redis commands/req (scripts' included) | round trips/req | session-store's speed-up |"
+        "| scenario | store | req/s | p50 ms | p99 ms | errors | Redis commands/req (scripts' included) | round trips/req | session-store's speed-up | server CPU µs/req | Redis CPU µs/req |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let ours: HashMap<&str, f64> = rows
         .iter()
         .filter(|row| row.store == StoreKind::Ours)
@@ -158,7 +162,7 @@ fn print_load_table(rows: &[Row], ceiling: &Row) {
             row.scenario
         };
         println!(
-            "| {scenario} | {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {:.2} | {speed_up} |",
+            "| {scenario} | {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {:.2} | {speed_up} | {:.1} | {:.1} |",
             row.store.label(),
             row.load.rate,
             row.load.p50_ms,
@@ -166,6 +170,8 @@ fn print_load_table(rows: &[Row], ceiling: &Row) {
             row.load.errors,
             row.commands,
             row.round_trips,
+            row.server_us,
+            row.redis_us.iter().sum::<f64>(),
         );
     }
 }

@@ -401,7 +401,8 @@ impl RedisSessionStoreBuilder {
     /// some or all of its nodes; the rest are found from them).
     ///
     /// Each request's commands touch one key, so one hash slot, and go to the primary that
-    /// owns it; redis-rs follows the cluster through resharding (`MOVED`, `ASK`) and
+    /// owns it; redis-rs follows the cluster through resharding (`MOVED`; for `ASK`, the store
+    /// sends a batch again command by command) and
     /// failovers. See [`min_replica_acks`](Self::min_replica_acks) for logins that must survive
     /// the failover of their primary.
     ///

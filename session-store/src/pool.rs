@@ -16,8 +16,8 @@
 //! every other connection prove itself again (the `PING`), so a Redis restart costs at most the
 //! requests in flight on the old connections.
 //!
-//! A cluster connection is never checked: redis-rs's cluster connection follows `MOVED` and
-//! `ASK`, reconnects to a node that went away and retries, so a check would only cost a round
+//! A cluster connection is never checked: redis-rs's cluster connection follows `MOVED` (and
+//! `ASK`, one command at a time: see [`batch`](crate::batch)), reconnects to a node that went away and retries, so a check would only cost a round
 //! trip to every primary. One that failed all the same is replaced at its next checkout.
 //!
 //! Behind Sentinel, the check is `ROLE` instead of `PING` (a demoted primary still answers a

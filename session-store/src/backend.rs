@@ -248,6 +248,7 @@ impl Request for Batch {
         &self,
         connection: &mut SharedConnection,
     ) -> Option<impl Future<Output = RedisResult<T>>> {
-        Some(self.one_by_one(connection))
+        // Rare: on the heap, out of the future of every request.
+        Some(Box::pin(self.one_by_one(connection)))
     }
 }

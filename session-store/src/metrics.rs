@@ -147,9 +147,6 @@ impl Instruments {
         let span = operation.span_name();
         span.record("db.operation.name", operation.name());
         let started = Instant::now();
-        // On the heap: an operation's future is large, and a request's stack holds the whole
-        // middleware chain already (debug builds overflowed a test thread's stack).
-        let work = Box::pin(work);
         let (result, trips) = ROUND_TRIPS
             .scope(Cell::new(0), async {
                 let result = work.await;

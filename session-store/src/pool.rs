@@ -239,7 +239,34 @@ impl managed::Manager for Manager {
     type Type = Connection;
     type Error = RedisError;
 
+    // Creating and checking connections are rare, and their futures large (a cluster
+    // client's connect is several kilobytes): on the heap, they leave the future of every
+    // checkout, and so of every store operation, small.
+
     async fn create(&self) -> Result<Connection, RedisError> {
+        Box::pin(self.connect()).await
+    }
+
+    async fn recycle(&self, conn: &mut Connection, metrics: &Metrics) -> RecycleResult<RedisError> {
+        if conn.health.is_broken() {
+            return Err(RecycleError::message("the connection failed"));
+        }
+        if let (Source::Sentinel(sentinels), Some(server)) = (&self.source, &conn.server)
+            && !sentinels.is_current(server)
+        {
+            return Err(RecycleError::message("the sentinels named another primary"));
+        }
+        let trust_window = self.trust_window.load(Ordering::Acquire);
+        if conn.health.is_trusted(trust_window) {
+            return Ok(());
+        }
+        Box::pin(self.check(conn, metrics)).await
+    }
+}
+
+impl Manager {
+    /// A new connection of its source's kind.
+    async fn connect(&self) -> Result<Connection, RedisError> {
         let (link, server) = match &self.source {
             Source::Node(manager) => (Link::Node(managed::Manager::create(manager).await?), None),
             Source::Cluster(client) => (Link::Cluster(client.get_async_connection().await?), None),
@@ -256,19 +283,9 @@ impl managed::Manager for Manager {
         ))
     }
 
-    async fn recycle(&self, conn: &mut Connection, metrics: &Metrics) -> RecycleResult<RedisError> {
-        if conn.health.is_broken() {
-            return Err(RecycleError::message("the connection failed"));
-        }
-        if let (Source::Sentinel(sentinels), Some(server)) = (&self.source, &conn.server)
-            && !sentinels.is_current(server)
-        {
-            return Err(RecycleError::message("the sentinels named another primary"));
-        }
-        let trust_window = self.trust_window.load(Ordering::Acquire);
-        if conn.health.is_trusted(trust_window) {
-            return Ok(());
-        }
+    /// Makes a connection prove itself: `UNWATCH` + `PING` on a node, `ROLE` behind Sentinel
+    /// (a demoted primary still answers a `PING`); a cluster connection needs no proof.
+    async fn check(&self, conn: &mut Connection, metrics: &Metrics) -> RecycleResult<RedisError> {
         match (&self.source, &mut conn.link) {
             (Source::Node(manager), Link::Node(node)) => {
                 self.checked(managed::Manager::recycle(manager, node, metrics).await)?;

@@ -14,9 +14,12 @@ use crate::{
     cli::ServeArgs,
     csrf::VisitorTokens,
     hashing::{self, HashingPool},
-    health, pages,
+    health,
+    metrics::{self, Metrics},
+    pages,
     redis_target::RedisTarget,
     state::AppState,
+    stats::{self, Stats},
     user,
 };
 
@@ -40,6 +43,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     pages::configure(cfg);
     api::configure(cfg);
     health::configure(cfg);
+    metrics::configure(cfg);
+    stats::configure(cfg);
 }
 
 /// The session middleware as the demo sets it up: HttpOnly, SameSite=Lax, encrypted cookies,
@@ -137,6 +142,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.peers.clone()
     };
     let secure = !args.plain_http;
+    let metrics = Metrics::install()?;
+    let stats = web::Data::new(Stats::start(metrics.clone()));
+    let metrics = web::Data::new(metrics);
     let state = web::Data::new(AppState {
         port: args.port,
         peers,
@@ -150,8 +158,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .wrap(session_middleware(store.clone(), key.clone(), secure))
-            .wrap(actix_web::middleware::Logger::new("%s %r %Dms"))
+            // The stats page polls every second: its requests would drown the others' lines.
+            .wrap(
+                actix_web::middleware::Logger::new("%s %r %Dms")
+                    .exclude("/api/stats")
+                    .exclude("/metrics"),
+            )
+            .wrap(actix_web::middleware::from_fn(metrics::record_request))
             .app_data(state.clone())
+            .app_data(metrics.clone())
+            .app_data(stats.clone())
             .configure(configure)
     })
     .workers(2)

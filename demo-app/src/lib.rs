@@ -13,10 +13,12 @@ pub mod hashing;
 mod health;
 pub mod instance;
 pub mod launcher;
+pub mod metrics;
 mod pages;
 mod redis_info;
 pub mod redis_target;
 pub mod state;
+pub mod stats;
 mod user;
 
 pub use crate::{api::Me, redis_info::RedisInfo};

@@ -22,24 +22,28 @@ use crate::{
 };
 
 /// What the layout shows on every page.
-struct PageContext {
-    instance: u16,
-    peers: Vec<PeerLink>,
-    user: Option<String>,
-    csrf: String,
+pub(crate) struct PageContext {
+    pub(crate) instance: u16,
+    pub(crate) peers: Vec<PeerLink>,
+    pub(crate) user: Option<String>,
+    pub(crate) csrf: String,
     /// Where the session lives, on the pages that show it.
-    redis: Option<RedisInfo>,
+    pub(crate) redis: Option<RedisInfo>,
 }
 
 /// A link to the same page on another instance.
-struct PeerLink {
-    port: u16,
-    url: String,
-    current: bool,
+pub(crate) struct PeerLink {
+    pub(crate) port: u16,
+    pub(crate) url: String,
+    pub(crate) current: bool,
 }
 
 impl PageContext {
-    fn new(req: &HttpRequest, state: &AppState, session: &Session) -> actix_web::Result<Self> {
+    pub(crate) fn new(
+        req: &HttpRequest,
+        state: &AppState,
+        session: &Session,
+    ) -> actix_web::Result<Self> {
         let info = req.connection_info();
         // Same host name as this request, so the browser sends the same cookie to every port.
         let host = info
@@ -110,7 +114,10 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/static/history.js", web::get().to(history_script));
 }
 
-fn render(template: &impl Template, status: StatusCode) -> actix_web::Result<HttpResponse> {
+pub(crate) fn render(
+    template: &impl Template,
+    status: StatusCode,
+) -> actix_web::Result<HttpResponse> {
     let body = template.render().map_err(ErrorInternalServerError)?;
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")

@@ -49,9 +49,9 @@
       id: "requests",
       unit: perSecond,
       series: [
-        { label: "1xx–3xx", color: "#2e7d32", value: function (p) { return p.requests.ok; } },
-        { label: "4xx", color: "#c77700", value: function (p) { return p.requests.client_error; } },
-        { label: "5xx", color: "#c62828", value: function (p) { return p.requests.server_error; } }
+        { key: "ok", label: "1xx–3xx", color: "#2e7d32", value: function (p) { return p.requests.ok; } },
+        { key: "client_error", label: "4xx", color: "#c77700", value: function (p) { return p.requests.client_error; } },
+        { key: "server_error", label: "5xx", color: "#c62828", value: function (p) { return p.requests.server_error; } }
       ],
       now: function (p) {
         return format(p.requests.ok + p.requests.client_error + p.requests.server_error) + " req/s";
@@ -61,12 +61,12 @@
       id: "operations",
       unit: perSecond,
       series: [
-        { label: "ok", color: "#2e7d32", value: function (p) { return p.operations.ok; } },
-        { label: "not found", color: "#7a8a99", value: function (p) { return p.operations.not_found; } },
-        { label: "unavailable", color: "#c62828", value: function (p) { return p.operations.unavailable; } },
-        { label: "too large", color: "#c77700", value: function (p) { return p.operations.too_large; } },
-        { label: "dropped", color: "#6a1b9a", value: function (p) { return p.operations.dropped; } },
-        { label: "error", color: "#222222", value: function (p) { return p.operations.error; } }
+        { key: "ok", label: "ok", color: "#2e7d32", value: function (p) { return p.operations.ok; } },
+        { key: "not_found", label: "not found", color: "#7a8a99", value: function (p) { return p.operations.not_found; } },
+        { key: "unavailable", label: "unavailable", color: "#c62828", value: function (p) { return p.operations.unavailable; } },
+        { key: "too_large", label: "too large", color: "#c77700", value: function (p) { return p.operations.too_large; } },
+        { key: "dropped", label: "dropped", color: "#6a1b9a", value: function (p) { return p.operations.dropped; } },
+        { key: "error", label: "error", color: "#222222", value: function (p) { return p.operations.error; } }
       ],
       now: function (p) {
         var all = Object.keys(p.operations).map(function (key) { return p.operations[key]; });
@@ -77,8 +77,8 @@
       id: "durations",
       unit: millis,
       series: [
-        { label: "p50", color: "#2f5d8a", value: function (p) { return p.duration_ms.p50; } },
-        { label: "p99", color: "#c77700", value: function (p) { return p.duration_ms.p99; } }
+        { key: "p50", label: "p50", color: "#2f5d8a", value: function (p) { return p.duration_ms.p50; } },
+        { key: "p99", label: "p99", color: "#c77700", value: function (p) { return p.duration_ms.p99; } }
       ],
       now: function (p) { return "p99 " + millis(p.duration_ms.p99); }
     },
@@ -86,9 +86,9 @@
       id: "pool",
       unit: format,
       series: [
-        { label: "in use", color: "#2f5d8a", value: function (p) { return p.pool.in_use; } },
-        { label: "idle", color: "#7a8a99", value: function (p) { return p.pool.idle; } },
-        { label: "waiting", color: "#c62828", value: function (p) { return p.pool.waiters; } }
+        { key: "in_use", label: "in use", color: "#2f5d8a", value: function (p) { return p.pool.in_use; } },
+        { key: "idle", label: "idle", color: "#7a8a99", value: function (p) { return p.pool.idle; } },
+        { key: "waiters", label: "waiting", color: "#c62828", value: function (p) { return p.pool.waiters; } }
       ],
       now: function (p) { return format(p.pool.in_use) + " in use"; }
     }
@@ -116,18 +116,21 @@
     chart.grid = element("g", { "class": "grid" }, chart.svg);
     chart.legend = document.createElement("ul");
     chart.legend.className = "legend";
-    chart.series.forEach(function (series, index) {
+    chart.series.forEach(function (series) {
+      // Each line goes beneath the ones before it: the first (ok) is drawn on top.
       series.path = element("path", {
         "class": "line",
         stroke: series.color,
-        id: "line-" + chart.id + "-" + index
-      }, chart.svg);
+        id: "line-" + chart.id + "-" + series.key
+      });
+      chart.svg.insertBefore(series.path, chart.grid.nextSibling);
       var item = document.createElement("li");
       var swatch = document.createElement("span");
       swatch.className = "swatch";
       swatch.style.background = series.color;
       series.reading = document.createElement("span");
       series.reading.className = "reading";
+      series.reading.id = "reading-" + chart.id + "-" + series.key;
       item.appendChild(swatch);
       item.appendChild(document.createTextNode(series.label + " "));
       item.appendChild(series.reading);

@@ -141,6 +141,15 @@ impl Browser {
         self.find(id).await.text().await.expect("element text")
     }
 
+    /// The attribute `name` of the element with this id (`None` when it has none).
+    pub async fn attribute(&self, id: &str, name: &str) -> Option<String> {
+        self.find(id)
+            .await
+            .attr(name)
+            .await
+            .unwrap_or_else(|err| panic!("#{id}[{name}]: {err}"))
+    }
+
     /// The element with this id, waiting for the page to show it.
     async fn find(&self, id: &str) -> fantoccini::elements::Element {
         self.client

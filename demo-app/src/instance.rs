@@ -105,6 +105,10 @@ fn start_hashing(
 /// # Errors
 /// When the settings are unusable or the port cannot be bound.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything records: metric handles taken earlier would stay no-ops.
+    let metrics = Metrics::install()?;
+    let stats = web::Data::new(Stats::start(metrics.clone()));
+    let metrics = web::Data::new(metrics);
     let target = RedisTarget::from_args(&args.common)?.context(
         "`serve` needs --redis-url, --redis-cluster or --redis-sentinel (or REDIS_URL, \
          REDIS_CLUSTER or REDIS_SENTINEL); the launcher passes its own",
@@ -142,9 +146,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.peers.clone()
     };
     let secure = !args.plain_http;
-    let metrics = Metrics::install()?;
-    let stats = web::Data::new(Stats::start(metrics.clone()));
-    let metrics = web::Data::new(metrics);
     let state = web::Data::new(AppState {
         port: args.port,
         peers,

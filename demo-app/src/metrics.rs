@@ -15,7 +15,7 @@
 //! Prometheus histogram (`_bucket`, `_sum`, `_count`), not a summary, so that
 //! `histogram_quantile` can aggregate instances (`docs/grafana-dashboard.json` does).
 
-use std::time::Instant;
+use std::{cell::RefCell, collections::HashMap, time::Instant};
 
 use actix_web::{
     Error, HttpResponse,
@@ -26,6 +26,7 @@ use actix_web::{
     web,
 };
 use anyhow::Context as _;
+use metrics::{Counter, Histogram, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Upper bounds, in seconds, of the duration histograms' buckets: a store operation on a
@@ -109,6 +110,8 @@ pub async fn record_request(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let method = method_label(req.method());
+    // Matched here, before the call: a request the session middleware fails never reaches
+    // the router, and its answer comes back without the request.
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
@@ -118,20 +121,83 @@ pub async fn record_request(
         Err(err) => err.as_response_error().status_code(),
     };
     let elapsed = started.elapsed().as_secs_f64();
-    ::metrics::histogram!(
-        "http_request_duration_seconds",
-        "method" => method,
-        "route" => route.clone(),
-    )
-    .record(elapsed);
-    ::metrics::counter!(
-        "http_requests_total",
-        "method" => method,
-        "route" => route,
-        "status" => status_label(status),
-    )
-    .increment(1);
+    REQUEST_INSTRUMENTS.with_borrow_mut(|instruments| {
+        instruments.record(method, route, status, elapsed);
+    });
     result
+}
+
+thread_local! {
+    /// This worker thread's request instruments.
+    static REQUEST_INSTRUMENTS: RefCell<RequestInstruments> = RefCell::default();
+}
+
+/// The request metrics' handles, taken from the recorder once per route, method and status and
+/// kept per worker thread. Taking them through the macros on every request costs a registry
+/// lookup and the labels' allocations each time, which was most of this middleware's cost.
+/// The set is bounded: routes are patterns, methods and statuses few. (A handle taken before
+/// the recorder is installed would stay a no-op: the instance installs it first.)
+#[derive(Default)]
+struct RequestInstruments {
+    routes: HashMap<String, RouteInstruments>,
+}
+
+struct RouteInstruments {
+    label: SharedString,
+    methods: Vec<MethodInstruments>,
+}
+
+struct MethodInstruments {
+    method: &'static str,
+    duration: Histogram,
+    by_status: Vec<(StatusCode, Counter)>,
+}
+
+impl RequestInstruments {
+    fn record(&mut self, method: &'static str, route: String, status: StatusCode, seconds: f64) {
+        let RouteInstruments { label, methods } =
+            self.routes
+                .entry(route)
+                .or_insert_with_key(|route| RouteInstruments {
+                    label: SharedString::from(route.clone()),
+                    methods: Vec::new(),
+                });
+        let index = match methods.iter().position(|known| known.method == method) {
+            Some(index) => index,
+            None => {
+                methods.push(MethodInstruments {
+                    method,
+                    duration: ::metrics::histogram!(
+                        "http_request_duration_seconds",
+                        "method" => method,
+                        "route" => label.clone(),
+                    ),
+                    by_status: Vec::new(),
+                });
+                methods.len() - 1
+            }
+        };
+        let instruments = &mut methods[index];
+        instruments.duration.record(seconds);
+        let counter = match instruments
+            .by_status
+            .iter()
+            .find(|(known, _)| *known == status)
+        {
+            Some((_, counter)) => counter,
+            None => {
+                let counter = ::metrics::counter!(
+                    "http_requests_total",
+                    "method" => method,
+                    "route" => label.clone(),
+                    "status" => status.as_u16().to_string(),
+                );
+                instruments.by_status.push((status, counter));
+                &instruments.by_status[instruments.by_status.len() - 1].1
+            }
+        };
+        counter.increment(1);
+    }
 }
 
 /// The standard methods by name, any other as `other`.
@@ -147,18 +213,5 @@ fn method_label(method: &Method) -> &'static str {
         "CONNECT" => "CONNECT",
         "TRACE" => "TRACE",
         _ => "other",
-    }
-}
-
-/// The status code's three digits. The common ones need no allocation.
-fn status_label(status: StatusCode) -> ::metrics::SharedString {
-    match status.as_u16() {
-        200 => "200".into(),
-        303 => "303".into(),
-        401 => "401".into(),
-        403 => "403".into(),
-        404 => "404".into(),
-        503 => "503".into(),
-        code => code.to_string().into(),
     }
 }

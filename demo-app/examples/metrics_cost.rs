@@ -4,7 +4,7 @@
 //! the HTTP request middleware), in one run.
 //!
 //! ```sh
-//! cargo run --release -p demo-app --example metrics_cost            # about 2 minutes
+//! cargo run --release -p demo-app --example metrics_cost            # about 3 minutes
 //! cargo run --release -p demo-app --example metrics_cost -- --help
 //! ```
 //!
@@ -256,58 +256,63 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 measured.push(measure(cli, scenario, *recorder, &redis.url())?);
             }
         }
-        // A round in which any setup saw an error (a stall of the shared machine, say) is left
-        // out whole, so that every ratio compares servers measured side by side.
-        let clean: Vec<usize> = (0..rounds[0].len())
-            .filter(|&round| rounds.iter().all(|measured| measured[round].errors == 0))
-            .collect();
-        if clean.len() < rounds[0].len() {
-            eprintln!(
-                "{}: {} of {} rounds left out for errors",
-                scenario.name,
-                rounds[0].len() - clean.len(),
-                rounds[0].len()
-            );
-        }
-        let none = &rounds[0];
-        for (recorder, measured) in RECORDERS.iter().zip(&rounds) {
-            let of =
-                |value: fn(&Round) -> f64| median_of(clean.iter().map(|&i| value(&measured[i])));
-            let paired = |value: fn(&Round) -> f64| {
-                median_of(clean.iter().map(|&i| value(&measured[i]) / value(&none[i])))
-            };
-            println!(
-                "| {} | {} | {:.0} | {:.3}× | {:.1} | {:.3}× | {:.2} | {:.2} |",
-                scenario.name,
-                recorder.label(),
-                of(|round| round.rate),
-                paired(|round| round.rate),
-                of(|round| round.cpu_us),
-                paired(|round| round.cpu_us),
-                of(|round| round.p50_ms),
-                of(|round| round.p99_ms),
-            );
-        }
-        for (recorder, measured) in RECORDERS.iter().zip(&rounds) {
-            let rounds: Vec<String> = measured
-                .iter()
-                .map(|r| format!("{:.0} req/s {:.1} µs {} errors", r.rate, r.cpu_us, r.errors))
-                .collect();
-            eprintln!(
-                "{} / {}: {}",
-                scenario.name,
-                recorder.label(),
-                rounds.join(", ")
-            );
-            if *recorder != Recorder::None {
-                let counted = measured
-                    .iter()
-                    .all(|round| round.recorded.unwrap_or(0.0) >= round.requests);
-                eprintln!("  its recorder counted a store operation per request: {counted}");
-            }
-        }
+        report(scenario, &rounds);
     }
     Ok(())
+}
+
+/// Prints the table's rows for `scenario`, and every round on stderr. `rounds` holds each
+/// setup's rounds, in the order of `RECORDERS`.
+fn report(scenario: &Scenario, rounds: &[Vec<Round>]) {
+    // A round in which any setup saw an error (a stall of the shared machine, say) is left
+    // out whole, so that every ratio compares servers measured side by side.
+    let clean: Vec<usize> = (0..rounds[0].len())
+        .filter(|&round| rounds.iter().all(|measured| measured[round].errors == 0))
+        .collect();
+    if clean.len() < rounds[0].len() {
+        eprintln!(
+            "{}: {} of {} rounds left out for errors",
+            scenario.name,
+            rounds[0].len() - clean.len(),
+            rounds[0].len()
+        );
+    }
+    let none = &rounds[0];
+    for (recorder, measured) in RECORDERS.iter().zip(rounds) {
+        let of = |value: fn(&Round) -> f64| median_of(clean.iter().map(|&i| value(&measured[i])));
+        let paired = |value: fn(&Round) -> f64| {
+            median_of(clean.iter().map(|&i| value(&measured[i]) / value(&none[i])))
+        };
+        println!(
+            "| {} | {} | {:.0} | {:.3}× | {:.1} | {:.3}× | {:.2} | {:.2} |",
+            scenario.name,
+            recorder.label(),
+            of(|round| round.rate),
+            paired(|round| round.rate),
+            of(|round| round.cpu_us),
+            paired(|round| round.cpu_us),
+            of(|round| round.p50_ms),
+            of(|round| round.p99_ms),
+        );
+    }
+    for (recorder, measured) in RECORDERS.iter().zip(rounds) {
+        let rounds: Vec<String> = measured
+            .iter()
+            .map(|r| format!("{:.0} req/s {:.1} µs {} errors", r.rate, r.cpu_us, r.errors))
+            .collect();
+        eprintln!(
+            "{} / {}: {}",
+            scenario.name,
+            recorder.label(),
+            rounds.join(", ")
+        );
+        if *recorder != Recorder::None {
+            let counted = measured
+                .iter()
+                .all(|round| round.recorded.unwrap_or(0.0) >= round.requests);
+            eprintln!("  its recorder counted a store operation per request: {counted}");
+        }
+    }
 }
 
 /// One round of `scenario` on a fresh server with `recorder`.

@@ -25,8 +25,8 @@ use serde_json::{Value, json};
 /// poll, and slack for a busy machine.
 const SHOWN_WITHIN: Duration = Duration::from_secs(10);
 
-/// alice's `GET /api/me` on one instance about 40 times a second, until stopped (or, at the
-/// latest, after two minutes).
+/// alice's `GET /api/me` on one instance, one every 25 ms after the last one's answer, until
+/// stopped (or, at the latest, after two minutes).
 struct Load {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,

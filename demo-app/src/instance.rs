@@ -15,10 +15,13 @@ use crate::{
     cli::ServeArgs,
     csrf::VisitorTokens,
     hashing::{self, HashingPool},
-    health, login_throttle, pages,
+    health, login_throttle,
+    metrics::{self, Metrics},
+    pages,
     redis_target::RedisTarget,
     sessions,
     state::AppState,
+    stats::{self, Stats},
     user,
 };
 
@@ -44,6 +47,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     sessions::configure(cfg);
     activity::configure(cfg);
+    metrics::configure(cfg);
+    stats::configure(cfg);
 }
 
 /// The session middleware as the demo sets it up: HttpOnly, SameSite=Lax, encrypted cookies,
@@ -104,6 +109,10 @@ fn start_hashing(
 /// # Errors
 /// When the settings are unusable or the port cannot be bound.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything records: metric handles taken earlier would stay no-ops.
+    let metrics = Metrics::install()?;
+    let stats = web::Data::new(Stats::start(metrics.clone()));
+    let metrics = web::Data::new(metrics);
     let target = RedisTarget::from_args(&args.common)?.context(
         "`serve` needs --redis-url, --redis-cluster or --redis-sentinel (or REDIS_URL, \
          REDIS_CLUSTER or REDIS_SENTINEL); the launcher passes its own",
@@ -160,8 +169,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .wrap(session_middleware(store.clone(), key.clone(), secure))
-            .wrap(actix_web::middleware::Logger::new("%s %r %Dms"))
+            // The stats page polls every second: its requests would drown the others' lines.
+            .wrap(
+                actix_web::middleware::Logger::new("%s %r %Dms")
+                    .exclude("/api/stats")
+                    .exclude("/metrics"),
+            )
+            .wrap(actix_web::middleware::from_fn(metrics::record_request))
             .app_data(state.clone())
+            .app_data(metrics.clone())
+            .app_data(stats.clone())
             .configure(configure)
     })
     .workers(2)

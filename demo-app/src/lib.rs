@@ -15,11 +15,13 @@ mod health;
 pub mod instance;
 pub mod launcher;
 mod login_throttle;
+pub mod metrics;
 mod pages;
 mod redis_info;
 pub mod redis_target;
 mod sessions;
 pub mod state;
+pub mod stats;
 mod store_failure;
 mod user;
 

@@ -35,6 +35,8 @@ pub fn binary() -> PathBuf {
                     "--message-format=json",
                 ])
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .env_clear()
+                .envs(std::env::vars_os().filter(|(name, _)| !set_for_this_test(name)))
                 .stderr(Stdio::inherit())
                 .output()
                 .expect("cargo runs");
@@ -46,6 +48,24 @@ pub fn binary() -> PathBuf {
                 .expect("cargo reported the demo-app executable")
         })
         .clone()
+}
+
+/// Whether Cargo set the environment variable `name` for this test binary (`CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR`, ...). The build of the demo must not inherit them: build scripts that
+/// rerun when one changes (ring's does) would be rebuilt, with all that depends on them, at
+/// every switch between this build and the test's own.
+fn set_for_this_test(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || [
+            "CARGO_CRATE_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "OUT_DIR",
+        ]
+        .contains(&name.as_ref())
 }
 
 /// A running demo launcher and its instances; stopped like Ctrl-C would stop it on drop.

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod deployment;
 pub mod failover;
 mod monitor;
+pub mod prometheus;
 mod redis_server;
 mod relay;
 pub mod session_app;

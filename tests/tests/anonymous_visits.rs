@@ -165,6 +165,19 @@ fn visit_everything_cheap(api: &ApiClient, demo: &Demo) {
             api.get_page(&url("/static/history.js"), &[]),
             200,
         ),
+        ("GET /stats", api.get_page(&url("/stats"), &[]), 200),
+        ("GET /api/stats", api.get_page(&url("/api/stats"), &[]), 200),
+        ("GET /metrics", api.get_page(&url("/metrics"), &[]), 200),
+        (
+            "GET /static/stats.js",
+            api.get_page(&url("/static/stats.js"), &[]),
+            200,
+        ),
+        (
+            "GET /static/stats.css",
+            api.get_page(&url("/static/stats.css"), &[]),
+            200,
+        ),
         (
             "GET /no-such-page",
             api.get_page(&url("/no-such-page"), &[]),

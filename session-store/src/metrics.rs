@@ -11,9 +11,9 @@
 //! - `session_store_pool_checks_total{store, result}`, counter of the health checks sent;
 //! - `session_store_state_bytes{store}`, histogram of the size of the states written.
 
-use std::{cell::Cell, future::Future, time::Instant};
+use std::{cell::Cell, future::Future, sync::OnceLock, time::Instant};
 
-use metrics::SharedString;
+use metrics::{Counter, Gauge, Histogram, SharedString};
 use tracing::{Instrument as _, field::Empty};
 
 use crate::{StoreError, pool::Pool};
@@ -45,6 +45,8 @@ pub(crate) enum Operation {
 }
 
 impl Operation {
+    const COUNT: usize = 7;
+
     fn name(self) -> &'static str {
         match self {
             Self::Load => "load",
@@ -85,6 +87,8 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    const COUNT: usize = 6;
+
     fn name(self) -> &'static str {
         match self {
             Self::Ok => "ok",
@@ -122,16 +126,35 @@ pub(crate) fn session(reference: &str) {
     tracing::Span::current().record("session", reference);
 }
 
-/// The store's instruments: its label, on every metric it records.
-#[derive(Debug, Clone)]
+/// The store's instruments: its label, and the handles of the metrics it records, each
+/// registered with the application's recorder the first time it is used (so install the
+/// recorder before the first request; registering on every use would cost a lookup and label
+/// copies each time).
 pub(crate) struct Instruments {
     store: SharedString,
+    operations: [[OnceLock<Counter>; Outcome::COUNT]; Operation::COUNT],
+    durations: [OnceLock<Histogram>; Operation::COUNT],
+    state_bytes: OnceLock<Histogram>,
+    /// Idle connections, connections in use, waiters.
+    pool: OnceLock<[Gauge; 3]>,
+}
+
+impl std::fmt::Debug for Instruments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instruments")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Instruments {
     pub(crate) fn new(store: String) -> Self {
         Self {
             store: SharedString::from(store),
+            operations: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+            durations: std::array::from_fn(|_| OnceLock::new()),
+            state_bytes: OnceLock::new(),
+            pool: OnceLock::new(),
         }
     }
 
@@ -159,27 +182,35 @@ impl Instruments {
         span.record("outcome", ended.name());
         span.record("round_trips", trips);
         span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
-        let store = self.store.clone();
-        metrics::counter!(
-            "session_store_operations_total",
-            "store" => store.clone(),
-            "operation" => operation.name(),
-            "outcome" => ended.name(),
-        )
-        .increment(1);
-        metrics::histogram!(
-            "session_store_operation_duration_seconds",
-            "store" => store.clone(),
-            "operation" => operation.name(),
-        )
-        .record(elapsed.as_secs_f64());
+        self.operations[operation as usize][ended as usize]
+            .get_or_init(|| {
+                metrics::counter!(
+                    "session_store_operations_total",
+                    "store" => self.store.clone(),
+                    "operation" => operation.name(),
+                    "outcome" => ended.name(),
+                )
+            })
+            .increment(1);
+        self.durations[operation as usize]
+            .get_or_init(|| {
+                metrics::histogram!(
+                    "session_store_operation_duration_seconds",
+                    "store" => self.store.clone(),
+                    "operation" => operation.name(),
+                )
+            })
+            .record(elapsed.as_secs_f64());
         self.pool(pool);
         result
     }
 
     /// The size of a state written.
     pub(crate) fn state_bytes(&self, bytes: usize) {
-        metrics::histogram!("session_store_state_bytes", "store" => self.store.clone())
+        self.state_bytes
+            .get_or_init(
+                || metrics::histogram!("session_store_state_bytes", "store" => self.store.clone()),
+            )
             .record(bytes as f64);
     }
 
@@ -188,12 +219,17 @@ impl Instruments {
         let status = pool.status();
         let idle = status.available;
         let in_use = status.size.saturating_sub(idle);
-        let store = self.store.clone();
-        metrics::gauge!("session_store_pool_connections", "store" => store.clone(), "state" => "idle")
-            .set(idle as f64);
-        metrics::gauge!("session_store_pool_connections", "store" => store.clone(), "state" => "in_use")
-            .set(in_use as f64);
-        metrics::gauge!("session_store_pool_waiters", "store" => store).set(status.waiting as f64);
+        let [idle_gauge, in_use_gauge, waiters] = self.pool.get_or_init(|| {
+            let store = &self.store;
+            [
+                metrics::gauge!("session_store_pool_connections", "store" => store.clone(), "state" => "idle"),
+                metrics::gauge!("session_store_pool_connections", "store" => store.clone(), "state" => "in_use"),
+                metrics::gauge!("session_store_pool_waiters", "store" => store.clone()),
+            ]
+        });
+        idle_gauge.set(idle as f64);
+        in_use_gauge.set(in_use as f64);
+        waiters.set(status.waiting as f64);
     }
 }
 

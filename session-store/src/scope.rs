@@ -32,6 +32,8 @@ struct RequestScope {
 /// A session as a request loaded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Loaded {
+    /// The session key its cookie carried.
+    pub(crate) session_key: String,
     pub(crate) key: RedisKey,
     pub(crate) state: SessionState,
     /// Its creation time, in milliseconds since the epoch.
@@ -97,10 +99,11 @@ fn with<R>(f: impl FnOnce(&mut RequestScope) -> R) -> Option<R> {
     result
 }
 
-/// Notes the session a request loaded.
-pub(crate) fn remember(key: &RedisKey, state: &SessionState, created: u64) {
+/// Notes the session a request loaded, under the session key its cookie carried.
+pub(crate) fn remember(session_key: &str, key: &RedisKey, state: &SessionState, created: u64) {
     with(|scope| {
         scope.loaded = Some(Loaded {
+            session_key: session_key.to_owned(),
             key: key.clone(),
             state: state.clone(),
             created,
@@ -149,13 +152,26 @@ pub(crate) fn loaded_entry(key: &RedisKey, name: &str) -> Option<String> {
     .flatten()
 }
 
-/// Whether this request loaded the session at `key` (which slid its expiry).
-pub(crate) fn was_loaded(key: &RedisKey) -> bool {
+/// The Redis key of the session this request loaded under `session_key`, if it loaded one:
+/// the store hashes each session key once per request.
+pub(crate) fn key_loaded_as(session_key: &str) -> Option<RedisKey> {
     with(|scope| {
         scope
             .loaded
             .as_ref()
-            .is_some_and(|loaded| loaded.key == *key)
+            .filter(|loaded| loaded.session_key == session_key)
+            .map(|loaded| loaded.key.clone())
+    })
+    .flatten()
+}
+
+/// Whether this request loaded the session under `session_key` (which slid its expiry).
+pub(crate) fn was_loaded(session_key: &str) -> bool {
+    with(|scope| {
+        scope
+            .loaded
+            .as_ref()
+            .is_some_and(|loaded| loaded.session_key == session_key)
     })
     .unwrap_or(false)
 }
@@ -198,21 +214,24 @@ mod tests {
         let key = RedisKey::for_id("p:", "k");
         let other = RedisKey::for_id("p:", "other");
         let loaded = Loaded {
+            session_key: "k".to_owned(),
             key: key.clone(),
             state: state.clone(),
             created: 7,
             ended_elsewhere: false,
         };
-        remember(&key, &state, 7);
+        remember("k", &key, &state, 7);
         assert_eq!(take_loaded(&key), None, "outside a scope nothing is kept");
         let ((), failure) = run(true, async {
-            remember(&key, &state, 7);
+            remember("k", &key, &state, 7);
             assert_eq!(take_loaded(&other), None);
-            remember(&key, &state, 7);
-            assert!(was_loaded(&key) && !was_loaded(&other));
+            remember("k", &key, &state, 7);
+            assert!(was_loaded("k") && !was_loaded("other"));
+            assert_eq!(key_loaded_as("k"), Some(key.clone()));
+            assert_eq!(key_loaded_as("other"), None);
             assert_eq!(take_loaded(&key), Some(loaded.clone()));
             assert_eq!(take_loaded(&key), None, "taken once");
-            remember(&key, &state, 7);
+            remember("k", &key, &state, 7);
             assert_eq!(take_renewed(), Some(loaded.clone()));
             note_failure(&StoreError::IdCollision);
         })

@@ -178,7 +178,8 @@ impl RedisSessionStore {
             events::invalid_id(session_key.as_ref().len());
             return None;
         };
-        let key = RedisKey::for_id(&self.config().key_prefix, id);
+        let key = scope::key_loaded_as(session_key.as_ref())
+            .unwrap_or_else(|| RedisKey::for_id(&self.config().key_prefix, id));
         metrics::session(key.reference());
         Some((key, class))
     }
@@ -301,7 +302,7 @@ impl RedisSessionStore {
             self.delete_key(&key).await?;
             return Ok(None);
         }
-        scope::remember(&key, &stored.state, created);
+        scope::remember(session_key.as_ref(), &key, &stored.state, created);
         Ok(Some(stored.state))
     }
 
@@ -503,9 +504,6 @@ impl RedisSessionStore {
         let Some((key, class)) = self.redis_key(session_key) else {
             return Ok(());
         };
-        if scope::was_loaded(&key) {
-            return Ok(());
-        }
         // A plain PEXPIRE cannot create a key, so it cannot revive an ended session.
         let idle = self.idle_millis(class);
         self.inner
@@ -615,13 +613,17 @@ impl SessionStore for RedisSessionStore {
         Ok(session_key)
     }
 
-    /// Costs no round trip behind [`TrackChanges`](crate::TrackChanges), where the request's
-    /// `load` slid the expiry already; otherwise one `PEXPIRE`.
+    /// Costs nothing behind [`TrackChanges`](crate::TrackChanges), where the request's `load`
+    /// slid the expiry already (nor is it counted in the metrics, as it does nothing);
+    /// otherwise one `PEXPIRE`.
     async fn update_ttl(
         &self,
         session_key: &SessionKey,
         _ttl: &CookieDuration,
     ) -> anyhow::Result<()> {
+        if scope::was_loaded(session_key.as_ref()) {
+            return Ok(());
+        }
         let touched = self.touch(session_key);
         Ok(self
             .session_op(Operation::UpdateTtl, touched, |()| Outcome::Ok)

@@ -19,7 +19,7 @@ static DECOY_HASH: LazyLock<StoredHash> = LazyLock::new(StoredHash::decoy);
 
 /// Why an accounts file could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum AccountsError {
+pub(crate) enum AccountsError {
     /// The file could not be read.
     #[error("could not read the accounts file {path}")]
     Read {
@@ -43,13 +43,13 @@ pub enum AccountsError {
 ///
 /// Cloning shares them.
 #[derive(Debug, Clone)]
-pub struct Accounts {
+pub(crate) struct Accounts {
     hashes: Arc<HashMap<String, StoredHash>>,
 }
 
 impl Accounts {
     /// The built-in demo accounts.
-    pub fn demo() -> Self {
+    pub(crate) fn demo() -> Self {
         Self::parse(DEMO_ACCOUNTS).expect("the built-in accounts file is well formed")
     }
 
@@ -57,7 +57,7 @@ impl Accounts {
     ///
     /// # Errors
     /// When the file cannot be read or a line is malformed.
-    pub fn demo_and_file(path: &Path) -> Result<Self, AccountsError> {
+    pub(crate) fn demo_and_file(path: &Path) -> Result<Self, AccountsError> {
         let text = std::fs::read_to_string(path).map_err(|source| AccountsError::Read {
             path: path.display().to_string(),
             source,
@@ -73,7 +73,7 @@ impl Accounts {
     ///
     /// # Errors
     /// [`AccountsError::Malformed`] for a line of another shape.
-    pub fn parse(text: &str) -> Result<Self, AccountsError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, AccountsError> {
         let mut hashes = HashMap::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -98,7 +98,7 @@ impl Accounts {
     ///
     /// # Errors
     /// [`Busy`] at once when the pool's queue is full.
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         pool: &HashingPool,
         username: &str,
@@ -112,7 +112,7 @@ impl Accounts {
 
     /// Whether `password` is `username`'s, hashed with `hasher`'s memory. Takes the same time
     /// whether or not the user exists.
-    pub fn verify_with(&self, hasher: &mut Hasher, username: &str, password: &str) -> bool {
+    pub(crate) fn verify_with(&self, hasher: &mut Hasher, username: &str, password: &str) -> bool {
         let (hash, known) = match self.hashes.get(username) {
             Some(hash) => (hash, true),
             None => (&*DECOY_HASH, false),

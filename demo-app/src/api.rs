@@ -25,7 +25,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Who a session belongs to, and which instance answered.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Me {
+pub(crate) struct Me {
     /// The signed-in user, or `null`.
     pub user: Option<String>,
     /// The user's display name, if they chose one.

@@ -15,7 +15,7 @@ const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// balancer appended (nginx's `$proxy_add_x_forwarded_for`): the entries before it came from
 /// the client and prove nothing. Any process on this machine is trusted the same way, which
 /// fits a demo on localhost; behind a balancer on another host, name that host instead.
-pub fn client_address(req: &HttpRequest) -> IpAddr {
+pub(crate) fn client_address(req: &HttpRequest) -> IpAddr {
     let Some(peer) = req.peer_addr().map(|peer| peer.ip()) else {
         // Only requests made up in-process have no peer.
         return IpAddr::V4(Ipv4Addr::UNSPECIFIED);

@@ -4,11 +4,11 @@
 //! `main.rs` only parses the command line; the app is built here ([`instance::configure`],
 //! [`instance::session_middleware`]) so tests can start it in-process or as a process alike.
 
-pub mod accounts;
+mod accounts;
 mod activity;
 mod api;
 pub mod cli;
-pub mod client_address;
+mod client_address;
 mod csrf;
 pub mod hashing;
 mod health;
@@ -18,11 +18,9 @@ mod login_throttle;
 pub mod metrics;
 mod pages;
 mod redis_info;
-pub mod redis_target;
+mod redis_target;
 mod sessions;
-pub mod state;
+mod state;
 pub mod stats;
 mod store_failure;
 mod user;
-
-pub use crate::{api::Me, redis_info::RedisInfo};

@@ -5,7 +5,7 @@ use session_store::{CurrentSession, RedisSessionStore};
 
 /// The Redis behind the demo, and where in it the visitor's session is.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RedisInfo {
+pub(crate) struct RedisInfo {
     /// `"single"`, `"cluster"` or `"sentinel"`.
     pub topology: String,
     /// The server that holds the session now (`host:port`): the single server, the primary

@@ -14,7 +14,7 @@ const REPLICA_WAIT: Duration = Duration::from_millis(500);
 
 /// Where the sessions are.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTarget {
+pub(crate) enum RedisTarget {
     /// One server, by URL.
     Server(String),
     /// A cluster, by the URLs of some of its nodes.
@@ -33,7 +33,7 @@ impl RedisTarget {
     ///
     /// # Errors
     /// When it names more than one.
-    pub fn from_args(args: &CommonArgs) -> anyhow::Result<Option<Self>> {
+    pub(crate) fn from_args(args: &CommonArgs) -> anyhow::Result<Option<Self>> {
         let given = [
             args.redis_url.clone().map(Self::Server),
             (!args.redis_cluster.is_empty()).then(|| Self::Cluster(urls(&args.redis_cluster))),
@@ -54,7 +54,10 @@ impl RedisTarget {
     ///
     /// # Errors
     /// When its addresses cannot be used.
-    pub fn build(&self, builder: RedisSessionStoreBuilder) -> anyhow::Result<RedisSessionStore> {
+    pub(crate) fn build(
+        &self,
+        builder: RedisSessionStoreBuilder,
+    ) -> anyhow::Result<RedisSessionStore> {
         let store = match self {
             Self::Server(url) => builder.build_with_url(url),
             Self::Cluster(nodes) => builder.build_with_cluster(nodes.iter().map(String::as_str)),
@@ -66,7 +69,7 @@ impl RedisTarget {
     }
 
     /// `builder` with writes waiting for `replicas` replicas, when that is more than none.
-    pub fn with_replica_acks(
+    pub(crate) fn with_replica_acks(
         builder: RedisSessionStoreBuilder,
         replicas: u32,
     ) -> RedisSessionStoreBuilder {
@@ -79,7 +82,7 @@ impl RedisTarget {
 
     /// How many replicas a write waits for unless told otherwise: one where there are
     /// replicas to take over (a cluster, Sentinel), so that a failover loses no login.
-    pub fn default_replica_acks(&self) -> u32 {
+    pub(crate) fn default_replica_acks(&self) -> u32 {
         match self {
             Self::Server(_) => 0,
             Self::Cluster(_) | Self::Sentinel { .. } => 1,
@@ -87,7 +90,7 @@ impl RedisTarget {
     }
 
     /// Hands this Redis to an instance process through its environment, and no other.
-    pub fn pass_to(&self, command: &mut Command) {
+    pub(crate) fn pass_to(&self, command: &mut Command) {
         for variable in ["REDIS_URL", "REDIS_CLUSTER", "REDIS_SENTINEL"] {
             command.env_remove(variable);
         }
@@ -101,7 +104,7 @@ impl RedisTarget {
     }
 
     /// A line for people: what and where.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Self::Server(url) => format!("Redis at {url}"),
             Self::Cluster(nodes) => format!("the Redis Cluster of {}", nodes.join(", ")),
@@ -131,7 +134,7 @@ fn urls(addresses: &[String]) -> Vec<String> {
 
 /// A Redis the launcher started for this run; it stops with the demo.
 #[derive(Debug)]
-pub enum Embedded {
+pub(crate) enum Embedded {
     /// One server.
     Server(RedisServer),
     /// Three primaries with a replica each.
@@ -145,7 +148,7 @@ impl Embedded {
     ///
     /// # Errors
     /// When `redis-server` (or `redis-cli`, for a cluster) is missing or it does not come up.
-    pub fn start(topology: TopologyArg) -> anyhow::Result<Self> {
+    pub(crate) fn start(topology: TopologyArg) -> anyhow::Result<Self> {
         Ok(match topology {
             TopologyArg::Single => Self::Server(RedisServer::start(&[])?),
             TopologyArg::Cluster => Self::Cluster(RedisCluster::start()?),
@@ -154,7 +157,7 @@ impl Embedded {
     }
 
     /// Where its sessions go.
-    pub fn target(&self) -> RedisTarget {
+    pub(crate) fn target(&self) -> RedisTarget {
         match self {
             Self::Server(server) => RedisTarget::Server(server.url()),
             Self::Cluster(cluster) => RedisTarget::Cluster(cluster.urls()),

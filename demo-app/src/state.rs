@@ -9,7 +9,7 @@ use crate::{
 
 /// One instance's view of the demo.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// The port this instance serves.
     pub port: u16,
     /// The ports of all instances of the demo, this one included, in order.

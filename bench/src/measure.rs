@@ -199,6 +199,59 @@ impl Cpu {
     }
 }
 
+/// The median of some figures and their spread.
+#[derive(Debug, Clone, Copy)]
+pub struct Spread {
+    /// The middle figure.
+    pub median: f64,
+    /// The lowest.
+    pub min: f64,
+    /// The highest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The median, lowest and highest of `values` (the upper median of an even count).
+    ///
+    /// # Panics
+    /// When `values` is empty.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
+        let mut values: Vec<f64> = values.into_iter().collect();
+        values.sort_by(f64::total_cmp);
+        Self {
+            median: values[values.len() / 2],
+            min: values[0],
+            max: values[values.len() - 1],
+        }
+    }
+}
+
+/// One store's rounds of one scenario: the round of median throughput, and the CPU per
+/// request over all rounds (each figure's own median and spread).
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The round of median throughput.
+    pub row: Row,
+    /// Server CPU µs per request.
+    pub server_us: Spread,
+    /// Redis CPU µs per request, all nodes together.
+    pub redis_us: Spread,
+}
+
+/// Sums up the rounds of one store in one scenario.
+///
+/// # Panics
+/// When `rounds` is empty.
+pub fn summarize(rounds: Vec<Row>) -> Summary {
+    let server_us = Spread::of(rounds.iter().map(|row| row.server_us));
+    let redis_us = Spread::of(rounds.iter().map(|row| row.redis_us.iter().sum()));
+    Summary {
+        row: median(rounds),
+        server_us,
+        redis_us,
+    }
+}
+
 /// The round with the median throughput.
 pub fn median(mut rounds: Vec<Row>) -> Row {
     rounds.sort_by(|a, b| a.load.rate.total_cmp(&b.load.rate));

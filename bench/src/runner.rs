@@ -12,7 +12,7 @@ use crate::{
     LOGIN_STATE, Policy, StoreKind,
     backend::Backend,
     load,
-    measure::{Bench, Row, SCENARIOS, Server, median},
+    measure::{Bench, Row, SCENARIOS, Server, Spread, Summary, summarize},
     scaling,
 };
 
@@ -108,9 +108,10 @@ fn compare_stores(
 ) -> anyhow::Result<()> {
     println!("## session-store vs actix-session's RedisSessionStore\n");
     println!(
-        "{setup}, the stores taking turns. CPU per request is the median round's, of the \
-         server process and of redis-server (`INFO cpu`): unlike req/s, it hardly depends on \
-         what else the machine runs.\n"
+        "{setup}, the stores taking turns. CPU per request: of the server process and of \
+         redis-server (`INFO cpu`), the median of the rounds and, in brackets, the lowest and \
+         highest; unlike req/s, it hardly depends on what else the machine runs. Ratios are \
+         session-store's figure over the other store's.\n"
     );
     let mut rows = Vec::new();
     for scenario in &SCENARIOS {
@@ -121,11 +122,17 @@ fn compare_stores(
             }
         }
         for measured in rounds {
-            rows.push(median(measured));
+            rows.push(summarize(measured));
         }
         eprintln!("measured: {}", scenario.name);
     }
-    let ceiling = bench.measure(redis, &SCENARIOS[1], StoreKind::None, 1)?;
+    let ceiling = summarize(vec![bench.measure(
+        redis,
+        &SCENARIOS[1],
+        StoreKind::None,
+        1,
+    )?]);
+    print_cpu_table(&rows, &ceiling);
     print_load_table(&rows, &ceiling);
 
     println!(
@@ -141,28 +148,69 @@ fn compare_stores(
     Ok(())
 }
 
-fn print_load_table(rows: &[Row], ceiling: &Row) {
+/// session-store's figure of `scenario` for the store measured in `row`.
+fn ours<'a>(rows: &'a [Summary], scenario: &str) -> &'a Summary {
+    rows.iter()
+        .find(|summary| summary.row.store == StoreKind::Ours && summary.row.scenario == scenario)
+        .expect("session-store measured in every scenario")
+}
+
+/// The scenario's name in a table: the no-session server serves reads only.
+fn scenario_label(row: &Row) -> &'static str {
+    if row.store == StoreKind::None {
+        "read (ceiling)"
+    } else {
+        row.scenario
+    }
+}
+
+fn print_cpu_table(rows: &[Summary], ceiling: &Summary) {
+    println!("### CPU per request\n");
     println!(
-        "| scenario | store | req/s | p50 ms | p99 ms | errors | Redis commands/req (scripts' included) | round trips/req | session-store's speed-up | server CPU µs/req | Redis CPU µs/req |"
+        "| scenario | store | server CPU µs/req | session-store's ratio | Redis CPU µs/req | session-store's ratio |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let ours: HashMap<&str, f64> = rows
-        .iter()
-        .filter(|row| row.store == StoreKind::Ours)
-        .map(|row| (row.scenario, row.load.rate))
-        .collect();
-    for row in rows.iter().chain([ceiling]) {
-        let speed_up = match row.store {
-            StoreKind::Ours | StoreKind::None => "".to_owned(),
-            _ => format!("{:.2}×", ours[row.scenario] / row.load.rate),
-        };
-        let scenario = if row.store == StoreKind::None {
-            "read (ceiling)"
-        } else {
-            row.scenario
+    println!("|---|---|---|---|---|---|");
+    let spread = |s: &Spread| format!("{:.1} ({:.1}–{:.1})", s.median, s.min, s.max);
+    for summary in rows.iter().chain([ceiling]) {
+        let row = &summary.row;
+        let (server_ratio, redis_ratio) = match row.store {
+            StoreKind::Ours | StoreKind::None => (String::new(), String::new()),
+            _ => {
+                let ours = ours(rows, row.scenario);
+                (
+                    format!("{:.2}×", ours.server_us.median / summary.server_us.median),
+                    format!("{:.2}×", ours.redis_us.median / summary.redis_us.median),
+                )
+            }
         };
         println!(
-            "| {scenario} | {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {:.2} | {speed_up} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {server_ratio} | {} | {redis_ratio} |",
+            scenario_label(row),
+            row.store.label(),
+            spread(&summary.server_us),
+            spread(&summary.redis_us),
+        );
+    }
+}
+
+fn print_load_table(rows: &[Summary], ceiling: &Summary) {
+    println!("\n### Throughput, latency and Redis traffic (the round of median req/s)\n");
+    println!(
+        "| scenario | store | req/s | p50 ms | p99 ms | errors | Redis commands/req (scripts' included) | round trips/req | session-store's speed-up |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for summary in rows.iter().chain([ceiling]) {
+        let row = &summary.row;
+        let speed_up = match row.store {
+            StoreKind::Ours | StoreKind::None => String::new(),
+            _ => format!(
+                "{:.2}×",
+                ours(rows, row.scenario).row.load.rate / row.load.rate
+            ),
+        };
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {:.2} | {speed_up} |",
+            scenario_label(row),
             row.store.label(),
             row.load.rate,
             row.load.p50_ms,
@@ -170,8 +218,6 @@ fn print_load_table(rows: &[Row], ceiling: &Row) {
             row.load.errors,
             row.commands,
             row.round_trips,
-            row.server_us,
-            row.redis_us.iter().sum::<f64>(),
         );
     }
 }

@@ -136,13 +136,24 @@ impl RedisSentinels {
     /// and knows the others and the replica, and every other running server replicates from
     /// that primary with its link up. After a failover with both servers running, that
     /// includes the sentinels turning the old primary into a replica, which takes them about
-    /// ten seconds (their `INFO` period).
+    /// ten seconds (their `INFO` period). Returns the index of that primary, as it was when
+    /// everything else was checked: a later look at a role could see another failover.
     ///
     /// # Errors
     /// When that does not happen within the builder's `ready_timeout` (30 s by default).
-    pub fn wait_until_settled(&self) -> Result<(), Error> {
+    pub fn wait_until_settled(&self) -> Result<usize, Error> {
         wait::until("the Sentinel setup to settle", self.ready_timeout, || {
             health::check_settled(&self.servers, &self.sentinels)
         })
+    }
+
+    /// What each sentinel wrote to its log so far (its `+sdown`, `+switch-master`,
+    /// `+convert-to-slave` events), for a test's failure message.
+    pub fn sentinel_logs(&self) -> String {
+        self.sentinels
+            .iter()
+            .enumerate()
+            .map(|(index, sentinel)| format!("--- sentinel {index}\n{}", sentinel.log()))
+            .collect()
     }
 }

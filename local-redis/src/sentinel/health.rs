@@ -52,11 +52,12 @@ pub(super) fn agreed_primary(
     Ok(primary)
 }
 
-/// Checks that the setup is settled (see `RedisSentinels::wait_until_settled`).
+/// Checks that the setup is settled (see `RedisSentinels::wait_until_settled`) and returns its
+/// primary.
 pub(super) fn check_settled(
     servers: &[RedisServer],
     sentinels: &[RedisServer],
-) -> Result<(), NotYet> {
+) -> Result<usize, NotYet> {
     let primary = agreed_primary(servers, sentinels)?;
     for (index, sentinel) in running(sentinels) {
         let master = probe::sentinel_master(sentinel.port(), MASTER_NAME)?;
@@ -82,7 +83,7 @@ pub(super) fn check_settled(
             || format!("server {index} is not in sync with server {primary}: {replication:?}"),
         )?;
     }
-    Ok(())
+    Ok(primary)
 }
 
 fn running(processes: &[RedisServer]) -> impl Iterator<Item = (usize, &RedisServer)> {

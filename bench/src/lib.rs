@@ -16,8 +16,12 @@ pub mod server;
 /// The session store a benchmark server runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreKind {
-    /// This project's `RedisSessionStore`, behind `TrackChanges`.
+    /// This project's `RedisSessionStore`, behind `TrackChanges`, its optional features off.
     Ours,
+    /// The same with the index of users' sessions on (`user_entry("user")`).
+    OursIndexed,
+    /// The same publishing lifecycle events (`publish_events(true)`).
+    OursEvents,
     /// actix-session's `RedisSessionStore` on a redis-rs `ConnectionManager`.
     ActixCm,
     /// actix-session's `RedisSessionStore` on a deadpool-redis pool (`redis-pool`).
@@ -31,16 +35,25 @@ impl StoreKind {
     pub fn label(self) -> &'static str {
         match self {
             Self::Ours => "session-store",
+            Self::OursIndexed => "session-store with users' index",
+            Self::OursEvents => "session-store with events",
             Self::ActixCm => "actix-session (ConnectionManager)",
             Self::ActixPool => "actix-session (deadpool)",
             Self::None => "no session middleware",
         }
     }
 
+    /// Whether it is session-store, with or without its optional features.
+    pub fn is_ours(self) -> bool {
+        matches!(self, Self::Ours | Self::OursIndexed | Self::OursEvents)
+    }
+
     /// The value of `--store` that selects it.
     pub fn arg(self) -> &'static str {
         match self {
             Self::Ours => "ours",
+            Self::OursIndexed => "ours-indexed",
+            Self::OursEvents => "ours-events",
             Self::ActixCm => "actix-cm",
             Self::ActixPool => "actix-pool",
             Self::None => "none",

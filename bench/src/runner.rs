@@ -52,10 +52,19 @@ pub enum Part {
     Cluster,
     /// Redis memory per session.
     Memory,
+    /// session-store with each of its optional features on, against itself with them off.
+    Features,
 }
 
 /// The stores compared, ours first.
 const STORES: [StoreKind; 3] = [StoreKind::Ours, StoreKind::ActixCm, StoreKind::ActixPool];
+
+/// session-store with its optional features off, then with each on (alone).
+const FEATURES: [StoreKind; 3] = [
+    StoreKind::Ours,
+    StoreKind::OursIndexed,
+    StoreKind::OursEvents,
+];
 
 /// Runs the benchmark and prints its tables.
 ///
@@ -95,7 +104,32 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     if wanted(Part::Memory) {
         memory(args.sessions, load_cpu)?;
     }
+    if wanted(Part::Features) {
+        let mut redis = Backend::server(load_cpu)?;
+        compare_features(&bench, &mut redis, args, &setup)?;
+    }
     Ok(())
+}
+
+/// Every scenario on each of `stores`, in `rounds` rounds where the stores take turns.
+fn interleaved(
+    bench: &Bench,
+    redis: &mut Backend,
+    stores: &[StoreKind],
+    rounds: usize,
+) -> anyhow::Result<Vec<Summary>> {
+    let mut rows = Vec::new();
+    for scenario in &SCENARIOS {
+        let mut measured: Vec<Vec<Row>> = stores.iter().map(|_| Vec::new()).collect();
+        for _ in 0..rounds.max(1) {
+            for (store, rounds) in stores.iter().zip(&mut measured) {
+                rounds.push(bench.measure(redis, scenario, *store, 1)?);
+            }
+        }
+        rows.extend(measured.into_iter().map(summarize));
+        eprintln!("measured: {}", scenario.name);
+    }
+    Ok(rows)
 }
 
 /// session-store against actix-session's two modes on one server, one session: throughput,
@@ -113,19 +147,7 @@ fn compare_stores(
          highest; unlike req/s, it hardly depends on what else the machine runs. Ratios are \
          session-store's figure over the other store's.\n"
     );
-    let mut rows = Vec::new();
-    for scenario in &SCENARIOS {
-        let mut rounds: Vec<Vec<Row>> = STORES.iter().map(|_| Vec::new()).collect();
-        for _ in 0..args.rounds.max(1) {
-            for (store, measured) in STORES.iter().zip(&mut rounds) {
-                measured.push(bench.measure(redis, scenario, *store, 1)?);
-            }
-        }
-        for measured in rounds {
-            rows.push(summarize(measured));
-        }
-        eprintln!("measured: {}", scenario.name);
-    }
+    let rows = interleaved(bench, redis, &STORES, args.rounds)?;
     let ceiling = summarize(vec![bench.measure(
         redis,
         &SCENARIOS[1],
@@ -144,6 +166,52 @@ fn compare_stores(
         redis.flush()?;
         let kept = concurrent_writers(store, redis, args.writers, bench.server_cpu)?;
         println!("| {} | {kept} | {} |", store.label(), args.writers - kept);
+    }
+    Ok(())
+}
+
+/// What each optional feature costs: session-store with it on against session-store with its
+/// features off, in every scenario.
+fn compare_features(
+    bench: &Bench,
+    redis: &mut Backend,
+    args: &RunArgs,
+    setup: &str,
+) -> anyhow::Result<()> {
+    println!("\n## What session-store's optional features cost\n");
+    println!(
+        "{setup}, the setups taking turns. The index is of the `user` entry (every login of \
+         the benchmark is alice's, so her index only grows within a round: a worst case); \
+         events are published with nobody subscribed. Ratios are each setup's figure over \
+         session-store's with its features off. (Round trips are left out: the estimate from \
+         `INFO commandstats` does not know these features' commands; the round-trip tests \
+         count them on the wire.)\n"
+    );
+    let rows = interleaved(bench, redis, &FEATURES, args.rounds)?;
+    println!(
+        "| scenario | setup | server CPU µs/req | ratio | Redis CPU µs/req | ratio | Redis commands/req (scripts' included) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let spread = |s: &Spread| format!("{:.1} ({:.1}–{:.1})", s.median, s.min, s.max);
+    for summary in &rows {
+        let row = &summary.row;
+        let (server_ratio, redis_ratio) = if row.store == StoreKind::Ours {
+            (String::new(), String::new())
+        } else {
+            let off = ours(&rows, row.scenario);
+            (
+                format!("{:.2}×", summary.server_us.median / off.server_us.median),
+                format!("{:.2}×", summary.redis_us.median / off.redis_us.median),
+            )
+        };
+        println!(
+            "| {} | {} | {} | {server_ratio} | {} | {redis_ratio} | {:.2} |",
+            row.scenario,
+            row.store.label(),
+            spread(&summary.server_us),
+            spread(&summary.redis_us),
+            row.commands,
+        );
     }
     Ok(())
 }
@@ -217,7 +285,6 @@ fn print_load_table(rows: &[Summary], ceiling: &Summary) {
             row.load.p99_ms,
             row.load.errors,
             row.commands,
-            row.round_trips,
         );
     }
 }

@@ -51,12 +51,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = args.policy;
     let url = args.redis_urls[0].clone();
     anyhow::ensure!(
-        !args.cluster || args.store == StoreKind::Ours,
+        !args.cluster || args.store.is_ours(),
         "only session-store runs on a cluster"
     );
     let server = match args.store {
-        StoreKind::Ours => {
-            let builder = RedisSessionStore::builder();
+        StoreKind::Ours | StoreKind::OursIndexed | StoreKind::OursEvents => {
+            let builder = match args.store {
+                StoreKind::OursIndexed => RedisSessionStore::builder().user_entry("user"),
+                StoreKind::OursEvents => RedisSessionStore::builder().publish_events(true),
+                _ => RedisSessionStore::builder(),
+            };
             let store = if args.cluster {
                 builder.build_with_cluster(args.redis_urls.clone())?
             } else {

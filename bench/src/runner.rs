@@ -285,6 +285,7 @@ fn print_load_table(rows: &[Summary], ceiling: &Summary) {
             row.load.p99_ms,
             row.load.errors,
             row.commands,
+            row.round_trips,
         );
     }
 }

@@ -1,6 +1,12 @@
-//! The Redis a measurement runs against: one server, or a cluster of primaries without
-//! replicas (a replica's copying would cost CPU that one server does not pay), each process
-//! started here, pinned to the load's CPU, and watched through a connection of its own.
+//! The Redis a measurement runs against: one server, one server with a replica (for `WAIT`),
+//! or a cluster of primaries without replicas (a replica's copying would cost CPU that one
+//! server does not pay), each process started here, pinned to the load's CPU, and the
+//! primaries watched through a connection of their own.
+
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
 
 use local_redis::{RedisCluster, RedisServer};
 
@@ -18,13 +24,16 @@ pub struct Backend {
 
 enum Processes {
     Server(RedisServer),
+    /// A primary and its replica.
+    Replicated([RedisServer; 2]),
     Cluster(RedisCluster),
 }
 
 impl Processes {
+    /// The nodes clients talk to and the figures come from: a replica is neither.
     fn nodes(&self) -> &[RedisServer] {
         match self {
-            Self::Server(server) => std::slice::from_ref(server),
+            Self::Server(server) | Self::Replicated([server, _]) => std::slice::from_ref(server),
             Self::Cluster(cluster) => cluster.nodes(),
         }
     }
@@ -38,6 +47,35 @@ impl Backend {
     pub fn server(cpu: Option<usize>) -> anyhow::Result<Self> {
         let server = RedisServer::start(&[])?;
         Self::watch("one server".to_owned(), Processes::Server(server), cpu)
+    }
+
+    /// One `redis-server` with a replica in sync, both on CPU `cpu` when given. Its figures
+    /// are the primary's: the replica's CPU is left out.
+    ///
+    /// # Errors
+    /// When either does not start, or the replica is not in sync within ten seconds.
+    pub fn replicated(cpu: Option<usize>) -> anyhow::Result<Self> {
+        let primary = RedisServer::start(&[])?;
+        let port = primary.port().to_string();
+        let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &port])?;
+        if let Some(cpu) = cpu {
+            crate::cpu::pin(replica.pid(), cpu)?;
+        }
+        let mut admin = redis::Client::open(replica.url())?.get_connection()?;
+        let started = Instant::now();
+        loop {
+            let info: String = redis::cmd("INFO").arg("replication").query(&mut admin)?;
+            if info.contains("master_link_status:up") {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "the replica is not in sync after 10 s: {info}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        let processes = Processes::Replicated([primary, replica]);
+        Self::watch("one server and its replica".to_owned(), processes, cpu)
     }
 
     /// A cluster of `primaries` primaries without replicas, every node on CPU `cpu` when

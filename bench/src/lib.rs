@@ -22,6 +22,8 @@ pub enum StoreKind {
     OursIndexed,
     /// The same publishing lifecycle events (`publish_events(true)`).
     OursEvents,
+    /// The same with every write waiting for a replica (`min_replica_acks(1, 100 ms)`).
+    OursDurable,
     /// actix-session's `RedisSessionStore` on a redis-rs `ConnectionManager`.
     ActixCm,
     /// actix-session's `RedisSessionStore` on a deadpool-redis pool (`redis-pool`).
@@ -37,6 +39,7 @@ impl StoreKind {
             Self::Ours => "session-store",
             Self::OursIndexed => "session-store with users' index",
             Self::OursEvents => "session-store with events",
+            Self::OursDurable => "session-store with WAIT for 1 replica",
             Self::ActixCm => "actix-session (ConnectionManager)",
             Self::ActixPool => "actix-session (deadpool)",
             Self::None => "no session middleware",
@@ -45,7 +48,10 @@ impl StoreKind {
 
     /// Whether it is session-store, with or without its optional features.
     pub fn is_ours(self) -> bool {
-        matches!(self, Self::Ours | Self::OursIndexed | Self::OursEvents)
+        matches!(
+            self,
+            Self::Ours | Self::OursIndexed | Self::OursEvents | Self::OursDurable
+        )
     }
 
     /// The value of `--store` that selects it.
@@ -54,6 +60,7 @@ impl StoreKind {
             Self::Ours => "ours",
             Self::OursIndexed => "ours-indexed",
             Self::OursEvents => "ours-events",
+            Self::OursDurable => "ours-durable",
             Self::ActixCm => "actix-cm",
             Self::ActixPool => "actix-pool",
             Self::None => "none",

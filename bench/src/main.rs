@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 /// same app, same Redis, same load, one run; then session-store on one Redis server and on
 /// clusters of one, two and three primaries, with the CPU each request costs the server and
 /// each Redis node; then Redis memory per session; then what session-store's optional
-/// features (the users' index, events) cost when switched on.
+/// features (the users' index, events, `WAIT` for a replica) cost when switched on.
 #[derive(Debug, Parser)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {

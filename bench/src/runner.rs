@@ -60,10 +60,11 @@ pub enum Part {
 const STORES: [StoreKind; 3] = [StoreKind::Ours, StoreKind::ActixCm, StoreKind::ActixPool];
 
 /// session-store with its optional features off, then with each on (alone).
-const FEATURES: [StoreKind; 3] = [
+const FEATURES: [StoreKind; 4] = [
     StoreKind::Ours,
     StoreKind::OursIndexed,
     StoreKind::OursEvents,
+    StoreKind::OursDurable,
 ];
 
 /// Runs the benchmark and prints its tables.
@@ -105,7 +106,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         memory(args.sessions, load_cpu)?;
     }
     if wanted(Part::Features) {
-        let mut redis = Backend::server(load_cpu)?;
+        let mut redis = Backend::replicated(load_cpu)?;
         compare_features(&bench, &mut redis, args, &setup)?;
     }
     Ok(())
@@ -182,8 +183,9 @@ fn compare_features(
     println!(
         "{setup}, the setups taking turns. The index is of the `user` entry (every login of \
          the benchmark is alice's, so her index only grows within a round: a worst case); \
-         events are published with nobody subscribed. Ratios are each setup's figure over \
-         session-store's with its features off. (Round trips are left out: the estimate from \
+         events are published with nobody subscribed; every setup runs against a primary \
+         with a replica (for `WAIT`; the replica's CPU is left out). Ratios are each setup's \
+         figure over session-store's with its features off. (Round trips are left out: the estimate from \
          `INFO commandstats` does not know these features' commands; the round-trip tests \
          count them on the wire.)\n"
     );

@@ -1,5 +1,7 @@
 //! `bench serve`: the benchmark app with whichever store `--store` names.
 
+use std::time::Duration;
+
 use actix_session::{SessionMiddleware, config::PersistentSession, storage::SessionStore};
 use actix_web::{App, HttpServer, cookie::Key};
 use clap::Args;
@@ -55,11 +57,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "only session-store runs on a cluster"
     );
     let server = match args.store {
-        StoreKind::Ours | StoreKind::OursIndexed | StoreKind::OursEvents => {
+        StoreKind::Ours
+        | StoreKind::OursIndexed
+        | StoreKind::OursEvents
+        | StoreKind::OursDurable => {
+            let builder = RedisSessionStore::builder();
             let builder = match args.store {
-                StoreKind::OursIndexed => RedisSessionStore::builder().user_entry("user"),
-                StoreKind::OursEvents => RedisSessionStore::builder().publish_events(true),
-                _ => RedisSessionStore::builder(),
+                StoreKind::OursIndexed => builder.user_entry("user"),
+                StoreKind::OursEvents => builder.publish_events(true),
+                StoreKind::OursDurable => builder.min_replica_acks(1, Duration::from_millis(100)),
+                _ => builder,
             };
             let store = if args.cluster {
                 builder.build_with_cluster(args.redis_urls.clone())?

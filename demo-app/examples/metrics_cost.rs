@@ -16,18 +16,23 @@
 //! of each setup's rounds, and the medians of each round's ratios to the no-recorder server
 //! measured just before, which hold steadier on a busy machine. Server CPU per request (from
 //! `/proc`) is reported beside the rate: other processes taking turns on the server's CPU
-//! lower the rate, much less the CPU each request takes. It needs `wrk` and `taskset`.
+//! lower the rate, much less the CPU each request takes. It needs `taskset`, and `wrk` for
+//! figures comparable with the benchmark's (without it, the benchmark's generator in Rust).
 
 use std::{
     io::{Read as _, Write as _},
     net::TcpStream,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::Duration,
 };
 
-use actix_session::{Session, SessionMiddleware, config::PersistentSession};
+use actix_session::{SessionMiddleware, config::PersistentSession};
 use actix_web::{App, HttpResponse, HttpServer, cookie::Key, middleware::from_fn, web};
 use anyhow::{Context as _, bail};
+use bench::{
+    load::{self, LoadResult, Request},
+    routes,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 use demo_app::{
     metrics::{Metrics, record_request},
@@ -186,30 +191,6 @@ async fn serve(recorder: Recorder, redis_url: &str, port: u16) -> anyhow::Result
     Ok(())
 }
 
-fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/login", web::post().to(login))
-        .route("/read", web::get().to(read))
-        .route("/write", web::post().to(write));
-}
-
-async fn login(session: Session) -> actix_web::Result<HttpResponse> {
-    session.insert("user", "alice")?;
-    session.insert("theme", "dark")?;
-    session.insert("visits", 3)?;
-    Ok(HttpResponse::Ok().finish())
-}
-
-async fn read(session: Session) -> actix_web::Result<HttpResponse> {
-    let user = session.get::<String>("user")?;
-    Ok(HttpResponse::Ok().body(user.unwrap_or_default()))
-}
-
-async fn write(session: Session) -> actix_web::Result<HttpResponse> {
-    let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
-    session.insert("visits", visits)?;
-    Ok(HttpResponse::Ok().finish())
-}
-
 async fn exposition(metrics: web::Data<Metrics>) -> HttpResponse {
     HttpResponse::Ok().body(metrics.render())
 }
@@ -217,14 +198,10 @@ async fn exposition(metrics: web::Data<Metrics>) -> HttpResponse {
 /// One measured round.
 #[derive(Debug, Clone, Copy)]
 struct Round {
-    rate: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+    /// What the load generator saw.
+    load: LoadResult,
     /// Store operations the server's recorder counted (Prometheus only).
     recorded: Option<f64>,
-    requests: f64,
-    /// Responses other than 2xx/3xx, and wrk's socket errors (timeouts included).
-    errors: u64,
     /// CPU time the server process spent per request, in microseconds: unlike the rate, it
     /// holds steady when other processes take turns on the server's CPU.
     cpu_us: f64,
@@ -232,12 +209,16 @@ struct Round {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let redis = local_redis::RedisServer::start(&[])?;
-    pin(redis.pid(), 1)?;
+    bench::cpu::pin(redis.pid(), 1)?;
     println!(
         "## The demo's metrics: no recorder vs Prometheus\n\n\
-         server (1 actix worker) on CPU 0; redis-server and wrk -t1 -c{} on CPU 1; the median \
-         of {} rounds of {} s per cell, the setups taking turns in each round.\n",
-        cli.connections, cli.rounds, cli.seconds
+         server (1 actix worker) on CPU 0; redis-server and {} (one thread, {} connections) on \
+         CPU 1; the median of {} rounds of {} s per cell, the setups taking turns in each \
+         round.\n",
+        load::generator(),
+        cli.connections,
+        cli.rounds,
+        cli.seconds
     );
     println!(
         "Server CPU per request: all the server's threads (/proc/PID/task/*/schedstat) over \
@@ -267,7 +248,11 @@ fn report(scenario: &Scenario, rounds: &[Vec<Round>]) {
     // A round in which any setup saw an error (a stall of the shared machine, say) is left
     // out whole, so that every ratio compares servers measured side by side.
     let clean: Vec<usize> = (0..rounds[0].len())
-        .filter(|&round| rounds.iter().all(|measured| measured[round].errors == 0))
+        .filter(|&round| {
+            rounds
+                .iter()
+                .all(|measured| measured[round].load.errors == 0)
+        })
         .collect();
     if clean.len() < rounds[0].len() {
         eprintln!(
@@ -287,18 +272,23 @@ fn report(scenario: &Scenario, rounds: &[Vec<Round>]) {
             "| {} | {} | {:.0} | {:.3}× | {:.1} | {:.3}× | {:.2} | {:.2} |",
             scenario.name,
             recorder.label(),
-            of(|round| round.rate),
-            paired(|round| round.rate),
+            of(|round| round.load.rate),
+            paired(|round| round.load.rate),
             of(|round| round.cpu_us),
             paired(|round| round.cpu_us),
-            of(|round| round.p50_ms),
-            of(|round| round.p99_ms),
+            of(|round| round.load.p50_ms),
+            of(|round| round.load.p99_ms),
         );
     }
     for (recorder, measured) in RECORDERS.iter().zip(rounds) {
         let rounds: Vec<String> = measured
             .iter()
-            .map(|r| format!("{:.0} req/s {:.1} µs {} errors", r.rate, r.cpu_us, r.errors))
+            .map(|r| {
+                format!(
+                    "{:.0} req/s {:.1} µs {} errors",
+                    r.load.rate, r.cpu_us, r.load.errors
+                )
+            })
             .collect();
         eprintln!(
             "{} / {}: {}",
@@ -309,7 +299,7 @@ fn report(scenario: &Scenario, rounds: &[Vec<Round>]) {
         if *recorder != Recorder::None {
             let counted = measured
                 .iter()
-                .all(|round| round.recorded.unwrap_or(0.0) >= round.requests);
+                .all(|round| round.recorded.unwrap_or(0.0) >= round.load.requests as f64);
             eprintln!("  its recorder counted a store operation per request: {counted}");
         }
     }
@@ -323,16 +313,31 @@ fn measure(
     redis_url: &str,
 ) -> anyhow::Result<Round> {
     let server = Server::start(recorder, redis_url)?;
-    let cookie = server.login()?;
-    wrk(server.port, scenario, &cookie, 1, cli.connections)?;
+    let request = Request {
+        method: scenario.method,
+        path: scenario.path,
+        cookies: vec![server.login()?],
+    };
+    let load = |seconds| {
+        load::run(
+            server.port,
+            &request,
+            Duration::from_secs(seconds),
+            cli.connections,
+            Some(1),
+        )
+    };
+    load(1)?;
     let before = server.operations_recorded(recorder)?;
     let cpu_before = server.cpu_time()?;
-    let mut round = wrk(server.port, scenario, &cookie, cli.seconds, cli.connections)?;
+    let load = load(cli.seconds)?;
     let cpu = server.cpu_time()? - cpu_before;
     let after = server.operations_recorded(recorder)?;
-    round.recorded = after.zip(before).map(|(after, before)| after - before);
-    round.cpu_us = cpu.as_secs_f64() * 1e6 / round.requests.max(1.0);
-    Ok(round)
+    Ok(Round {
+        load,
+        recorded: after.zip(before).map(|(after, before)| after - before),
+        cpu_us: cpu.as_secs_f64() * 1e6 / load.requests.max(1) as f64,
+    })
 }
 
 /// The median of `values` (the upper one of an even count).
@@ -352,9 +357,7 @@ impl Server {
     fn start(recorder: Recorder, redis_url: &str) -> anyhow::Result<Self> {
         let port = local_redis::free_port()?;
         let exe = std::env::current_exe()?;
-        let child = Command::new("taskset")
-            .args(["-c", "0"])
-            .arg(exe)
+        let child = load::pinned(Some(0), &exe.to_string_lossy())
             .args(["serve", "--recorder", recorder.arg()])
             .args(["--redis-url", redis_url, "--port", &port.to_string()])
             .stdout(Stdio::null())
@@ -437,95 +440,4 @@ fn exchange(port: u16, request_line: &str, headers: &str) -> anyhow::Result<Stri
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     Ok(answer)
-}
-
-/// Moves every thread of process `pid` onto CPU `cpu`.
-fn pin(pid: u32, cpu: usize) -> anyhow::Result<()> {
-    let status = Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .context("taskset (from util-linux) is needed to pin processes")?;
-    anyhow::ensure!(status.success(), "taskset could not pin process {pid}");
-    Ok(())
-}
-
-/// wrk on CPU 1 for `seconds`, sending `scenario`'s request with `cookie`.
-fn wrk(
-    port: u16,
-    scenario: &Scenario,
-    cookie: &str,
-    seconds: u64,
-    connections: u32,
-) -> anyhow::Result<Round> {
-    let script = tempfile::NamedTempFile::new()?;
-    std::fs::write(
-        script.path(),
-        format!(
-            "wrk.method = \"{}\"\nwrk.path = \"{}\"\nwrk.headers[\"Cookie\"] = \"{cookie}\"\n",
-            scenario.method, scenario.path
-        ),
-    )?;
-    let output = Command::new("taskset")
-        .args(["-c", "1", "wrk", "-t1"])
-        .arg(format!("-c{connections}"))
-        .arg(format!("-d{seconds}s"))
-        .args(["--latency", "-s"])
-        .arg(script.path())
-        .arg(format!("http://127.0.0.1:{port}"))
-        .output()
-        .context("running wrk")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "wrk failed:\n{text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    parse_wrk(&text).with_context(|| format!("unexpected wrk output:\n{text}"))
-}
-
-fn parse_wrk(text: &str) -> Option<Round> {
-    let mut round = Round {
-        rate: 0.0,
-        p50_ms: 0.0,
-        p99_ms: 0.0,
-        recorded: None,
-        requests: 0.0,
-        errors: 0,
-        cpu_us: 0.0,
-    };
-    for line in text.lines().map(str::trim) {
-        let mut words = line.split_whitespace();
-        match (words.next(), words.next()) {
-            (Some("50%"), Some(value)) => round.p50_ms = millis(value)?,
-            (Some("99%"), Some(value)) => round.p99_ms = millis(value)?,
-            (Some("Requests/sec:"), Some(value)) => round.rate = value.parse().ok()?,
-            (Some(count), Some("requests")) => round.requests = count.parse().ok()?,
-            _ if line.starts_with("Non-2xx or 3xx responses:") => {
-                round.errors += line.rsplit(' ').next()?.parse::<u64>().ok()?;
-            }
-            _ if line.starts_with("Socket errors:") => {
-                round.errors += line
-                    .split(|c: char| !c.is_ascii_digit())
-                    .filter_map(|n| n.parse::<u64>().ok())
-                    .sum::<u64>();
-            }
-            _ => {}
-        }
-    }
-    (round.rate > 0.0).then_some(round)
-}
-
-/// wrk's durations: `345.00us`, `1.23ms`, `2.00s`.
-fn millis(value: &str) -> Option<f64> {
-    let split = value.find(|c: char| c.is_ascii_alphabetic())?;
-    let (number, unit) = value.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    match unit {
-        "us" => Some(number / 1000.0),
-        "ms" => Some(number),
-        "s" => Some(number * 1000.0),
-        _ => None,
-    }
 }

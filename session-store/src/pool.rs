@@ -13,12 +13,14 @@
 //! connection that completed a command within its trust window (the store's `trust_window`
 //! setting, 1 s by default) with no failure in the pool since. A connection whose command
 //! failed at the connection level is discarded at its next checkout, and every failure makes
-//! every other connection prove itself again (the `PING`), so a Redis restart costs at most the
-//! requests in flight on the old connections.
+//! every other connection prove itself again (the `PING`), so a Redis restart costs the
+//! requests in flight on the old connections, and those handed a trusted connection before the
+//! first of them fails.
 //!
 //! A cluster connection is never checked: redis-rs's cluster connection follows `MOVED` (and
-//! `ASK`, one command at a time: see [`batch`](crate::batch)), reconnects to a node that went away and retries, so a check would only cost a round
-//! trip to every primary. One that failed all the same is replaced at its next checkout.
+//! `ASK`, one command at a time: see [`batch`](crate::batch)), reconnects to a node that went
+//! away and retries, so a check would only cost a round trip to every primary. One that failed
+//! all the same is replaced at its next checkout.
 //!
 //! Behind Sentinel, the check is `ROLE` instead of `PING` (a demoted primary still answers a
 //! `PING`), and a connection to a server the sentinels no longer name as primary is replaced

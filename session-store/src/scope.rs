@@ -155,25 +155,24 @@ pub(crate) fn loaded_entry(key: &RedisKey, name: &str) -> Option<String> {
 /// The Redis key of the session this request loaded under `session_key`, if it loaded one:
 /// the store hashes each session key once per request.
 pub(crate) fn key_loaded_as(session_key: &str) -> Option<RedisKey> {
+    loaded_as(session_key, |loaded| loaded.key.clone())
+}
+
+/// Whether this request loaded the session under `session_key` (which slid its expiry).
+pub(crate) fn was_loaded(session_key: &str) -> bool {
+    loaded_as(session_key, |_| ()).is_some()
+}
+
+/// `read` of the session this request loaded under `session_key`, if it loaded one.
+fn loaded_as<R>(session_key: &str, read: impl FnOnce(&Loaded) -> R) -> Option<R> {
     with(|scope| {
         scope
             .loaded
             .as_ref()
             .filter(|loaded| loaded.session_key == session_key)
-            .map(|loaded| loaded.key.clone())
+            .map(read)
     })
     .flatten()
-}
-
-/// Whether this request loaded the session under `session_key` (which slid its expiry).
-pub(crate) fn was_loaded(session_key: &str) -> bool {
-    with(|scope| {
-        scope
-            .loaded
-            .as_ref()
-            .is_some_and(|loaded| loaded.session_key == session_key)
-    })
-    .unwrap_or(false)
 }
 
 /// Whether this request may go on anonymous when its session cannot be loaded: it runs inside

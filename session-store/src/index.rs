@@ -102,12 +102,19 @@ impl RedisSessionStore {
         self.backend().query::<()>(&pipe).await
     }
 
-    /// Removes the session at `key` from the index of `user` (stored value).
-    pub(crate) async fn index_remove(&self, user: &str, key: &RedisKey) -> Result<(), StoreError> {
+    /// Removes the session at `key` from the index of `user` (stored value), once the
+    /// session has ended or left the user. A failure here is logged, not returned: the change
+    /// it follows has landed (failing the request would answer a logout that took effect with a
+    /// `503`), and the entry it leaves is pruned by the index's next read.
+    pub(crate) async fn index_remove(&self, user: &str, key: &RedisKey) {
         let index = key::user_index(&self.config().key_prefix, user);
-        self.backend()
+        if let Err(err) = self
+            .backend()
             .query::<()>(redis::cmd("ZREM").arg(index).arg(key.digest()))
             .await
+        {
+            tracing::warn!(error = %err, session = key.reference(), "the user's index keeps an ended session until its next read");
+        }
     }
 
     /// The sessions of `user` (the value the application keeps in the user entry, as it gave

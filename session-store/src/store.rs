@@ -424,7 +424,7 @@ impl RedisSessionStore {
         };
         let (written, indexed) = self.write_changes(key, changes, class, mark).await?;
         if let Some(user) = before.filter(|user| Some(*user) != after) {
-            self.index_remove(user, key).await?;
+            self.index_remove(user, key).await;
         }
         if let (true, false, Some(user), None) = (written, indexed, after, joins) {
             self.index_add(user, key, loaded.created).await?;
@@ -548,7 +548,7 @@ impl RedisSessionStore {
             events::deleted(&key);
         }
         if let Some(user) = user {
-            self.index_remove(&user, &key).await?;
+            self.index_remove(&user, &key).await;
         }
         Ok(())
     }

@@ -69,6 +69,8 @@ pub async fn sides(
 pub struct Record {
     /// When it was sent.
     pub sent: Instant,
+    /// When its answer came.
+    pub answered: Instant,
     /// Its status.
     pub status: u16,
     /// The Redis key of the session it used; `None` for a login that failed (its session was
@@ -155,6 +157,7 @@ impl Load {
                 .as_u16();
             self.records.borrow_mut().push(Record {
                 sent,
+                answered: Instant::now(),
                 status,
                 redis_key: Some(current.redis_key.clone()),
                 durable: side.durable,
@@ -192,6 +195,7 @@ impl Load {
         });
         self.records.borrow_mut().push(Record {
             sent,
+            answered: Instant::now(),
             status,
             redis_key: session.as_ref().map(|session| session.redis_key.clone()),
             durable: side.durable,

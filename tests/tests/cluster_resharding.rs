@@ -214,8 +214,8 @@ fn redirections(cluster: &RedisCluster) -> (u64, u64) {
     counts
 }
 
-/// Requests and failures by phase (before, during, after the resize) and by whether their
-/// session's slot moved.
+/// Requests and failures by phase (before, during, after the resize: a request in flight
+/// while the resize ran counts as during it) and by whether their session's slot moved.
 fn tabulate(
     records: &[Record],
     (started, finished): (Instant, Instant),
@@ -223,7 +223,7 @@ fn tabulate(
 ) -> BTreeMap<(&'static str, &'static str), (usize, usize)> {
     let mut table = BTreeMap::new();
     for record in records {
-        let phase = if record.sent < started {
+        let phase = if record.answered < started {
             "before"
         } else if record.sent < finished {
             "during"

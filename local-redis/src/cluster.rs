@@ -146,7 +146,9 @@ impl RedisCluster {
     /// Starts node `index` again on its port, in its folder: its `nodes.conf` keeps its
     /// identity, so it rejoins as the node it was (an old primary whose replica took over comes
     /// back as that replica's replica). Returns once it answers; the cluster may need a moment
-    /// more to take it back ([`wait_until_ok`](Self::wait_until_ok)).
+    /// more to take it back ([`wait_until_ok`](Self::wait_until_ok), which also gives it back
+    /// the node timeout asked for: like every node, it starts with a short one to rejoin
+    /// quickly).
     ///
     /// # Errors
     /// When it does not answer within ten seconds.
@@ -169,7 +171,8 @@ impl RedisCluster {
     pub fn wait_until_ok(&self) -> Result<(), Error> {
         wait::until("the cluster to be ok", self.settings.ready_timeout, || {
             health::check(&self.nodes, health::Empty::Refused)
-        })
+        })?;
+        self.settings.apply_node_timeout(&self.nodes)
     }
 
     fn view(&self) -> Result<View, Error> {

@@ -81,10 +81,14 @@
 //!
 //! The fixed costs are Redis's own: `redis-cli --cluster create` waits a second for the nodes
 //! to meet, and a cluster primary reports `cluster_state:ok` only after a rejoin delay of one
-//! node timeout; sentinels find each other through hello messages sent every two seconds, and
-//! look at a returning primary on their ten-second `INFO` round before turning it into a
-//! replica. A shorter node timeout or `down-after` makes failovers faster, and spurious ones
-//! (a node stalled that long by a busy machine) likelier.
+//! node timeout (so nodes form the cluster with a 1 s one, and take the one asked for once it
+//! is ok); sentinels find each other through hello messages sent every two seconds, and look at
+//! a returning primary on their ten-second `INFO` round before turning it into a replica.
+//!
+//! A shorter node timeout or `down-after` makes failovers faster, and spurious ones (a node
+//! stalled that long by a busy machine) likelier: a test suite of a hundred tests on two cores
+//! stalls processes for a second now and then. So both default to 5 s, and the failover
+//! timings above are those of tests that kill a node with 1 to 2 s set on the builder.
 
 mod cluster;
 mod error;

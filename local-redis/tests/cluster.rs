@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{alive, connect, get, passes_alone_with, role, set_following_moved, timed};
 use local_redis::{Error, RedisCluster};
 
@@ -17,6 +19,16 @@ fn a_cluster_serves_keys_on_all_three_shards() {
         let replicas = cluster.replicas_of(primary).expect("the slot map");
         assert_eq!(replicas.len(), 1, "node {primary} has {replicas:?}");
         assert_eq!(role(cluster.node(replicas[0])), "slave");
+    }
+    // Formed with a short node timeout, the nodes now have the default one, which a node
+    // stalled by a busy machine does not outlast.
+    for node in cluster.nodes() {
+        let (_, timeout): (String, String) = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("cluster-node-timeout")
+            .query(&mut connect(node))
+            .expect("CONFIG GET");
+        assert_eq!(timeout, "5000", "{}", node.address());
     }
 
     let mut served_by = Vec::new();
@@ -46,7 +58,12 @@ fn a_cluster_serves_keys_on_all_three_shards() {
 
 #[test]
 fn a_stopped_primary_is_replaced_by_its_replica_and_returns_as_a_replica() {
-    let mut cluster = RedisCluster::start().expect("the cluster starts");
+    // Quicker than the default node timeout, which is made for clusters where nothing is
+    // killed, and still twice a stall a busy machine is likely to cause.
+    let mut cluster = RedisCluster::builder()
+        .node_timeout(Duration::from_secs(2))
+        .start()
+        .expect("the cluster starts");
     let primary = cluster.primary_for_key("kept").expect("the slot map");
     let replica = cluster.replicas_of(primary).expect("the slot map")[0];
     let mut connection = connect(cluster.node(primary));

@@ -63,7 +63,12 @@ fn the_launchers_sentinel_setup_shares_logins_and_names_the_primary() {
 
 #[test]
 fn alice_stays_logged_in_when_her_shards_primary_dies() {
-    let mut cluster = RedisCluster::start().expect("a cluster starts");
+    // A node timeout quicker than the default one, which is made for clusters where nothing
+    // is killed.
+    let mut cluster = RedisCluster::builder()
+        .node_timeout(Duration::from_secs(2))
+        .start()
+        .expect("a cluster starts");
     let nodes: Vec<String> = cluster.nodes().iter().map(|node| node.address()).collect();
     let demo = Demo::launch(3, &["--redis-cluster", &nodes.join(",")]);
     let api = ApiClient::default();

@@ -11,6 +11,12 @@ use crate::{
 /// Every slot of the key space.
 const SLOTS: usize = 16384;
 
+/// The node timeout a node starts with, when the one asked for is longer. A primary reports
+/// `cluster_state:ok` only one node timeout after it last saw itself in a minority, which a
+/// new or restarted node always does: a cluster forms as fast as its node timeout allows. So
+/// nodes start with this one, and take the one asked for once the cluster is ok.
+const FORMING_NODE_TIMEOUT: Duration = Duration::from_millis(1000);
+
 /// The settings of a cluster to start; [`RedisCluster::builder`] makes one.
 #[derive(Debug, Clone)]
 #[must_use]
@@ -27,7 +33,7 @@ impl Default for ClusterBuilder {
         Self {
             primaries: 3,
             replicas: 1,
-            node_timeout: Duration::from_millis(1000),
+            node_timeout: Duration::from_millis(5000),
             ready_timeout: Duration::from_secs(30),
             args: Vec::new(),
         }
@@ -54,8 +60,10 @@ impl ClusterBuilder {
     }
 
     /// `cluster-node-timeout`: how long a node may not answer before the others count it as
-    /// failing, and so about how long a failover takes (1 s by default, where Redis's own is
-    /// 15 s, so that failover tests run quickly).
+    /// failing, and so about how long a failover takes (5 s by default, where Redis's own is
+    /// 15 s). The default is long enough that a node stalled by a busy machine (a test suite on
+    /// two cores) is not failed over when nothing was killed; a test that kills a node and
+    /// wants a quick failover sets 1 to 2 s here.
     pub fn node_timeout(mut self, timeout: Duration) -> Self {
         self.node_timeout = timeout;
         self
@@ -96,13 +104,33 @@ impl ClusterBuilder {
         Ok(cluster)
     }
 
+    /// Gives every running node of `nodes` the node timeout asked for (they start with at most
+    /// [`FORMING_NODE_TIMEOUT`]).
+    pub(super) fn apply_node_timeout(&self, nodes: &[RedisServer]) -> Result<(), Error> {
+        let timeout = self.node_timeout.as_millis().to_string();
+        for node in nodes.iter().filter(|node| node.is_running()) {
+            let () = probe::query(
+                node.port(),
+                redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("cluster-node-timeout")
+                    .arg(&timeout),
+            )?;
+        }
+        Ok(())
+    }
+
     /// One node, not yet part of a cluster: what `redis-cli --cluster add-node` takes too.
     pub(super) fn start_node(&self) -> Result<RedisServer, Error> {
         RedisServer::launch(|| {
             // The cluster bus gets a free port of its own rather than Redis's port + 10000,
             // which is often beyond 65535 for the ports the system hands out.
             let bus_port = free_port()?.to_string();
-            let timeout = self.node_timeout.as_millis().to_string();
+            let timeout = self
+                .node_timeout
+                .min(FORMING_NODE_TIMEOUT)
+                .as_millis()
+                .to_string();
             let mut args: Vec<String> = [
                 "--cluster-enabled",
                 "yes",

@@ -113,7 +113,8 @@ impl RedisCluster {
     pub(super) fn wait_until_settled(&self) -> Result<(), Error> {
         wait::until("the cluster to settle", self.settings.ready_timeout, || {
             health::check(&self.nodes, Empty::Allowed)
-        })
+        })?;
+        self.settings.apply_node_timeout(&self.nodes)
     }
 }
 

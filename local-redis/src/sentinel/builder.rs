@@ -22,7 +22,7 @@ pub struct SentinelsBuilder {
 impl Default for SentinelsBuilder {
     fn default() -> Self {
         Self {
-            down_after: Duration::from_millis(1000),
+            down_after: Duration::from_millis(5000),
             failover_timeout: Duration::from_millis(3000),
             ready_timeout: Duration::from_secs(30),
             args: Vec::new(),
@@ -32,8 +32,9 @@ impl Default for SentinelsBuilder {
 
 impl SentinelsBuilder {
     /// `down-after-milliseconds`: how long the primary may not answer before a sentinel counts
-    /// it as down (1 s by default, where Sentinel's own is 30 s, so that failover tests run
-    /// quickly).
+    /// it as down (5 s by default, where Sentinel's own is 30 s). The default is long enough
+    /// that a server stalled by a busy machine is not failed over when nothing was killed; a
+    /// test that kills the primary and wants a quick failover sets 1 to 2 s here.
     pub fn down_after(mut self, duration: Duration) -> Self {
         self.down_after = duration;
         self

@@ -14,16 +14,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::{cookie::Key, http::Method};
+use actix_web::{
+    cookie::{Cookie, Key},
+    http::Method,
+};
 use futures_util::future::join_all;
 use integration_tests::{
     failover::{Load, Record, sides},
-    session_app::{app, get_entry, log_in, redis_key, send, session_key_in},
+    session_app::{TestApp, app, get_entry, log_in, redis_key, send, session_key_in},
 };
 use local_redis::RedisCluster;
 use session_store::RedisSessionStore;
 
 const CLIENTS: usize = 8;
+/// Sessions placed on slots the resize moves, and read and written by a client of their own
+/// all through it, so that requests reach moving slots however short the resize is.
+const PLACED: usize = 8;
 /// Load before the resize starts, and after it ends.
 const BEFORE: Duration = Duration::from_secs(2);
 const AFTER: Duration = Duration::from_secs(2);
@@ -62,6 +68,8 @@ struct Outcome {
     redirections: (u64, u64),
     /// How long the resize took.
     resize: Duration,
+    /// How many of the [`PLACED`] sessions had their slot moved by the resize.
+    placed_moved: usize,
 }
 
 impl Outcome {
@@ -102,6 +110,11 @@ impl Outcome {
     /// No request failed, nothing acknowledged was lost, many sessions were checked, and the
     /// load reached moved slots while they moved.
     fn assert_nothing_failed_or_lost(&self) {
+        assert_eq!(
+            self.placed_moved, PLACED,
+            "sessions placed on slots the resize was to move whose slot moved: redis-cli took \
+             other slots than the lowest of each source"
+        );
         assert_eq!(self.failed(), 0, "failed requests: {:?}", self.statuses);
         assert_eq!(self.lost_logins, 0, "acknowledged logins lost");
         assert_eq!(self.lost_writes, 0, "acknowledged writes lost");
@@ -114,14 +127,23 @@ impl Outcome {
             self.moved_during() > 0,
             "no request reached a moving slot during the resize"
         );
+        // The store's connections learnt of the new owners from the nodes' own redirections
+        // (the placed sessions are on moved slots), not from a lucky refresh.
+        assert!(
+            self.redirections.0 + self.redirections.1 > 0,
+            "no node answered ASK or MOVED: the load never met the resize"
+        );
     }
 }
 
 /// Runs the load on a plain store and one whose writes wait for a replica (`WAIT 1`), runs
 /// `resize` on the cluster after [`BEFORE`] on a thread of its own (it blocks), keeps the load
 /// on for [`AFTER`] once it is done, then reads back every session a login acknowledged.
+/// `taken` are the slots the resize will move (see [`taken_by_reshard`]): [`PLACED`] sessions
+/// are made on them first, and a client of their own uses them all through the load.
 async fn under_load(
     cluster: RedisCluster,
+    taken: Vec<usize>,
     resize: impl FnOnce(&mut RedisCluster) + Send + 'static,
 ) -> Outcome {
     let key = Key::generate();
@@ -132,6 +154,7 @@ async fn under_load(
             .expect("valid URLs")
     })
     .await;
+    let placed = place_sessions(&plain.app, &key, &taken).await;
     let load = Load::new(key);
     let before = owners(&cluster);
     let cluster = Arc::new(Mutex::new(cluster));
@@ -159,7 +182,8 @@ async fn under_load(
         .expect("the resize succeeds");
         finished.set(Some(Instant::now()));
     };
-    futures_util::join!(clients, resizing);
+    let placed_client = use_placed(&plain.app, &placed, &running);
+    let (_, placed_records, ()) = futures_util::join!(clients, placed_client, resizing);
     let window = (
         started.get().expect("the resize started"),
         finished.get().expect("the resize ended"),
@@ -171,7 +195,15 @@ async fn under_load(
     let moved = |key: &str| before[slot(key)] != after[slot(key)];
 
     let checked = load.check(&plain, &durable).await;
-    let records = load.take_records();
+    let mut records = load.take_records();
+    records.extend(placed_records);
+    for (cookie, _) in &placed {
+        assert_eq!(
+            get_entry(&plain.app, "user", Some(cookie)).await,
+            "alice",
+            "a placed session lost its login"
+        );
+    }
     Outcome {
         table: tabulate(&records, window, moved),
         statuses: records.iter().fold(BTreeMap::new(), |mut all, record| {
@@ -186,7 +218,82 @@ async fn under_load(
             .count(),
         redirections,
         resize: window.1 - window.0,
+        placed_moved: placed.iter().filter(|(_, key)| moved(key)).count(),
     }
+}
+
+/// The slots `redis-cli --cluster reshard` takes first from `sources` when it moves `slots` of
+/// them: it takes from each source a share in proportion to the slots it serves, lowest slots
+/// first. This keeps to the first half of each share, so that rounding cannot make it wrong.
+fn taken_by_reshard(cluster: &RedisCluster, sources: &[usize], slots: usize) -> Vec<usize> {
+    let owners = &owners(cluster);
+    let share = slots / sources.len() / 2;
+    sources
+        .iter()
+        .flat_map(|&source| {
+            (0..SLOTS)
+                .filter(move |&slot| owners[slot] == source)
+                .take(share)
+        })
+        .collect()
+}
+
+/// Logs in until [`PLACED`] sessions have their keys on `slots`: `(cookie, Redis key)`.
+async fn place_sessions(
+    app: &impl TestApp,
+    key: &Key,
+    slots: &[usize],
+) -> Vec<(Cookie<'static>, String)> {
+    let mut placed = Vec::new();
+    for _ in 0..100_000 {
+        let cookie = log_in(app).await;
+        let redis_key = redis_key("plain:", &session_key_in(&cookie, key));
+        if slots.contains(&slot(&redis_key)) {
+            placed.push((cookie, redis_key));
+            if placed.len() == PLACED {
+                return placed;
+            }
+        }
+    }
+    panic!(
+        "100,000 logins placed only {} sessions on the slots",
+        placed.len()
+    );
+}
+
+/// Reads and writes the placed sessions in turn for as long as `running` says.
+async fn use_placed(
+    app: &impl TestApp,
+    placed: &[(Cookie<'static>, String)],
+    running: &impl Fn() -> bool,
+) -> Vec<Record> {
+    let mut records = Vec::new();
+    for step in 0.. {
+        if !running() {
+            break;
+        }
+        let (cookie, redis_key) = &placed[step % placed.len()];
+        let (method, path) = if step % 2 == 0 {
+            (Method::GET, "/get/user".to_owned())
+        } else {
+            (Method::POST, format!("/set/step/{step}"))
+        };
+        let sent = Instant::now();
+        let status = send(app, method, &path, Some(cookie))
+            .await
+            .status()
+            .as_u16();
+        records.push(Record {
+            sent,
+            answered: Instant::now(),
+            status,
+            redis_key: Some(redis_key.clone()),
+            durable: false,
+        });
+        // Leaves the other clients their share of the single-threaded test runtime.
+        tokio::task::yield_now().await;
+    }
+    records
 }
 
 /// The `ASK` and `MOVED` replies every node sent so far, from `INFO errorstats` (Redis counts
@@ -247,8 +354,9 @@ async fn slots_moved_by_redis_cli_under_load_fail_no_request_and_lose_no_session
     let cluster = RedisCluster::start().expect("a cluster starts");
     let primaries = cluster.primaries().expect("the slot map");
     let (from, to) = (primaries[0], primaries[1]);
+    let taken = taken_by_reshard(&cluster, &[from], 500);
 
-    let outcome = under_load(cluster, move |cluster| {
+    let outcome = under_load(cluster, taken, move |cluster| {
         cluster.reshard(&[from], to, 500).expect("the slots move");
     })
     .await;
@@ -261,8 +369,9 @@ async fn slots_moved_by_redis_cli_under_load_fail_no_request_and_lose_no_session
 async fn a_primary_added_under_load_takes_a_quarter_of_the_slots_and_nothing_fails_or_is_lost() {
     let cluster = RedisCluster::start().expect("a cluster starts");
     let primaries = cluster.primaries().expect("the slot map");
+    let taken = taken_by_reshard(&cluster, &primaries, 4096);
 
-    let outcome = under_load(cluster, move |cluster| {
+    let outcome = under_load(cluster, taken, move |cluster| {
         let added = cluster.add_primary().expect("the primary joins");
         // The durable store's writes wait for a replica: the new shard needs one too.
         cluster.add_replica(added).expect("its replica joins");

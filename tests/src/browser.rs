@@ -4,7 +4,7 @@ use std::{
     io::ErrorKind,
     os::unix::process::CommandExt as _,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -49,6 +49,10 @@ impl Browser {
     }
 
     /// Like [`start`](Self::start), with more Chromium arguments (`--user-agent=...`, say).
+    ///
+    /// A start that fails (the driver's free port taken meanwhile, Chromium slow to come up on
+    /// a busy machine) is tried once more, with a new port and profile; a second failure
+    /// panics with the driver's log of both tries.
     pub async fn start_with(shots: PathBuf, extra_args: &[&str]) -> Self {
         let chromium =
             std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
@@ -56,60 +60,26 @@ impl Browser {
             std::path::Path::new(&chromium).exists(),
             "{chromium} is missing: {INSTALL_HINT}"
         );
-        let port = local_redis::free_port().expect("a free port");
-        let driver = Command::new(
-            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned()),
-        )
-        .arg(format!("--port={port}"))
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Driver)
-        .unwrap_or_else(|err| match err.kind() {
-            ErrorKind::NotFound => panic!("chromedriver is missing: {INSTALL_HINT}"),
-            _ => panic!("chromedriver did not start: {err}"),
-        });
-        assert!(
-            local_redis::wait_until_listening(port, Duration::from_secs(20)),
-            "chromedriver did not listen on {port}"
-        );
-
-        let profile = tempfile::tempdir().expect("a temporary profile dir");
-        let mut args = vec![
-            "--headless=new".to_owned(),
-            "--no-sandbox".to_owned(),
-            "--disable-gpu".to_owned(),
-            "--disable-dev-shm-usage".to_owned(),
-            "--disable-background-networking".to_owned(),
-            "--disable-component-update".to_owned(),
-            "--disable-sync".to_owned(),
-            "--disable-quic".to_owned(),
-            "--no-first-run".to_owned(),
-            "--window-size=1000,760".to_owned(),
-            format!("--user-data-dir={}", profile.path().display()),
-        ];
-        args.extend(extra_args.iter().map(|&arg| arg.to_owned()));
-        let capabilities = serde_json::json!({
-            "goog:chromeOptions": { "binary": chromium, "args": args }
-        });
-        let serde_json::Value::Object(capabilities) = capabilities else {
-            unreachable!("an object literal")
-        };
-        let client = ClientBuilder::new(HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .unwrap_or_else(|err| {
-                panic!("Chromium did not start through chromedriver ({err}): {INSTALL_HINT}")
-            });
         std::fs::create_dir_all(&shots).expect("the screenshot folder");
-        Self {
-            client,
-            shots,
-            _driver: driver,
-            _profile: profile,
+        let mut failures = Vec::new();
+        for _ in 0..2 {
+            let profile = tempfile::tempdir().expect("a temporary profile dir");
+            match start_session(&chromium, &profile, extra_args).await {
+                Ok((client, driver)) => {
+                    return Self {
+                        client,
+                        shots,
+                        _driver: driver,
+                        _profile: profile,
+                    };
+                }
+                Err(failure) => failures.push(failure),
+            }
         }
+        panic!(
+            "Chromium did not start through chromedriver, twice ({INSTALL_HINT}):\n{}",
+            failures.join("\n")
+        );
     }
 
     /// Opens `url`.
@@ -218,4 +188,72 @@ impl Browser {
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
     }
+}
+
+/// Starts `chromedriver` on a free port, with its log in `profile`, and a Chromium session
+/// through it. On failure, says why with the driver's log.
+async fn start_session(
+    chromium: &str,
+    profile: &TempDir,
+    extra_args: &[&str],
+) -> Result<(Client, Driver), String> {
+    let port = local_redis::free_port().expect("a free port");
+    let log_path = profile.path().join("chromedriver.log");
+    let log = std::fs::File::create(&log_path).expect("the driver's log file");
+    let mut driver =
+        Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned()))
+            .arg(format!("--port={port}"))
+            .process_group(0)
+            .stdout(log.try_clone().expect("the log file"))
+            .stderr(log)
+            .spawn()
+            .map(Driver)
+            .unwrap_or_else(|err| match err.kind() {
+                ErrorKind::NotFound => panic!("chromedriver is missing: {INSTALL_HINT}"),
+                _ => panic!("chromedriver did not start: {err}"),
+            });
+    let failed = |what: String| {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        format!("{what}; chromedriver's output:\n{log}")
+    };
+    let listening = local_redis::wait_until_listening(port, Duration::from_secs(20));
+    // A driver that exited found its port taken: whatever listens there is not ours.
+    if let Ok(Some(status)) = driver.0.try_wait() {
+        return Err(failed(format!("chromedriver exited ({status})")));
+    }
+    if !listening {
+        return Err(failed(format!(
+            "chromedriver did not listen on {port} within 20 s"
+        )));
+    }
+
+    let mut args = vec![
+        "--headless=new".to_owned(),
+        "--no-sandbox".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--disable-dev-shm-usage".to_owned(),
+        "--disable-background-networking".to_owned(),
+        "--disable-component-update".to_owned(),
+        "--disable-sync".to_owned(),
+        "--disable-quic".to_owned(),
+        "--no-first-run".to_owned(),
+        "--window-size=1000,760".to_owned(),
+        format!(
+            "--user-data-dir={}",
+            profile.path().join("chromium").display()
+        ),
+    ];
+    args.extend(extra_args.iter().map(|&arg| arg.to_owned()));
+    let capabilities = serde_json::json!({
+        "goog:chromeOptions": { "binary": chromium, "args": args }
+    });
+    let serde_json::Value::Object(capabilities) = capabilities else {
+        unreachable!("an object literal")
+    };
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .map_err(|err| failed(format!("no WebDriver session ({err})")))?;
+    Ok((client, driver))
 }

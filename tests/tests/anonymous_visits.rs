@@ -3,13 +3,14 @@
 //! keeps its token in a cookie of its own, not in a session. Failed logins leave only the
 //! login throttle's counters, which end with their window. A login through the form still
 //! works after the flood, and a forged or missing token is still refused and changes nothing.
+//! Counted in commands on the server, the visits send Redis none but `/healthz`'s `PING`.
 
 use std::thread;
 
 use actix_web::cookie::Cookie;
 use demo_app::instance::{LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use integration_tests::{
-    RedisServer,
+    Monitor, RedisServer,
     demo::{ApiClient, ApiResponse, Demo},
 };
 use serde_json::{Value, json};
@@ -339,4 +340,34 @@ fn keys(redis: &RedisServer) -> u64 {
         .get_connection()
         .expect("the test's Redis answers");
     redis::cmd("DBSIZE").query(&mut connection).expect("DBSIZE")
+}
+
+/// Counted on the server (`MONITOR`), not inferred from the keys left over, which a read, or
+/// a write and then a delete, would pass: every cheap request a visitor can make sends Redis
+/// nothing, but for `/healthz`, whose one `PING` is its point.
+#[test]
+fn anonymous_visits_send_redis_no_command_but_the_health_checks_ping() {
+    const VISITS: usize = 3;
+    let redis = RedisServer::start();
+    let demo = Demo::launch(1, &["--redis-url", &redis.url()]);
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let monitor = runtime.block_on(Monitor::start(&redis.client()));
+    let api = ApiClient::default();
+    for _ in 0..VISITS {
+        visit_everything_cheap(&api, &demo);
+    }
+    let commands = runtime.block_on(monitor.take());
+    let names: Vec<&str> = commands
+        .iter()
+        .map(|command| command.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["ping"; VISITS],
+        "the commands of {VISITS} rounds of anonymous visits: {:#?}",
+        commands
+            .iter()
+            .map(|command| &command.line)
+            .collect::<Vec<_>>()
+    );
 }

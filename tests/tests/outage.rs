@@ -43,6 +43,9 @@ async fn a_stopped_redis_means_fast_503s_then_recovery() {
             "{method} {path} took {:?}",
             started.elapsed()
         );
+        // Nothing of the error (an address, a cause) reaches the client.
+        let body = actix_web::test::read_body(response).await;
+        assert!(body.is_empty(), "{method} {path}: a body {body:?}");
     }
     assert_eq!(
         get_entry(&app, "user", None).await,

@@ -174,3 +174,39 @@ async fn entry_names_and_values_with_odd_bytes_round_trip() {
         "an entry overwrote the session's metadata"
     );
 }
+
+/// The limit is exact over HTTP: a state of exactly the limit is written, one byte more is
+/// `413` and leaves the stored state as it was.
+#[actix_web::test]
+async fn a_state_of_exactly_the_limit_is_written_and_one_byte_more_is_413() {
+    const LIMIT: usize = 1024;
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let store =
+        server.store_with(session_store::RedisSessionStore::builder().max_state_size(LIMIT));
+    let app = app(store, &key).await;
+    let cookie = log_in(&app).await;
+    // Names plus values, as JSON text: `user` + `"alice"`, then `cart` + the quoted value.
+    let room = LIMIT - ("user".len() + "\"alice\"".len()) - ("cart".len() + 2);
+
+    let over = send(
+        &app,
+        Method::POST,
+        &format!("/set/cart/{}", "y".repeat(room + 1)),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(over.status(), 413, "one byte over the limit");
+    assert_eq!(get_entry(&app, "cart", Some(&cookie)).await, "none");
+
+    let at = "x".repeat(room);
+    let exact = send(
+        &app,
+        Method::POST,
+        &format!("/set/cart/{at}"),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(exact.status(), 200, "exactly the limit");
+    assert_eq!(get_entry(&app, "cart", Some(&cookie)).await, at);
+}

@@ -145,8 +145,10 @@ async fn anonymous_fallback_serves_reads_without_the_session_and_keeps_the_cooki
     let started = Instant::now();
     let read = send(&app, Method::GET, "/get/user", Some(&cookie)).await;
     assert_eq!(read.status(), 200, "a read goes on, anonymous");
+    // A stopped Redis refuses at once: well within the budget of 1.2 s, however busy the
+    // machine.
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
+        started.elapsed() < Duration::from_millis(2500),
         "took {:?}",
         started.elapsed()
     );
@@ -204,6 +206,9 @@ async fn anonymous_fallback_needs_track_changes() {
 
 #[actix_web::test]
 async fn a_paused_redis_under_load_fails_every_request_at_the_deadline_with_bounded_connections() {
+    /// Long past the budget and its slack, so that an answer from Redis cannot pass for one
+    /// at the deadline.
+    const PAUSE: Duration = Duration::from_millis(6000);
     let server = RedisServer::start();
     let key = Key::generate();
     let builder = short_timeouts();
@@ -212,7 +217,7 @@ async fn a_paused_redis_under_load_fails_every_request_at_the_deadline_with_boun
     let app = app(store, &key).await;
     let cookie = log_in(&app).await;
 
-    server.pause(Duration::from_millis(3000)).await;
+    server.pause(PAUSE).await;
     let started = Instant::now();
     let timed = |path: &'static str| {
         let (app, cookie) = (&app, &cookie);
@@ -232,15 +237,16 @@ async fn a_paused_redis_under_load_fails_every_request_at_the_deadline_with_boun
         answers.iter().all(|(status, _)| *status == 503),
         "{answers:?}"
     );
-    // Within the budget (wait + create + recycle + command: 1.2 s) and some slack for a busy
-    // machine, and well before the pause ends.
-    assert!(slowest < Duration::from_millis(2000), "slowest {slowest:?}");
+    // Within the budget (wait + create + recycle + command: 1.2 s) and slack for a busy
+    // machine, and well before the pause ends: no request waited for Redis to answer.
+    assert!(slowest < Duration::from_millis(3000), "slowest {slowest:?}");
     assert!(
-        started.elapsed() < Duration::from_millis(2500),
+        started.elapsed() < PAUSE - Duration::from_millis(1500),
         "took {:?}",
         started.elapsed()
     );
-    tokio::time::sleep(Duration::from_millis(3200).saturating_sub(started.elapsed())).await;
+    tokio::time::sleep((PAUSE + Duration::from_millis(200)).saturating_sub(started.elapsed()))
+        .await;
     // Connections given up on are closed, not leaked: Redis sees at most a pool's worth (and
     // the test's own).
     let info: redis::InfoDict = redis::cmd("INFO")

@@ -90,7 +90,15 @@ async fn every_feature_works_as(url: &str, key: &Key, mode: MiddlewareMode) {
     let mut events = store.events();
     let app = tracked_app(store.clone(), key, mode, Gate::default()).await;
     let mut logins = Vec::new();
+    // Logins until one's event arrives: the subscription is live. A subscription that never
+    // delivers fails here, within a deadline, rather than hanging the suite.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let first = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event of {} logins reached the subscriber in 15 s: the ACL user's subscription is broken",
+            logins.len()
+        );
         let login = send(&app, Method::POST, "/login/alice", None).await;
         assert_eq!(login.status(), 200, "a login with the index and events");
         logins.push(integration_tests::session_app::session_cookie(&login).expect("a cookie"));

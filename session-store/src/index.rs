@@ -113,7 +113,7 @@ impl RedisSessionStore {
             .query::<()>(redis::cmd("ZREM").arg(index).arg(key.digest()))
             .await
         {
-            tracing::warn!(error = %err, session = key.reference(), "the user's index keeps an ended session until its next read");
+            tracing::warn!(error = %err, cause = ?err, session = key.reference(), "the user's index keeps an ended session until its next read");
         }
     }
 

@@ -91,8 +91,15 @@ async fn listen(pool: Pool, prefix: String, sender: mpsc::Sender<SessionNotice>)
                 let Some(event) = event_of(&message, &channel, &prefix) else {
                     continue;
                 };
-                if lagged && sender.try_send(SessionNotice::Lagged).is_ok() {
-                    lagged = false;
+                // The notice goes before the next event that gets through, or that event is
+                // dropped too: a consumer that frees room between the two must not see an
+                // event after a gap it has not been told of.
+                if lagged {
+                    match sender.try_send(SessionNotice::Lagged) {
+                        Ok(()) => lagged = false,
+                        Err(mpsc::error::TrySendError::Full(_)) => continue,
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
                 }
                 match sender.try_send(SessionNotice::Event(event)) {
                     Ok(()) => {}

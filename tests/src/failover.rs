@@ -1,6 +1,7 @@
-//! A steady stream of logins, reads and writes through the store, for the tests that kill or
-//! demote a primary under it, and what it says afterwards: the requests it sent and how they
-//! ended, and whether every login and write it saw acknowledged is still there.
+//! A steady stream of logins, reads, writes and logouts through the store, for the tests that
+//! kill or demote a primary under it, and what it says afterwards: the requests it sent and how
+//! they ended, whether every login and write it saw acknowledged is still there, and whether
+//! every session whose logout it saw acknowledged is still gone.
 //!
 //! Two sides share the load: a plain store, and one whose writes wait for a replica
 //! (`min_replica_acks`), so that a test can tell what `WAIT` buys.
@@ -97,11 +98,26 @@ pub struct Session {
     pub unacknowledged: Vec<u64>,
 }
 
-/// The load: what its clients sent and the sessions they were acknowledged.
+/// A session whose logout (`POST /purge`) was acknowledged: it must stay gone.
+#[derive(Debug)]
+pub struct Logout {
+    /// The session's cookie, as it was before the logout.
+    pub cookie: Cookie<'static>,
+    /// Its Redis key.
+    pub redis_key: String,
+    /// Whether its store waits for a replica.
+    pub durable: bool,
+    /// When the logout was sent.
+    pub sent: Instant,
+}
+
+/// The load: what its clients sent, the sessions they were acknowledged, and the logouts.
 pub struct Load {
     key: Key,
     records: RefCell<Vec<Record>>,
     sessions: RefCell<Vec<Session>>,
+    logouts: RefCell<Vec<Logout>>,
+    checked_logouts: RefCell<Vec<(Logout, bool)>>,
 }
 
 impl Load {
@@ -111,11 +127,13 @@ impl Load {
             key,
             records: RefCell::default(),
             sessions: RefCell::default(),
+            logouts: RefCell::default(),
+            checked_logouts: RefCell::default(),
         }
     }
 
     /// One client on `side` until `until`: logs in, reads, writes its `step` entry, now and
-    /// then leaves its session for a new login.
+    /// then leaves its session for a new login, or logs out (every other time).
     pub async fn client<A: TestApp>(&self, number: usize, side: &Side<A>, until: Instant) {
         self.client_while(number, side, || Instant::now() < until)
             .await;
@@ -129,19 +147,55 @@ impl Load {
         side: &Side<A>,
         running: impl Fn() -> bool,
     ) {
+        self.run(number, side, &running, None).await;
+    }
+
+    /// A client on `side` until `until` that logs in until its session's Redis key is one
+    /// `keep` accepts (the others are left at once, and checked like any other), then reads
+    /// and writes that session to the end, never logging in again: for a test that must see
+    /// requests on some slots all along (the shards that a fault should not touch), whatever
+    /// becomes of the others.
+    pub async fn client_keeping<A: TestApp>(
+        &self,
+        number: usize,
+        side: &Side<A>,
+        until: Instant,
+        keep: impl Fn(&str) -> bool,
+    ) {
+        self.run(number, side, &|| Instant::now() < until, Some(&keep))
+            .await;
+    }
+
+    async fn run<A: TestApp>(
+        &self,
+        number: usize,
+        side: &Side<A>,
+        running: &dyn Fn() -> bool,
+        keep: Option<&dyn Fn(&str) -> bool>,
+    ) {
         let mut session: Option<Session> = None;
         let mut step = number as u64;
         while running() {
             step += 1;
             let Some(current) = &mut session else {
                 session = self.log_in(side).await;
-                if session.is_none() {
-                    tokio::time::sleep(BACKOFF).await;
+                match &session {
+                    None => tokio::time::sleep(BACKOFF).await,
+                    Some(new) if keep.is_some_and(|keep| !keep(&new.redis_key)) => {
+                        self.sessions.borrow_mut().extend(session.take());
+                    }
+                    Some(_) => {}
                 }
                 continue;
             };
-            if step.is_multiple_of(20) {
+            if keep.is_none() && step.is_multiple_of(40) {
                 self.sessions.borrow_mut().extend(session.take());
+                continue;
+            }
+            if keep.is_none() && step.is_multiple_of(20) {
+                if let Some(ending) = session.take() {
+                    self.log_out(side, ending).await;
+                }
                 continue;
             }
             let write = step.is_multiple_of(4);
@@ -203,13 +257,42 @@ impl Load {
         session
     }
 
+    /// Logs out of `session` (`POST /purge`): acknowledged, the session must stay gone;
+    /// otherwise it may or may not be, and is checked neither way.
+    async fn log_out<A: TestApp>(&self, side: &Side<A>, session: Session) {
+        let sent = Instant::now();
+        let status = send(&side.app, Method::POST, "/purge", Some(&session.cookie))
+            .await
+            .status()
+            .as_u16();
+        self.records.borrow_mut().push(Record {
+            sent,
+            answered: Instant::now(),
+            status,
+            redis_key: Some(session.redis_key.clone()),
+            durable: side.durable,
+        });
+        if status == 200 {
+            self.logouts.borrow_mut().push(Logout {
+                cookie: session.cookie,
+                redis_key: session.redis_key,
+                durable: side.durable,
+                sent,
+            });
+        } else if status == 503 {
+            tokio::time::sleep(BACKOFF).await;
+        }
+    }
+
     /// The requests sent, in the order they were answered.
     pub fn take_records(&self) -> Vec<Record> {
         self.records.take()
     }
 
     /// Checks every acknowledged session through its side's app: `(session, its login is
-    /// lost, its last acknowledged write is lost)`.
+    /// lost, its last acknowledged write is lost)`; and every acknowledged logout: its session
+    /// must not be back. Panics when one whose logout was acknowledged with `WAIT` is back;
+    /// prints how many are back on either side (see [`take_checked_logouts`](Self::take_checked_logouts)).
     pub async fn check<A: TestApp, B: TestApp>(
         &self,
         plain: &Side<A>,
@@ -230,7 +313,34 @@ impl Load {
             });
             checked.push((session, login_lost, write_lost));
         }
+        let mut back = [(0, 0); 2];
+        for logout in self.logouts.take() {
+            let user = if logout.durable {
+                get_entry(&durable.app, "user", Some(&logout.cookie)).await
+            } else {
+                get_entry(&plain.app, "user", Some(&logout.cookie)).await
+            };
+            let came_back = user != "none";
+            let counts = &mut back[usize::from(logout.durable)];
+            counts.0 += 1;
+            counts.1 += usize::from(came_back);
+            self.checked_logouts.borrow_mut().push((logout, came_back));
+        }
+        let [(plain_logouts, plain_back), (durable_logouts, durable_back)] = back;
+        println!(
+            "logouts acknowledged without WAIT: {plain_logouts}, sessions back after: {plain_back}; \
+             with WAIT: {durable_logouts}, back after: {durable_back}"
+        );
+        assert_eq!(
+            durable_back, 0,
+            "sessions whose logout was acknowledged with WAIT came back"
+        );
         checked
+    }
+
+    /// The logouts [`check`](Self::check) checked: `(logout, its session is back)`.
+    pub fn take_checked_logouts(&self) -> Vec<(Logout, bool)> {
+        self.checked_logouts.take()
     }
 }
 

@@ -1,9 +1,9 @@
-//! The cluster resized under a steady stream of logins, reads and writes: slots moved from one
-//! primary to another with `redis-cli --cluster reshard`, and a primary (with its replica)
-//! added and given slots, as an operator would do both. No request may fail and no login or
-//! write acknowledged may be lost. Then what the store does with a session whose key has
-//! moved while its slot is still open, the state a reshard of slots holding many keys spends
-//! its time in.
+//! The cluster resized under a steady stream of logins, reads, writes and logouts: slots moved
+//! from one primary to another with `redis-cli --cluster reshard`, and a primary (with its
+//! replica) added and given slots, as an operator would do both. No request may fail, no login
+//! or write acknowledged may be lost, and no logout acknowledged undone. Then what the store
+//! does with a session whose key has moved while its slot is still open, the state a reshard of
+//! slots holding many keys spends its time in.
 //!
 //! The load tests print a table; `--nocapture` shows it.
 
@@ -64,6 +64,10 @@ struct Outcome {
     checked: usize,
     lost_logins: usize,
     lost_writes: usize,
+    /// Sessions whose logout was acknowledged, read back after the load, and how many of them
+    /// came back.
+    logouts_checked: usize,
+    logouts_back: usize,
     /// `ASK` and `MOVED` replies the nodes sent: how often clients were redirected.
     redirections: (u64, u64),
     /// How long the resize took.
@@ -102,8 +106,13 @@ impl Outcome {
             self.redirections.0, self.redirections.1
         );
         println!(
-            "sessions checked after: {}; logins lost: {}; acknowledged writes lost: {}",
-            self.checked, self.lost_logins, self.lost_writes
+            "sessions checked after: {}; logins lost: {}; acknowledged writes lost: {}; \
+             logouts checked: {}, undone: {}",
+            self.checked,
+            self.lost_logins,
+            self.lost_writes,
+            self.logouts_checked,
+            self.logouts_back
         );
     }
 
@@ -118,10 +127,12 @@ impl Outcome {
         assert_eq!(self.failed(), 0, "failed requests: {:?}", self.statuses);
         assert_eq!(self.lost_logins, 0, "acknowledged logins lost");
         assert_eq!(self.lost_writes, 0, "acknowledged writes lost");
+        assert_eq!(self.logouts_back, 0, "acknowledged logouts undone");
         assert!(
-            self.checked >= 200,
-            "only {} sessions checked",
-            self.checked
+            self.checked + self.logouts_checked >= 200,
+            "only {} sessions and {} logouts checked",
+            self.checked,
+            self.logouts_checked
         );
         assert!(
             self.moved_during() > 0,
@@ -195,6 +206,7 @@ async fn under_load(
     let moved = |key: &str| before[slot(key)] != after[slot(key)];
 
     let checked = load.check(&plain, &durable).await;
+    let logouts = load.take_checked_logouts();
     let mut records = load.take_records();
     records.extend(placed_records);
     for (cookie, _) in &placed {
@@ -216,6 +228,8 @@ async fn under_load(
             .iter()
             .filter(|(_, login, write)| *write && !login)
             .count(),
+        logouts_checked: logouts.len(),
+        logouts_back: logouts.iter().filter(|(_, back)| *back).count(),
         redirections,
         resize: window.1 - window.0,
         placed_moved: placed.iter().filter(|(_, key)| moved(key)).count(),

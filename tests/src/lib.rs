@@ -8,6 +8,7 @@ pub mod browser;
 pub mod demo;
 pub mod deployment;
 pub mod failover;
+mod logs;
 mod monitor;
 pub mod prometheus;
 mod redis_server;
@@ -17,6 +18,7 @@ pub mod sse;
 pub mod tls;
 
 pub use crate::{
+    logs::CapturedLogs,
     monitor::{Command, Monitor},
     redis_server::RedisServer,
     relay::{Hold, Relay},

@@ -1,45 +1,19 @@
 //! The session lifecycle reaches the logs (OWASP's events), and no session id ever does.
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use actix_web::{
     cookie::{Cookie, CookieJar, Key},
     http::Method,
 };
 use integration_tests::{
-    RedisServer,
+    CapturedLogs, RedisServer,
     session_app::{
         COOKIE, Gate, MiddlewareMode, forge_cookie, get_entry, log_in, send, session_cookie,
         tracked_app,
     },
 };
 use session_store::RedisSessionStore;
-use tracing_subscriber::util::SubscriberInitExt as _;
-
-/// Log output kept in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
-    }
-}
 
 /// The session id inside an encrypted cookie.
 fn session_id(key: &Key, cookie: &Cookie<'static>) -> String {
@@ -54,13 +28,7 @@ fn session_id(key: &Key, cookie: &Cookie<'static>) -> String {
 
 #[actix_web::test]
 async fn lifecycle_events_are_logged_without_ids() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let _guard = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing_subscriber::filter::LevelFilter::DEBUG)
-        .with_writer(move || writer.clone())
-        .set_default();
+    let logs = CapturedLogs::start(tracing_subscriber::filter::LevelFilter::DEBUG);
 
     let server = RedisServer::start();
     let key = Key::generate();

@@ -3,9 +3,7 @@
 //! every instance. Stamped per topology, as the acceptance suite is.
 
 use std::{
-    io::Write,
     net::IpAddr,
-    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -16,6 +14,7 @@ use actix_web::{
 };
 use futures_util::StreamExt as _;
 use integration_tests::{
+    CapturedLogs,
     deployment::{AnyConnection, Deployment, unique_prefix},
     session_app::{
         Gate, MiddlewareMode, TestApp, get_entry, redis_key, send, session_cookie, session_key_in,
@@ -28,7 +27,6 @@ use session_store::{
     RedisSessionStore, RedisSessionStoreBuilder, SessionEventKind, SessionEvents, SessionNotice,
     ThrottleLimits,
 };
-use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// A deployment, a prefix of this test's own, and an app on a store that names `user`.
 struct Fixture {
@@ -205,27 +203,6 @@ async fn until_live(
         {
             return (notice, cookie);
         }
-    }
-}
-
-/// Log output kept in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
     }
 }
 
@@ -439,13 +416,7 @@ mod cases {
     pub(super) async fn a_failed_removal_from_the_index_is_logged_and_pruned_by_the_next_listing(
         fx: Fixture,
     ) {
-        let logs = Captured::default();
-        let writer = logs.clone();
-        let _guard = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-            .with_writer(move || writer.clone())
-            .set_default();
+        let logs = CapturedLogs::start(tracing_subscriber::filter::LevelFilter::INFO);
         // A store whose Redis refuses it ZREM, and only that: a logout's session change lands,
         // and its second round trip, the removal from the index, fails as Redis fails it.
         let user = format!("no-zrem-{}", fx.prefix.trim_end_matches(':'));

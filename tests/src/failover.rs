@@ -1,7 +1,7 @@
-//! A steady stream of logins, reads, writes and logouts through the store, for the tests that
-//! kill or demote a primary under it, and what it says afterwards: the requests it sent and how
-//! they ended, whether every login and write it saw acknowledged is still there, and whether
-//! every session whose logout it saw acknowledged is still gone.
+//! A steady stream of logins, reads, writes, logouts and revocations through the store, for
+//! the tests that kill or demote a primary under it, and what it says afterwards: the requests
+//! it sent and how they ended, whether every login and write it saw acknowledged is still
+//! there, and whether every session whose end it saw acknowledged is still gone.
 //!
 //! Two sides share the load: a plain store, and one whose writes wait for a replica
 //! (`min_replica_acks`), so that a test can tell what `WAIT` buys.
@@ -45,10 +45,16 @@ pub async fn sides(
     build: &dyn Fn(RedisSessionStoreBuilder) -> RedisSessionStore,
 ) -> (Side<impl TestApp + use<>>, Side<impl TestApp + use<>>) {
     let mode = MiddlewareMode::COOKIE_MODES[0].clone();
-    let plain = build(RedisSessionStore::builder().key_prefix("plain:"));
+    // With a user entry, so that the load can revoke sessions as well as log out of them.
+    let plain = build(
+        RedisSessionStore::builder()
+            .key_prefix("plain:")
+            .user_entry("user"),
+    );
     let durable = build(
         RedisSessionStore::builder()
             .key_prefix("durable:")
+            .user_entry("user")
             .min_replica_acks(1, Duration::from_millis(500)),
     );
     (
@@ -98,7 +104,8 @@ pub struct Session {
     pub unacknowledged: Vec<u64>,
 }
 
-/// A session whose logout (`POST /purge`) was acknowledged: it must stay gone.
+/// A session whose logout (`POST /purge`) or revocation (`POST /revoke/{reference}`) was
+/// acknowledged: it must stay gone.
 #[derive(Debug)]
 pub struct Logout {
     /// The session's cookie, as it was before the logout.
@@ -188,13 +195,15 @@ impl Load {
                 }
                 continue;
             };
-            if keep.is_none() && step.is_multiple_of(40) {
-                self.sessions.borrow_mut().extend(session.take());
-                continue;
-            }
             if keep.is_none() && step.is_multiple_of(20) {
-                if let Some(ending) = session.take() {
-                    self.log_out(side, ending).await;
+                let ending = session.take().expect("a session");
+                match step / 20 % 3 {
+                    0 => self.sessions.borrow_mut().push(ending),
+                    1 => self.end(side, ending, "/purge".to_owned()).await,
+                    _ => {
+                        let revoke = format!("/revoke/{}", reference(&ending.redis_key));
+                        self.end(side, ending, revoke).await;
+                    }
                 }
                 continue;
             }
@@ -257,14 +266,18 @@ impl Load {
         session
     }
 
-    /// Logs out of `session` (`POST /purge`): acknowledged, the session must stay gone;
-    /// otherwise it may or may not be, and is checked neither way.
-    async fn log_out<A: TestApp>(&self, side: &Side<A>, session: Session) {
+    /// Ends `session` with `POST path`: a logout (`/purge`) or a revocation of itself
+    /// (`/revoke/{reference}`, acknowledged when it says it revoked one). Acknowledged, the
+    /// session must stay gone; otherwise it may or may not be, and is checked neither way.
+    async fn end<A: TestApp>(&self, side: &Side<A>, session: Session, path: String) {
         let sent = Instant::now();
-        let status = send(&side.app, Method::POST, "/purge", Some(&session.cookie))
-            .await
-            .status()
-            .as_u16();
+        let response = send(&side.app, Method::POST, &path, Some(&session.cookie)).await;
+        let mut status = response.status().as_u16();
+        let body = actix_web::test::read_body(response).await;
+        if path.starts_with("/revoke/") && status == 200 && body != "true" {
+            // Answered, but nothing revoked: not an acknowledged end.
+            status = 0;
+        }
         self.records.borrow_mut().push(Record {
             sent,
             answered: Instant::now(),
@@ -328,7 +341,8 @@ impl Load {
         }
         let [(plain_logouts, plain_back), (durable_logouts, durable_back)] = back;
         println!(
-            "logouts acknowledged without WAIT: {plain_logouts}, sessions back after: {plain_back}; \
+            "logouts and revocations acknowledged without WAIT: {plain_logouts}, sessions back \
+             after: {plain_back}; \
              with WAIT: {durable_logouts}, back after: {durable_back}"
         );
         assert_eq!(
@@ -342,6 +356,13 @@ impl Load {
     pub fn take_checked_logouts(&self) -> Vec<(Logout, bool)> {
         self.checked_logouts.take()
     }
+}
+
+/// The reference of the session at `redis_key` (`{prefix}s:{digest}`): the first 12
+/// characters of its digest, as the store's listing shows it.
+fn reference(redis_key: &str) -> &str {
+    let digest = redis_key.rsplit(':').next().expect("a session key");
+    &digest[..12]
 }
 
 async fn read_back(app: &impl TestApp, cookie: &Cookie<'static>) -> (String, String) {

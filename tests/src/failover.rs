@@ -35,38 +35,47 @@ pub struct Side<A> {
     pub prefix: &'static str,
     /// Whether the store was built with `min_replica_acks`.
     pub durable: bool,
+    /// Whether the load revokes sessions of this side (its store keeps a users' index).
+    pub revoking: bool,
 }
 
 /// The two sides a failover test loads: a plain store under the prefix `plain:`, and one
 /// under `durable:` whose writes wait for a replica (`WAIT 1`, 500 ms); `build` makes a store of
-/// the deployment from a builder.
+/// the deployment from a builder. With `revoking`, the stores keep a users' index
+/// (`user_entry`) and the load revokes sessions as well as logging out of them; a test that
+/// tells shards apart leaves it off, since a revocation reads the user's index, which lives on
+/// a shard of its own.
 pub async fn sides(
     key: &Key,
+    revoking: bool,
     build: &dyn Fn(RedisSessionStoreBuilder) -> RedisSessionStore,
 ) -> (Side<impl TestApp + use<>>, Side<impl TestApp + use<>>) {
     let mode = MiddlewareMode::COOKIE_MODES[0].clone();
-    // With a user entry, so that the load can revoke sessions as well as log out of them.
-    let plain = build(
-        RedisSessionStore::builder()
-            .key_prefix("plain:")
-            .user_entry("user"),
-    );
-    let durable = build(
+    let indexed = |builder: RedisSessionStoreBuilder| {
+        if revoking {
+            builder.user_entry("user")
+        } else {
+            builder
+        }
+    };
+    let plain = build(indexed(RedisSessionStore::builder().key_prefix("plain:")));
+    let durable = build(indexed(
         RedisSessionStore::builder()
             .key_prefix("durable:")
-            .user_entry("user")
             .min_replica_acks(1, Duration::from_millis(500)),
-    );
+    ));
     (
         Side {
             app: tracked_app(plain, key, mode.clone(), Gate::default()).await,
             prefix: "plain:",
             durable: false,
+            revoking,
         },
         Side {
             app: tracked_app(durable, key, mode, Gate::default()).await,
             prefix: "durable:",
             durable: true,
+            revoking,
         },
     )
 }
@@ -200,6 +209,7 @@ impl Load {
                 match step / 20 % 3 {
                     0 => self.sessions.borrow_mut().push(ending),
                     1 => self.end(side, ending, "/purge".to_owned()).await,
+                    _ if !side.revoking => self.end(side, ending, "/purge".to_owned()).await,
                     _ => {
                         let revoke = format!("/revoke/{}", reference(&ending.redis_key));
                         self.end(side, ending, revoke).await;

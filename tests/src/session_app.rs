@@ -15,7 +15,7 @@ use actix_web::{
     middleware::Condition,
     web,
 };
-use session_store::{CurrentSession, RedisSessionStore, TrackChanges};
+use session_store::{CurrentSession, RedisSessionStore, StoreError, TrackChanges};
 use tokio::sync::{Semaphore, watch};
 
 /// A test service as `actix_web::test::init_service` makes it: what every helper here drives.
@@ -96,15 +96,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/where", web::get().to(location));
 }
 
+/// A failed store call of a handler, answered as the middleware answers its own: `503` when
+/// Redis is unavailable (a failover, say), `500` when retrying cannot help.
+fn store_failure(err: StoreError) -> actix_web::Error {
+    if err.is_unavailable() {
+        actix_web::error::ErrorServiceUnavailable(err)
+    } else {
+        actix_web::error::ErrorInternalServerError(err)
+    }
+}
+
 /// Where the session lives: the node's address, or `none`.
 async fn location(
     current: CurrentSession,
     store: web::Data<RedisSessionStore>,
 ) -> actix_web::Result<HttpResponse> {
-    let location = store
-        .location(&current)
-        .await
-        .map_err(actix_web::error::ErrorInternalServerError)?;
+    let location = store.location(&current).await.map_err(store_failure)?;
     let node = location.map_or_else(|| "none".to_owned(), |location| location.node);
     Ok(HttpResponse::Ok().body(node))
 }
@@ -119,7 +126,7 @@ async fn sessions(
     let listed = store
         .sessions_of(&user, &current)
         .await
-        .map_err(actix_web::error::ErrorInternalServerError)?;
+        .map_err(store_failure)?;
     let listed: Vec<_> = listed
         .iter()
         .map(|listed| serde_json::json!({"reference": listed.reference, "current": listed.current}))
@@ -136,7 +143,7 @@ async fn revoke(
     let revoked = store
         .revoke(&user, &reference)
         .await
-        .map_err(actix_web::error::ErrorInternalServerError)?;
+        .map_err(store_failure)?;
     Ok(HttpResponse::Ok().body(revoked.to_string()))
 }
 
@@ -149,7 +156,7 @@ async fn revoke_others(
     let revoked = store
         .revoke_all(&user, Some(&current))
         .await
-        .map_err(actix_web::error::ErrorInternalServerError)?;
+        .map_err(store_failure)?;
     Ok(HttpResponse::Ok().body(revoked.to_string()))
 }
 

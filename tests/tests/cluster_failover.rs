@@ -58,7 +58,7 @@ async fn a_killed_primary_is_replaced_and_only_its_shard_waits() {
         .expect("a cluster starts");
     let key = Key::generate();
     let urls = cluster.urls();
-    let (plain, durable) = sides(&key, &|builder| {
+    let (plain, durable) = sides(&key, false, &|builder| {
         builder
             .build_with_cluster(urls.clone())
             .expect("valid URLs")

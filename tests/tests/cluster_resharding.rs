@@ -159,7 +159,7 @@ async fn under_load(
 ) -> Outcome {
     let key = Key::generate();
     let urls = cluster.urls();
-    let (plain, durable) = sides(&key, &|builder| {
+    let (plain, durable) = sides(&key, true, &|builder| {
         builder
             .build_with_cluster(urls.clone())
             .expect("valid URLs")

@@ -41,7 +41,7 @@ async fn sides_on(
     key: &Key,
 ) -> (Side<impl TestApp + use<>>, Side<impl TestApp + use<>>) {
     let (urls, master) = (sentinels.sentinel_urls(), sentinels.master_name());
-    sides(key, &|builder| {
+    sides(key, true, &|builder| {
         builder
             .build_with_sentinel(urls.clone(), master)
             .expect("valid URLs")

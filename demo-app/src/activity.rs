@@ -123,7 +123,10 @@ fn relayed(notice: &SessionNotice) -> Option<Relayed> {
 fn ended(event: &SessionEvent) -> Option<Arc<str>> {
     matches!(
         event.event,
-        SessionEventKind::Deleted | SessionEventKind::Revoked | SessionEventKind::Expired
+        SessionEventKind::Deleted
+            | SessionEventKind::Revoked
+            | SessionEventKind::Expired
+            | SessionEventKind::Evicted
     )
     .then(|| Arc::from(event.session.as_str()))
 }

@@ -148,6 +148,11 @@ pub struct CommonArgs {
     #[arg(long, env = "DEMO_ANONYMOUS_WHEN_REDIS_DOWN")]
     pub anonymous_when_redis_down: bool,
 
+    /// The most sessions one user may hold at once; a login beyond it ends the user's oldest
+    /// session (an `evicted` event).
+    #[arg(long, env = "DEMO_MAX_SESSIONS_PER_USER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sessions_per_user: u32,
+
     /// Threads that check passwords, per instance (default: one per core). Each holds one
     /// argon2 buffer of 19 MiB for good, so an instance's memory stays bounded whatever the
     /// number of logins.

@@ -143,6 +143,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .key_prefix("demo:")
         .user_entry(user::USER)
         .exposed_entries([user::USER_AGENT, user::INSTANCE])
+        .max_sessions_per_user(args.common.max_sessions_per_user as usize)
         .publish_events(true)
         .instance_label(args.port.to_string())
         .when_unavailable(when_unavailable);

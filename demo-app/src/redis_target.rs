@@ -143,6 +143,10 @@ pub(crate) enum Embedded {
     Sentinel(RedisSentinels),
 }
 
+/// Keyspace notifications of expired keys: the store announces the sessions that Redis
+/// expires (idle ones) only when the server sends them.
+const NOTIFY_EXPIRY: &[&str] = &["--notify-keyspace-events", "Ex"];
+
 impl Embedded {
     /// Starts one of `topology`'s shape on free loopback ports.
     ///
@@ -150,9 +154,11 @@ impl Embedded {
     /// When `redis-server` (or `redis-cli`, for a cluster) is missing or it does not come up.
     pub(crate) fn start(topology: TopologyArg) -> anyhow::Result<Self> {
         Ok(match topology {
-            TopologyArg::Single => Self::Server(RedisServer::start(&[])?),
-            TopologyArg::Cluster => Self::Cluster(RedisCluster::start()?),
-            TopologyArg::Sentinel => Self::Sentinel(RedisSentinels::start()?),
+            TopologyArg::Single => Self::Server(RedisServer::start(NOTIFY_EXPIRY)?),
+            TopologyArg::Cluster => Self::Cluster(RedisCluster::builder().args(NOTIFY_EXPIRY).start()?),
+            TopologyArg::Sentinel => {
+                Self::Sentinel(RedisSentinels::builder().args(NOTIFY_EXPIRY).start()?)
+            }
         })
     }
 

@@ -6,14 +6,15 @@
 use std::{future::Future, time::Duration};
 
 use deadpool::managed::{Object, Timeouts};
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind, Value};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind, ToRedisArgs, Value,
+};
 
 use crate::{
     StoreError,
     batch::Batch,
     config::{Config, ReplicaAcks},
     connection::{Outcome, SharedConnection},
-    key::RedisKey,
     pool::{Manager, Pool},
     scripts::LuaScript,
 };
@@ -64,6 +65,18 @@ impl Backend {
         self.send(&mut connection, request).await
     }
 
+    /// Sends independent single-key `commands` on a pooled connection, together (see
+    /// [`SharedConnection::each`]): one round trip. A key that holds something other than its
+    /// command expects (`WRONGTYPE`) answers nil, like a key that holds nothing; any other
+    /// failure fails them all.
+    pub(crate) async fn query_each(&self, commands: &[Cmd]) -> Result<Vec<Value>, StoreError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection().await?;
+        self.send(&mut connection, &Each(commands)).await
+    }
+
     /// Sends the writes of `pipe` on a pooled connection, one round trip, and when writes wait
     /// for replicas, `WAIT` for them in the same round trip: the write counts only once enough
     /// replicas have it, and fails as unavailable ([`StoreError::NotReplicated`]) otherwise
@@ -85,7 +98,7 @@ impl Backend {
     pub(crate) async fn run_script<T: FromRedisValue>(
         &self,
         script: &LuaScript,
-        key: &RedisKey,
+        key: &impl ToRedisArgs,
         args: impl Fn(&mut Cmd),
     ) -> Result<T, StoreError> {
         let call = |mut cmd: Cmd| {
@@ -232,6 +245,32 @@ impl Request for Cmd {
         &self,
         _: &mut SharedConnection,
     ) -> Option<impl Future<Output = RedisResult<T>>> {
+        None::<std::future::Ready<RedisResult<T>>>
+    }
+}
+
+/// Independent single-key commands, sent together.
+struct Each<'a>(&'a [Cmd]);
+
+impl Request for Each<'_> {
+    async fn send<T: FromRedisValue>(&self, connection: &mut SharedConnection) -> RedisResult<T> {
+        let replies = connection
+            .each(self.0)
+            .await?
+            .into_iter()
+            .map(|reply| match reply {
+                Err(err) if err.code() == Some("WRONGTYPE") => Ok(Value::Nil),
+                reply => reply,
+            })
+            .collect::<RedisResult<Vec<Value>>>()?;
+        Ok(redis::from_redis_value(Value::Array(replies))?)
+    }
+
+    fn after_ask<T: FromRedisValue>(
+        &self,
+        _: &mut SharedConnection,
+    ) -> Option<impl Future<Output = RedisResult<T>>> {
+        // Each command went on its own, and redis-rs followed its `ASK`.
         None::<std::future::Ready<RedisResult<T>>>
     }
 }

@@ -23,6 +23,8 @@ pub(crate) struct Config {
     pub(crate) when_unavailable: WhenUnavailable,
     pub(crate) user_entry: Option<String>,
     pub(crate) anonymous_idle_timeout: Duration,
+    pub(crate) max_sessions_per_user: usize,
+    pub(crate) clock_skew_tolerance: Duration,
     pub(crate) replica_acks: Option<ReplicaAcks>,
     pub(crate) exposed_entries: Vec<String>,
     pub(crate) publish_events: bool,
@@ -54,6 +56,8 @@ impl Default for Config {
             when_unavailable: WhenUnavailable::Fail,
             user_entry: None,
             anonymous_idle_timeout: Duration::from_secs(5 * 60),
+            max_sessions_per_user: 100,
+            clock_skew_tolerance: Duration::from_secs(5 * 60),
             replica_acks: None,
             exposed_entries: Vec::new(),
             publish_events: false,
@@ -121,6 +125,15 @@ impl Config {
             if timeout.is_none_or(|timeout| timeout.is_zero()) {
                 return Err(invalid(setting, "must be longer than zero"));
             }
+        }
+        if self.clock_skew_tolerance > LONGEST_LIFETIME {
+            return Err(invalid("clock_skew_tolerance", "must be at most 100 years"));
+        }
+        if self.max_sessions_per_user == 0 {
+            return Err(invalid(
+                "max_sessions_per_user",
+                "must allow at least one session",
+            ));
         }
         if self.max_state_size == 0 {
             return Err(invalid("max_state_size", "must be at least one byte"));
@@ -293,6 +306,28 @@ impl RedisSessionStoreBuilder {
     /// on the write that adds or removes the user: no extra round trip.
     pub fn anonymous_idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.anonymous_idle_timeout = timeout;
+        self
+    }
+
+    /// The most sessions one user may hold at once (default 100, at least 1), once a
+    /// [`user_entry`](Self::user_entry) is named. A login beyond it ends the user's oldest
+    /// sessions before the new one is written, announcing each as
+    /// [`Evicted`](crate::SessionEventKind::Evicted): so a user's index stays small, and a
+    /// password that leaked cannot be used to fill Redis with one user's sessions. Logins
+    /// that overlap may leave the user over the limit by as many as overlapped, until the
+    /// next login.
+    pub fn max_sessions_per_user(mut self, sessions: usize) -> Self {
+        self.config.max_sessions_per_user = sessions;
+        self
+    }
+
+    /// How far in the future a session's creation time may lie and the session still count as
+    /// live (default 5 minutes): instances whose clocks run ahead of each other's by up to this
+    /// much accept each other's sessions. A creation time further ahead (a clock far off, a
+    /// hand-edited hash) ends the session, so no session outlives its absolute lifetime by
+    /// more than this.
+    pub fn clock_skew_tolerance(mut self, tolerance: Duration) -> Self {
+        self.config.clock_skew_tolerance = tolerance;
         self
     }
 

@@ -11,7 +11,7 @@ use std::{
 };
 
 use redis::{
-    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value,
+    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
     aio::{ConnectionLike, MultiplexedConnection},
     cluster_async::ClusterConnection,
 };
@@ -155,6 +155,29 @@ impl Drop for InFlight {
 }
 
 impl SharedConnection {
+    /// Sends independent `commands`, each on one key, together: one pipeline to one server;
+    /// on a cluster, where a pipeline must stay within one slot, each command on its own, all
+    /// at once (redis-rs pipelines those bound for one node on its connection). Each command's
+    /// own error comes back in its place.
+    pub(crate) async fn each(&self, commands: &[Cmd]) -> RedisResult<Vec<RedisResult<Value>>> {
+        match &self.link {
+            Link::Node(node) => {
+                let mut pipe = redis::pipe();
+                for command in commands {
+                    pipe.add_command(command.clone());
+                }
+                pipe.ignore_errors().query_async(&mut node.clone()).await
+            }
+            Link::Cluster(cluster) => Ok(futures_util::future::join_all(
+                commands.iter().map(|command| {
+                    let mut cluster = cluster.clone();
+                    async move { command.query_async(&mut cluster).await }
+                }),
+            )
+            .await),
+        }
+    }
+
     /// Marks a command as sent on this connection, until [`InFlight::settle`].
     pub(crate) fn in_flight(&self) -> InFlight {
         InFlight(Some(Arc::clone(&self.health)))

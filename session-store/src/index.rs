@@ -19,12 +19,12 @@
 
 use std::{collections::BTreeMap, time::SystemTime};
 
-use futures_util::future::join_all;
+use futures_util::future::try_join_all;
+use redis::{FromRedisValue, RedisError, Value};
 use serde::Serialize;
 
 use crate::{
     CurrentSession, RedisSessionStore, StoreError,
-    batch::Batch,
     clock::{at, millis, now_millis},
     key::{self, RedisKey},
     lifecycle::{SessionEvent, SessionEventKind},
@@ -35,6 +35,28 @@ use crate::{
 
 /// The hash field that marks a session as listed in its user's index.
 pub(crate) const INDEXED: &str = "\0i";
+
+/// How many entries of an index one step of a listing or a revocation reads: large enough
+/// that a big index takes few round trips, small enough that no one command holds Redis up
+/// for long.
+const CHUNK: usize = 1_000;
+
+/// How many entries one `ZSCAN` step looks at, looking for a reference.
+const SCAN_COUNT: usize = 10_000;
+
+/// How many of a user's oldest sessions one login ends, at most, when the user holds more than
+/// allowed (what a smaller limit, or a bug, left over is ended by later logins).
+const EVICTIONS_PER_LOGIN: usize = 16;
+
+/// Where a walk through an index from its newest entry has got to: the lowest score read so
+/// far and the entries read with exactly that score (the next step reads from that score on,
+/// so that entries that share it are never skipped), and whether it has read them all.
+#[derive(Debug, Default)]
+struct Walk {
+    lowest: Option<f64>,
+    at_lowest: Vec<String>,
+    done: bool,
+}
 
 /// One of a user's sessions, as [`RedisSessionStore::sessions_of`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +95,10 @@ impl RedisSessionStore {
     }
 
     /// Adds the session at `key`, created at `created`, to the index of `user` (stored
-    /// value), and prunes the entries past their lifetime: one round trip.
+    /// value), prunes the entries past their lifetime, and, when the user holds more than
+    /// [`max_sessions_per_user`](crate::RedisSessionStoreBuilder::max_sessions_per_user)
+    /// sessions, ends the oldest (announced as evicted) and then removes them from the index:
+    /// one round trip, and two more at the limit.
     pub(crate) async fn index_add(
         &self,
         user: &str,
@@ -83,23 +108,27 @@ impl RedisSessionStore {
         let config = self.config();
         let index = key::user_index(&config.key_prefix, user);
         let lifetime = millis(config.absolute_timeout);
-        let mut pipe = Batch::new();
-        pipe.cmd("ZADD")
-            .arg(&index)
-            .arg(created.saturating_add(lifetime))
-            .arg(key.digest())
-            .ignore();
-        pipe.cmd("ZREMRANGEBYSCORE")
-            .arg(&index)
-            .arg("-inf")
-            .arg(now_millis())
-            .ignore();
-        // No entry outlives a lifetime from now, so neither need the index.
-        pipe.cmd("PEXPIRE")
-            .arg(&index)
-            .arg(lifetime.saturating_add(60_000))
-            .ignore();
-        self.backend().query::<()>(&pipe).await
+        let oldest: Vec<String> = self
+            .backend()
+            .run_script(&scripts::INDEX_ADD, &index, |cmd| {
+                cmd.arg(created.saturating_add(lifetime))
+                    .arg(key.digest())
+                    .arg(now_millis())
+                    // No entry outlives a lifetime from now, so neither need the index.
+                    .arg(lifetime.saturating_add(60_000))
+                    .arg(config.max_sessions_per_user)
+                    .arg(EVICTIONS_PER_LOGIN);
+            })
+            .await?;
+        if oldest.is_empty() {
+            return Ok(());
+        }
+        let evicted = oldest
+            .iter()
+            .map(|digest| self.end_users_session(user, digest, SessionEventKind::Evicted));
+        try_join_all(evicted).await?;
+        let oldest: Vec<&str> = oldest.iter().map(String::as_str).collect();
+        self.prune(user, &oldest).await
     }
 
     /// Removes the session at `key` from the index of `user` (stored value), once the
@@ -121,7 +150,8 @@ impl RedisSessionStore {
     /// it to `Session::insert`), oldest first, with `current`'s marked. Ended sessions found
     /// in the index on the way are pruned from it.
     ///
-    /// Costs one round trip for the index and one per session, sent together.
+    /// Reads the index newest first, [`CHUNK`] entries at a time: per chunk one round trip for
+    /// the entries, one for their sessions (sent together), one to prune the ended ones.
     ///
     /// # Errors
     /// [`StoreError::NoUserEntry`] when the store names no user entry, or the error of a
@@ -134,20 +164,22 @@ impl RedisSessionStore {
         let user = self.stored_user(user)?;
         let backend = self.backend();
         let listing = backend.within_deadline(async {
-            let digests = self.index_digests(&user).await?;
-            let checked = join_all(digests.iter().map(|digest| self.inspect(&user, digest)));
             let mut live = Vec::new();
-            let mut ended = Vec::new();
-            for (digest, session) in digests.iter().zip(checked.await) {
-                match session? {
-                    Some(mut session) => {
-                        session.current = current.digest() == Some(digest.as_str());
-                        live.push(session);
+            let mut walk = Walk::default();
+            while let Some(digests) = self.next_newest(&user, &mut walk).await? {
+                let sessions = self.inspect(&user, &digests).await?;
+                let mut ended = Vec::new();
+                for (digest, session) in digests.iter().zip(sessions) {
+                    match session {
+                        Some(mut session) => {
+                            session.current = current.digest() == Some(digest.as_str());
+                            live.push(session);
+                        }
+                        None => ended.push(digest.as_str()),
                     }
-                    None => ended.push(digest.as_str()),
                 }
+                self.prune(&user, &ended).await?;
             }
-            self.prune(&user, &ended).await?;
             live.sort_by_key(|session| session.created);
             Ok(live)
         });
@@ -161,18 +193,39 @@ impl RedisSessionStore {
     /// Ends the session of `user` whose reference is `reference`; a request of that session
     /// in flight does not bring it back. Returns whether there was such a session.
     ///
+    /// Finds it with `ZSCAN ... MATCH` (Redis filters the index, [`SCAN_COUNT`] entries per
+    /// round trip), then ends it: O(entries in the user's index) on the server, few round trips.
+    ///
     /// # Errors
     /// [`StoreError::NoUserEntry`] when the store names no user entry, or the error of a
     /// round trip.
     pub async fn revoke(&self, user: &impl Serialize, reference: &str) -> Result<bool, StoreError> {
         let user = self.stored_user(user)?;
-        self.revoke_where(&user, |digest| key::reference(digest) == reference)
+        if !key::is_reference(reference) {
+            return Ok(false);
+        }
+        let backend = self.backend();
+        let revoking = backend.within_deadline(async {
+            let digests = self.find_reference(&user, reference).await?;
+            let ends = digests
+                .iter()
+                .map(|digest| self.end_users_session(&user, digest, SessionEventKind::Revoked));
+            let revoked = try_join_all(ends).await?.into_iter().any(|ended| ended);
+            let digests: Vec<&str> = digests.iter().map(String::as_str).collect();
+            self.prune(&user, &digests).await?;
+            Ok(revoked)
+        });
+        self.instruments()
+            .observe(Operation::Revoke, backend.pool(), revoking, |_| Outcome::Ok)
             .await
-            .map(|revoked| revoked > 0)
     }
 
-    /// Ends every session of `user`, but `except`'s when given (log out everywhere else):
-    /// O(sessions of that user). Returns how many it ended.
+    /// Ends every session of `user`, but `except`'s when given (log out everywhere else), and
+    /// empties the index of all but that one. Returns how many it ended.
+    ///
+    /// Works through the index oldest first, [`CHUNK`] entries at a time: per chunk one round
+    /// trip for the entries, one to see which are still `user`'s sessions (sent together), one
+    /// to end those (each a script, sent together), one to remove the chunk from the index.
     ///
     /// # Errors
     /// [`StoreError::NoUserEntry`] when the store names no user entry, or the error of a
@@ -184,29 +237,26 @@ impl RedisSessionStore {
     ) -> Result<usize, StoreError> {
         let user = self.stored_user(user)?;
         let kept = except.and_then(CurrentSession::digest);
-        self.revoke_where(&user, |digest| Some(digest) != kept)
-            .await
-    }
-
-    /// Revokes the sessions in `user`'s index that `chosen` picks; how many ended.
-    async fn revoke_where(
-        &self,
-        user: &str,
-        chosen: impl Fn(&str) -> bool,
-    ) -> Result<usize, StoreError> {
         let backend = self.backend();
         let revoking = backend.within_deadline(async {
-            let digests: Vec<String> = self
-                .index_digests(user)
-                .await?
-                .into_iter()
-                .filter(|digest| chosen(digest))
-                .collect();
-            let revoked = join_all(digests.iter().map(|digest| self.revoke_one(user, digest)));
-            let revoked: Vec<bool> = revoked.await.into_iter().collect::<Result<_, _>>()?;
-            let digests: Vec<&str> = digests.iter().map(String::as_str).collect();
-            self.prune(user, &digests).await?;
-            Ok(revoked.into_iter().filter(|revoked| *revoked).count())
+            let mut revoked = 0;
+            loop {
+                let (digests, last) = self.next_oldest(&user, kept).await?;
+                let owners = self.owners(&digests).await?;
+                let ends = digests
+                    .iter()
+                    .zip(owners)
+                    .filter(|(_, owner)| owner.as_deref() == Some(user.as_str()))
+                    .map(|(digest, _)| {
+                        self.end_users_session(&user, digest, SessionEventKind::Revoked)
+                    });
+                revoked += try_join_all(ends).await?.into_iter().filter(|e| *e).count();
+                let digests: Vec<&str> = digests.iter().map(String::as_str).collect();
+                self.prune(&user, &digests).await?;
+                if last {
+                    return Ok(revoked);
+                }
+            }
         });
         self.instruments()
             .observe(Operation::Revoke, backend.pool(), revoking, |_| Outcome::Ok)
@@ -214,16 +264,21 @@ impl RedisSessionStore {
     }
 
     /// Deletes the session of `digest` if it still belongs to `user`, atomically (a script),
-    /// publishing the revocation when the store publishes events.
-    async fn revoke_one(&self, user: &str, digest: &str) -> Result<bool, StoreError> {
+    /// publishing its end as `kind` when the store publishes events. Whether it ended it.
+    async fn end_users_session(
+        &self,
+        user: &str,
+        digest: &str,
+        kind: SessionEventKind,
+    ) -> Result<bool, StoreError> {
         let config = self.config();
         let key = RedisKey::from_digest(&config.key_prefix, digest);
         let field = state::field_name(self.user_field()?).into_owned();
-        let event = SessionEvent::new(SessionEventKind::Revoked, &key, Some(user));
+        let event = SessionEvent::new(kind, &key, Some(user));
         let publish = self
             .publisher()
             .map(|publisher| (publisher.channel.clone(), publisher.message(event)));
-        let revoked: bool = self
+        let ended: bool = self
             .backend()
             .run_script(&scripts::REVOKE, &key, |cmd| {
                 cmd.arg(&field).arg(user);
@@ -232,18 +287,131 @@ impl RedisSessionStore {
                 }
             })
             .await?;
-        if revoked {
-            crate::events::revoked(&key);
+        if ended {
+            match kind {
+                SessionEventKind::Evicted => crate::events::evicted(&key),
+                _ => crate::events::revoked(&key),
+            }
         }
-        Ok(revoked)
+        Ok(ended)
     }
 
-    /// The digests `user`'s index lists.
-    async fn index_digests(&self, user: &str) -> Result<Vec<String>, StoreError> {
+    /// The next [`CHUNK`] entries of `user`'s index, newest first, after those `walk` has
+    /// read; `None` when it has read them all.
+    async fn next_newest(
+        &self,
+        user: &str,
+        walk: &mut Walk,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        if walk.done {
+            return Ok(None);
+        }
         let index = key::user_index(&self.config().key_prefix, user);
-        self.backend()
-            .query(redis::cmd("ZRANGE").arg(index).arg(0).arg(-1))
-            .await
+        let from = walk
+            .lowest
+            .map_or_else(|| "+inf".to_owned(), |score| score.to_string());
+        let asked = CHUNK + walk.at_lowest.len();
+        let entries: Vec<(String, f64)> = self
+            .backend()
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(&index)
+                    .arg(from)
+                    .arg("-inf")
+                    .arg("BYSCORE")
+                    .arg("REV")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(asked)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        walk.done = entries.len() < asked;
+        let fresh: Vec<(String, f64)> = entries
+            .into_iter()
+            .filter(|(digest, _)| !walk.at_lowest.contains(digest))
+            .collect();
+        let Some(&(_, lowest)) = fresh.last() else {
+            return Ok(None);
+        };
+        if walk.lowest != Some(lowest) {
+            walk.at_lowest.clear();
+        }
+        walk.lowest = Some(lowest);
+        walk.at_lowest.extend(
+            fresh
+                .iter()
+                .filter(|(_, score)| *score == lowest)
+                .map(|(digest, _)| digest.clone()),
+        );
+        Ok(Some(fresh.into_iter().map(|(digest, _)| digest).collect()))
+    }
+
+    /// The oldest [`CHUNK`] entries of `user`'s index but `kept`, and whether they are the
+    /// last.
+    async fn next_oldest(
+        &self,
+        user: &str,
+        kept: Option<&str>,
+    ) -> Result<(Vec<String>, bool), StoreError> {
+        let index = key::user_index(&self.config().key_prefix, user);
+        let asked = CHUNK + usize::from(kept.is_some());
+        let mut digests: Vec<String> = self
+            .backend()
+            .query(redis::cmd("ZRANGE").arg(index).arg(0).arg(asked - 1))
+            .await?;
+        let last = digests.len() < asked;
+        digests.retain(|digest| Some(digest.as_str()) != kept);
+        Ok((digests, last))
+    }
+
+    /// The entries of `user`'s index whose reference is `reference` (one, unless two digests
+    /// share their first characters).
+    async fn find_reference(&self, user: &str, reference: &str) -> Result<Vec<String>, StoreError> {
+        let index = key::user_index(&self.config().key_prefix, user);
+        let mut found = Vec::new();
+        let mut cursor = 0_u64;
+        loop {
+            let (next, entries): (u64, Vec<String>) = self
+                .backend()
+                .query(
+                    redis::cmd("ZSCAN")
+                        .arg(&index)
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(format!("{reference}*"))
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT),
+                )
+                .await?;
+            // Members and scores, alternately.
+            found.extend(entries.into_iter().step_by(2));
+            if next == 0 {
+                found.sort();
+                found.dedup();
+                return Ok(found);
+            }
+            cursor = next;
+        }
+    }
+
+    /// The stored user of each session of `digests` (`None` for one that is gone).
+    async fn owners(&self, digests: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        let prefix = &self.config().key_prefix;
+        let field = state::field_name(self.user_field()?).into_owned();
+        let commands: Vec<_> = digests
+            .iter()
+            .map(|digest| {
+                let mut cmd = redis::cmd("HGET");
+                cmd.arg(RedisKey::from_digest(prefix, digest)).arg(&field);
+                cmd
+            })
+            .collect();
+        let owners = self.backend().query_each(&commands).await?;
+        owners
+            .into_iter()
+            .map(parse)
+            .collect()
     }
 
     /// Removes `ended` from `user`'s index.
@@ -257,10 +425,14 @@ impl RedisSessionStore {
             .await
     }
 
-    /// The session of `digest`, if it is live and still `user`'s: one round trip.
-    async fn inspect(&self, user: &str, digest: &str) -> Result<Option<UserSession>, StoreError> {
+    /// The sessions of `digests`, each if it is live and still `user`'s: one round trip for
+    /// all.
+    async fn inspect(
+        &self,
+        user: &str,
+        digests: &[String],
+    ) -> Result<Vec<Option<UserSession>>, StoreError> {
         let config = self.config();
-        let key = RedisKey::from_digest(&config.key_prefix, digest);
         let mut fields = vec![
             state::CREATED.to_owned(),
             state::field_name(self.user_field()?).into_owned(),
@@ -271,23 +443,50 @@ impl RedisSessionStore {
                 .iter()
                 .map(|name| state::field_name(name).into_owned()),
         );
-        let mut pipe = Batch::new();
-        pipe.cmd("HMGET").arg(&key).arg(&fields);
-        pipe.cmd("PTTL").arg(&key);
-        let (values, ttl): (Vec<Option<String>>, i64) = self.backend().query(&pipe).await?;
+        let mut commands = Vec::with_capacity(2 * digests.len());
+        for digest in digests {
+            let key = RedisKey::from_digest(&config.key_prefix, digest);
+            let mut read = redis::cmd("HMGET");
+            read.arg(&key).arg(&fields);
+            let mut ttl = redis::cmd("PTTL");
+            ttl.arg(&key);
+            commands.extend([read, ttl]);
+        }
+        let replies = self.backend().query_each(&commands).await?;
+        let mut replies = replies.into_iter();
+        let mut sessions = Vec::with_capacity(digests.len());
+        for digest in digests {
+            let (Some(values), Some(ttl)) = (replies.next(), replies.next()) else {
+                break;
+            };
+            // Nil for a key that holds no hash, as one that is gone.
+            let values: Option<Vec<Option<String>>> = parse(values)?;
+            let ttl: Option<i64> = parse(ttl)?;
+            sessions.push(self.user_session(user, digest, values.unwrap_or_default(), ttl));
+        }
+        Ok(sessions)
+    }
+
+    /// The session of `digest` as its fields (`values`, as [`inspect`](Self::inspect) reads
+    /// them) and expiry show it, if it is live and still `user`'s.
+    fn user_session(
+        &self,
+        user: &str,
+        digest: &str,
+        values: Vec<Option<String>>,
+        ttl: Option<i64>,
+    ) -> Option<UserSession> {
+        let config = self.config();
         let mut values = values.into_iter();
         let created = values
             .next()
             .flatten()
             .and_then(|created| created.parse().ok());
         let owner = values.next().flatten();
-        let (Some(created), true, Ok(ttl)) =
-            (created, owner.as_deref() == Some(user), u64::try_from(ttl))
-        else {
-            return Ok(None);
-        };
+        let ttl = u64::try_from(ttl?).ok()?;
+        let created = created.filter(|_| owner.as_deref() == Some(user))?;
         if !self.within_lifetime(created) {
-            return Ok(None);
+            return None;
         }
         let entries = config
             .exposed_entries
@@ -298,14 +497,15 @@ impl RedisSessionStore {
         let now = now_millis();
         let idle = millis(config.idle_timeout);
         let end_of_life = created.saturating_add(millis(config.absolute_timeout));
-        Ok(Some(UserSession {
+        let key = RedisKey::from_digest(&config.key_prefix, digest);
+        Some(UserSession {
             reference: key.reference().to_owned(),
             current: false,
             created: at(created),
             last_seen: at(now.saturating_sub(idle.saturating_sub(ttl))),
             expires: at(now.saturating_add(ttl).min(end_of_life)),
             entries,
-        }))
+        })
     }
 
     /// The name of the user entry.
@@ -321,4 +521,9 @@ impl RedisSessionStore {
         self.user_field()?;
         serde_json::to_string(user).map_err(StoreError::InvalidUser)
     }
+}
+
+/// One reply of [`Backend::query_each`](crate::backend::Backend::query_each), as a `T`.
+fn parse<T: FromRedisValue>(reply: Value) -> Result<T, StoreError> {
+    Ok(redis::from_redis_value(reply).map_err(RedisError::from)?)
 }

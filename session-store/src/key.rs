@@ -55,6 +55,15 @@ pub(crate) fn reference(digest: &str) -> &str {
     digest.get(..REFERENCE_LEN).unwrap_or(digest)
 }
 
+/// Whether `text` has the shape of a reference (the first characters of a base64url digest),
+/// so that it may go into a `MATCH` pattern as it is.
+pub(crate) fn is_reference(text: &str) -> bool {
+    text.len() == REFERENCE_LEN
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+}
+
 /// base64url(sha256(`text`)).
 fn digest(text: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(text.as_bytes()))

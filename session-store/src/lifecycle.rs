@@ -28,9 +28,14 @@ pub enum SessionEventKind {
     /// A session was revoked by [`RedisSessionStore::revoke`](crate::RedisSessionStore::revoke)
     /// or [`revoke_all`](crate::RedisSessionStore::revoke_all).
     Revoked,
-    /// Redis expired an idle session (only when the server sends keyspace notifications for
-    /// expired keys: `notify-keyspace-events` with `Ex`).
+    /// A session ended by its lifetime: past its absolute lifetime, found so by a read or a
+    /// write; or idle, expired by Redis (announced only when the server sends keyspace
+    /// notifications for expired keys: `notify-keyspace-events` with `Ex`).
     Expired,
+    /// A session was ended by a login of its user beyond
+    /// [`max_sessions_per_user`](crate::RedisSessionStoreBuilder::max_sessions_per_user): the
+    /// user's oldest.
+    Evicted,
 }
 
 /// One lifecycle event, as published (JSON) and as a [subscriber](crate::SessionEvents) hands

@@ -4,9 +4,7 @@
 
 use std::sync::LazyLock;
 
-use redis::Cmd;
-
-use crate::key::RedisKey;
+use redis::{Cmd, ToRedisArgs};
 
 /// A Lua script on one key, sent by its SHA1 (`EVALSHA`), or whole (`EVAL`) to a Redis that
 /// lacks it.
@@ -25,14 +23,14 @@ impl LuaScript {
     }
 
     /// `EVALSHA` of this script on `key`; the caller appends the arguments.
-    pub(crate) fn evalsha(&self, key: &RedisKey) -> Cmd {
+    pub(crate) fn evalsha(&self, key: &impl ToRedisArgs) -> Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(&self.hash).arg(1).arg(key);
         cmd
     }
 
     /// `EVAL` of this script's body on `key`; the caller appends the arguments.
-    pub(crate) fn eval(&self, key: &RedisKey) -> Cmd {
+    pub(crate) fn eval(&self, key: &impl ToRedisArgs) -> Cmd {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(self.code).arg(1).arg(key);
         cmd
@@ -63,3 +61,7 @@ pub(crate) static DELETE: LazyLock<LuaScript> =
 /// Deletes a session if it still belongs to a given user, and announces it.
 pub(crate) static REVOKE: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new(include_str!("lua/revoke.lua")));
+
+/// Adds a session to its user's index and names the oldest sessions over the user's limit.
+pub(crate) static INDEX_ADD: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/index_add.lua")));

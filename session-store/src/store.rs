@@ -6,7 +6,7 @@ use std::{future::Future, sync::Arc};
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
-use redis::Cmd;
+use redis::{Cmd, FromRedisValue};
 
 use crate::{
     StoreError,
@@ -29,12 +29,6 @@ use crate::{
 
 /// How many fresh ids `save` tries before it gives up. One is all a CSPRNG ever needs.
 const SAVE_ATTEMPTS: usize = 3;
-
-/// How far in the future a creation time may lie: instances whose clocks run ahead of each
-/// other's by up to this much still accept each other's sessions. A creation time further
-/// ahead (a clock far off, a hand-edited hash) ends the session, so no session outlives its
-/// absolute lifetime by more than this.
-const MAX_CLOCK_SKEW_MILLIS: u64 = 60_000;
 
 /// A session store for actix-session that keeps each session as a Redis hash.
 ///
@@ -216,7 +210,7 @@ impl RedisSessionStore {
         let now = now_millis();
         (
             now.saturating_sub(millis(self.config().absolute_timeout)),
-            now.saturating_add(MAX_CLOCK_SKEW_MILLIS),
+            now.saturating_add(millis(self.config().clock_skew_tolerance)),
         )
     }
 
@@ -228,13 +222,13 @@ impl RedisSessionStore {
     /// Runs `script` on `key` with the common head of arguments (see `lua/prelude.lua`): the
     /// idle timeout of `class`, the bounds of live creation times, the creation time of a new
     /// session; then those `args` appends.
-    async fn run_script(
+    async fn run_script<T: FromRedisValue>(
         &self,
         script: &LuaScript,
         key: &RedisKey,
         head: (IdleClass, u64),
         args: impl Fn(&mut Cmd),
-    ) -> Result<bool, StoreError> {
+    ) -> Result<T, StoreError> {
         let (class, created) = head;
         let idle = self.idle_millis(class);
         let (born_after, born_by) = self.born_between();
@@ -298,8 +292,7 @@ impl RedisSessionStore {
             return Ok(None);
         };
         if !self.within_lifetime(created) {
-            events::expired(&key);
-            self.delete_key(&key).await?;
+            self.end_expired(&key, self.user_in(&stored.state)).await?;
             return Ok(None);
         }
         scope::remember(session_key.as_ref(), &key, &stored.state, created);
@@ -317,15 +310,19 @@ impl RedisSessionStore {
             return Err(StoreError::WentAnonymous);
         }
         self.check_size(state)?;
-        let renewed = scope::take_renewed();
-        if let Some(renewed) = renewed.as_ref().filter(|renewed| renewed.ended_elsewhere) {
-            // A logout or another renewal ended the session after this request loaded it: the
-            // renewal must not bring it back. The client gets a key that leads nowhere.
-            events::update_dropped(&renewed.key);
-            return Ok(session_id::session_key(
-                &session_id::generate(),
-                IdleClass::Normal,
-            ));
+        let mut renewed = scope::take_renewed();
+        if let Some(ended) = renewed.take_if(|renewed| renewed.ended_elsewhere) {
+            if !self.user_changed(&ended.state, state) {
+                // A logout or another renewal ended the session after this request loaded it:
+                // the renewal must not bring it back. The client gets a key that leads nowhere.
+                events::update_dropped(&ended.key);
+                return Ok(session_id::session_key(
+                    &session_id::generate(),
+                    IdleClass::Normal,
+                ));
+            }
+            // A login (the user changed) over a session that ended meanwhile: what ended was
+            // the old session; the login is a new one, and it lands.
         }
         let previous = renewed.as_ref().map(|renewed| renewed.key.clone());
         let created = renewed
@@ -355,7 +352,7 @@ impl RedisSessionStore {
                     cmd.arg(INDEXED).arg(1);
                 }
             };
-            let saved = self
+            let saved: bool = self
                 .run_script(&scripts::SAVE, &key, (class, created), entries)
                 .await?;
             if saved {
@@ -422,7 +419,9 @@ impl RedisSessionStore {
             (None, None) if before.is_some() => Some(false),
             _ => None,
         };
-        let (written, indexed) = self.write_changes(key, changes, class, mark).await?;
+        let (written, indexed) = self
+            .write_changes(key, changes, class, mark, before)
+            .await?;
         if let Some(user) = before.filter(|user| Some(*user) != after) {
             self.index_remove(user, key).await;
         }
@@ -442,13 +441,15 @@ impl RedisSessionStore {
     /// if it was not alive, the fields just written (a hash without a creation time, which no
     /// load accepts) are deleted again: the write never revives a session. (Should a logout
     /// land between the pipeline's `HMGET` and `HSET`, such a hash stays behind, still
-    /// unusable, until it expires or a load meets it and deletes it.)
+    /// unusable, until it expires or a load meets it and deletes it.) A session found past its
+    /// absolute lifetime ends as expired, announced with `user`, its user before the write.
     async fn write_changes(
         &self,
         key: &RedisKey,
         changes: &Changes<'_>,
         class: IdleClass,
         mark: Option<bool>,
+        user: Option<&str>,
     ) -> Result<(bool, bool), StoreError> {
         let mut pipe = Batch::new();
         pipe.cmd("HMGET").arg(key).arg(state::CREATED).arg(INDEXED);
@@ -478,26 +479,72 @@ impl RedisSessionStore {
             .ignore();
         let ((created, indexed),): ((Option<u64>, Option<u8>),) =
             self.inner.backend.write(pipe).await?;
-        if created.is_some_and(|created| self.within_lifetime(created)) {
-            return Ok((true, indexed.is_some()));
+        match created {
+            Some(created) if self.within_lifetime(created) => return Ok((true, indexed.is_some())),
+            Some(_) => self.end_expired(key, user).await?,
+            None => {
+                self.delete_key(key).await?;
+            }
         }
-        self.delete_key(key).await?;
         Ok((false, false))
     }
 
-    /// Makes `state` the whole state of a live session, atomically (a script).
+    /// Deletes the session at `key`, found past its absolute lifetime, and announces its
+    /// expiry (with `user`, its user) when the store publishes events.
+    async fn end_expired(&self, key: &RedisKey, user: Option<&str>) -> Result<(), StoreError> {
+        events::expired(key);
+        let announcement = self.announce(SessionEventKind::Expired, key, user, None);
+        self.delete_announced(key, announcement).await?;
+        Ok(())
+    }
+
+    /// Makes `state` the whole state of a live session, atomically (a script): the write of
+    /// a request outside [`TrackChanges`](crate::TrackChanges), which does not know what the
+    /// request loaded. The index is kept as a tracked write keeps it: a user in `state` is
+    /// added before the write (so no session of a user is ever missing from the index, at the
+    /// price of a round trip), a former user's entry removed after it.
     async fn replace_state(
         &self,
         key: &RedisKey,
         state: &SessionState,
         class: IdleClass,
     ) -> Result<bool, StoreError> {
+        let user = self.user_in(state);
+        let now = now_millis();
+        if let Some(user) = user {
+            // The creation time is not known here: the entry's score may outlast the
+            // session, which costs a stale entry its place in the index a little longer.
+            self.index_add(user, key, now).await?;
+        }
+        let (channel, expired) = self
+            .announce(SessionEventKind::Expired, key, user, None)
+            .unwrap_or_default();
+        let user_field = self
+            .config()
+            .user_entry
+            .as_deref()
+            .map(state::field_name)
+            .unwrap_or_default();
         let entries = |cmd: &mut Cmd| {
-            cmd.arg(state.len());
+            cmd.arg(&channel)
+                .arg(&expired)
+                .arg(user_field.as_ref())
+                .arg(state.len() + usize::from(user.is_some()));
             append_entries(cmd, state);
+            if user.is_some() {
+                cmd.arg(INDEXED).arg(1);
+            }
         };
-        self.run_script(&scripts::REPLACE, key, (class, now_millis()), entries)
-            .await
+        let replaced: Option<(u8, Option<String>)> = self
+            .run_script(&scripts::REPLACE, key, (class, now), entries)
+            .await?;
+        let Some((_, before)) = replaced else {
+            return Ok(false);
+        };
+        if let Some(before) = before.filter(|before| Some(before.as_str()) != user) {
+            self.index_remove(&before, key).await;
+        }
+        Ok(true)
     }
 
     async fn touch(&self, session_key: &SessionKey) -> Result<(), StoreError> {

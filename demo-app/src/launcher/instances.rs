@@ -97,6 +97,10 @@ fn instance_args(launch: &LaunchArgs) -> Vec<OsString> {
     if common.anonymous_when_redis_down {
         flag("--anonymous-when-redis-down", None);
     }
+    flag(
+        "--max-sessions-per-user",
+        Some(common.max_sessions_per_user.to_string().into()),
+    );
     if let Some(threads) = common.hash_threads {
         flag("--hash-threads", Some(threads.to_string().into()));
     }

@@ -9,20 +9,6 @@ local idle = tonumber(ARGV[1])
 local born_after = tonumber(ARGV[2])
 local born_by = tonumber(ARGV[3])
 
--- Whether the session exists and is within its absolute lifetime. A session out of it is
--- deleted here.
-local function alive()
-  local created = tonumber(redis.call('HGET', key, '\0c'))
-  if not created then
-    return false
-  end
-  if created <= born_after or created > born_by then
-    redis.call('DEL', key)
-    return false
-  end
-  return true
-end
-
 -- HSETs the field, value pairs ARGV[first..last], many per call (but few enough per call for
 -- Lua's stack).
 local function set_pairs(first, last)

@@ -168,12 +168,12 @@ impl SharedConnection {
                 }
                 pipe.ignore_errors().query_async(&mut node.clone()).await
             }
-            Link::Cluster(cluster) => Ok(futures_util::future::join_all(
-                commands.iter().map(|command| {
+            Link::Cluster(cluster) => Ok(futures_util::future::join_all(commands.iter().map(
+                |command| {
                     let mut cluster = cluster.clone();
                     async move { command.query_async(&mut cluster).await }
-                }),
-            )
+                },
+            ))
             .await),
         }
     }

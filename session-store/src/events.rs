@@ -25,7 +25,11 @@ pub(crate) fn revoked(key: &RedisKey) {
 
 /// A session was ended by a login of its user beyond the most sessions a user may hold.
 pub(crate) fn evicted(key: &RedisKey) {
-    lifecycle("session.evicted", key, "session evicted: its user logged in beyond the limit");
+    lifecycle(
+        "session.evicted",
+        key,
+        "session evicted: its user logged in beyond the limit",
+    );
 }
 
 /// A session was deleted (a logout, or the old id of a renewal).

@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::{
     CurrentSession, RedisSessionStore, StoreError,
+    batch::Batch,
     clock::{at, millis, now_millis},
     key::{self, RedisKey},
     lifecycle::{SessionEvent, SessionEventKind},
@@ -48,15 +49,20 @@ const SCAN_COUNT: usize = 10_000;
 /// allowed (what a smaller limit, or a bug, left over is ended by later logins).
 const EVICTIONS_PER_LOGIN: usize = 16;
 
-/// Where a walk through an index from its newest entry has got to: the lowest score read so
-/// far and the entries read with exactly that score (the next step reads from that score on,
-/// so that entries that share it are never skipped), and whether it has read them all.
+/// Where a walk through an index from its newest entry has got to: the score of the last entry
+/// read, the last entries read (the next step reads from that score on, so that entries that
+/// share it are never skipped, and leaves out those it read already), and whether it has read
+/// them all.
 #[derive(Debug, Default)]
 struct Walk {
     lowest: Option<f64>,
-    at_lowest: Vec<String>,
+    tail: Vec<String>,
     done: bool,
 }
+
+/// How many of the last entries of a step a walk remembers: more than ever share one score (a
+/// score is the millisecond a session was created, plus its lifetime).
+const TAIL: usize = 64;
 
 /// One of a user's sessions, as [`RedisSessionStore::sessions_of`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +120,9 @@ impl RedisSessionStore {
                 cmd.arg(created.saturating_add(lifetime))
                     .arg(key.digest())
                     .arg(now_millis())
-                    // No entry outlives a lifetime from now, so neither need the index.
-                    .arg(lifetime.saturating_add(60_000))
+                    // No entry outlives a lifetime (and the clock skew allowed) from now, so
+                    // neither need the index.
+                    .arg(lifetime.saturating_add(millis(config.clock_skew_tolerance)))
                     .arg(config.max_sessions_per_user)
                     .arg(EVICTIONS_PER_LOGIN);
             })
@@ -127,8 +134,7 @@ impl RedisSessionStore {
             .iter()
             .map(|digest| self.end_users_session(user, digest, SessionEventKind::Evicted));
         try_join_all(evicted).await?;
-        let oldest: Vec<&str> = oldest.iter().map(String::as_str).collect();
-        self.prune(user, &oldest).await
+        self.prune(user, &as_strs(&oldest)).await
     }
 
     /// Removes the session at `key` from the index of `user` (stored value), once the
@@ -166,20 +172,34 @@ impl RedisSessionStore {
         let listing = backend.within_deadline(async {
             let mut live = Vec::new();
             let mut walk = Walk::default();
-            while let Some(digests) = self.next_newest(&user, &mut walk).await? {
-                let sessions = self.inspect(&user, &digests).await?;
-                let mut ended = Vec::new();
-                for (digest, session) in digests.iter().zip(sessions) {
+            let mut ended = Vec::new();
+            let mut chunk = self.next_newest(&user, &mut walk, &[]).await?;
+            while let Some(digests) = chunk {
+                // The next chunk is read (and the previous one's ended entries pruned) while
+                // this one's sessions are checked: two requests in flight, not one.
+                let (sessions, next) = futures_util::future::join(
+                    self.inspect_live(&user, &digests),
+                    self.next_newest(&user, &mut walk, &ended),
+                )
+                .await;
+                ended.clear();
+                let Some(sessions) = sessions? else {
+                    ended = digests;
+                    chunk = next?;
+                    continue;
+                };
+                for (digest, session) in digests.into_iter().zip(sessions) {
                     match session {
                         Some(mut session) => {
                             session.current = current.digest() == Some(digest.as_str());
                             live.push(session);
                         }
-                        None => ended.push(digest.as_str()),
+                        None => ended.push(digest),
                     }
                 }
-                self.prune(&user, &ended).await?;
+                chunk = next?;
             }
+            self.prune(&user, &as_strs(&ended)).await?;
             live.sort_by_key(|session| session.created);
             Ok(live)
         });
@@ -211,8 +231,7 @@ impl RedisSessionStore {
                 .iter()
                 .map(|digest| self.end_users_session(&user, digest, SessionEventKind::Revoked));
             let revoked = try_join_all(ends).await?.into_iter().any(|ended| ended);
-            let digests: Vec<&str> = digests.iter().map(String::as_str).collect();
-            self.prune(&user, &digests).await?;
+            self.prune(&user, &as_strs(&digests)).await?;
             Ok(revoked)
         });
         self.instruments()
@@ -240,9 +259,17 @@ impl RedisSessionStore {
         let backend = self.backend();
         let revoking = backend.within_deadline(async {
             let mut revoked = 0;
+            let mut done: Vec<String> = Vec::new();
             loop {
-                let (digests, last) = self.next_oldest(&user, kept).await?;
-                let owners = self.owners(&digests).await?;
+                let (digests, last) = self.next_oldest(&user, kept, &done).await?;
+                if digests.is_empty() {
+                    return Ok(revoked);
+                }
+                let owners = if self.count_live(&digests).await? == 0 {
+                    Vec::new()
+                } else {
+                    self.owners(&digests).await?
+                };
                 let ends = digests
                     .iter()
                     .zip(owners)
@@ -251,11 +278,11 @@ impl RedisSessionStore {
                         self.end_users_session(&user, digest, SessionEventKind::Revoked)
                     });
                 revoked += try_join_all(ends).await?.into_iter().filter(|e| *e).count();
-                let digests: Vec<&str> = digests.iter().map(String::as_str).collect();
-                self.prune(&user, &digests).await?;
                 if last {
+                    self.prune(&user, &as_strs(&digests)).await?;
                     return Ok(revoked);
                 }
+                done = digests;
             }
         });
         self.instruments()
@@ -296,70 +323,76 @@ impl RedisSessionStore {
         Ok(ended)
     }
 
-    /// The next [`CHUNK`] entries of `user`'s index, newest first, after those `walk` has
-    /// read; `None` when it has read them all.
+    /// Removes `ended` from `user`'s index, then reads its next [`CHUNK`] entries, newest
+    /// first, after those `walk` has read: one round trip. `None` when it has read them all.
+    ///
+    /// Only the last entry's score is asked for (formatting every score would cost Redis
+    /// several times the read itself); the next step reads from that score on, so entries that
+    /// share it are never skipped, and leaves out those of this step.
     async fn next_newest(
         &self,
         user: &str,
         walk: &mut Walk,
+        ended: &[String],
     ) -> Result<Option<Vec<String>>, StoreError> {
+        let index = key::user_index(&self.config().key_prefix, user);
         if walk.done {
+            self.prune(user, &as_strs(ended)).await?;
             return Ok(None);
         }
-        let index = key::user_index(&self.config().key_prefix, user);
         let from = walk
             .lowest
             .map_or_else(|| "+inf".to_owned(), |score| score.to_string());
-        let asked = CHUNK + walk.at_lowest.len();
-        let entries: Vec<(String, f64)> = self
-            .backend()
-            .query(
-                redis::cmd("ZRANGE")
-                    .arg(&index)
-                    .arg(from)
-                    .arg("-inf")
-                    .arg("BYSCORE")
-                    .arg("REV")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(asked)
-                    .arg("WITHSCORES"),
-            )
-            .await?;
-        walk.done = entries.len() < asked;
-        let fresh: Vec<(String, f64)> = entries
-            .into_iter()
-            .filter(|(digest, _)| !walk.at_lowest.contains(digest))
-            .collect();
-        let Some(&(_, lowest)) = fresh.last() else {
-            return Ok(None);
-        };
-        if walk.lowest != Some(lowest) {
-            walk.at_lowest.clear();
+        let mut batch = Batch::new();
+        if !ended.is_empty() {
+            batch.cmd("ZREM").arg(&index).arg(ended).ignore();
         }
-        walk.lowest = Some(lowest);
-        walk.at_lowest.extend(
-            fresh
-                .iter()
-                .filter(|(_, score)| *score == lowest)
-                .map(|(digest, _)| digest.clone()),
-        );
-        Ok(Some(fresh.into_iter().map(|(digest, _)| digest).collect()))
+        for (offset, count, scores) in [(0, CHUNK, None), (CHUNK - 1, 1, Some("WITHSCORES"))] {
+            batch
+                .cmd("ZRANGE")
+                .arg(&index)
+                .arg(&from)
+                .arg("-inf")
+                .arg("BYSCORE")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(count)
+                .arg(scores);
+        }
+        let (mut entries, last): (Vec<String>, Vec<(String, f64)>) =
+            self.backend().query(&batch).await?;
+        walk.done = entries.len() < CHUNK;
+        // Those read with the lowest score last time come first again.
+        let seen = entries
+            .iter()
+            .take_while(|digest| walk.tail.contains(digest))
+            .count();
+        let fresh = entries.split_off(seen);
+        if fresh.is_empty() {
+            return Ok(None);
+        }
+        walk.lowest = last.first().map(|(_, score)| *score);
+        walk.tail = fresh[fresh.len().saturating_sub(TAIL)..].to_vec();
+        Ok(Some(fresh))
     }
 
-    /// The oldest [`CHUNK`] entries of `user`'s index but `kept`, and whether they are the
-    /// last.
+    /// Removes `done` from `user`'s index, then reads its oldest [`CHUNK`] entries but `kept`,
+    /// and whether they are the last: one round trip.
     async fn next_oldest(
         &self,
         user: &str,
         kept: Option<&str>,
+        done: &[String],
     ) -> Result<(Vec<String>, bool), StoreError> {
         let index = key::user_index(&self.config().key_prefix, user);
         let asked = CHUNK + usize::from(kept.is_some());
-        let mut digests: Vec<String> = self
-            .backend()
-            .query(redis::cmd("ZRANGE").arg(index).arg(0).arg(asked - 1))
-            .await?;
+        let mut batch = Batch::new();
+        if !done.is_empty() {
+            batch.cmd("ZREM").arg(&index).arg(done).ignore();
+        }
+        batch.cmd("ZRANGE").arg(&index).arg(0).arg(asked - 1);
+        let (mut digests,): (Vec<String>,) = self.backend().query(&batch).await?;
         let last = digests.len() < asked;
         digests.retain(|digest| Some(digest.as_str()) != kept);
         Ok((digests, last))
@@ -395,6 +428,21 @@ impl RedisSessionStore {
         }
     }
 
+    /// How many of the sessions of `digests` exist: one `EXISTS` of them all, so that a chunk
+    /// of ended sessions (all that a big index holds, as a rule) costs one command, not one
+    /// per session. (On a cluster redis-rs splits it by slot.)
+    async fn count_live(&self, digests: &[String]) -> Result<usize, StoreError> {
+        if digests.is_empty() {
+            return Ok(0);
+        }
+        let prefix = &self.config().key_prefix;
+        let mut exists = redis::cmd("EXISTS");
+        for digest in digests {
+            exists.arg(RedisKey::from_digest(prefix, digest));
+        }
+        self.backend().query(&exists).await
+    }
+
     /// The stored user of each session of `digests` (`None` for one that is gone).
     async fn owners(&self, digests: &[String]) -> Result<Vec<Option<String>>, StoreError> {
         let prefix = &self.config().key_prefix;
@@ -408,10 +456,7 @@ impl RedisSessionStore {
             })
             .collect();
         let owners = self.backend().query_each(&commands).await?;
-        owners
-            .into_iter()
-            .map(parse)
-            .collect()
+        owners.into_iter().map(parse).collect()
     }
 
     /// Removes `ended` from `user`'s index.
@@ -423,6 +468,19 @@ impl RedisSessionStore {
         self.backend()
             .query::<()>(redis::cmd("ZREM").arg(index).arg(ended))
             .await
+    }
+
+    /// The sessions of `digests`, each if it is live and still `user`'s, or `None` when none
+    /// exists: one round trip then (see [`count_live`](Self::count_live)), two otherwise.
+    async fn inspect_live(
+        &self,
+        user: &str,
+        digests: &[String],
+    ) -> Result<Option<Vec<Option<UserSession>>>, StoreError> {
+        if self.count_live(digests).await? == 0 {
+            return Ok(None);
+        }
+        self.inspect(user, digests).await.map(Some)
     }
 
     /// The sessions of `digests`, each if it is live and still `user`'s: one round trip for
@@ -521,6 +579,11 @@ impl RedisSessionStore {
         self.user_field()?;
         serde_json::to_string(user).map_err(StoreError::InvalidUser)
     }
+}
+
+/// `strings` borrowed.
+fn as_strs(strings: &[String]) -> Vec<&str> {
+    strings.iter().map(String::as_str).collect()
 }
 
 /// One reply of [`Backend::query_each`](crate::backend::Backend::query_each), as a `T`.

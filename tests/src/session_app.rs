@@ -90,6 +90,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/renew", web::post().to(renew))
         .route("/gated-renew", web::post().to(gated_renew))
         .route("/login/{user}", web::post().to(login))
+        .route("/gated-login/{user}", web::post().to(gated_login))
         .route("/sessions", web::get().to(sessions))
         .route("/revoke/{reference}", web::post().to(revoke))
         .route("/revoke-others", web::post().to(revoke_others))
@@ -183,8 +184,9 @@ async fn gated_set(
     set(session, path).await
 }
 
-/// Holds `/gated-set` requests, their session already loaded, until the test opens it: so a
-/// test can make something happen between a request's load and its write, without sleeps.
+/// Holds `/gated-set`, `/gated-renew` and `/gated-login` requests, their session already
+/// loaded, until the test opens it: so a test can make something happen between a request's
+/// load and its write, without sleeps.
 #[derive(Clone)]
 pub struct Gate {
     entered: Arc<Semaphore>,
@@ -240,6 +242,15 @@ async fn renew(session: Session) -> HttpResponse {
 async fn gated_renew(session: Session, gate: web::Data<Gate>) -> HttpResponse {
     gate.pass().await;
     renew(session).await
+}
+
+async fn gated_login(
+    session: Session,
+    user: web::Path<String>,
+    gate: web::Data<Gate>,
+) -> actix_web::Result<HttpResponse> {
+    gate.pass().await;
+    login(session, user).await
 }
 
 async fn login(session: Session, user: web::Path<String>) -> actix_web::Result<HttpResponse> {

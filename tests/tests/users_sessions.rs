@@ -17,8 +17,8 @@ use integration_tests::{
     CapturedLogs,
     deployment::{AnyConnection, Deployment, unique_prefix},
     session_app::{
-        Gate, MiddlewareMode, TestApp, get_entry, redis_key, send, session_cookie, session_key_in,
-        tracked_app,
+        Gate, MiddlewareMode, TestApp, bare_app, get_entry, redis_key, send, session_cookie,
+        session_key_in, tracked_app,
     },
 };
 use redis::AsyncCommands as _;
@@ -65,6 +65,21 @@ impl Fixture {
         };
         tracked_app(self.store(), &self.key, mode, self.gate.clone()).await
     }
+
+    /// An app behind `TrackChanges` on `store` (one of this fixture's, other settings).
+    async fn app_on(&self, store: RedisSessionStore) -> impl TestApp + use<> {
+        tracked_app(store, &self.key, Self::MODE, self.gate.clone()).await
+    }
+
+    /// An app behind actix-session's middleware alone, on this fixture's store.
+    async fn bare_app(&self) -> impl TestApp + use<> {
+        bare_app(self.store(), &self.key, Self::MODE, self.gate.clone()).await
+    }
+
+    const MODE: MiddlewareMode = MiddlewareMode {
+        security: CookieContentSecurity::Private,
+        policy: TtlExtensionPolicy::OnStateChanges,
+    };
 
     async fn redis(&self) -> AnyConnection {
         self.deployment.connection().await
@@ -215,8 +230,9 @@ fn epoch_millis(time: SystemTime) -> i64 {
 }
 
 /// How much longer than its longest session a user's index may live: as long as the store
-/// lets a session's creation time lie ahead of now (clocks of instances apart), a minute.
-const INDEX_MARGIN_MILLIS: i64 = 60_000;
+/// lets a session's creation time lie ahead of now (clocks of instances apart), 5 minutes by
+/// default.
+const INDEX_MARGIN_MILLIS: i64 = 5 * 60_000;
 
 mod cases {
     use super::*;
@@ -616,6 +632,213 @@ mod cases {
         }
         panic!("five tries each took longer than the {window:?} window to check");
     }
+    pub(super) async fn a_login_beyond_the_limit_ends_the_oldest_session(fx: Fixture) {
+        let store = fx
+            .deployment
+            .store_with(fx.builder().max_sessions_per_user(3));
+        let app = fx.app_on(store.clone()).await;
+        let mut events = store.events();
+        until_live(&app, &mut events).await;
+        let mut cookies = Vec::new();
+        for _ in 0..3 {
+            cookies.push(log_in(&app, "alice").await);
+        }
+        assert_eq!(listed(&app, &cookies[2]).await.len(), 3);
+
+        let newest = log_in(&app, "alice").await;
+        let reference = |cookie: &Cookie<'static>| fx.digest_of(cookie)[..12].to_owned();
+        let mut listed: Vec<String> = listed(&app, &newest)
+            .await
+            .iter()
+            .map(|session| {
+                session["reference"]
+                    .as_str()
+                    .expect("a reference")
+                    .to_owned()
+            })
+            .collect();
+        listed.sort();
+        let mut expected: Vec<String> = cookies[1..]
+            .iter()
+            .chain([&newest])
+            .map(reference)
+            .collect();
+        expected.sort();
+        assert_eq!(listed, expected, "the three newest, the oldest gone");
+        assert_eq!(fx.index().await.len(), 3);
+        assert_eq!(get_entry(&app, "user", Some(&cookies[0])).await, "none");
+
+        let oldest = reference(&cookies[0]);
+        let evicted = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(notice) = events.next().await {
+                if let SessionNotice::Event(event) = notice
+                    && event.event == SessionEventKind::Evicted
+                {
+                    return event;
+                }
+            }
+            panic!("the stream ended");
+        })
+        .await
+        .expect("an evicted event within 5 s");
+        assert_eq!(evicted.session, oldest);
+        assert_eq!(evicted.user.as_deref(), Some("alice"));
+    }
+
+    /// `stale` entries of sessions that do not exist, written straight into alice's index with
+    /// scores both older and newer than her live sessions', in steps that hold Redis up for
+    /// milliseconds each.
+    async fn fill_index_with_stale_entries(fx: &Fixture, stale: usize) {
+        const FILL: &str = "for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do \
+            redis.call('ZADD', KEYS[1], ARGV[1] + i, string.format('stale%038d', i)) end";
+        let mut redis = fx.redis().await;
+        let now = epoch_millis(SystemTime::now());
+        let lifetime = 12 * 60 * 60 * 1000;
+        let half = i64::try_from(stale / 2).expect("small");
+        let stale = i64::try_from(stale).expect("small");
+        for first in (0..stale).step_by(10_000) {
+            let () = redis::cmd("EVAL")
+                .arg(FILL)
+                .arg(1)
+                .arg(fx.index_key())
+                .arg(now + lifetime - half)
+                .arg(first)
+                .arg((first + 10_000).min(stale) - 1)
+                .query_async(&mut redis)
+                .await
+                .expect("EVAL");
+        }
+    }
+
+    pub(super) async fn an_index_of_stale_entries_is_listed_and_emptied_within_the_deadline(
+        fx: Fixture,
+        stale: usize,
+    ) {
+        let app = fx.app().await;
+        fill_index_with_stale_entries(&fx, stale).await;
+        let mut cookies = Vec::new();
+        for _ in 0..3 {
+            cookies.push(log_in(&app, "alice").await);
+        }
+
+        let started = Instant::now();
+        let sessions = listed(&app, &cookies[0]).await;
+        let took = started.elapsed();
+        println!("listing alice's 3 sessions among {stale} stale entries took {took:?}");
+        assert_eq!(sessions.len(), 3, "only the live sessions: {sessions:?}");
+        assert_eq!(
+            fx.index().await.len(),
+            3,
+            "the listing pruned every stale entry"
+        );
+
+        fill_index_with_stale_entries(&fx, stale).await;
+        let started = Instant::now();
+        let revoked = fx
+            .store()
+            .revoke_all(&"alice", None)
+            .await
+            .expect("log out everywhere answers within the deadline");
+        println!(
+            "log out everywhere among {stale} stale entries took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(revoked, 3);
+        assert!(fx.index().await.is_empty(), "the index is empty");
+        for cookie in &cookies {
+            assert_eq!(get_entry(&app, "user", Some(cookie)).await, "none");
+        }
+    }
+
+    pub(super) async fn a_session_read_past_its_absolute_lifetime_publishes_expired(fx: Fixture) {
+        let store = fx
+            .deployment
+            .store_with(fx.builder().absolute_timeout(Duration::from_millis(1500)));
+        let app = fx.app_on(store.clone()).await;
+        let mut events = store.events();
+        until_live(&app, &mut events).await;
+        let cookie = log_in(&app, "alice").await;
+        let reference = fx.digest_of(&cookie)[..12].to_owned();
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
+        let expired = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(notice) = events.next().await {
+                if let SessionNotice::Event(event) = notice
+                    && event.session == reference
+                    && event.event != SessionEventKind::Created
+                {
+                    return event;
+                }
+            }
+            panic!("the stream ended");
+        })
+        .await
+        .expect("an event for the session within 5 s");
+        assert_eq!(expired.event, SessionEventKind::Expired);
+        assert_eq!(expired.user.as_deref(), Some("alice"));
+    }
+
+    pub(super) async fn a_creation_time_minutes_ahead_is_live_within_the_tolerance(fx: Fixture) {
+        let app = fx.app().await;
+        let mut redis = fx.redis().await;
+        for (ahead_minutes, live) in [(2, true), (6, false)] {
+            let cookie = log_in(&app, "alice").await;
+            let key = redis_key(&fx.prefix, &session_key_in(&cookie, &fx.key));
+            let ahead = epoch_millis(SystemTime::now()) + ahead_minutes * 60 * 1000;
+            let _: u64 = redis.hset(&key, "\0c", ahead).await.expect("HSET");
+            let user = get_entry(&app, "user", Some(&cookie)).await;
+            assert_eq!(
+                user == "alice",
+                live,
+                "created {ahead_minutes} minutes ahead (tolerance 5): {user}"
+            );
+        }
+    }
+
+    pub(super) async fn a_login_over_a_session_deleted_meanwhile_signs_the_client_in(fx: Fixture) {
+        for previous_user in [None, Some("alice")] {
+            let gate = Gate::default();
+            let app = tracked_app(fx.store(), &fx.key, Fixture::MODE, gate.clone()).await;
+            let visit = match previous_user {
+                Some(user) => send(&app, Method::POST, &format!("/login/{user}"), None).await,
+                None => send(&app, Method::POST, "/set/theme/dark", None).await,
+            };
+            let cookie = session_cookie(&visit).expect("a session");
+            let login = send(&app, Method::POST, "/gated-login/bob", Some(&cookie));
+            let delete = async {
+                gate.wait_for(1).await;
+                let key = redis_key(&fx.prefix, &session_key_in(&cookie, &fx.key));
+                let _: u64 = fx.redis().await.del(&key).await.expect("DEL");
+                gate.open();
+            };
+            let (response, ()) = futures_util::join!(login, delete);
+            assert_eq!(response.status(), 200);
+            let signed_in = session_cookie(&response).expect("a new session cookie");
+            assert_eq!(
+                get_entry(&app, "user", Some(&signed_in)).await,
+                "bob",
+                "over {previous_user:?}"
+            );
+        }
+    }
+
+    pub(super) async fn without_track_changes_a_session_that_gains_its_user_is_revocable(
+        fx: Fixture,
+    ) {
+        let app = fx.bare_app().await;
+        let visit = send(&app, Method::POST, "/set/theme/dark", None).await;
+        let cookie = session_cookie(&visit).expect("a session");
+        send(&app, Method::POST, "/set/user/alice", Some(&cookie)).await;
+        assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
+        assert_eq!(fx.index().await, [fx.digest_of(&cookie)]);
+        let revoked = fx
+            .store()
+            .revoke_all(&"alice", None)
+            .await
+            .expect("log out everywhere");
+        assert_eq!(revoked, 1);
+        assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
+    }
 }
 
 macro_rules! users_suite {
@@ -626,6 +849,18 @@ macro_rules! users_suite {
                 super::cases::$case(super::Fixture::on($deployment())).await;
             }
         )*
+    };
+}
+
+macro_rules! every_guarantee {
+    ($deployment:path) => {
+        users_suite!($deployment;
+            a_login_beyond_the_limit_ends_the_oldest_session,
+            a_session_read_past_its_absolute_lifetime_publishes_expired,
+            a_creation_time_minutes_ahead_is_live_within_the_tolerance,
+            a_login_over_a_session_deleted_meanwhile_signs_the_client_in,
+            without_track_changes_a_session_that_gains_its_user_is_revocable,
+        );
     };
 }
 
@@ -647,6 +882,16 @@ mod single_node {
     use integration_tests::deployment::Deployment;
 
     every_case!(Deployment::single);
+    every_guarantee!(Deployment::single);
+
+    #[actix_web::test]
+    async fn an_index_of_a_million_stale_entries_is_listed_and_emptied_within_the_deadline() {
+        let fx = super::Fixture::on(Deployment::single());
+        super::cases::an_index_of_stale_entries_is_listed_and_emptied_within_the_deadline(
+            fx, 1_000_000,
+        )
+        .await;
+    }
     // Behind Sentinel, the store takes no credentials for the data servers, so no ACL user
     // of the test's own.
     users_suite!(Deployment::single;
@@ -657,6 +902,17 @@ mod cluster {
     use integration_tests::deployment::Deployment;
 
     every_case!(Deployment::cluster);
+    every_guarantee!(Deployment::cluster);
+
+    /// Fewer than on a single node: the cluster is shared with the other tests.
+    #[actix_web::test]
+    async fn an_index_of_stale_entries_is_listed_and_emptied_within_the_deadline() {
+        let fx = super::Fixture::on(Deployment::cluster());
+        super::cases::an_index_of_stale_entries_is_listed_and_emptied_within_the_deadline(
+            fx, 20_000,
+        )
+        .await;
+    }
     users_suite!(Deployment::cluster;
         a_failed_removal_from_the_index_is_logged_and_pruned_by_the_next_listing);
 }
@@ -665,4 +921,5 @@ mod sentinel {
     use integration_tests::deployment::Deployment;
 
     every_case!(Deployment::sentinel);
+    every_guarantee!(Deployment::sentinel);
 }

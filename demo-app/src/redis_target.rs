@@ -155,7 +155,9 @@ impl Embedded {
     pub(crate) fn start(topology: TopologyArg) -> anyhow::Result<Self> {
         Ok(match topology {
             TopologyArg::Single => Self::Server(RedisServer::start(NOTIFY_EXPIRY)?),
-            TopologyArg::Cluster => Self::Cluster(RedisCluster::builder().args(NOTIFY_EXPIRY).start()?),
+            TopologyArg::Cluster => {
+                Self::Cluster(RedisCluster::builder().args(NOTIFY_EXPIRY).start()?)
+            }
             TopologyArg::Sentinel => {
                 Self::Sentinel(RedisSentinels::builder().args(NOTIFY_EXPIRY).start()?)
             }

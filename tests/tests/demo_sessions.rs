@@ -506,3 +506,26 @@ fn failed_logins_spread_over_three_instances_trip_the_limits_until_the_window_en
         "another address is not"
     );
 }
+
+/// `--max-sessions-per-user` on the launcher reaches every instance: a third login of alice's
+/// ends her oldest session, on every instance, and her index lists two.
+#[test]
+fn a_login_beyond_the_demos_limit_ends_the_oldest_session_everywhere() {
+    let redis = RedisServer::start();
+    let demo = Demo::launch(
+        2,
+        &["--redis-url", &redis.url(), "--max-sessions-per-user", "2"],
+    );
+    let api = ApiClient::default();
+    let oldest = log_in(&api, &demo, 0, "alice");
+    let middle = log_in(&api, &demo, 1, "alice");
+    let newest = log_in(&api, &demo, 0, "alice");
+
+    assert_anonymous_everywhere(&api, &demo, &oldest, "the oldest, past the limit");
+    for (index, cookie) in [(1, &middle), (0, &newest)] {
+        assert_eq!(user_on(&api, &demo, index, cookie), "alice");
+    }
+    let listed = list(&api, &demo, 1, &newest);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(index_of(&redis, "alice").len(), 2);
+}

@@ -303,26 +303,26 @@ impl RedisSessionStore {
     /// (actix-session deleted the old id just before): the new session keeps the old one's
     /// creation time, so renewing never escapes the absolute lifetime, unless the renewal
     /// changed who the session belongs to (a login starts a new lifetime). A renewal whose
-    /// delete found the old session already gone creates nothing: one session never becomes
-    /// two, and a logout is never undone.
+    /// delete found the old session already gone creates nothing, unless it is a login: one
+    /// session never becomes two, and a logout is never undone.
     async fn save_state(&self, state: &SessionState) -> Result<SessionKey, StoreError> {
         if scope::went_anonymous() {
             return Err(StoreError::WentAnonymous);
         }
         self.check_size(state)?;
         let mut renewed = scope::take_renewed();
-        if let Some(ended) = renewed.take_if(|renewed| renewed.ended_elsewhere) {
-            if !self.user_changed(&ended.state, state) {
-                // A logout or another renewal ended the session after this request loaded it:
-                // the renewal must not bring it back. The client gets a key that leads nowhere.
-                events::update_dropped(&ended.key);
-                return Ok(session_id::session_key(
-                    &session_id::generate(),
-                    IdleClass::Normal,
-                ));
-            }
-            // A login (the user changed) over a session that ended meanwhile: what ended was
-            // the old session; the login is a new one, and it lands.
+        // A renewal whose session ended meanwhile (a logout, another renewal) stands for a new
+        // session only when it is a login (the user changed): what ended was the old
+        // session, not the new authentication. Any other must not bring it back: the client
+        // gets a key that leads nowhere.
+        if let Some(ended) = renewed.take_if(|renewed| renewed.ended_elsewhere)
+            && !self.user_changed(&ended.state, state)
+        {
+            events::update_dropped(&ended.key);
+            return Ok(session_id::session_key(
+                &session_id::generate(),
+                IdleClass::Normal,
+            ));
         }
         let previous = renewed.as_ref().map(|renewed| renewed.key.clone());
         let created = renewed

@@ -196,6 +196,17 @@ impl Manager {
         client.get_async_pubsub().await
     }
 
+    /// How many nodes a subscriber must each listen to for keyspace notifications, to hear of
+    /// every expired session: every node a cluster store was given (each primary expires its
+    /// own keys), as [`pubsub`](Self::pubsub) numbers them; none elsewhere, where the one
+    /// server `pubsub` reaches expires them all.
+    pub(crate) fn expiring_nodes(&self) -> usize {
+        match self.source {
+            Source::Cluster(_) => self.listen_to.len(),
+            Source::Node(_) | Source::Sentinel(_) => 0,
+        }
+    }
+
     /// Sets how long after a command it completed a connection is handed out again without a
     /// health check: the store's `trust_window` setting, which the store sets when built.
     pub(crate) fn set_trust_window(&self, window: Duration) {

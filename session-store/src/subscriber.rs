@@ -3,6 +3,10 @@
 
 use std::{
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -59,58 +63,116 @@ impl RedisSessionStore {
     ///
     /// When the server sends keyspace notifications for expired keys
     /// (`notify-keyspace-events` with `Ex`; the store never sets it), idle sessions that Redis
-    /// expires come as [`SessionEventKind::Expired`]. On a cluster those come only from the
-    /// node the subscription listens on.
+    /// expires come as [`SessionEventKind::Expired`]. On a cluster every node the store was
+    /// given is listened to for them (each primary expires its own keys; a replica promoted by
+    /// a failover is heard from if it was among them).
     ///
     /// Must be called within a tokio runtime.
     pub fn events(&self) -> SessionEvents {
         let (sender, notices) = mpsc::channel(BACKLOG);
+        let relay = Relay {
+            sender,
+            lagged: Arc::new(AtomicBool::new(false)),
+        };
         let prefix = self.config().key_prefix.clone();
-        tokio::spawn(listen(self.pool().clone(), prefix, sender));
+        let pool = self.pool();
+        let expiring = pool.manager().expiring_nodes();
+        for node in 0..expiring {
+            let listening = listen_for_expiry(pool.clone(), node, prefix.clone(), relay.clone());
+            tokio::spawn(listening);
+        }
+        tokio::spawn(listen(pool.clone(), prefix, relay, expiring == 0));
         SessionEvents { notices }
     }
 }
 
-/// Listens until the consumer is gone, connecting again whenever Redis goes away.
-async fn listen(pool: Pool, prefix: String, sender: mpsc::Sender<SessionNotice>) {
+/// Where the listeners hand their notices: the stream's channel, and whether events were
+/// dropped since the consumer was last told so.
+#[derive(Clone)]
+struct Relay {
+    sender: mpsc::Sender<SessionNotice>,
+    lagged: Arc<AtomicBool>,
+}
+
+impl Relay {
+    /// Hands `event` over, or drops it when the consumer is too far behind. `false` once the
+    /// consumer is gone.
+    fn event(&self, event: SessionEvent) -> bool {
+        // The notice goes before the next event that gets through, or that event is dropped
+        // too: a consumer that frees room between the two must not see an event after a gap
+        // it has not been told of.
+        if self.lagged.load(Ordering::Acquire) {
+            match self.sender.try_send(SessionNotice::Lagged) {
+                Ok(()) => self.lagged.store(false, Ordering::Release),
+                Err(mpsc::error::TrySendError::Full(_)) => return true,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+        }
+        match self.sender.try_send(SessionNotice::Event(event)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.lagged.store(true, Ordering::Release);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// Listens to the store's channel until the consumer is gone, connecting again whenever Redis
+/// goes away; and to the expiry of keys on the same server, when `with_expiry`.
+async fn listen(pool: Pool, prefix: String, relay: Relay, with_expiry: bool) {
     let channel = Publisher::channel(&prefix);
-    let mut lagged = false;
     for attempt in 0.. {
-        if sender.is_closed() {
+        if relay.sender.is_closed() {
             return;
         }
         if let Ok(mut pubsub) = pool.manager().pubsub(attempt).await
             && pubsub.subscribe(&channel).await.is_ok()
         {
-            let _ = pubsub.psubscribe("__keyevent@*__:expired").await;
-            if attempt > 0 && sender.send(SessionNotice::Reconnected).await.is_err() {
+            if with_expiry {
+                let _ = pubsub.psubscribe(EXPIRED).await;
+            }
+            if attempt > 0 && relay.sender.send(SessionNotice::Reconnected).await.is_err() {
                 return;
             }
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
-                let Some(event) = event_of(&message, &channel, &prefix) else {
-                    continue;
-                };
-                // The notice goes before the next event that gets through, or that event is
-                // dropped too: a consumer that frees room between the two must not see an
-                // event after a gap it has not been told of.
-                if lagged {
-                    match sender.try_send(SessionNotice::Lagged) {
-                        Ok(()) => lagged = false,
-                        Err(mpsc::error::TrySendError::Full(_)) => continue,
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
-                    }
-                }
-                match sender.try_send(SessionNotice::Event(event)) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => lagged = true,
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                if let Some(event) = event_of(&message, &channel, &prefix)
+                    && !relay.event(event)
+                {
+                    return;
                 }
             }
         }
         tokio::time::sleep(RECONNECT_AFTER).await;
     }
 }
+
+/// Listens to the expiry of keys on the `node`-th node of a cluster until the consumer is
+/// gone, connecting again whenever the node goes away. (A node that is down expires nothing;
+/// the channel's listener says when the stream reconnected.)
+async fn listen_for_expiry(pool: Pool, node: usize, prefix: String, relay: Relay) {
+    let channel = Publisher::channel(&prefix);
+    while !relay.sender.is_closed() {
+        if let Ok(mut pubsub) = pool.manager().pubsub(node).await
+            && pubsub.psubscribe(EXPIRED).await.is_ok()
+        {
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                if let Some(event) = event_of(&message, &channel, &prefix)
+                    && !relay.event(event)
+                {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(RECONNECT_AFTER).await;
+    }
+}
+
+/// The keyspace notifications of expired keys, in every database.
+const EXPIRED: &str = "__keyevent@*__:expired";
 
 /// The event a message carries: a published event, or an expired session key of ours.
 fn event_of(message: &redis::Msg, channel: &str, prefix: &str) -> Option<SessionEvent> {

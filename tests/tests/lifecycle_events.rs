@@ -86,7 +86,7 @@ async fn next_notice(events: &mut SessionEvents, within: Duration, what: &str) -
 async fn events_until(
     events: &mut SessionEvents,
     within: Duration,
-    wanted: impl Fn(&SessionEvent) -> bool,
+    mut wanted: impl FnMut(&SessionEvent) -> bool,
 ) -> Vec<SessionEvent> {
     let deadline = Instant::now() + within;
     let mut seen = Vec::new();
@@ -300,6 +300,55 @@ async fn an_idle_session_that_redis_expires_comes_as_expired() {
     {
         assert_ne!(event.session, "AAAAAAAAAAAA", "{seen:#?}");
     }
+}
+
+/// On a cluster each primary expires its own keys and sends its own notifications: the
+/// subscriber hears the idle sessions that expire on every primary, not only on the node its
+/// channel subscription uses.
+#[actix_web::test]
+async fn on_a_cluster_idle_sessions_that_expire_on_every_primary_come_as_expired() {
+    let cluster = RedisCluster::builder()
+        .args(&["--notify-keyspace-events", "Ex"])
+        .start()
+        .expect("a cluster");
+    let prefix = "expiring:";
+    let key = Key::generate();
+    let store = builder(prefix)
+        .idle_timeout(Duration::from_secs(1))
+        .build_with_cluster(cluster.urls())
+        .expect("valid URLs");
+    let app = app(store.clone(), &key).await;
+    let mut events = store.events();
+    until_live(&app, &mut events).await;
+
+    // Sessions until every primary holds one.
+    let primaries = cluster.primaries().expect("the primaries");
+    let mut expiring = std::collections::HashMap::new();
+    for user in 0..200 {
+        let cookie = log_in(&app, &format!("user{user}"), None).await;
+        let session_key = redis_key(prefix, &session_key_in(&cookie, &key));
+        let primary = cluster.primary_for_key(&session_key).expect("a primary");
+        expiring
+            .entry(primary)
+            .or_insert_with(|| reference(prefix, &key, &cookie));
+        if expiring.len() == primaries.len() {
+            break;
+        }
+    }
+    assert_eq!(
+        expiring.len(),
+        primaries.len(),
+        "a session on every primary"
+    );
+
+    let mut waiting: Vec<String> = expiring.into_values().collect();
+    events_until(&mut events, Duration::from_secs(15), |event| {
+        if event.event == SessionEventKind::Expired {
+            waiting.retain(|session| *session != event.session);
+        }
+        waiting.is_empty()
+    })
+    .await;
 }
 
 /// A consumer that reads nothing while more than the backlog is published is told `lagged`

@@ -1,7 +1,9 @@
 //! The index of a user's sessions: one sorted set per user, of the digests of their sessions'
 //! ids, scored by the end of each session's absolute lifetime. It lets an application list a
-//! user's sessions and revoke them (one, or all but the caller's) in O(sessions of that user),
-//! never with a `KEYS` or `SCAN` of Redis.
+//! user's sessions and revoke them (one, or all but the caller's) in O(entries of that user's
+//! index), never with a `KEYS` or `SCAN` of Redis. A login beyond the most sessions a user may
+//! hold ends the user's oldest, so an index stays small; one that is big all the same (stale
+//! entries of sessions that idled out) is walked a chunk at a time and pruned as it goes.
 //!
 //! On a cluster the index and a session live in different slots, so no write covers both at
 //! once; each is written so that a failure between the two writes heals by itself:
@@ -157,7 +159,8 @@ impl RedisSessionStore {
     /// in the index on the way are pruned from it.
     ///
     /// Reads the index newest first, [`CHUNK`] entries at a time: per chunk one round trip for
-    /// the entries, one for their sessions (sent together), one to prune the ended ones.
+    /// the entries (with the removal of the ended ones found before), one `EXISTS` of their
+    /// sessions, and, when some exist, one for their fields (sent together).
     ///
     /// # Errors
     /// [`StoreError::NoUserEntry`] when the store names no user entry, or the error of a
@@ -200,7 +203,9 @@ impl RedisSessionStore {
                 chunk = next?;
             }
             self.prune(&user, &as_strs(&ended)).await?;
-            live.sort_by_key(|session| session.created);
+            live.sort_by(|a, b| (a.created, &a.reference).cmp(&(b.created, &b.reference)));
+            // A session read twice, had more than a walk remembers shared one score.
+            live.dedup_by(|a, b| a.reference == b.reference);
             Ok(live)
         });
         self.instruments()

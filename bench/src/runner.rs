@@ -182,7 +182,8 @@ fn compare_features(
     println!("\n## What session-store's optional features cost\n");
     println!(
         "{setup}, the setups taking turns. The index is of the `user` entry (every login of \
-         the benchmark is alice's, so her index only grows within a round: a worst case); \
+         the benchmark is alice's, so past her first 100 every login ends her oldest session: \
+         a worst case); \
          events are published with nobody subscribed; every setup runs against a primary \
          with a replica (for `WAIT`; the replica's CPU is left out). Ratios are each setup's \
          figure over session-store's with its features off. (Round trips are left out: the estimate from \

@@ -158,7 +158,7 @@ impl RedisSessionStore {
     /// it to `Session::insert`), oldest first, with `current`'s marked. Ended sessions found
     /// in the index on the way are pruned from it.
     ///
-    /// Reads the index newest first, [`CHUNK`] entries at a time: per chunk one round trip for
+    /// Reads the index newest first, 1,000 entries at a time: per chunk one round trip for
     /// the entries (with the removal of the ended ones found before), one `EXISTS` of their
     /// sessions, and, when some exist, one for their fields (sent together).
     ///
@@ -218,7 +218,7 @@ impl RedisSessionStore {
     /// Ends the session of `user` whose reference is `reference`; a request of that session
     /// in flight does not bring it back. Returns whether there was such a session.
     ///
-    /// Finds it with `ZSCAN ... MATCH` (Redis filters the index, [`SCAN_COUNT`] entries per
+    /// Finds it with `ZSCAN ... MATCH` (Redis filters the index, 10,000 entries per
     /// round trip), then ends it: O(entries in the user's index) on the server, few round trips.
     ///
     /// # Errors
@@ -247,7 +247,7 @@ impl RedisSessionStore {
     /// Ends every session of `user`, but `except`'s when given (log out everywhere else), and
     /// empties the index of all but that one. Returns how many it ended.
     ///
-    /// Works through the index oldest first, [`CHUNK`] entries at a time: per chunk one round
+    /// Works through the index oldest first, 1,000 entries at a time: per chunk one round
     /// trip for the entries, one to see which are still `user`'s sessions (sent together), one
     /// to end those (each a script, sent together), one to remove the chunk from the index.
     ///

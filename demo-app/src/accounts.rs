@@ -118,6 +118,7 @@ impl Accounts {
             None => (&*DECOY_HASH, false),
         };
         let matches = hasher.verify(hash, password.as_bytes());
+        metrics::counter!(crate::metrics::PASSWORD_CHECKS).increment(1);
         known && matches
     }
 }

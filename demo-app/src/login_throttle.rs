@@ -1,9 +1,10 @@
-//! Failed logins counted in Redis, so that their limits hold across every instance: past
-//! `--max-failed-logins` failures for an account (or `--max-failed-logins-per-address` from
-//! one client address) within `--failed-login-window`, a login is refused with `429` before
-//! its password is checked, whichever instance it reaches, until the window ends. So even the
-//! right password waits: the point is that guessing gets no more tries, and a refusal that
-//! depended on the password would tell the guesser it was right.
+//! Login attempts counted in Redis before their password is checked, so that the limits hold
+//! across every instance however many logins arrive at once: past `--max-failed-logins`
+//! password checks for an account that did not succeed (or `--max-failed-logins-per-address`
+//! from one client address) within `--failed-login-window`, a login is refused with `429`
+//! without a check, whichever instance it reaches, until the window ends. So even the right
+//! password waits: the point is that guessing gets no more tries, and a refusal that depended
+//! on the password would tell the guesser it was right.
 //!
 //! Unknown usernames are counted as accounts are, so a `429` says nothing about which
 //! accounts exist. Their counters are keys in Redis that end with their window; an address
@@ -38,14 +39,10 @@ pub(crate) enum Attempt {
     Busy,
 }
 
-/// Checks `password` for `username`, from `client`, within the limits: the count first, then
-/// the password, then the count again (a failure raised, or the account's cleared). A login
-/// that finds the hashing queue full is turned away before any of it.
-///
-/// Three steps, not one atomic one: logins for one account that overlap can each pass the
-/// check before any of them counts its failure, so an account can see as many failures past
-/// its limit as it had logins in flight at once. That is bounded by the hashing queues (a few
-/// dozen per instance), and each still costs the guesser a password check.
+/// Checks `password` for `username`, from `client`, within the limits: an attempt taken from
+/// the counters first (refused at the limit), then the password, then the attempt settled
+/// (kept when the password was wrong). A login that finds the hashing queue full is turned
+/// away before any of it, and one that finds it full after taking its attempt gives it back.
 ///
 /// # Errors
 /// `503` with `Retry-After` when Redis is unavailable.
@@ -59,29 +56,30 @@ pub(crate) async fn attempt(
     if !state.hashing.has_room() {
         return Ok(Attempt::Busy);
     }
-    let throttle = &state.login_throttle;
-    let allowed = throttle
-        .check(username, client)
+    let taken = state
+        .login_throttle
+        .attempt(username, client)
         .await
         .map_err(store_failure)?;
-    if let Err(throttled) = allowed {
-        return Ok(Attempt::Throttled(whole_seconds(throttled.retry_after)));
-    }
+    let attempt = match taken {
+        Ok(attempt) => attempt,
+        Err(throttled) => return Ok(Attempt::Throttled(whole_seconds(throttled.retry_after))),
+    };
     match state
         .accounts
         .verify(&state.hashing, username, password)
         .await
     {
-        Err(Busy) => Ok(Attempt::Busy),
+        Err(Busy) => {
+            attempt.not_checked().await.map_err(store_failure)?;
+            Ok(Attempt::Busy)
+        }
         Ok(true) => {
-            throttle.succeeded(username).await.map_err(store_failure)?;
+            attempt.succeeded().await.map_err(store_failure)?;
             Ok(Attempt::Verified)
         }
         Ok(false) => {
-            throttle
-                .failed(username, client)
-                .await
-                .map_err(store_failure)?;
+            attempt.failed();
             Ok(Attempt::Failed)
         }
     }

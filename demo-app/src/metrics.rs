@@ -4,7 +4,9 @@
 //!
 //! - `http_requests_total{method, route, status}`, counter;
 //! - `http_request_duration_seconds{method, route}`, histogram, from the request's arrival at
-//!   the outermost middleware to its response's headers.
+//!   the outermost middleware to its response's headers;
+//! - `demo_password_checks_total`, counter: passwords hashed and compared, the work the login
+//!   throttle bounds.
 //!
 //! `route` is the matched route's pattern (`/api/me`), never the raw path, so that a flood of
 //! made-up paths cannot grow the label set: a request that matched no route is `unmatched`.
@@ -28,6 +30,9 @@ use actix_web::{
 use anyhow::Context as _;
 use metrics::{Counter, Histogram, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// The counter of password checks (one argon2 hash each).
+pub(crate) const PASSWORD_CHECKS: &str = "demo_password_checks_total";
 
 /// Upper bounds, in seconds, of the duration histograms' buckets: a store operation on a
 /// local Redis takes a few hundred microseconds, one that waits out a timeout seconds.

@@ -45,5 +45,5 @@ pub use crate::{
     pool::{Manager, Pool},
     store::RedisSessionStore,
     subscriber::{SessionEvents, SessionNotice},
-    throttle::{LoginThrottle, ThrottleLimits, Throttled},
+    throttle::{LoginAttempt, LoginThrottle, ThrottleLimits, Throttled},
 };

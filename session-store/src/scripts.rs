@@ -1,5 +1,6 @@
 //! The Lua scripts for the writes that must be atomic: creating a session without overwriting
-//! another, and replacing a whole state. (Reads and the writes of changed entries need none:
+//! another, replacing a whole state, ending a session with its announcement, the users' index
+//! and the login throttle's counters. (Reads and the writes of changed entries need none:
 //! plain commands in one pipeline cost Redis a fraction of a script call.)
 
 use std::sync::LazyLock;
@@ -65,3 +66,11 @@ pub(crate) static REVOKE: LazyLock<LuaScript> =
 /// Adds a session to its user's index and names the oldest sessions over the user's limit.
 pub(crate) static INDEX_ADD: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new(include_str!("lua/index_add.lua")));
+
+/// Takes a login attempt from a throttle's counter unless it is at its limit.
+pub(crate) static THROTTLE_TAKE: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/throttle_take.lua")));
+
+/// Gives a login attempt back to a throttle's counter.
+pub(crate) static THROTTLE_GIVE_BACK: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/throttle_give_back.lua")));

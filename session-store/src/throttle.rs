@@ -1,31 +1,42 @@
-//! Login throttling shared by every instance: counters of failed logins per account and per
+//! Login throttling shared by every instance: counters of password checks per account and per
 //! client address, kept in Redis, so that spreading guesses over instances gains an attacker
 //! nothing.
 //!
-//! Each counter counts the failures of a fixed window that starts at the first failure and
-//! ends by itself (the key's expiry). Past a limit, a login is refused before its password is
-//! checked, until the window ends.
+//! A login takes an attempt from both counters *before* its password is checked, in one step
+//! with the test of the limit (a script per counter), so that however many logins arrive at
+//! once on however many instances, at most `limit` passwords are checked per window. A right
+//! password clears the account's counter and gives the address its attempt back; a password
+//! never checked gives both back; a wrong one stays counted until the window ends. Each
+//! counter's window starts at the first attempt it counts and ends by itself (the key's
+//! expiry).
 
 use std::{net::IpAddr, time::Duration};
 
-use futures_util::future::try_join;
+use futures_util::future::{try_join, try_join_all};
 
-use crate::{RedisSessionStore, StoreError, batch::Batch, clock::millis, key};
+use crate::{
+    RedisSessionStore, StoreError,
+    batch::Batch,
+    clock::millis,
+    key,
+    scripts::{LuaScript, THROTTLE_GIVE_BACK, THROTTLE_TAKE},
+};
 
-/// How many failed logins a window allows, and how long a window lasts.
+/// How many password checks that did not succeed a window allows, and how long a window lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ThrottleLimits {
-    /// Failed logins allowed per account in a window.
+    /// Password checks per account in a window, not counting the right ones: failed, or
+    /// under way.
     pub per_account: u32,
-    /// Failed logins allowed per client address in a window.
+    /// Password checks per client address in a window, not counting the right ones.
     pub per_address: u32,
-    /// How long a window lasts, from its first failure.
+    /// How long a window lasts, from the first attempt it counts.
     pub window: Duration,
 }
 
 impl ThrottleLimits {
-    /// Limits of `per_account` and `per_address` failures per `window`.
+    /// Limits of `per_account` and `per_address` attempts per `window`.
     pub fn new(per_account: u32, per_address: u32, window: Duration) -> Self {
         Self {
             per_account,
@@ -35,10 +46,10 @@ impl ThrottleLimits {
     }
 }
 
-/// A login refused for too many failures: try again after `retry_after`.
+/// A login refused for too many attempts: try again after `retry_after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Throttled {
-    /// What is left of the window that is over its limit.
+    /// What is left of the window that is at its limit (of the longer one, when both are).
     pub retry_after: Duration,
 }
 
@@ -58,17 +69,21 @@ pub struct Throttled {
 ///
 /// use session_store::{RedisSessionStore, ThrottleLimits};
 ///
-/// # async fn login(store: RedisSessionStore, user: &str, ip: IpAddr, password_ok: bool)
+/// # fn check_password(user: &str, password: &str) -> bool { false }
+/// # async fn login(store: RedisSessionStore, user: &str, password: &str, ip: IpAddr)
 /// # -> Result<(), Box<dyn std::error::Error>> {
 /// let throttle = store.login_throttle(ThrottleLimits::new(5, 50, Duration::from_secs(300)));
-/// if let Err(throttled) = throttle.check(user, ip).await? {
-///     // Answer 429 with Retry-After: throttled.retry_after, before checking the password.
-/// # return Ok(());
-/// }
-/// if password_ok {
-///     throttle.succeeded(user).await?;
+/// let attempt = match throttle.attempt(user, ip).await? {
+///     Ok(attempt) => attempt,
+///     // Answer 429 with Retry-After: throttled.retry_after, and check no password.
+///     Err(throttled) => return Ok(()),
+/// };
+/// if check_password(user, password) {
+///     attempt.succeeded().await?;
+///     // Sign the user in.
 /// } else {
-///     throttle.failed(user, ip).await?;
+///     attempt.failed();
+///     // Answer 401.
 /// }
 /// # Ok(())
 /// # }
@@ -77,6 +92,18 @@ pub struct Throttled {
 pub struct LoginThrottle {
     store: RedisSessionStore,
     limits: ThrottleLimits,
+}
+
+/// An attempt taken from both counters: its password may be checked now. Say how the check
+/// went, so that what should not count is given back: [`succeeded`](Self::succeeded),
+/// [`failed`](Self::failed) or [`not_checked`](Self::not_checked). Dropped without any (the
+/// request was cancelled), it stays counted, like a failure, until its window ends.
+#[derive(Debug)]
+#[must_use = "say how the password check went: succeeded, failed or not_checked"]
+pub struct LoginAttempt<'a> {
+    throttle: &'a LoginThrottle,
+    account: String,
+    address: String,
 }
 
 impl RedisSessionStore {
@@ -90,82 +117,114 @@ impl RedisSessionStore {
 }
 
 impl LoginThrottle {
-    /// Whether a login for `account` from `address` may go on: `Err(Throttled)` when either is
-    /// over its limit. One round trip per counter, sent together.
+    /// Takes an attempt for `account` from `address`, before its password is checked:
+    /// `Err(Throttled)` when either counter is at its limit, and then neither counts it.
+    /// One round trip (a script per counter, sent together).
     ///
     /// # Errors
     /// The [`StoreError`] of a round trip.
-    pub async fn check(
+    pub async fn attempt(
         &self,
         account: &str,
         address: IpAddr,
-    ) -> Result<Result<(), Throttled>, StoreError> {
-        let (account, address) = try_join(
-            self.over(&self.account_key(account), self.limits.per_account),
-            self.over(&self.address_key(address), self.limits.per_address),
+    ) -> Result<Result<LoginAttempt<'_>, Throttled>, StoreError> {
+        let attempt = LoginAttempt {
+            throttle: self,
+            account: key::throttle_counter(self.prefix(), "a", account),
+            address: key::throttle_counter(self.prefix(), "ip", &address.to_string()),
+        };
+        let (by_account, by_address) = try_join(
+            self.take(&attempt.account, self.limits.per_account),
+            self.take(&attempt.address, self.limits.per_address),
         )
         .await?;
-        Ok(match account.max(address) {
-            Some(retry_after) => Err(Throttled { retry_after }),
-            None => Ok(()),
-        })
+        // Where one counter refused, the other's attempt goes back: nothing was checked.
+        let taken = [
+            (by_account, &attempt.account),
+            (by_address, &attempt.address),
+        ];
+        if taken.iter().all(|(refused, _)| refused.is_none()) {
+            return Ok(Ok(attempt));
+        }
+        let give_back = taken
+            .iter()
+            .filter(|(refused, _)| refused.is_none())
+            .map(|(_, counter)| self.give_back(counter));
+        try_join_all(give_back).await?;
+        let retry_after = by_account.max(by_address).unwrap_or(self.limits.window);
+        Ok(Err(Throttled { retry_after }))
     }
 
-    /// Counts a failed login for `account` from `address`.
+    /// One attempt from the counter at `counter` unless it is at `limit`; when it is, what is
+    /// left of its window.
+    async fn take(&self, counter: &str, limit: u32) -> Result<Option<Duration>, StoreError> {
+        let left: i64 = self
+            .run(&THROTTLE_TAKE, counter, |cmd| {
+                cmd.arg(limit).arg(millis(self.limits.window).max(1));
+            })
+            .await?;
+        Ok(u64::try_from(left).ok().map(Duration::from_millis))
+    }
+
+    async fn give_back(&self, counter: &str) -> Result<(), StoreError> {
+        self.run::<i64>(&THROTTLE_GIVE_BACK, counter, |_| {})
+            .await
+            .map(drop)
+    }
+
+    /// `script` on `counter`, within the store's deadline.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: &LuaScript,
+        counter: &str,
+        args: impl Fn(&mut redis::Cmd),
+    ) -> Result<T, StoreError> {
+        let backend = self.store.backend();
+        backend
+            .within_deadline(backend.run_script(script, &counter, args))
+            .await
+    }
+
+    fn prefix(&self) -> &str {
+        &self.store.config().key_prefix
+    }
+}
+
+impl LoginAttempt<'_> {
+    /// The password was right: clears the account's counter and gives the address its attempt
+    /// back (many people signing in from one address is no attack). One round trip.
     ///
     /// # Errors
     /// The [`StoreError`] of a round trip.
-    pub async fn failed(&self, account: &str, address: IpAddr) -> Result<(), StoreError> {
+    pub async fn succeeded(self) -> Result<(), StoreError> {
+        let throttle = self.throttle;
+        let backend = throttle.store.backend();
+        let mut clear = Batch::new();
+        clear.cmd("DEL").arg(&self.account).ignore();
         try_join(
-            self.count(&self.account_key(account)),
-            self.count(&self.address_key(address)),
+            backend.within_deadline(backend.write::<()>(clear)),
+            throttle.give_back(&self.address),
         )
         .await?;
         Ok(())
     }
 
-    /// Clears `account`'s failures after a successful login (its address's stay counted).
+    /// The password was wrong: the attempt stays counted until its window ends. No round trip.
+    pub fn failed(self) {}
+
+    /// The password was never checked (the app turned the login away for another reason,
+    /// say its password checks are saturated): both counters get the attempt back. One round
+    /// trip.
     ///
     /// # Errors
-    /// The [`StoreError`] of the round trip.
-    pub async fn succeeded(&self, account: &str) -> Result<(), StoreError> {
-        let backend = self.store.backend();
-        let key = self.account_key(account);
-        backend
-            .within_deadline(backend.query::<()>(redis::cmd("DEL").arg(key)))
-            .await
-    }
-
-    /// What is left of the window of the counter at `key` when it is at `limit` or more.
-    async fn over(&self, key: &str, limit: u32) -> Result<Option<Duration>, StoreError> {
-        let mut pipe = Batch::new();
-        pipe.cmd("GET").arg(key);
-        pipe.cmd("PTTL").arg(key);
-        let backend = self.store.backend();
-        let (count, ttl): (Option<u32>, i64) =
-            backend.within_deadline(backend.query(&pipe)).await?;
-        let left = u64::try_from(ttl).map_or(self.limits.window, Duration::from_millis);
-        Ok((count.unwrap_or(0) >= limit).then_some(left))
-    }
-
-    /// One more failure on the counter at `key`, whose window starts with its first.
-    async fn count(&self, key: &str) -> Result<(), StoreError> {
-        let mut pipe = Batch::new();
-        pipe.cmd("INCR").arg(key).ignore();
-        pipe.cmd("PEXPIRE")
-            .arg(key)
-            .arg(millis(self.limits.window))
-            .arg("NX")
-            .ignore();
-        let backend = self.store.backend();
-        backend.within_deadline(backend.query::<()>(&pipe)).await
-    }
-
-    fn account_key(&self, account: &str) -> String {
-        key::throttle_counter(&self.store.config().key_prefix, "a", account)
-    }
-
-    fn address_key(&self, address: IpAddr) -> String {
-        key::throttle_counter(&self.store.config().key_prefix, "ip", &address.to_string())
+    /// The [`StoreError`] of a round trip.
+    pub async fn not_checked(self) -> Result<(), StoreError> {
+        let throttle = self.throttle;
+        try_join(
+            throttle.give_back(&self.account),
+            throttle.give_back(&self.address),
+        )
+        .await?;
+        Ok(())
     }
 }

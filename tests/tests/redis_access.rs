@@ -85,6 +85,7 @@ async fn every_feature_works_as(url: &str, key: &Key, mode: MiddlewareMode) {
         .user_entry("user")
         .exposed_entries(["user"])
         .publish_events(true)
+        .max_sessions_per_user(2)
         .build_with_url(url)
         .expect("a valid URL");
     let mut events = store.events();
@@ -109,8 +110,34 @@ async fn every_feature_works_as(url: &str, key: &Key, mode: MiddlewareMode) {
         }
     };
     assert!(matches!(first, SessionNotice::Event(_)), "{first:?}");
-    let listed = send(&app, Method::GET, "/sessions", Some(&logins[0])).await;
+    // Logins past the cap evict the oldest; one session revoked by its listed reference.
+    for _ in 0..2 {
+        let login = send(&app, Method::POST, "/login/alice", None).await;
+        assert_eq!(login.status(), 200, "a login past the cap");
+        logins.push(integration_tests::session_app::session_cookie(&login).expect("a cookie"));
+    }
+    let newest = logins.last().expect("a login").clone();
+    let listed = send(&app, Method::GET, "/sessions", Some(&newest)).await;
     assert_eq!(listed.status(), 200, "listing");
+    let listed: serde_json::Value = serde_json::from_slice(
+        &actix_web::body::to_bytes(listed.into_body())
+            .await
+            .expect("a body"),
+    )
+    .expect("JSON");
+    let other = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|listed| listed["current"] == false)
+        .expect("another session of alice's");
+    let path = format!(
+        "/revoke/{}",
+        other["reference"].as_str().expect("a reference")
+    );
+    let revoked = send(&app, Method::POST, &path, Some(&newest)).await;
+    assert_eq!(revoked.status(), 200, "revoking by reference");
+    logins.retain(|login| *login == newest);
     let node = send(&app, Method::GET, "/where", Some(&logins[0])).await;
     assert_eq!(node.status(), 200, "location");
     let revoked = send(&app, Method::POST, "/revoke-others", Some(&logins[0])).await;
@@ -124,15 +151,17 @@ async fn every_feature_works_as(url: &str, key: &Key, mode: MiddlewareMode) {
         std::time::Duration::from_secs(60),
     ));
     let address = "192.0.2.1".parse().expect("an address");
-    throttle.failed("alice", address).await.expect("counting");
-    assert!(
-        throttle
-            .check("alice", address)
-            .await
-            .expect("checking")
-            .is_err()
-    );
-    throttle.succeeded("alice").await.expect("clearing");
+    let attempt = |account: &'static str| throttle.attempt(account, address);
+    attempt("alice")
+        .await
+        .expect("counting")
+        .expect("allowed")
+        .failed();
+    assert!(attempt("alice").await.expect("refusing").is_err());
+    let bob = attempt("bob").await.expect("counting").expect("allowed");
+    bob.not_checked().await.expect("giving back");
+    let bob = attempt("bob").await.expect("counting").expect("allowed");
+    bob.succeeded().await.expect("clearing");
 }
 
 #[actix_web::test]

@@ -24,8 +24,8 @@ use integration_tests::{
 use redis::AsyncCommands as _;
 use serde_json::Value;
 use session_store::{
-    RedisSessionStore, RedisSessionStoreBuilder, SessionEventKind, SessionEvents, SessionNotice,
-    ThrottleLimits,
+    LoginAttempt, LoginThrottle, RedisSessionStore, RedisSessionStoreBuilder, SessionEventKind,
+    SessionEvents, SessionNotice, ThrottleLimits, Throttled,
 };
 
 /// A deployment, a prefix of this test's own, and an app on a store that names `user`.
@@ -222,6 +222,23 @@ async fn until_live(
 }
 
 /// Milliseconds since the epoch.
+/// An attempt `throttle` must allow.
+async fn take<'a>(throttle: &'a LoginThrottle, account: &str, address: IpAddr) -> LoginAttempt<'a> {
+    throttle
+        .attempt(account, address)
+        .await
+        .expect("attempt")
+        .unwrap_or_else(|throttled| panic!("{account}: {throttled:?}"))
+}
+
+/// The refusal of an attempt `throttle` must refuse.
+async fn refused(throttle: &LoginThrottle, account: &str, address: IpAddr) -> Throttled {
+    match throttle.attempt(account, address).await.expect("attempt") {
+        Ok(_) => panic!("{account} from {address} was not throttled"),
+        Err(throttled) => throttled,
+    }
+}
+
 fn epoch_millis(time: SystemTime) -> i64 {
     let since = time
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -544,7 +561,7 @@ mod cases {
 
     pub(super) async fn failed_logins_past_the_limit_are_throttled_for_the_window(fx: Fixture) {
         // A window far longer than any run of this test: what is asserted is the throttling,
-        // not how fast a busy machine makes four round trips.
+        // not how fast a busy machine makes a few round trips.
         let window = Duration::from_secs(600);
         let throttle = fx
             .store()
@@ -552,56 +569,40 @@ mod cases {
         let address = "192.0.2.7".parse().expect("an address");
         let started = Instant::now();
         for _ in 0..3 {
-            assert_eq!(
-                throttle.check("alice", address).await.expect("check"),
-                Ok(())
-            );
-            throttle.failed("alice", address).await.expect("failed");
+            take(&throttle, "alice", address).await.failed();
         }
-        let throttled = throttle
-            .check("alice", address)
-            .await
-            .expect("check")
-            .expect_err("throttled");
+        let throttled = refused(&throttle, "alice", address).await;
         // What is left of a window that started after `started`; Redis counts whole
         // milliseconds.
         assert!(throttled.retry_after <= window, "{throttled:?}");
         assert!(
             throttled.retry_after + started.elapsed() + Duration::from_millis(2) >= window,
-            "{throttled:?} left {:?} after the first failure",
+            "{throttled:?} left {:?} after the first attempt",
             started.elapsed()
         );
-        assert_eq!(
-            throttle.check("bob", address).await.expect("check"),
-            Ok(()),
-            "another account from the same address is not"
-        );
-        throttle.succeeded("alice").await.expect("succeeded");
-        assert_eq!(
-            throttle.check("alice", address).await.expect("check"),
-            Ok(()),
-            "a success cleared the account's count"
-        );
+        take(&throttle, "bob", address)
+            .await
+            .not_checked()
+            .await
+            .expect("given back");
+
+        // A success clears the account's count: two failures, a success, and three more
+        // before the limit.
         for _ in 0..2 {
-            throttle.failed("alice", address).await.expect("failed");
+            take(&throttle, "dave", address).await.failed();
         }
-        assert_eq!(
-            throttle.check("alice", address).await.expect("check"),
-            Ok(()),
-            "counting starts again from zero"
-        );
-        throttle.failed("alice", address).await.expect("failed");
-        assert!(
-            throttle
-                .check("alice", address)
-                .await
-                .expect("check")
-                .is_err(),
-            "and throttles again at the limit"
-        );
+        take(&throttle, "dave", address)
+            .await
+            .succeeded()
+            .await
+            .expect("succeeded");
+        for _ in 0..3 {
+            take(&throttle, "dave", address).await.failed();
+        }
+        refused(&throttle, "dave", address).await;
 
         // The end of a window, on a short one of another account and address. A try whose
-        // check came too late to be sure its window still ran tells nothing of it: another
+        // refusal came too late to be sure its window still ran tells nothing of it: another
         // try is made, and five such fail the test.
         let window = Duration::from_millis(500);
         let throttle = fx
@@ -614,24 +615,68 @@ mod cases {
                 .expect("an address");
             let started = Instant::now();
             for _ in 0..3 {
-                throttle.failed(&account, address).await.expect("failed");
+                take(&throttle, &account, address).await.failed();
             }
-            let checked = throttle.check(&account, address).await.expect("check");
+            let checked = throttle.attempt(&account, address).await.expect("attempt");
             if started.elapsed() >= window {
                 continue;
             }
             let throttled = checked.expect_err("throttled within its window");
             assert!(throttled.retry_after <= window, "{throttled:?}");
             tokio::time::sleep(throttled.retry_after + Duration::from_millis(100)).await;
-            assert_eq!(
-                throttle.check(&account, address).await.expect("check"),
-                Ok(()),
-                "the window ended"
-            );
+            take(&throttle, &account, address).await.failed();
             return;
         }
         panic!("five tries each took longer than the {window:?} window to check");
     }
+
+    /// 64 logins at once for one account with a limit of 5: five may check a password, the
+    /// other 59 are refused before theirs, and the address keeps only the five it spent.
+    pub(super) async fn parallel_logins_past_the_limit_check_only_as_many_passwords(fx: Fixture) {
+        let window = Duration::from_secs(600);
+        let store = fx.store();
+        let throttle = store.login_throttle(ThrottleLimits::new(5, 100, window));
+        let address: IpAddr = "192.0.2.30".parse().expect("an address");
+        let answers =
+            futures_util::future::join_all((0..64).map(|_| throttle.attempt("alice", address)))
+                .await;
+        let (taken, refusals): (Vec<_>, Vec<_>) = answers
+            .into_iter()
+            .map(|answer| answer.expect("attempt"))
+            .partition(Result::is_ok);
+        assert_eq!((taken.len(), refusals.len()), (5, 59));
+
+        // The refused logins gave the address its attempts back: with a limit of 6 it has one
+        // left, not none.
+        let strict = store.login_throttle(ThrottleLimits::new(100, 6, window));
+        take(&strict, "bob", address).await.failed();
+        refused(&strict, "bob", address).await;
+
+        // Attempts in flight count: none is left for alice until they are settled.
+        refused(&throttle, "alice", address).await;
+        let mut taken = taken.into_iter().map(|attempt| attempt.expect("taken"));
+        taken
+            .next()
+            .expect("one")
+            .not_checked()
+            .await
+            .expect("given back");
+        take(&throttle, "alice", address).await.failed();
+        taken
+            .next()
+            .expect("two")
+            .succeeded()
+            .await
+            .expect("succeeded");
+        for attempt in taken {
+            attempt.failed();
+        }
+        for _ in 0..5 {
+            take(&throttle, "alice", address).await.failed();
+        }
+        refused(&throttle, "alice", address).await;
+    }
+
     pub(super) async fn a_login_beyond_the_limit_ends_the_oldest_session(fx: Fixture) {
         let store = fx
             .deployment
@@ -860,6 +905,7 @@ macro_rules! every_guarantee {
             a_creation_time_minutes_ahead_is_live_within_the_tolerance,
             a_login_over_a_session_deleted_meanwhile_signs_the_client_in,
             without_track_changes_a_session_that_gains_its_user_is_revocable,
+            parallel_logins_past_the_limit_check_only_as_many_passwords,
         );
     };
 }

@@ -39,7 +39,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         }
         Err(err) => {
             if state.health.changed(true) {
-                tracing::warn!(error = %err, cause = ?err, "health check failed (logged again when it passes)");
+                tracing::warn!(error = %err.chain(), "health check failed (logged again when it passes)");
             }
             HttpResponse::ServiceUnavailable()
                 .insert_header((header::RETRY_AFTER, "1"))

@@ -22,5 +22,4 @@ mod redis_target;
 mod sessions;
 mod state;
 pub mod stats;
-mod store_failure;
 mod user;

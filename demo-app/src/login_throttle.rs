@@ -14,7 +14,7 @@ use std::{net::IpAddr, time::Duration};
 
 use session_store::ThrottleLimits;
 
-use crate::{cli::CommonArgs, hashing::Busy, state::AppState, store_failure::store_failure};
+use crate::{cli::CommonArgs, hashing::Busy, state::AppState};
 
 /// The limits the flags ask for.
 pub(crate) fn limits(args: &CommonArgs) -> ThrottleLimits {
@@ -56,11 +56,7 @@ pub(crate) async fn attempt(
     if !state.hashing.has_room() {
         return Ok(Attempt::Busy);
     }
-    let taken = state
-        .login_throttle
-        .attempt(username, client)
-        .await
-        .map_err(store_failure)?;
+    let taken = state.login_throttle.attempt(username, client).await?;
     let attempt = match taken {
         Ok(attempt) => attempt,
         Err(throttled) => return Ok(Attempt::Throttled(whole_seconds(throttled.retry_after))),
@@ -71,11 +67,11 @@ pub(crate) async fn attempt(
         .await
     {
         Err(Busy) => {
-            attempt.not_checked().await.map_err(store_failure)?;
+            attempt.not_checked().await?;
             Ok(Attempt::Busy)
         }
         Ok(true) => {
-            attempt.succeeded().await.map_err(store_failure)?;
+            attempt.succeeded().await?;
             Ok(Attempt::Verified)
         }
         Ok(false) => {

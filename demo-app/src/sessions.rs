@@ -20,7 +20,6 @@ use crate::{
     csrf,
     pages::{PageContext, render, see_other},
     state::AppState,
-    store_failure::store_failure,
     user,
 };
 
@@ -83,7 +82,7 @@ async fn devices(
         .store
         .sessions_of(&user, current)
         .await
-        .map_err(store_failure)
+        .map_err(actix_web::Error::from)
 }
 
 fn not_signed_in() -> HttpResponse {
@@ -121,11 +120,7 @@ async fn revoke(
     let Some(user) = user::current(&session)? else {
         return Ok(not_signed_in());
     };
-    let found = state
-        .store
-        .revoke(&user, &reference)
-        .await
-        .map_err(store_failure)?;
+    let found = state.store.revoke(&user, &reference).await?;
     if found {
         tracing::info!(user = %user, session = %reference, "session revoked");
         Ok(HttpResponse::NoContent().finish())
@@ -168,11 +163,7 @@ async fn revoke_all(
     user: &str,
     except: Option<&CurrentSession>,
 ) -> actix_web::Result<usize> {
-    let count = state
-        .store
-        .revoke_all(&user, except)
-        .await
-        .map_err(store_failure)?;
+    let count = state.store.revoke_all(&user, except).await?;
     let scope = if except.is_some() {
         "everywhere else"
     } else {
@@ -270,11 +261,7 @@ async fn revoke_form(
     let Some(user) = user::current(&session)? else {
         return Ok(see_other("/login"));
     };
-    let found = state
-        .store
-        .revoke(&user, &form.reference)
-        .await
-        .map_err(store_failure)?;
+    let found = state.store.revoke(&user, &form.reference).await?;
     if found {
         tracing::info!(user = %user, session = %form.reference, "session revoked");
     }

@@ -1,8 +1,10 @@
-//! The store's error type and how it maps onto actix-session's errors.
+//! The store's error type, how it maps onto actix-session's errors, and how a handler's
+//! request that one fails is answered.
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 use actix_session::storage::{LoadError, SaveError, UpdateError};
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use deadpool::managed::PoolError;
 use redis::{ErrorKind, ServerErrorKind};
 
@@ -135,6 +137,36 @@ impl StoreError {
             | Self::NotReplicated { .. } => true,
             _ => false,
         }
+    }
+}
+
+impl StoreError {
+    /// This error and its causes on one line (`a: b: c`, each from its `Display`), as the
+    /// store logs them: for a log line that must not carry a `Debug` (a backtrace) or span
+    /// lines.
+    pub fn chain(&self) -> impl fmt::Display + '_ {
+        crate::failure_log::Chain(self)
+    }
+}
+
+/// A handler that calls the store itself (listing sessions, the login throttle) may return
+/// its error with `?`: the request is answered as [`TrackChanges`](crate::TrackChanges)
+/// answers the store's own failures, `503` with `Retry-After` when Redis is unavailable,
+/// `413` for state over the limit, `500` otherwise, with no body, and logged in one line of
+/// at most one a second per cause.
+impl ResponseError for StoreError {
+    fn status_code(&self) -> StatusCode {
+        if self.is_unavailable() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else if matches!(self, Self::StateTooLarge { .. }) {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        crate::middleware::failure_response(self.status_code(), &self.chain().to_string())
     }
 }
 

@@ -24,11 +24,13 @@ use std::{collections::BTreeMap, time::SystemTime};
 use futures_util::future::try_join_all;
 use redis::{FromRedisValue, RedisError, Value};
 use serde::Serialize;
+use tracing::Level;
 
 use crate::{
     CurrentSession, RedisSessionStore, StoreError,
     batch::Batch,
     clock::{at, millis, now_millis},
+    failure_log,
     key::{self, RedisKey},
     lifecycle::{SessionEvent, SessionEventKind},
     metrics::{Operation, Outcome},
@@ -150,7 +152,11 @@ impl RedisSessionStore {
             .query::<()>(redis::cmd("ZREM").arg(index).arg(key.digest()))
             .await
         {
-            tracing::warn!(error = %err, cause = ?err, session = key.reference(), "the user's index keeps an ended session until its next read");
+            failure_log::log(
+                Level::WARN,
+                "the user's index keeps an ended session until its next read",
+                &err.chain().to_string(),
+            );
         }
     }
 

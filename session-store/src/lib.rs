@@ -15,6 +15,7 @@ mod config;
 mod connection;
 mod error;
 mod events;
+mod failure_log;
 mod index;
 mod key;
 mod lifecycle;

@@ -13,9 +13,11 @@ use actix_web::{
     },
 };
 
+use tracing::Level;
+
 use crate::{
-    RedisSessionStore,
-    scope::{self, Failure},
+    RedisSessionStore, failure_log,
+    scope::{self, Failed},
 };
 
 /// Seconds a client is asked to wait after a `503` for an unreachable Redis.
@@ -113,18 +115,49 @@ where
     }
 }
 
-/// The answer to a request that a store operation failed.
-fn answer(err: actix_web::Error, failure: Option<Failure>) -> actix_web::Error {
-    match failure {
-        Some(Failure::Unavailable) => {
-            tracing::warn!(error = %err, cause = ?err, "Redis unavailable: answering 503");
-            bodiless(err, StatusCode::SERVICE_UNAVAILABLE)
+/// The answer to a request that a store operation failed: `503` or `413` with no body that
+/// could leak internals, where actix-session alone would answer `500`.
+fn answer(err: actix_web::Error, failure: Option<Failed>) -> actix_web::Error {
+    let Some(Failed { status, cause }) = failure else {
+        return err;
+    };
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        log_failure(status, &cause);
+        return err;
+    }
+    actix_web::error::InternalError::from_response(err, failure_response(status, &cause)).into()
+}
+
+/// The response to a request that a store failure with `cause` failed with `status`, logged
+/// (one line per cause per second): no body, and for a `503`, when to try again.
+pub(crate) fn failure_response(status: StatusCode, cause: &str) -> HttpResponse {
+    log_failure(status, cause);
+    let mut response = HttpResponse::new(status);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+    }
+    response
+}
+
+fn log_failure(status: StatusCode, cause: &str) {
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => {
+            failure_log::log(Level::WARN, "Redis unavailable: answering 503", cause);
         }
-        Some(Failure::TooLarge) => {
-            tracing::info!(error = %err, "session state over the limit: answering 413");
-            bodiless(err, StatusCode::PAYLOAD_TOO_LARGE)
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            failure_log::log(
+                Level::INFO,
+                "session state over the limit: answering 413",
+                cause,
+            );
         }
-        Some(Failure::Other) | None => err,
+        _ => failure_log::log(
+            Level::ERROR,
+            "the session store failed: answering 500",
+            cause,
+        ),
     }
 }
 
@@ -135,16 +168,4 @@ fn forbid_caching_of_cookies<B>(response: &mut ServiceResponse<B>) {
     if headers.contains_key(SET_COOKIE) {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-}
-
-/// `err` answered with `status` and no body that could leak internals; a `503` says when to
-/// try again.
-fn bodiless(err: actix_web::Error, status: StatusCode) -> actix_web::Error {
-    let mut response = HttpResponse::new(status);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
-    }
-    actix_web::error::InternalError::from_response(err, response).into()
 }

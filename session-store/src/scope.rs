@@ -10,7 +10,9 @@
 
 use std::{cell::RefCell, future::Future, sync::Once};
 
-use crate::{StoreError, key::RedisKey, state::SessionState};
+use actix_web::{ResponseError as _, http::StatusCode};
+
+use crate::{StoreError, failure_log::Chain, key::RedisKey, state::SessionState};
 
 tokio::task_local! {
     static SCOPE: RefCell<RequestScope>;
@@ -26,7 +28,7 @@ struct RequestScope {
     /// The request went on anonymous because its session could not be loaded.
     anonymous: bool,
     /// How the store operation that failed this request failed.
-    failure: Option<Failure>,
+    failure: Option<Failed>,
 }
 
 /// A session as a request loaded it.
@@ -43,32 +45,18 @@ pub(crate) struct Loaded {
     pub(crate) ended_elsewhere: bool,
 }
 
-/// The failures of a store operation that deserve an answer other than actix-session's `500`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
-    /// Redis was unavailable: worth a retry.
-    Unavailable,
-    /// The request made the state larger than the limit.
-    TooLarge,
-    /// Anything else.
-    Other,
-}
-
-impl Failure {
-    fn of(err: &StoreError) -> Self {
-        if err.is_unavailable() {
-            Self::Unavailable
-        } else if matches!(err, StoreError::StateTooLarge { .. }) {
-            Self::TooLarge
-        } else {
-            Self::Other
-        }
-    }
+/// How a store operation failed a request: what the request deserves, and why, on one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failed {
+    /// `503` when Redis was unavailable, `413` for state over the limit, `500` otherwise.
+    pub(crate) status: StatusCode,
+    /// The error and its causes.
+    pub(crate) cause: String,
 }
 
 /// Runs one request inside a fresh scope; returns its output and, if a store operation failed
 /// it, how. `safe_method`: whether the request's method is safe.
-pub(crate) async fn run<F: Future>(safe_method: bool, request: F) -> (F::Output, Option<Failure>) {
+pub(crate) async fn run<F: Future>(safe_method: bool, request: F) -> (F::Output, Option<Failed>) {
     let scope = RequestScope {
         safe: safe_method,
         ..RequestScope::default()
@@ -76,7 +64,10 @@ pub(crate) async fn run<F: Future>(safe_method: bool, request: F) -> (F::Output,
     SCOPE
         .scope(RefCell::new(scope), async {
             let output = request.await;
-            (output, SCOPE.with(|scope| scope.borrow().failure))
+            (
+                output,
+                SCOPE.with(|scope| scope.borrow_mut().failure.take()),
+            )
         })
         .await
 }
@@ -200,7 +191,12 @@ pub(crate) fn went_anonymous() -> bool {
 /// Notes how a session operation of this request failed. actix-session stops at the first
 /// failed operation, so the last note describes it.
 pub(crate) fn note_failure(err: &StoreError) {
-    with(|scope| scope.failure = Some(Failure::of(err)));
+    with(|scope| {
+        scope.failure = Some(Failed {
+            status: err.status_code(),
+            cause: Chain(err).to_string(),
+        });
+    });
 }
 
 #[cfg(test)]
@@ -235,6 +231,8 @@ mod tests {
             note_failure(&StoreError::IdCollision);
         })
         .await;
-        assert_eq!(failure, Some(Failure::Other));
+        let failure = failure.expect("a failure");
+        assert_eq!(failure.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(failure.cause, StoreError::IdCollision.to_string());
     }
 }

@@ -7,6 +7,7 @@ use std::{future::Future, sync::Arc};
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
 use redis::{Cmd, FromRedisValue};
+use tracing::Level;
 
 use crate::{
     StoreError,
@@ -15,7 +16,7 @@ use crate::{
     changes::Changes,
     clock::{millis, now_millis},
     config::{Config, RedisSessionStoreBuilder, WhenUnavailable},
-    events,
+    events, failure_log,
     index::INDEXED,
     key::RedisKey,
     lifecycle::{Publisher, SessionEvent, SessionEventKind},
@@ -621,7 +622,11 @@ impl SessionStore for RedisSessionStore {
                     && self.config().when_unavailable == WhenUnavailable::Anonymous
                     && scope::may_go_anonymous() =>
             {
-                tracing::warn!(error = %err, "Redis unavailable: the request goes on without its session");
+                failure_log::log(
+                    Level::WARN,
+                    "Redis unavailable: the request goes on without its session",
+                    &err.chain().to_string(),
+                );
                 scope::note_anonymous();
                 Ok(None)
             }

@@ -81,21 +81,32 @@ impl Demo {
     /// `["--redis-url", url]`), and waits until the launcher says they are up. No load
     /// balancer: tests running side by side would fight over its port.
     pub fn launch(instances: u16, extra_args: &[&str]) -> Self {
-        Self::launch_until_up(instances, extra_args, false)
+        Self::launch_until_up(instances, extra_args, false, &[])
+    }
+
+    /// Like [`launch`](Self::launch), with the environment variables `env` set for the
+    /// launcher and its instances (`RUST_BACKTRACE=1`, say).
+    pub fn launch_with_env(instances: u16, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch_until_up(instances, extra_args, false, env)
     }
 
     /// Like [`launch`](Self::launch), with the launcher's load balancer (nginx) on a free
     /// port in front of the instances; panics, with the launcher's reason, when it has none.
     pub fn launch_with_balancer(instances: u16, extra_args: &[&str]) -> Self {
-        Self::launch_until_up(instances, extra_args, true)
+        Self::launch_until_up(instances, extra_args, true, &[])
     }
 
-    fn launch_until_up(instances: u16, extra_args: &[&str], balancer: bool) -> Self {
+    fn launch_until_up(
+        instances: u16,
+        extra_args: &[&str],
+        balancer: bool,
+        env: &[(&str, &str)],
+    ) -> Self {
         // The ports can be taken between our probe and the instances (or nginx) binding them:
         // retry.
         let mut failure = String::new();
         for _ in 0..3 {
-            let mut demo = Self::spawn(instances, extra_args, balancer);
+            let mut demo = Self::spawn_with_env(instances, extra_args, balancer, env);
             match demo.wait_until_up() {
                 Ok(()) if demo.balancer.is_none() || demo.has_balancer() => return demo,
                 Ok(()) => failure = format!("no load balancer:\n{}", demo.output().join("\n")),
@@ -108,6 +119,15 @@ impl Demo {
     /// Starts the launcher without waiting for anything: `instances` instances on free
     /// consecutive ports, a balancer on a free port when `balancer`, and `extra_args`.
     pub fn spawn(instances: u16, extra_args: &[&str], balancer: bool) -> Self {
+        Self::spawn_with_env(instances, extra_args, balancer, &[])
+    }
+
+    fn spawn_with_env(
+        instances: u16,
+        extra_args: &[&str],
+        balancer: bool,
+        env: &[(&str, &str)],
+    ) -> Self {
         let base = free_port_run(instances);
         let balancer = balancer.then(|| {
             loop {
@@ -134,6 +154,7 @@ impl Demo {
             .env_remove("DEMO_COOKIE_KEY")
             .env_remove("DEMO_BALANCER_PORT")
             .env_remove("DEMO_NO_BALANCER")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

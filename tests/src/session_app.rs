@@ -15,7 +15,7 @@ use actix_web::{
     middleware::Condition,
     web,
 };
-use session_store::{CurrentSession, RedisSessionStore, StoreError, TrackChanges};
+use session_store::{CurrentSession, RedisSessionStore, TrackChanges};
 use tokio::sync::{Semaphore, watch};
 
 /// A test service as `actix_web::test::init_service` makes it: what every helper here drives.
@@ -97,22 +97,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/where", web::get().to(location));
 }
 
-/// A failed store call of a handler, answered as the middleware answers its own: `503` when
-/// Redis is unavailable (a failover, say), `500` when retrying cannot help.
-fn store_failure(err: StoreError) -> actix_web::Error {
-    if err.is_unavailable() {
-        actix_web::error::ErrorServiceUnavailable(err)
-    } else {
-        actix_web::error::ErrorInternalServerError(err)
-    }
-}
-
 /// Where the session lives: the node's address, or `none`.
 async fn location(
     current: CurrentSession,
     store: web::Data<RedisSessionStore>,
 ) -> actix_web::Result<HttpResponse> {
-    let location = store.location(&current).await.map_err(store_failure)?;
+    let location = store.location(&current).await?;
     let node = location.map_or_else(|| "none".to_owned(), |location| location.node);
     Ok(HttpResponse::Ok().body(node))
 }
@@ -124,10 +114,7 @@ async fn sessions(
     store: web::Data<RedisSessionStore>,
 ) -> actix_web::Result<HttpResponse> {
     let user: String = session.get("user")?.unwrap_or_default();
-    let listed = store
-        .sessions_of(&user, &current)
-        .await
-        .map_err(store_failure)?;
+    let listed = store.sessions_of(&user, &current).await?;
     let listed: Vec<_> = listed
         .iter()
         .map(|listed| serde_json::json!({"reference": listed.reference, "current": listed.current}))
@@ -141,10 +128,7 @@ async fn revoke(
     store: web::Data<RedisSessionStore>,
 ) -> actix_web::Result<HttpResponse> {
     let user: String = session.get("user")?.unwrap_or_default();
-    let revoked = store
-        .revoke(&user, &reference)
-        .await
-        .map_err(store_failure)?;
+    let revoked = store.revoke(&user, &reference).await?;
     Ok(HttpResponse::Ok().body(revoked.to_string()))
 }
 
@@ -154,10 +138,7 @@ async fn revoke_others(
     store: web::Data<RedisSessionStore>,
 ) -> actix_web::Result<HttpResponse> {
     let user: String = session.get("user")?.unwrap_or_default();
-    let revoked = store
-        .revoke_all(&user, Some(&current))
-        .await
-        .map_err(store_failure)?;
+    let revoked = store.revoke_all(&user, Some(&current)).await?;
     Ok(HttpResponse::Ok().body(revoked.to_string()))
 }
 

@@ -211,6 +211,86 @@ fn health_is_503_while_redis_is_down_and_200_again_after() {
     assert_eq!(health().status, 200, "no recovery");
 }
 
+/// With `RUST_BACKTRACE=1` (as in many containers) and Redis stopped, 1,000 requests (and more,
+/// for a little over two seconds) that need their session are all `503`s, and the instance
+/// says so in a few lines: at most one a second per cause, the later ones with the count of
+/// those folded into them, none with a backtrace.
+#[test]
+fn an_outage_is_a_few_log_lines_without_backtraces() {
+    let mut redis = RedisServer::start();
+    let demo = Demo::launch_with_env(
+        1,
+        &["--redis-url", &redis.url()],
+        &[("RUST_BACKTRACE", "1")],
+    );
+    let api = ApiClient::default();
+    let cookie = alice_logs_in(&api, &demo, 0)
+        .cookie
+        .expect("a session cookie");
+    let before = demo.output().len();
+    redis.stop();
+    let started = std::time::Instant::now();
+    let mut requests = 0;
+    while requests < 1_000 || started.elapsed() < std::time::Duration::from_millis(2_200) {
+        let (method, path) = if requests % 2 == 0 {
+            ("GET", "/api/me")
+        } else {
+            ("POST", "/api/logout")
+        };
+        let answer = api.send(method, &demo.url(0, path), Some(&cookie), NO_BODY);
+        assert_eq!(answer.status, 503, "{method} {path}: {answer:?}");
+        assert_eq!(
+            answer.headers.get("retry-after").map(String::as_str),
+            Some("1")
+        );
+        requests += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // The last lines reach the collector.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let lines = demo.output().split_off(before);
+    let failures: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("Redis unavailable"))
+        .collect();
+    let causes: std::collections::HashSet<&str> = failures
+        .iter()
+        .filter_map(|line| line.split("error=").nth(1)?.split(" folded=").next())
+        .collect();
+    println!(
+        "{requests} requests in {seconds:.1} s with Redis stopped: {} failure lines of {} \
+         causes, {} lines in all:\n{}",
+        failures.len(),
+        causes.len(),
+        lines.len(),
+        lines.join("\n")
+    );
+    assert!(
+        (1..=3).contains(&causes.len()),
+        "a refused connection is not a new cause each time: {causes:?}"
+    );
+    // Per cause, the first line and one a second after it.
+    let bound = causes.len() * (seconds.ceil() as usize + 1);
+    assert!(failures.len() <= bound, "{} failure lines", failures.len());
+    assert!(lines.len() <= failures.len() + 10, "{} lines", lines.len());
+    let folded: u64 = failures
+        .iter()
+        .filter_map(|line| line.split(" folded=").nth(1)?.trim().parse::<u64>().ok())
+        .sum();
+    assert!(
+        folded > 0 && folded < requests,
+        "the lines count the {requests} failures they fold: {folded}"
+    );
+    for line in &lines {
+        assert!(
+            !line.contains("backtrace")
+                && !line.contains("rust_begin_unwind")
+                && !line.contains(" at /"),
+            "a backtrace in the log: {line}"
+        );
+    }
+}
+
 #[test]
 fn signed_in_forms_with_a_wrong_or_missing_token_are_refused_and_change_nothing() {
     let demo = Demo::launch(1, &[]);

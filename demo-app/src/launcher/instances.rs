@@ -70,6 +70,13 @@ impl Recipe {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         self.target.pass_to(&mut command);
+        // `RUST_BACKTRACE=1` (set in many shells and containers) makes every error that the
+        // session middleware wraps capture a backtrace, on every failed request: CPU spent
+        // exactly when Redis is down. `RUST_LIB_BACKTRACE=0` keeps panics' backtraces and
+        // drops errors'; whoever sets it otherwise keeps their choice.
+        if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+            command.env("RUST_LIB_BACKTRACE", "0");
+        }
         let mut child = command.spawn().context("cannot start an instance")?;
         let stdout = child.stdout.take().context("stdout is piped")?;
         let stderr = child.stderr.take().context("stderr is piped")?;

@@ -43,7 +43,7 @@ pub use crate::{
     lifecycle::{SessionEvent, SessionEventKind},
     location::{CurrentSession, SessionLocation, Topology},
     middleware::{TrackChanges, TrackChangesService},
-    pool::{Manager, Pool},
+    pool::{MIN_REDIS_VERSION, Manager, Pool},
     store::RedisSessionStore,
     subscriber::{SessionEvents, SessionNotice},
     throttle::{LoginAttempt, LoginThrottle, ThrottleLimits, Throttled},

@@ -198,3 +198,41 @@ async fn kill_one_client_of(server: &RedisServer) {
         .await
         .expect("CLIENT KILL");
 }
+
+/// A pool's first connection asks for the server's version (on a cluster, every primary's),
+/// which the store needs to be 6.2 or newer, and no later connection asks again.
+#[tokio::test]
+async fn a_pool_checks_the_redis_version_once() {
+    use integration_tests::{CapturedLogs, deployment::Deployment};
+    use tracing_subscriber::filter::LevelFilter;
+
+    for deployment in [
+        Deployment::single(),
+        Deployment::cluster(),
+        Deployment::sentinel(),
+    ] {
+        let logs = CapturedLogs::start(LevelFilter::DEBUG);
+        let store = deployment.store_with(RedisSessionStore::builder());
+        for _ in 0..3 {
+            store.health_check().await.expect("PING");
+        }
+        let text = logs.text();
+        let checked: Vec<&str> = text
+            .lines()
+            .filter(|line| line.contains("Redis version checked"))
+            .collect();
+        let expected = match deployment.name() {
+            "cluster" => deployment.primaries(),
+            _ => 1,
+        };
+        assert_eq!(checked.len(), expected, "{}:\n{text}", deployment.name());
+        for line in checked {
+            let version = line.split("redis_version=").nth(1).expect("the version");
+            assert!(
+                version.starts_with(|c: char| c.is_ascii_digit()) && version.contains('.'),
+                "{line}"
+            );
+        }
+        assert!(!text.contains("older than"), "{text}");
+    }
+}

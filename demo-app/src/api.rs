@@ -73,9 +73,12 @@ async fn login(
                 "unknown username or wrong password",
             ));
         }
-        Attempt::Throttled(retry_after) => {
-            tracing::info!(%client, "login refused: too many failed logins");
-            return Ok(throttled(retry_after));
+        Attempt::Throttled {
+            retry_after,
+            message,
+        } => {
+            tracing::info!(%client, retry_after, "login refused by the throttle");
+            return Ok(throttled(retry_after, &message));
         }
         Attempt::Busy => return Ok(too_busy()),
     }
@@ -84,12 +87,12 @@ async fn login(
     Ok(HttpResponse::Ok().json(me_of(&session, &state)?))
 }
 
-/// A login refused for too many failed logins: `Retry-After` is what is left of the window.
-fn throttled(retry_after: u64) -> HttpResponse {
+/// A login refused by the throttle, with `Retry-After`.
+fn throttled(retry_after: u64, message: &str) -> HttpResponse {
     HttpResponse::TooManyRequests()
         .insert_header((header::RETRY_AFTER, retry_after.to_string()))
         .json(serde_json::json!({
-            "error": login_throttle::throttled_message(retry_after),
+            "error": message,
             "retry_after": retry_after,
         }))
 }

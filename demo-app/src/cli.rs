@@ -166,20 +166,23 @@ pub struct CommonArgs {
 
     /// Failed logins allowed per account within a --failed-login-window, counted in Redis
     /// across every instance before each password is checked (a login under way counts until
-    /// it fails or succeeds), so that no more passwords than this are ever checked per window.
-    /// Past it, every login for that account gets 429 with Retry-After until the window ends,
-    /// even with the right password; a successful login clears the account's count. Unknown
-    /// usernames are counted alike, so a 429 tells nothing about which accounts exist.
+    /// it fails or succeeds, 30 s at most), so that no more wrong passwords than this are
+    /// ever checked per window. Past it, every login for that account gets 429 with
+    /// Retry-After until the oldest failure leaves the window, even with the right password;
+    /// logins past it only because others are under way get 429 with Retry-After: 1. A
+    /// successful login clears the account's failures. Unknown usernames are counted alike,
+    /// so a 429 tells nothing about which accounts exist.
     #[arg(long, env = "DEMO_MAX_FAILED_LOGINS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_failed_logins: u32,
 
     /// Failed logins allowed per client address within a window, whatever the accounts,
-    /// counted the same way; a successful login does not count, but does not clear it either. Every browser on the demo's machine is one address
-    /// (127.0.0.1), unless nginx names another.
+    /// counted the same way; a successful login does not count, but does not clear it
+    /// either. Every browser on the demo's machine is one address (127.0.0.1), unless nginx
+    /// names another.
     #[arg(long, env = "DEMO_MAX_FAILED_LOGINS_PER_ADDRESS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_failed_logins_per_address: u32,
 
-    /// How long a window of failed logins lasts, in seconds from the first attempt it counts.
+    /// How long a failed login counts, in seconds.
     #[arg(long, env = "DEMO_FAILED_LOGIN_WINDOW", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub failed_login_window: u64,
 }

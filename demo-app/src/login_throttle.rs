@@ -1,10 +1,13 @@
 //! Login attempts counted in Redis before their password is checked, so that the limits hold
 //! across every instance however many logins arrive at once: past `--max-failed-logins`
 //! password checks for an account that did not succeed (or `--max-failed-logins-per-address`
-//! from one client address) within `--failed-login-window`, a login is refused with `429`
-//! without a check, whichever instance it reaches, until the window ends. So even the right
-//! password waits: the point is that guessing gets no more tries, and a refusal that depended
-//! on the password would tell the guesser it was right.
+//! from one client address), counting those under way, a login is refused with `429` without
+//! a check, whichever instance it reaches. When failures alone fill the log, the refusals last
+//! until the first of them is `--failed-login-window` old, and even the right password waits:
+//! the point is that guessing gets no more tries, and a refusal that depended on the password
+//! would tell the guesser it was right. When checks under way fill it (a user's own parallel
+//! logins, a flood), the login may try again in a second. A check whose instance died counts
+//! for the store's lease (30 s), no longer.
 //!
 //! Unknown usernames are counted as accounts are, so a `429` says nothing about which
 //! accounts exist. Their counters are keys in Redis that end with their window; an address
@@ -12,7 +15,7 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use session_store::ThrottleLimits;
+use session_store::{ThrottleCause, ThrottleLimits, Throttled};
 
 use crate::{cli::CommonArgs, hashing::Busy, state::AppState};
 
@@ -26,15 +29,15 @@ pub(crate) fn limits(args: &CommonArgs) -> ThrottleLimits {
 }
 
 /// How a login attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Attempt {
     /// The password is right: sign the user in.
     Verified,
     /// An unknown username or a wrong password (counted).
     Failed,
-    /// Too many failures for the account or from the address: this many seconds are left of
-    /// the window (`Retry-After`).
-    Throttled(u64),
+    /// Refused by the throttle: try again in `retry_after` seconds (`Retry-After`); `message`
+    /// says why, for a person.
+    Throttled { retry_after: u64, message: String },
     /// The password checks are saturated: try again in a moment (not counted).
     Busy,
 }
@@ -59,7 +62,7 @@ pub(crate) async fn attempt(
     let taken = state.login_throttle.attempt(username, client).await?;
     let attempt = match taken {
         Ok(attempt) => attempt,
-        Err(throttled) => return Ok(Attempt::Throttled(whole_seconds(throttled.retry_after))),
+        Err(throttled) => return Ok(refused(throttled)),
     };
     match state
         .accounts
@@ -75,7 +78,7 @@ pub(crate) async fn attempt(
             Ok(Attempt::Verified)
         }
         Ok(false) => {
-            attempt.failed();
+            attempt.failed().await?;
             Ok(Attempt::Failed)
         }
     }
@@ -87,8 +90,29 @@ fn whole_seconds(left: Duration) -> u64 {
     seconds.max(1)
 }
 
-/// What a person is told about a throttled login.
-pub(crate) fn throttled_message(retry_after: u64) -> String {
+/// The answer to a refused login. One refused only because other logins for the account (or
+/// from the address) are being checked may try again in a second: checks take a fraction of
+/// one, and the lease's end is only the bound for a check whose process died.
+fn refused(throttled: Throttled) -> Attempt {
+    match throttled.cause {
+        ThrottleCause::Failures => {
+            let retry_after = whole_seconds(throttled.retry_after);
+            Attempt::Throttled {
+                retry_after,
+                message: failures_message(retry_after),
+            }
+        }
+        ThrottleCause::UnderWay => Attempt::Throttled {
+            retry_after: 1,
+            message: "Other logins for this account or from your address are being checked: \
+                      try again in a second."
+                .to_owned(),
+        },
+    }
+}
+
+/// What a person is told about a login refused for too many failures.
+fn failures_message(retry_after: u64) -> String {
     let wait = if retry_after < 120 {
         format!("{retry_after} seconds")
     } else {
@@ -110,7 +134,7 @@ mod tests {
 
     #[test]
     fn the_wait_is_said_in_seconds_or_minutes() {
-        assert!(throttled_message(7).ends_with("try again in 7 seconds."));
-        assert!(throttled_message(299).ends_with("try again in 5 minutes."));
+        assert!(failures_message(7).ends_with("try again in 7 seconds."));
+        assert!(failures_message(299).ends_with("try again in 5 minutes."));
     }
 }

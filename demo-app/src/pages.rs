@@ -218,10 +218,13 @@ async fn login(
                 None,
             )
         }
-        Attempt::Throttled(retry_after) => {
-            tracing::info!(%client, "login refused: too many failed logins");
+        Attempt::Throttled {
+            retry_after,
+            message,
+        } => {
+            tracing::info!(%client, retry_after, "login refused by the throttle");
             (
-                login_throttle::throttled_message(retry_after),
+                message,
                 StatusCode::TOO_MANY_REQUESTS,
                 Some(retry_after.to_string()),
             )

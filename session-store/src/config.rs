@@ -311,7 +311,7 @@ impl RedisSessionStoreBuilder {
 
     /// The most sessions one user may hold at once (default 100, at least 1), once a
     /// [`user_entry`](Self::user_entry) is named. A login beyond it ends the user's oldest
-    /// sessions before the new one is written, announcing each as
+    /// sessions (by creation, to the millisecond) before the new one is written, announcing each as
     /// [`Evicted`](crate::SessionEventKind::Evicted): so a user's index stays small, and a
     /// password that leaked cannot be used to fill Redis with one user's sessions. Logins
     /// that overlap may leave the user over the limit by as many as overlapped, until the

@@ -46,5 +46,5 @@ pub use crate::{
     pool::{MIN_REDIS_VERSION, Manager, Pool},
     store::RedisSessionStore,
     subscriber::{SessionEvents, SessionNotice},
-    throttle::{LoginAttempt, LoginThrottle, ThrottleLimits, Throttled},
+    throttle::{LoginAttempt, LoginThrottle, ThrottleCause, ThrottleLimits, Throttled},
 };

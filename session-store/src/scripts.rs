@@ -67,10 +67,10 @@ pub(crate) static REVOKE: LazyLock<LuaScript> =
 pub(crate) static INDEX_ADD: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new(include_str!("lua/index_add.lua")));
 
-/// Takes a login attempt from a throttle's counter unless it is at its limit.
+/// Takes a login attempt in a throttle's log unless it is at its limit.
 pub(crate) static THROTTLE_TAKE: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new(include_str!("lua/throttle_take.lua")));
 
-/// Gives a login attempt back to a throttle's counter.
-pub(crate) static THROTTLE_GIVE_BACK: LazyLock<LuaScript> =
-    LazyLock::new(|| LuaScript::new(include_str!("lua/throttle_give_back.lua")));
+/// Settles a login attempt in a throttle's log: failed, given back or cleared.
+pub(crate) static THROTTLE_SETTLE: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/throttle_settle.lua")));

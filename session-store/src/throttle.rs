@@ -1,14 +1,15 @@
-//! Login throttling shared by every instance: counters of password checks per account and per
+//! Login throttling shared by every instance: logs of password checks per account and per
 //! client address, kept in Redis, so that spreading guesses over instances gains an attacker
 //! nothing.
 //!
-//! A login takes an attempt from both counters *before* its password is checked, in one step
-//! with the test of the limit (a script per counter), so that however many logins arrive at
-//! once on however many instances, at most `limit` passwords are checked per window. A right
-//! password clears the account's counter and gives the address its attempt back; a password
-//! never checked gives both back; a wrong one stays counted until the window ends. Each
-//! counter's window starts at the first attempt it counts and ends by itself (the key's
-//! expiry).
+//! A login takes an attempt in both logs *before* its password is checked, in one step with
+//! the test of the limit (a script per log), so that however many logins arrive at once on
+//! however many instances, at most `limit` passwords that turn out wrong are checked per
+//! window. The attempt counts while its check is under way, for at most a lease, and is then
+//! settled: a wrong password counts as a failure for a window from then; a right one gives
+//! the address its attempt back and clears the account's failures; a password never checked
+//! gives both back. Each log is a sorted set whose entries are scored by when they stop
+//! counting, on the server's clock, and the key ends by itself when the last one does.
 
 use std::{net::IpAddr, time::Duration};
 
@@ -16,10 +17,9 @@ use futures_util::future::{try_join, try_join_all};
 
 use crate::{
     RedisSessionStore, StoreError,
-    batch::Batch,
     clock::millis,
     key,
-    scripts::{LuaScript, THROTTLE_GIVE_BACK, THROTTLE_TAKE},
+    scripts::{LuaScript, THROTTLE_SETTLE, THROTTLE_TAKE},
 };
 
 /// How many password checks that did not succeed a window allows, and how long a window lasts.
@@ -31,29 +31,55 @@ pub struct ThrottleLimits {
     pub per_account: u32,
     /// Password checks per client address in a window, not counting the right ones.
     pub per_address: u32,
-    /// How long a window lasts, from the first attempt it counts.
+    /// How long a failure counts.
     pub window: Duration,
+    /// How long an attempt under way counts before it is settled (default 30 s). The password
+    /// check must end within it for the limits to hold; an attempt whose process died before
+    /// settling it counts this long, and no longer.
+    pub lease: Duration,
 }
 
 impl ThrottleLimits {
-    /// Limits of `per_account` and `per_address` attempts per `window`.
+    /// Limits of `per_account` and `per_address` attempts per `window`, with a lease of 30 s.
     pub fn new(per_account: u32, per_address: u32, window: Duration) -> Self {
         Self {
             per_account,
             per_address,
             window,
+            lease: Duration::from_secs(30),
         }
+    }
+
+    /// The same limits with attempts under way counting for at most `lease`.
+    #[must_use]
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 }
 
-/// A login refused for too many attempts: try again after `retry_after`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A login refused: try again after `retry_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Throttled {
-    /// What is left of the window that is at its limit (of the longer one, when both are).
+    /// Why it was refused.
+    pub cause: ThrottleCause,
+    /// How long until the log that refused has room again: until its first failure stops
+    /// counting, or its first lease ends (an upper bound: most checks settle in well under a
+    /// second). Where both logs refused, the longer wait of the weightier cause.
     pub retry_after: Duration,
 }
 
-/// Counters of failed logins in the store's Redis, under its key prefix.
+/// What filled the log that refused a login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ThrottleCause {
+    /// Other attempts whose passwords are being checked (with failures, if any): the login
+    /// may go ahead once they are settled. A user's own parallel logins can meet this.
+    UnderWay,
+    /// Failures alone: no login goes ahead until the first of them stops counting.
+    Failures,
+}
+
+/// Logs of login attempts in the store's Redis, under its key prefix.
 ///
 /// What it protects against: guessing one account's password (the per-account limit), and one
 /// address guessing many accounts' (the per-address limit). What it does not: guessing spread
@@ -75,14 +101,15 @@ pub struct Throttled {
 /// let throttle = store.login_throttle(ThrottleLimits::new(5, 50, Duration::from_secs(300)));
 /// let attempt = match throttle.attempt(user, ip).await? {
 ///     Ok(attempt) => attempt,
-///     // Answer 429 with Retry-After: throttled.retry_after, and check no password.
+///     // Answer 429 with Retry-After (throttled.retry_after, or a second when only attempts
+///     // under way filled the log: throttled.cause), and check no password.
 ///     Err(throttled) => return Ok(()),
 /// };
 /// if check_password(user, password) {
 ///     attempt.succeeded().await?;
 ///     // Sign the user in.
 /// } else {
-///     attempt.failed();
+///     attempt.failed().await?;
 ///     // Answer 401.
 /// }
 /// # Ok(())
@@ -94,14 +121,15 @@ pub struct LoginThrottle {
     limits: ThrottleLimits,
 }
 
-/// An attempt taken from both counters: its password may be checked now. Say how the check
-/// went, so that what should not count is given back: [`succeeded`](Self::succeeded),
+/// An attempt taken in both logs: its password may be checked now. Say how the check went,
+/// so that what should not count is given back: [`succeeded`](Self::succeeded),
 /// [`failed`](Self::failed) or [`not_checked`](Self::not_checked). Dropped without any (the
-/// request was cancelled), it stays counted, like a failure, until its window ends.
+/// request was cancelled), it counts until its lease ends.
 #[derive(Debug)]
 #[must_use = "say how the password check went: succeeded, failed or not_checked"]
 pub struct LoginAttempt<'a> {
     throttle: &'a LoginThrottle,
+    id: String,
     account: String,
     address: String,
 }
@@ -118,8 +146,8 @@ impl RedisSessionStore {
 
 impl LoginThrottle {
     /// Takes an attempt for `account` from `address`, before its password is checked:
-    /// `Err(Throttled)` when either counter is at its limit, and then neither counts it.
-    /// One round trip (a script per counter, sent together).
+    /// `Err(Throttled)` when either log is at its limit, and then neither counts it.
+    /// One round trip (a script per log, sent together).
     ///
     /// # Errors
     /// The [`StoreError`] of a round trip.
@@ -130,58 +158,64 @@ impl LoginThrottle {
     ) -> Result<Result<LoginAttempt<'_>, Throttled>, StoreError> {
         let attempt = LoginAttempt {
             throttle: self,
+            id: format!("{:016x}", rand::random::<u64>()),
             account: key::throttle_counter(self.prefix(), "a", account),
             address: key::throttle_counter(self.prefix(), "ip", &address.to_string()),
         };
         let (by_account, by_address) = try_join(
-            self.take(&attempt.account, self.limits.per_account),
-            self.take(&attempt.address, self.limits.per_address),
+            self.take(&attempt, &attempt.account, self.limits.per_account),
+            self.take(&attempt, &attempt.address, self.limits.per_address),
         )
         .await?;
-        // Where one counter refused, the other's attempt goes back: nothing was checked.
-        let taken = [
-            (by_account, &attempt.account),
-            (by_address, &attempt.address),
-        ];
-        if taken.iter().all(|(refused, _)| refused.is_none()) {
+        let taken = [(by_account, &attempt.account), (by_address, &attempt.address)];
+        let Some(refused) = by_account.max(by_address) else {
             return Ok(Ok(attempt));
-        }
+        };
+        // Where one log refused, the other's attempt goes back: nothing was checked.
         let give_back = taken
             .iter()
-            .filter(|(refused, _)| refused.is_none())
-            .map(|(_, counter)| self.give_back(counter));
+            .filter(|(refusal, _)| refusal.is_none())
+            .map(|(_, log)| attempt.settle(log, "given_back"));
         try_join_all(give_back).await?;
-        let retry_after = by_account.max(by_address).unwrap_or(self.limits.window);
-        Ok(Err(Throttled { retry_after }))
+        Ok(Err(refused))
     }
 
-    /// One attempt from the counter at `counter` unless it is at `limit`; when it is, what is
-    /// left of its window.
-    async fn take(&self, counter: &str, limit: u32) -> Result<Option<Duration>, StoreError> {
-        let left: i64 = self
-            .run(&THROTTLE_TAKE, counter, |cmd| {
-                cmd.arg(limit).arg(millis(self.limits.window).max(1));
+    /// `attempt` in the log at `log` unless it is at `limit`; when it is, why and how long.
+    async fn take(
+        &self,
+        attempt: &LoginAttempt<'_>,
+        log: &str,
+        limit: u32,
+    ) -> Result<Option<Throttled>, StoreError> {
+        let (refused, left): (u8, u64) = self
+            .run(&THROTTLE_TAKE, log, |cmd| {
+                cmd.arg(limit)
+                    .arg(&attempt.id)
+                    .arg(millis(self.limits.lease).max(1))
+                    .arg(millis(self.limits.window).max(1));
             })
             .await?;
-        Ok(u64::try_from(left).ok().map(Duration::from_millis))
+        let cause = match refused {
+            0 => return Ok(None),
+            1 => ThrottleCause::Failures,
+            _ => ThrottleCause::UnderWay,
+        };
+        Ok(Some(Throttled {
+            cause,
+            retry_after: Duration::from_millis(left),
+        }))
     }
 
-    async fn give_back(&self, counter: &str) -> Result<(), StoreError> {
-        self.run::<i64>(&THROTTLE_GIVE_BACK, counter, |_| {})
-            .await
-            .map(drop)
-    }
-
-    /// `script` on `counter`, within the store's deadline.
+    /// `script` on `log`, within the store's deadline.
     async fn run<T: redis::FromRedisValue>(
         &self,
         script: &LuaScript,
-        counter: &str,
+        log: &str,
         args: impl Fn(&mut redis::Cmd),
     ) -> Result<T, StoreError> {
         let backend = self.store.backend();
         backend
-            .within_deadline(backend.run_script(script, &counter, args))
+            .within_deadline(backend.run_script(script, &log, args))
             .await
     }
 
@@ -191,40 +225,56 @@ impl LoginThrottle {
 }
 
 impl LoginAttempt<'_> {
-    /// The password was right: clears the account's counter and gives the address its attempt
-    /// back (many people signing in from one address is no attack). One round trip.
+    /// The password was right: clears the account's failures and gives the address its
+    /// attempt back (many people signing in from one address is no attack). One round trip.
     ///
     /// # Errors
     /// The [`StoreError`] of a round trip.
     pub async fn succeeded(self) -> Result<(), StoreError> {
-        let throttle = self.throttle;
-        let backend = throttle.store.backend();
-        let mut clear = Batch::new();
-        clear.cmd("DEL").arg(&self.account).ignore();
         try_join(
-            backend.within_deadline(backend.write::<()>(clear)),
-            throttle.give_back(&self.address),
+            self.settle(&self.account, "cleared"),
+            self.settle(&self.address, "given_back"),
         )
         .await?;
         Ok(())
     }
 
-    /// The password was wrong: the attempt stays counted until its window ends. No round trip.
-    pub fn failed(self) {}
+    /// The password was wrong: the attempt counts as a failure in both logs for a window from
+    /// now. One round trip.
+    ///
+    /// # Errors
+    /// The [`StoreError`] of a round trip.
+    pub async fn failed(self) -> Result<(), StoreError> {
+        try_join(
+            self.settle(&self.account, "failed"),
+            self.settle(&self.address, "failed"),
+        )
+        .await?;
+        Ok(())
+    }
 
     /// The password was never checked (the app turned the login away for another reason,
-    /// say its password checks are saturated): both counters get the attempt back. One round
+    /// say its password checks are saturated): both logs get the attempt back. One round
     /// trip.
     ///
     /// # Errors
     /// The [`StoreError`] of a round trip.
     pub async fn not_checked(self) -> Result<(), StoreError> {
-        let throttle = self.throttle;
         try_join(
-            throttle.give_back(&self.account),
-            throttle.give_back(&self.address),
+            self.settle(&self.account, "given_back"),
+            self.settle(&self.address, "given_back"),
         )
         .await?;
         Ok(())
+    }
+
+    async fn settle(&self, log: &str, outcome: &str) -> Result<(), StoreError> {
+        let window = millis(self.throttle.limits.window).max(1);
+        self.throttle
+            .run::<i64>(&THROTTLE_SETTLE, log, |cmd| {
+                cmd.arg(&self.id).arg(outcome).arg(window);
+            })
+            .await
+            .map(drop)
     }
 }

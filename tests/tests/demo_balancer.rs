@@ -271,8 +271,20 @@ fn balanced_client(
 fn an_instance_killed_with_requests_in_flight_fails_only_those_writes_and_halves_none() {
     const CLIENTS: usize = 6;
     const BURST: usize = 12;
-    // One password check at a time per instance, so that logins wait their turn.
-    let demo = Demo::launch_with_balancer(3, &["--hash-threads", "1", "--login-queue", "64"]);
+    // One password check at a time per instance, so that logins wait their turn; bob's burst
+    // of logins all under way at once, which his throttle's limit would otherwise refuse past
+    // five (the throttle's tests prove that).
+    let demo = Demo::launch_with_balancer(
+        3,
+        &[
+            "--hash-threads",
+            "1",
+            "--login-queue",
+            "64",
+            "--max-failed-logins",
+            "100",
+        ],
+    );
     let stop = AtomicBool::new(false);
     let mut killed = None;
     let results = thread::scope(|scope| {

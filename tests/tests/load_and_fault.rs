@@ -186,7 +186,17 @@ impl Run<'_> {
 #[test]
 fn three_instances_ride_out_a_redis_restart() {
     let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
-    let demo = Demo::launch(3, &["--redis-url", &redis.url()]);
+    // Each client leaves sessions live as it logs in again, hundreds of alice's and bob's in a
+    // run: no cap on them, which would end the oldest (the users' tests prove the cap).
+    let demo = Demo::launch(
+        3,
+        &[
+            "--redis-url",
+            &redis.url(),
+            "--max-sessions-per-user",
+            "1000000",
+        ],
+    );
     let run = Run {
         demo: &demo,
         phase: AtomicU8::new(0),

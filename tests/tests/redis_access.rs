@@ -156,7 +156,9 @@ async fn every_feature_works_as(url: &str, key: &Key, mode: MiddlewareMode) {
         .await
         .expect("counting")
         .expect("allowed")
-        .failed();
+        .failed()
+        .await
+        .expect("failing");
     assert!(attempt("alice").await.expect("refusing").is_err());
     let bob = attempt("bob").await.expect("counting").expect("allowed");
     bob.not_checked().await.expect("giving back");

@@ -25,7 +25,7 @@ use redis::AsyncCommands as _;
 use serde_json::Value;
 use session_store::{
     LoginAttempt, LoginThrottle, RedisSessionStore, RedisSessionStoreBuilder, SessionEventKind,
-    SessionEvents, SessionNotice, ThrottleLimits, Throttled,
+    SessionEvents, SessionNotice, ThrottleCause, ThrottleLimits, Throttled,
 };
 
 /// A deployment, a prefix of this test's own, and an app on a store that names `user`.
@@ -221,7 +221,6 @@ async fn until_live(
     }
 }
 
-/// Milliseconds since the epoch.
 /// An attempt `throttle` must allow.
 async fn take<'a>(throttle: &'a LoginThrottle, account: &str, address: IpAddr) -> LoginAttempt<'a> {
     throttle
@@ -229,6 +228,15 @@ async fn take<'a>(throttle: &'a LoginThrottle, account: &str, address: IpAddr) -
         .await
         .expect("attempt")
         .unwrap_or_else(|throttled| panic!("{account}: {throttled:?}"))
+}
+
+/// A failed login `throttle` must allow.
+async fn fail(throttle: &LoginThrottle, account: &str, address: IpAddr) {
+    take(throttle, account, address)
+        .await
+        .failed()
+        .await
+        .expect("failed");
 }
 
 /// The refusal of an attempt `throttle` must refuse.
@@ -239,6 +247,7 @@ async fn refused(throttle: &LoginThrottle, account: &str, address: IpAddr) -> Th
     }
 }
 
+/// Milliseconds since the epoch.
 fn epoch_millis(time: SystemTime) -> i64 {
     let since = time
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -569,11 +578,12 @@ mod cases {
         let address = "192.0.2.7".parse().expect("an address");
         let started = Instant::now();
         for _ in 0..3 {
-            take(&throttle, "alice", address).await.failed();
+            fail(&throttle, "alice", address).await;
         }
         let throttled = refused(&throttle, "alice", address).await;
-        // What is left of a window that started after `started`; Redis counts whole
-        // milliseconds.
+        assert_eq!(throttled.cause, ThrottleCause::Failures);
+        // Until the first failure, settled after `started`, is a window old; Redis counts
+        // whole milliseconds.
         assert!(throttled.retry_after <= window, "{throttled:?}");
         assert!(
             throttled.retry_after + started.elapsed() + Duration::from_millis(2) >= window,
@@ -586,10 +596,10 @@ mod cases {
             .await
             .expect("given back");
 
-        // A success clears the account's count: two failures, a success, and three more
+        // A success clears the account's failures: two failures, a success, and three more
         // before the limit.
         for _ in 0..2 {
-            take(&throttle, "dave", address).await.failed();
+            fail(&throttle, "dave", address).await;
         }
         take(&throttle, "dave", address)
             .await
@@ -597,13 +607,13 @@ mod cases {
             .await
             .expect("succeeded");
         for _ in 0..3 {
-            take(&throttle, "dave", address).await.failed();
+            fail(&throttle, "dave", address).await;
         }
         refused(&throttle, "dave", address).await;
 
-        // The end of a window, on a short one of another account and address. A try whose
-        // refusal came too late to be sure its window still ran tells nothing of it: another
-        // try is made, and five such fail the test.
+        // A failure stops counting a window after it, on a short one of another account and
+        // address. A try whose refusal came too late to be sure its window still ran tells
+        // nothing of it: another try is made, and five such fail the test.
         let window = Duration::from_millis(500);
         let throttle = fx
             .store()
@@ -615,7 +625,7 @@ mod cases {
                 .expect("an address");
             let started = Instant::now();
             for _ in 0..3 {
-                take(&throttle, &account, address).await.failed();
+                fail(&throttle, &account, address).await;
             }
             let checked = throttle.attempt(&account, address).await.expect("attempt");
             if started.elapsed() >= window {
@@ -624,14 +634,15 @@ mod cases {
             let throttled = checked.expect_err("throttled within its window");
             assert!(throttled.retry_after <= window, "{throttled:?}");
             tokio::time::sleep(throttled.retry_after + Duration::from_millis(100)).await;
-            take(&throttle, &account, address).await.failed();
+            fail(&throttle, &account, address).await;
             return;
         }
         panic!("five tries each took longer than the {window:?} window to check");
     }
 
     /// 64 logins at once for one account with a limit of 5: five may check a password, the
-    /// other 59 are refused before theirs, and the address keeps only the five it spent.
+    /// other 59 are refused before theirs (for attempts under way, not failures), and the
+    /// address keeps only the five it spent.
     pub(super) async fn parallel_logins_past_the_limit_check_only_as_many_passwords(fx: Fixture) {
         let window = Duration::from_secs(600);
         let store = fx.store();
@@ -645,36 +656,67 @@ mod cases {
             .map(|answer| answer.expect("attempt"))
             .partition(Result::is_ok);
         assert_eq!((taken.len(), refusals.len()), (5, 59));
+        for refusal in refusals {
+            let throttled = refusal.err().expect("refused");
+            assert_eq!(throttled.cause, ThrottleCause::UnderWay, "{throttled:?}");
+            assert!(throttled.retry_after <= ThrottleLimits::new(1, 1, window).lease);
+        }
 
         // The refused logins gave the address its attempts back: with a limit of 6 it has one
         // left, not none.
         let strict = store.login_throttle(ThrottleLimits::new(100, 6, window));
-        take(&strict, "bob", address).await.failed();
+        fail(&strict, "bob", address).await;
         refused(&strict, "bob", address).await;
 
-        // Attempts in flight count: none is left for alice until they are settled.
+        // Attempts under way count: none is left for alice until they are settled.
         refused(&throttle, "alice", address).await;
         let mut taken = taken.into_iter().map(|attempt| attempt.expect("taken"));
-        taken
-            .next()
-            .expect("one")
-            .not_checked()
-            .await
-            .expect("given back");
-        take(&throttle, "alice", address).await.failed();
-        taken
-            .next()
-            .expect("two")
-            .succeeded()
-            .await
-            .expect("succeeded");
-        for attempt in taken {
-            attempt.failed();
+        let mut next = || taken.next().expect("an attempt under way");
+        next().not_checked().await.expect("given back");
+        fail(&throttle, "alice", address).await;
+        // A success clears alice's one failure; the three still under way go on counting, and
+        // fail: two attempts are left.
+        next().succeeded().await.expect("succeeded");
+        for _ in 0..3 {
+            next().failed().await.expect("failed");
         }
-        for _ in 0..5 {
-            take(&throttle, "alice", address).await.failed();
+        for _ in 0..2 {
+            fail(&throttle, "alice", address).await;
         }
-        refused(&throttle, "alice", address).await;
+        let throttled = refused(&throttle, "alice", address).await;
+        assert_eq!(throttled.cause, ThrottleCause::Failures);
+    }
+
+    /// An attempt never settled (its process died during the check) counts for its lease and
+    /// no longer. Another try is made when a refusal came too late to tell (five at most).
+    pub(super) async fn an_attempt_never_settled_counts_for_its_lease(fx: Fixture) {
+        let lease = Duration::from_millis(500);
+        let limits = ThrottleLimits::new(2, 100, Duration::from_secs(600)).with_lease(lease);
+        let throttle = fx.store().login_throttle(limits);
+        let address: IpAddr = "192.0.2.40".parse().expect("an address");
+        for attempt in 1..=5u8 {
+            let account = format!("erin{attempt}");
+            let started = Instant::now();
+            for _ in 0..2 {
+                drop(take(&throttle, &account, address).await);
+            }
+            let checked = throttle.attempt(&account, address).await.expect("attempt");
+            if started.elapsed() >= lease {
+                continue;
+            }
+            let throttled = checked.expect_err("refused while the leases run");
+            assert_eq!(throttled.cause, ThrottleCause::UnderWay);
+            assert!(throttled.retry_after <= lease, "{throttled:?}");
+            // Both leases ended: two attempts again, then the two failures fill the log.
+            tokio::time::sleep(lease + Duration::from_millis(100)).await;
+            for _ in 0..2 {
+                fail(&throttle, &account, address).await;
+            }
+            let throttled = refused(&throttle, &account, address).await;
+            assert_eq!(throttled.cause, ThrottleCause::Failures);
+            return;
+        }
+        panic!("five tries each took longer than the {lease:?} lease");
     }
 
     pub(super) async fn a_login_beyond_the_limit_ends_the_oldest_session(fx: Fixture) {
@@ -684,9 +726,12 @@ mod cases {
         let app = fx.app_on(store.clone()).await;
         let mut events = store.events();
         until_live(&app, &mut events).await;
+        // Sessions are as old as their creation's millisecond, and two of one millisecond are
+        // ordered by chance: the logins are apart by more.
         let mut cookies = Vec::new();
         for _ in 0..3 {
             cookies.push(log_in(&app, "alice").await);
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         assert_eq!(listed(&app, &cookies[2]).await.len(), 3);
 
@@ -906,6 +951,7 @@ macro_rules! every_guarantee {
             a_login_over_a_session_deleted_meanwhile_signs_the_client_in,
             without_track_changes_a_session_that_gains_its_user_is_revocable,
             parallel_logins_past_the_limit_check_only_as_many_passwords,
+            an_attempt_never_settled_counts_for_its_lease,
         );
     };
 }

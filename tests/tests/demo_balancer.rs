@@ -273,7 +273,8 @@ fn an_instance_killed_with_requests_in_flight_fails_only_those_writes_and_halves
     const BURST: usize = 12;
     // One password check at a time per instance, so that logins wait their turn; bob's burst
     // of logins all under way at once, which his throttle's limit would otherwise refuse past
-    // five (the throttle's tests prove that).
+    // five, and well over a hundred sessions of alice's kept, which the session cap would
+    // otherwise end (the users' tests prove both).
     let demo = Demo::launch_with_balancer(
         3,
         &[
@@ -283,6 +284,8 @@ fn an_instance_killed_with_requests_in_flight_fails_only_those_writes_and_halves
             "64",
             "--max-failed-logins",
             "100",
+            "--max-sessions-per-user",
+            "1000000",
         ],
     );
     let stop = AtomicBool::new(false);

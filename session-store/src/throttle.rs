@@ -167,7 +167,10 @@ impl LoginThrottle {
             self.take(&attempt, &attempt.address, self.limits.per_address),
         )
         .await?;
-        let taken = [(by_account, &attempt.account), (by_address, &attempt.address)];
+        let taken = [
+            (by_account, &attempt.account),
+            (by_address, &attempt.address),
+        ];
         let Some(refused) = by_account.max(by_address) else {
             return Ok(Ok(attempt));
         };

@@ -657,7 +657,7 @@ mod cases {
             .partition(Result::is_ok);
         assert_eq!((taken.len(), refusals.len()), (5, 59));
         for refusal in refusals {
-            let throttled = refusal.err().expect("refused");
+            let throttled = refusal.expect_err("refused");
             assert_eq!(throttled.cause, ThrottleCause::UnderWay, "{throttled:?}");
             assert!(throttled.retry_after <= ThrottleLimits::new(1, 1, window).lease);
         }

@@ -63,7 +63,7 @@ async fn login(
     credentials: web::Json<Credentials>,
 ) -> actix_web::Result<HttpResponse> {
     let Credentials { username, password } = credentials.into_inner();
-    let client = client_address(&req);
+    let client = client_address(&req, &state);
     match login_throttle::attempt(&state, &username, &password, client).await? {
         Attempt::Verified => {}
         Attempt::Failed => {
@@ -81,6 +81,12 @@ async fn login(
             return Ok(throttled(retry_after, &message));
         }
         Attempt::Busy => return Ok(too_busy()),
+        Attempt::TooLong => {
+            return Ok(error(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                login_throttle::TOO_LONG,
+            ));
+        }
     }
     user::sign_in(&session, &username, &req, state.port)?;
     tracing::info!(user = %username, %client, "signed in");

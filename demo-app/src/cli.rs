@@ -87,6 +87,17 @@ pub struct ServeArgs {
     #[arg(long, env = "DEMO_PLAIN_HTTP")]
     pub plain_http: bool,
 
+    /// The secret the load balancer sends in `X-Demo-Balancer` (the launcher makes one per
+    /// run): `X-Forwarded-For` is believed only on requests that carry it, so a client that
+    /// reaches the instance's own port cannot name another address. Without it, no request's
+    /// `X-Forwarded-For` is believed.
+    #[arg(long, env = "DEMO_BALANCER_SECRET", hide_env_values = true)]
+    pub balancer_secret: Option<String>,
+
+    /// The load balancer's port, whose stats page may read this instance's `/api/stats`.
+    #[arg(long, env = "DEMO_BALANCER_PORT")]
+    pub balancer_port: Option<u16>,
+
     /// Stop when standard input closes, i.e. when the launcher that started it is gone.
     #[arg(long, hide = true)]
     pub exit_with_parent: bool,

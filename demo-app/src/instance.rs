@@ -11,7 +11,7 @@ use session_store::{RedisSessionStore, TrackChanges, WhenUnavailable};
 use crate::{
     accounts::Accounts,
     activity::{self, Activity},
-    api,
+    api, browser_guard,
     cli::ServeArgs,
     csrf::VisitorTokens,
     hashing::{self, HashingPool},
@@ -42,6 +42,7 @@ pub const SECURE_LOGIN_CSRF_COOKIE: &str = "__Host-login-csrf";
 
 /// Registers every route of the demo.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    browser_guard::configure(cfg);
     pages::configure(cfg);
     api::configure(cfg);
     health::configure(cfg);
@@ -158,6 +159,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = web::Data::new(AppState {
         port: args.port,
         peers,
+        balancer_port: args.balancer_port,
+        balancer_secret: args.balancer_secret.clone(),
         accounts,
         hashing: start_hashing(args.common.hash_threads, args.common.login_queue)?,
         store: store.clone(),
@@ -170,6 +173,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .wrap(session_middleware(store.clone(), key.clone(), secure))
+            // Outside the session middleware: a refused request costs Redis nothing.
+            .wrap(actix_web::middleware::from_fn(
+                browser_guard::refuse_cross_origin,
+            ))
+            .wrap(browser_guard::security_headers())
             // The stats page polls every second: its requests would drown the others' lines.
             .wrap(
                 actix_web::middleware::Logger::new("%s %r %Dms")

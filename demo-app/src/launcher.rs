@@ -64,9 +64,18 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     let cookie_key = cookie_key(&args)?;
     let stop = stop_signal()?;
 
-    let recipe = Recipe::new(&args, &ports, target.clone(), cookie_key)?;
+    // What nginx proves itself with to the instances, so that they believe the client address
+    // it forwards and nobody else's: new every run, never shown.
+    let balancer_secret = (!args.no_balancer).then(|| format!("{:032x}", rand::random::<u128>()));
+    let recipe = Recipe::new(
+        &args,
+        &ports,
+        target.clone(),
+        cookie_key,
+        balancer_secret.clone(),
+    )?;
     let mut instances = Instances::start(recipe, &ports)?;
-    let mut balancer = start_balancer(&args, &ports);
+    let mut balancer = balancer_secret.and_then(|secret| start_balancer(&args, &ports, &secret));
     let waited = redis_wait::until_redis_answers(&target, &stop, || instances.check_started())?;
     if waited == Waited::Ready && wait_until_healthy(&mut instances, &stop)? == Waited::Ready {
         print_banner(&instances, balancer.as_ref(), &target);
@@ -116,11 +125,11 @@ fn stop_signal() -> anyhow::Result<mpsc::Receiver<()>> {
 
 /// nginx in front of the instances, unless `--no-balancer`; when it cannot start, says why
 /// and goes on without it: the instances serve on their own ports all the same.
-fn start_balancer(args: &LaunchArgs, ports: &[u16]) -> Option<Balancer> {
+fn start_balancer(args: &LaunchArgs, ports: &[u16], secret: &str) -> Option<Balancer> {
     if args.no_balancer {
         return None;
     }
-    Balancer::start(args.balancer_port, ports)
+    Balancer::start(args.balancer_port, ports, secret)
         .inspect_err(|err| {
             println!(
                 "No load balancer: {err:#}. Going on without it: open the instances' own ports."

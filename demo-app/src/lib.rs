@@ -7,6 +7,7 @@
 mod accounts;
 mod activity;
 mod api;
+pub mod browser_guard;
 pub mod cli;
 mod client_address;
 mod csrf;

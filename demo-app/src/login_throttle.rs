@@ -17,7 +17,7 @@ use std::{net::IpAddr, time::Duration};
 
 use session_store::{ThrottleCause, ThrottleLimits, Throttled};
 
-use crate::{cli::CommonArgs, hashing::Busy, state::AppState};
+use crate::{cli::CommonArgs, client_address, hashing::Busy, state::AppState};
 
 /// The limits the flags ask for.
 pub(crate) fn limits(args: &CommonArgs) -> ThrottleLimits {
@@ -40,7 +40,20 @@ pub(crate) enum Attempt {
     Throttled { retry_after: u64, message: String },
     /// The password checks are saturated: try again in a moment (not counted).
     Busy,
+    /// A username or password longer than any account's: refused before anything is counted
+    /// or hashed.
+    TooLong,
 }
+
+/// The longest username a login may name, in bytes.
+pub(crate) const MAX_USERNAME: usize = 64;
+
+/// The longest password a login may give, in bytes: far more than a passphrase needs, and
+/// few enough that hashing it costs what hashing any password costs.
+pub(crate) const MAX_PASSWORD: usize = 1024;
+
+/// What a client that sent [`Attempt::TooLong`] is told.
+pub(crate) const TOO_LONG: &str = "usernames have at most 64 bytes and passwords at most 1,024";
 
 /// Checks `password` for `username`, from `client`, within the limits: an attempt taken from
 /// the counters first (refused at the limit), then the password, then the attempt settled
@@ -55,11 +68,17 @@ pub(crate) async fn attempt(
     password: &str,
     client: IpAddr,
 ) -> actix_web::Result<Attempt> {
+    if username.len() > MAX_USERNAME || password.len() > MAX_PASSWORD {
+        return Ok(Attempt::TooLong);
+    }
     // A flood turned away by a full queue costs Redis nothing.
     if !state.hashing.has_room() {
         return Ok(Attempt::Busy);
     }
-    let taken = state.login_throttle.attempt(username, client).await?;
+    let taken = state
+        .login_throttle
+        .attempt(username, client_address::counted_as(client))
+        .await?;
     let attempt = match taken {
         Ok(attempt) => attempt,
         Err(throttled) => return Ok(refused(throttled)),

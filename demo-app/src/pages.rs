@@ -112,7 +112,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/profile", web::post().to(save_profile))
         .route("/logout", web::post().to(logout))
         .route("/static/style.css", web::get().to(stylesheet))
-        .route("/static/history.js", web::get().to(history_script));
+        .route("/static/history.js", web::get().to(history_script))
+        .route("/static/activity.js", web::get().to(activity_script));
 }
 
 pub(crate) fn render(
@@ -206,7 +207,7 @@ async fn login(
 ) -> actix_web::Result<HttpResponse> {
     state.visitor_tokens.check(&req, &form.csrf)?;
     let form = form.into_inner();
-    let client = client_address(&req);
+    let client = client_address(&req, &state);
     let attempt = login_throttle::attempt(&state, &form.username, &form.password, client).await?;
     let (error, status, retry_after) = match attempt {
         Attempt::Verified => return signed_in(&req, &state, &session, &form.username),
@@ -234,6 +235,11 @@ async fn login(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(RETRY_AFTER_SECS.to_owned()),
         ),
+        Attempt::TooLong => (
+            format!("Sorry: {}.", login_throttle::TOO_LONG),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
     };
     let mut response = login_page(&req, &state, &session, form.username, Some(&error), status)?;
     if let Some(retry_after) = retry_after {
@@ -254,7 +260,7 @@ fn signed_in(
     username: &str,
 ) -> actix_web::Result<HttpResponse> {
     user::sign_in(session, username, req, state.port)?;
-    tracing::info!(user = %username, client = %client_address(req), "signed in");
+    tracing::info!(user = %username, client = %client_address(req, state), "signed in");
     let mut response = see_other("/");
     response
         .add_cookie(&state.visitor_tokens.removal())
@@ -339,10 +345,19 @@ async fn stylesheet() -> HttpResponse {
         .body(include_str!("../static/style.css"))
 }
 
+/// The home page's script that shows the activity stream (see the file).
+async fn activity_script() -> HttpResponse {
+    script(include_str!("../static/activity.js"))
+}
+
 /// The script that lists the instances behind the last page views (see the file).
 async fn history_script() -> HttpResponse {
+    script(include_str!("../static/history.js"))
+}
+
+fn script(source: &'static str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/javascript; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(include_str!("../static/history.js"))
+        .body(source)
 }

@@ -14,6 +14,10 @@ pub(crate) struct AppState {
     pub port: u16,
     /// The ports of all instances of the demo, this one included, in order.
     pub peers: Vec<u16>,
+    /// The load balancer's port, when there is one.
+    pub balancer_port: Option<u16>,
+    /// What the load balancer proves itself with (see [`crate::client_address`]).
+    pub balancer_secret: Option<String>,
     /// Who may log in.
     pub accounts: Accounts,
     /// The threads that check passwords.

@@ -129,15 +129,39 @@ async fn page(
     render(&StatsPage { page }, StatusCode::OK)
 }
 
-async fn points(state: web::Data<AppState>, stats: web::Data<Stats>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .json(StatsBody {
-            instance: state.port,
-            interval_ms: INTERVAL.as_millis(),
-            points: stats.points(),
-        })
+async fn points(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    stats: web::Data<Stats>,
+) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if let Some(origin) = demo_origin(&req, &state) {
+        response
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
+            .insert_header((header::VARY, "Origin"));
+    }
+    response.json(StatsBody {
+        instance: state.port,
+        interval_ms: INTERVAL.as_millis(),
+        points: stats.points(),
+    })
+}
+
+/// The request's `Origin` when it is one of the demo's own pages (the balancer's or another
+/// instance's, on this request's host name), which may read this instance's stats: the stats
+/// page behind the balancer polls each instance on its own port. No other origin may.
+fn demo_origin(req: &HttpRequest, state: &AppState) -> Option<String> {
+    let origin = req.headers().get(header::ORIGIN)?.to_str().ok()?;
+    let info = req.connection_info();
+    let host = info
+        .host()
+        .rsplit_once(':')
+        .map_or(info.host(), |(host, _)| host);
+    let (base, port) = origin.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let ours = state.peers.contains(&port) || state.balancer_port == Some(port);
+    (ours && base == format!("{}://{host}", info.scheme())).then(|| origin.to_owned())
 }
 
 /// The script that polls `/api/stats` and draws the charts (see the file).

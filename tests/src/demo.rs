@@ -154,6 +154,10 @@ impl Demo {
             .env_remove("DEMO_COOKIE_KEY")
             .env_remove("DEMO_BALANCER_PORT")
             .env_remove("DEMO_NO_BALANCER")
+            // Instances without the launcher's balancer take the test's secret, so that a
+            // test can speak as a balancer does (`ApiClient::forwarding_for`); with one, the
+            // launcher gives them the balancer's own.
+            .env("DEMO_BALANCER_SECRET", BALANCER_SECRET)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -339,6 +343,10 @@ fn free_port_run(count: u16) -> u16 {
     panic!("no run of {count} free ports");
 }
 
+/// The balancer secret of instances launched without a balancer (see
+/// [`ApiClient::forwarding_for`]).
+pub const BALANCER_SECRET: &str = "the-tests-balancer-secret";
+
 /// A plain HTTP client for the demo's JSON API that keeps cookies by hand, so a test can send
 /// any cookie to any instance.
 pub struct ApiClient {
@@ -381,10 +389,18 @@ impl Default for ApiClient {
 
 impl ApiClient {
     /// The same client, sending `name: value` with every request: a `User-Agent` of its own,
-    /// say, or the `X-Forwarded-For` a balancer on loopback would add.
+    /// say.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
+    }
+
+    /// The same client, speaking as the balancer of a demo launched without one: it names
+    /// `address` as the client in `X-Forwarded-For` and proves itself with the test's
+    /// balancer secret, so that the instances count its logins under `address`.
+    pub fn forwarding_for(self, address: &str) -> Self {
+        self.with_header("x-forwarded-for", address)
+            .with_header("x-demo-balancer", BALANCER_SECRET)
     }
 
     /// Sends `method url` with an optional cookie and JSON body; panics when no HTTP answer

@@ -425,9 +425,9 @@ fn failed_logins_spread_over_three_instances_trip_the_limits_until_the_window_en
             &WINDOW.to_string(),
         ],
     );
-    // A direct peer on loopback may name the client, as the balancer does: so each phase of
-    // the test comes from an address of its own.
-    let from = |address: &str| ApiClient::default().with_header("x-forwarded-for", address);
+    // Each phase of the test comes from an address of its own, named as the balancer names
+    // the client.
+    let from = |address: &str| ApiClient::default().forwarding_for(address);
     let attempt = |api: &ApiClient, index: usize, user: &str, password: &str| {
         api.send(
             "POST",

@@ -65,9 +65,9 @@ fn a_burst_of_wrong_passwords_over_three_instances_checks_no_more_than_the_limit
             &WINDOW.to_string(),
         ],
     );
-    // An address of the test's own (a loopback peer may name the client, as the balancer
-    // does), far from its limit of 50.
-    let api = ApiClient::default().with_header("x-forwarded-for", "198.51.100.20");
+    // An address of the test's own (named as the balancer names the client), far from its
+    // limit of 50.
+    let api = ApiClient::default().forwarding_for("198.51.100.20");
     assert_eq!(
         password_checks(&api, &demo),
         0.0,

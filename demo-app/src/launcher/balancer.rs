@@ -42,7 +42,7 @@ impl Balancer {
     /// # Errors
     /// When nginx is not installed, the port is taken, or nginx exits or does not listen in
     /// time; each says so in words a person can act on.
-    pub(super) fn start(port: u16, upstreams: &[u16]) -> anyhow::Result<Self> {
+    pub(super) fn start(port: u16, upstreams: &[u16], secret: &str) -> anyhow::Result<Self> {
         let nginx = binary().with_context(|| format!("nginx is not installed: {INSTALL_HINT}"))?;
         if let Err(err) = TcpListener::bind(("127.0.0.1", port)) {
             bail!("port {port} is taken ({err}); choose another with --balancer-port");
@@ -52,7 +52,7 @@ impl Balancer {
             .tempdir()
             .context("cannot make a folder for nginx")?;
         let conf = dir.path().join("nginx.conf");
-        std::fs::write(&conf, config(dir.path(), port, upstreams))
+        std::fs::write(&conf, config(dir.path(), port, upstreams, secret))
             .context("cannot write nginx's config")?;
         let mut child = Command::new(&nginx)
             .arg("-p")
@@ -133,13 +133,13 @@ fn binary() -> Option<PathBuf> {
 }
 
 /// nginx's config: round robin over the instances on loopback, listening on `port`, with
-/// every file it writes under `dir`.
+/// every file it writes under `dir`, proving itself to the instances with `secret`.
 ///
 /// A request is passed to the next instance when one refuses the connection, times out or
 /// answers 502/504: what a dead or stuck instance does. Never on 503: that is an instance's
 /// answer for an unavailable Redis, which every instance would give alike; the client gets
 /// it with its `Retry-After`, and the instance is not counted as failed.
-fn config(dir: &Path, port: u16, upstreams: &[u16]) -> String {
+fn config(dir: &Path, port: u16, upstreams: &[u16], secret: &str) -> String {
     let dir = dir.display();
     let servers: String = upstreams
         .iter()
@@ -181,6 +181,8 @@ http {{
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
+            # What the instances believe X-Forwarded-For on (see client_address.rs).
+            proxy_set_header X-Demo-Balancer "{secret}";
             proxy_connect_timeout {CONNECT_TIMEOUT};
             proxy_next_upstream error timeout http_502 http_504;
         }}
@@ -196,7 +198,7 @@ mod tests {
 
     #[test]
     fn the_config_spreads_over_every_instance_and_never_retries_a_503() {
-        let config = config(Path::new("/tmp/x"), 8080, &[8081, 8082]);
+        let config = config(Path::new("/tmp/x"), 8080, &[8081, 8082], "s3cret");
         assert!(config.contains("server 127.0.0.1:8081 "), "{config}");
         assert!(config.contains("server 127.0.0.1:8082 "), "{config}");
         assert!(config.contains("listen 127.0.0.1:8080;"), "{config}");
@@ -206,5 +208,9 @@ mod tests {
         );
         assert!(!config.contains("http_503"), "{config}");
         assert!(config.contains("$proxy_add_x_forwarded_for"), "{config}");
+        assert!(
+            config.contains("proxy_set_header X-Demo-Balancer \"s3cret\";"),
+            "{config}"
+        );
     }
 }

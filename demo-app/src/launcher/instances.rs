@@ -32,17 +32,21 @@ pub(super) struct Recipe {
     exe: PathBuf,
     peers: String,
     cookie_key: String,
+    /// The balancer's secret and port, when there is a balancer.
+    balancer: Option<(String, u16)>,
     target: RedisTarget,
     args: Vec<OsString>,
 }
 
 impl Recipe {
-    /// The instances of this launch: `ports`, on `target`, sharing `cookie_key`.
+    /// The instances of this launch: `ports`, on `target`, sharing `cookie_key`, behind a
+    /// balancer that proves itself with `balancer_secret`, when there is one.
     pub(super) fn new(
         launch: &LaunchArgs,
         ports: &[u16],
         target: RedisTarget,
         cookie_key: String,
+        balancer_secret: Option<String>,
     ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the demo-app binary")?;
         let peers = ports
@@ -54,6 +58,7 @@ impl Recipe {
             exe,
             peers,
             cookie_key,
+            balancer: balancer_secret.map(|secret| (secret, launch.balancer_port)),
             target,
             args: instance_args(launch),
         })
@@ -69,6 +74,11 @@ impl Recipe {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some((secret, port)) = &self.balancer {
+            command
+                .env("DEMO_BALANCER_SECRET", secret)
+                .env("DEMO_BALANCER_PORT", port.to_string());
+        }
         self.target.pass_to(&mut command);
         // `RUST_BACKTRACE=1` (set in many shells and containers) makes every error that the
         // session middleware wraps capture a backtrace, on every failed request: CPU spent

@@ -6,7 +6,12 @@
 //! In this demo every signed-in user sees everyone's logins and logouts, which the page says;
 //! a real application would show each user their own at most.
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use actix_session::Session;
 use actix_web::{HttpResponse, http::header, web, web::Bytes};
@@ -29,16 +34,43 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone)]
 pub(crate) struct Activity {
     sender: broadcast::Sender<Relayed>,
+    /// The streams open on this instance, by the reference of their session.
+    open: Arc<Mutex<HashMap<Arc<str>, usize>>>,
+    /// How many streams one session may hold open on this instance.
+    per_session: usize,
+}
+
+/// One open stream, counted for its session until it is dropped (the browser went away, or
+/// the stream ended).
+struct Opened {
+    open: Arc<Mutex<HashMap<Arc<str>, usize>>>,
+    session: Arc<str>,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.session) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.session);
+            }
+        }
+    }
 }
 
 /// What the relay hands to every stream.
 #[derive(Debug, Clone)]
 enum Relayed {
-    /// A notice, as the JSON of an SSE `data:` line, and the reference of the session it
-    /// ended, if it ended one.
+    /// A notice, as the JSON of an SSE `data:` line, the reference of the session it ended,
+    /// if it ended one, and whether events may have been missed before it (a reconnection).
     Notice {
         json: Arc<str>,
         ended: Option<Arc<str>>,
+        gap: bool,
     },
     /// The instance is stopping: the streams end, so that its graceful stop need not wait for
     /// them.
@@ -49,7 +81,7 @@ impl Activity {
     /// Subscribes to `store`'s events and relays them, from a task on the current (actix)
     /// runtime, for as long as the instance runs. Once per instance: the subscription holds
     /// a Redis connection of its own, and it reconnects by itself after losing Redis.
-    pub(crate) fn start(store: &RedisSessionStore) -> Self {
+    pub(crate) fn start(store: &RedisSessionStore, per_session: usize) -> Self {
         let (sender, _) = broadcast::channel(BACKLOG);
         let mut notices = store.events();
         let relay = sender.clone();
@@ -62,7 +94,28 @@ impl Activity {
                 }
             }
         });
-        Self { sender }
+        Self {
+            sender,
+            open: Arc::default(),
+            per_session,
+        }
+    }
+
+    /// Counts a stream for `session`, unless it holds as many as it may already.
+    fn open(&self, session: &Arc<str>) -> Option<Opened> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(Arc::clone(session)).or_default();
+        if *count >= self.per_session {
+            return None;
+        }
+        *count += 1;
+        Some(Opened {
+            open: Arc::clone(&self.open),
+            session: Arc::clone(session),
+        })
     }
 
     /// Ends every browser's stream: the instance is stopping.
@@ -107,15 +160,16 @@ fn kind_name(kind: SessionEventKind) -> String {
 
 /// What a notice becomes on the browsers' streams.
 fn relayed(notice: &SessionNotice) -> Option<Relayed> {
-    let (json, ended) = match notice {
-        SessionNotice::Event(event) => (serde_json::to_string(event).ok()?, ended(event)),
-        SessionNotice::Reconnected => (r#"{"event":"reconnected"}"#.to_owned(), None),
-        SessionNotice::Lagged => (r#"{"event":"lagged"}"#.to_owned(), None),
+    let (json, ended, gap) = match notice {
+        SessionNotice::Event(event) => (serde_json::to_string(event).ok()?, ended(event), false),
+        SessionNotice::Reconnected => (r#"{"event":"reconnected"}"#.to_owned(), None, true),
+        SessionNotice::Lagged => (r#"{"event":"lagged"}"#.to_owned(), None, true),
         _ => return None,
     };
     Some(Relayed::Notice {
         json: json.into(),
         ended,
+        gap,
     })
 }
 
@@ -131,20 +185,34 @@ fn ended(event: &SessionEvent) -> Option<Arc<str>> {
     .then(|| Arc::from(event.session.as_str()))
 }
 
-/// `GET /api/events`: the relayed events as server-sent events, for signed-in visitors. A
-/// stream ends after the event that ends its own session (a logout, a revocation), so that a
-/// browser's reconnection is refused from then on.
+/// `GET /api/events`: the relayed events as server-sent events, for signed-in visitors, at most
+/// `--max-streams-per-session` at once per session and instance (`429` past it). A stream ends
+/// after the event that ends its own session (a logout, a revocation), and within
+/// [`KEEP_ALIVE`] of any other end (idle or absolute expiry, a key deleted): it looks its
+/// session up in the user's index that often, without using it, so that a stream keeps no
+/// session alive.
 async fn events(
     state: web::Data<AppState>,
     session: Session,
     current: CurrentSession,
 ) -> actix_web::Result<HttpResponse> {
-    if user::current(&session)?.is_none() {
+    let (Some(user), Some(own)) = (user::current(&session)?, current.reference()) else {
         return Ok(HttpResponse::Unauthorized().json(serde_json::json!({"error": "not signed in"})));
-    }
+    };
+    let own: Arc<str> = Arc::from(own);
+    let Some(opened) = state.activity.open(&own) else {
+        return Ok(HttpResponse::TooManyRequests()
+            .insert_header((header::RETRY_AFTER, KEEP_ALIVE.as_secs().to_string()))
+            .json(serde_json::json!({"error": "this session has as many event streams open as it may"})));
+    };
     let feed = Feed {
         receiver: state.activity.sender.subscribe(),
-        own: current.reference().map(Arc::from),
+        own,
+        user,
+        current,
+        store: state.store.clone(),
+        checked: Instant::now(),
+        _opened: opened,
     };
     let hello = stream::once(async { Ok(Bytes::from_static(b": session events follow\n\n")) });
     Ok(HttpResponse::Ok()
@@ -159,22 +227,61 @@ async fn events(
 struct Feed {
     receiver: broadcast::Receiver<Relayed>,
     /// The reference of the browser's own session.
-    own: Option<Arc<str>>,
+    own: Arc<str>,
+    /// Its user, whose index lists it while it lives.
+    user: String,
+    current: CurrentSession,
+    store: RedisSessionStore,
+    /// When the session was last found alive.
+    checked: Instant,
+    _opened: Opened,
+}
+
+impl Feed {
+    /// Whether the session still lives: listed in its user's index, which leaves out sessions
+    /// past their idle or absolute timeout and keys that are gone. A failed lookup ends the
+    /// stream too: the browser reconnects, and is answered as Redis allows.
+    async fn session_lives(&mut self) -> bool {
+        let lives = match self.store.sessions_of(&self.user, &self.current).await {
+            Ok(sessions) => sessions.iter().any(|session| session.current),
+            Err(err) => {
+                tracing::info!(error = %err.chain(), "event stream: its session could not be checked");
+                false
+            }
+        };
+        self.checked = Instant::now();
+        lives
+    }
 }
 
 /// The next piece of a browser's stream; `None` (the feed) once it is to end after this one.
 async fn next_chunk(feed: Option<Feed>) -> Option<(Result<Bytes, Infallible>, Option<Feed>)> {
     let mut feed = feed?;
-    let chunk = match tokio::time::timeout(KEEP_ALIVE, feed.receiver.recv()).await {
-        Err(_) => ": keep-alive\n\n".to_owned(),
-        Ok(Ok(Relayed::Notice { json, ended })) => {
+    // A stream busy with others' events is checked as often as an idle one.
+    if feed.checked.elapsed() >= KEEP_ALIVE && !feed.session_lives().await {
+        return None;
+    }
+    let until_check = KEEP_ALIVE.saturating_sub(feed.checked.elapsed());
+    let chunk = match tokio::time::timeout(until_check, feed.receiver.recv()).await {
+        Err(_) => {
+            if !feed.session_lives().await {
+                return None;
+            }
+            ": keep-alive\n\n".to_owned()
+        }
+        Ok(Ok(Relayed::Notice { json, ended, gap })) => {
             let chunk = format!("data: {json}\n\n");
-            if ended.is_some() && ended == feed.own {
+            // After a gap, what was missed may have ended this session.
+            if ended.as_ref() == Some(&feed.own) || (gap && !feed.session_lives().await) {
                 return Some((Ok(Bytes::from(chunk)), None));
             }
             chunk
         }
         Ok(Err(RecvError::Lagged(missed))) => {
+            // What was missed may have ended this session.
+            if !feed.session_lives().await {
+                return None;
+            }
             format!("data: {{\"event\":\"lagged\",\"missed\":{missed}}}\n\n")
         }
         Ok(Ok(Relayed::Closing) | Err(RecvError::Closed)) => return None,

@@ -193,6 +193,11 @@ pub struct CommonArgs {
     #[arg(long, env = "DEMO_MAX_FAILED_LOGINS_PER_ADDRESS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_failed_logins_per_address: u32,
 
+    /// How many live-activity streams (`/api/events`) one session may hold open at once on
+    /// each instance; past it, `429`.
+    #[arg(long, env = "DEMO_MAX_STREAMS_PER_SESSION", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_streams_per_session: u64,
+
     /// How long a failed login counts, in seconds.
     #[arg(long, env = "DEMO_FAILED_LOGIN_WINDOW", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub failed_login_window: u64,

@@ -155,7 +155,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.peers.clone()
     };
     let secure = !args.plain_http;
-    let activity = Activity::start(&store);
+    let activity = Activity::start(
+        &store,
+        usize::try_from(args.common.max_streams_per_session).unwrap_or(usize::MAX),
+    );
     let state = web::Data::new(AppState {
         port: args.port,
         peers,

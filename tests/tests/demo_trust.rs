@@ -4,7 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::demo::{ApiClient, ApiResponse, Demo};
+use integration_tests::{
+    RedisServer,
+    demo::{ApiClient, ApiResponse, Demo},
+    sse::{EventStream, NoEvent},
+};
 use serde_json::json;
 
 fn log_in(api: &ApiClient, url: &str, user: &str, password: &str) -> ApiResponse {
@@ -192,6 +196,69 @@ fn pages_carry_their_security_headers_and_stats_answer_only_the_demos_origins() 
             "{origin}: {answer:?}"
         );
     }
+}
+
+/// A session holds at most `--max-streams-per-session` event streams (`429` past it), and every
+/// one of them ends within a keep-alive period (15 s) of its session's end, here its key
+/// deleted straight in Redis, which no event announces.
+#[test]
+fn event_streams_are_limited_per_session_and_end_with_their_session() {
+    let redis = RedisServer::start();
+    let demo = Demo::launch(
+        1,
+        &[
+            "--redis-url",
+            &redis.url(),
+            "--max-streams-per-session",
+            "2",
+        ],
+    );
+    let url = demo.url(0, "/api/events");
+    let cookie = log_in(
+        &ApiClient::default(),
+        &demo.url(0, "/api/login"),
+        "alice",
+        "alice-password",
+    )
+    .cookie
+    .expect("a session cookie");
+    let streams: Vec<EventStream> = (0..2)
+        .map(|_| EventStream::open(&url, Some(&cookie)).expect("a stream"))
+        .collect();
+    assert_eq!(EventStream::open(&url, Some(&cookie)).err(), Some(429));
+
+    let mut connection = redis.client().get_connection().expect("Redis answers");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("demo:*")
+        .query(&mut connection)
+        .expect("KEYS");
+    let sessions: Vec<&String> = keys
+        .iter()
+        .filter(|key| {
+            redis::cmd("TYPE")
+                .arg(key)
+                .query::<String>(&mut connection)
+                .is_ok_and(|kind| kind == "hash")
+        })
+        .collect();
+    assert_eq!(sessions.len(), 1, "alice's session alone: {keys:?}");
+    let _: () = redis::cmd("DEL")
+        .arg(sessions[0])
+        .query(&mut connection)
+        .expect("DEL");
+    let deleted = Instant::now();
+    for stream in &streams {
+        loop {
+            match stream.next(Duration::from_secs(20).saturating_sub(deleted.elapsed())) {
+                Ok(_) => {}
+                Err(NoEvent::Ended) => break,
+                Err(NoEvent::Timeout) => panic!("the stream outlived its session by 20 s"),
+            }
+        }
+    }
+    let ended = deleted.elapsed();
+    println!("both streams ended {ended:?} after the session's key was deleted");
+    assert!(ended <= Duration::from_secs(16), "{ended:?}");
 }
 
 /// The resident memory of process `pid`, in KiB.

@@ -128,6 +128,10 @@ fn instance_args(launch: &LaunchArgs) -> Vec<OsString> {
         flag("--wait-replicas", Some(replicas.to_string().into()));
     }
     flag(
+        "--max-streams-per-session",
+        Some(common.max_streams_per_session.to_string().into()),
+    );
+    flag(
         "--max-failed-logins",
         Some(common.max_failed_logins.to_string().into()),
     );

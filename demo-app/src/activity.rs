@@ -30,6 +30,9 @@ const BACKLOG: usize = 256;
 /// 60 s) does not cut it and a browser that went away is noticed.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// How soon a stream asks again about its session when Redis could not say.
+const RECHECK: Duration = Duration::from_secs(1);
+
 /// The relay from this instance's subscription to the browsers' streams.
 #[derive(Debug, Clone)]
 pub(crate) struct Activity {
@@ -239,18 +242,23 @@ struct Feed {
 
 impl Feed {
     /// Whether the session still lives: listed in its user's index, which leaves out sessions
-    /// past their idle or absolute timeout and keys that are gone. A failed lookup ends the
-    /// stream too: the browser reconnects, and is answered as Redis allows.
+    /// past their idle or absolute timeout and keys that are gone. When Redis cannot say (it
+    /// is down, or the pool is reconnecting), the stream goes on, relaying nothing meanwhile,
+    /// and asks again in a second.
     async fn session_lives(&mut self) -> bool {
-        let lives = match self.store.sessions_of(&self.user, &self.current).await {
-            Ok(sessions) => sessions.iter().any(|session| session.current),
-            Err(err) => {
-                tracing::info!(error = %err.chain(), "event stream: its session could not be checked");
-                false
+        match self.store.sessions_of(&self.user, &self.current).await {
+            Ok(sessions) => {
+                self.checked = Instant::now();
+                sessions.iter().any(|session| session.current)
             }
-        };
-        self.checked = Instant::now();
-        lives
+            Err(err) => {
+                tracing::debug!(error = %err.chain(), "event stream: its session could not be checked");
+                self.checked = Instant::now()
+                    .checked_sub(KEEP_ALIVE - RECHECK)
+                    .unwrap_or_else(Instant::now);
+                true
+            }
+        }
     }
 }
 

@@ -36,6 +36,10 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Read a password from standard input and print its argon2 hash, for an accounts file.
     HashPassword,
+    /// Kill what the launcher names on standard input once that closes (the launcher starts
+    /// it; see `launcher/watchdog.rs`).
+    #[command(hide = true)]
+    Watchdog,
 }
 
 /// Settings of the launcher.

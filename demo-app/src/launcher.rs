@@ -5,6 +5,7 @@ mod balancer;
 mod instances;
 mod output;
 mod redis_wait;
+pub mod watchdog;
 
 use std::{
     io::{Read as _, Write as _},
@@ -18,6 +19,7 @@ use anyhow::Context as _;
 use self::{
     balancer::Balancer,
     instances::{Instances, Recipe},
+    watchdog::Watchdog,
 };
 use crate::{
     cli::LaunchArgs,
@@ -44,6 +46,7 @@ enum Waited {
 /// When Redis or an instance cannot be started.
 pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     let ports = ports(&args)?;
+    let mut watchdog = Watchdog::start()?;
     // Declared first, so dropped last: the instances stop before their Redis does.
     let embedded;
     let target = match RedisTarget::from_args(&args.common)? {
@@ -53,6 +56,10 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
                 "no --redis-url, --redis-cluster or --redis-sentinel given, and the private \
                  Redis could not be started (name a Redis you run with one of those)",
             )?;
+            for server in embedded.servers() {
+                watchdog.process(server.pid());
+                watchdog.folder(server.dir());
+            }
             let target = embedded.target();
             println!(
                 "Started a private Redis: {}; it stops with the demo.",
@@ -76,6 +83,10 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     )?;
     let mut instances = Instances::start(recipe, &ports)?;
     let mut balancer = balancer_secret.and_then(|secret| start_balancer(&args, &ports, &secret));
+    if let Some(balancer) = &balancer {
+        watchdog.process(balancer.pid());
+        watchdog.folder(balancer.dir());
+    }
     let waited = redis_wait::until_redis_answers(&target, &stop, || instances.check_started())?;
     if waited == Waited::Ready && wait_until_healthy(&mut instances, &stop)? == Waited::Ready {
         print_banner(&instances, balancer.as_ref(), &target);

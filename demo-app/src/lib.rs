@@ -15,6 +15,7 @@ pub mod hashing;
 mod health;
 pub mod instance;
 pub mod launcher;
+pub mod logging;
 mod login_throttle;
 pub mod metrics;
 mod pages;

@@ -1,29 +1,25 @@
 //! `demo-app`: launches the demo, runs one instance, or hashes a password.
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::Read as _;
 
 use clap::Parser as _;
 use demo_app::{
     cli::{Cli, Command},
     hashing::Hasher,
-    instance, launcher,
+    instance, launcher, logging,
 };
-use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn")),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    let _logging = logging::init();
 
     match cli.command {
         None => launcher::run(cli.launch),
         Some(Command::Serve(args)) => actix_web::rt::System::new().block_on(instance::serve(*args)),
+        Some(Command::Watchdog) => {
+            launcher::watchdog::run();
+            Ok(())
+        }
         Some(Command::HashPassword) => {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password)?;

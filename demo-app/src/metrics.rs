@@ -6,7 +6,9 @@
 //! - `http_request_duration_seconds{method, route}`, histogram, from the request's arrival at
 //!   the outermost middleware to its response's headers;
 //! - `demo_password_checks_total`, counter: passwords hashed and compared, the work the login
-//!   throttle bounds.
+//!   throttle bounds;
+//! - `demo_log_lines_dropped_total`, counter: log lines dropped because standard error was
+//!   stalled or closed (see `logging.rs`).
 //!
 //! `route` is the matched route's pattern (`/api/me`), never the raw path, so that a flood of
 //! made-up paths cannot grow the label set: a request that matched no route is `unmatched`.
@@ -87,6 +89,8 @@ impl Metrics {
     /// histograms' new samples into their buckets, which keeps the recorder's memory bounded:
     /// the stats sampler renders every second.
     pub fn render(&self) -> String {
+        metrics::counter!("demo_log_lines_dropped_total")
+            .absolute(crate::logging::dropped_lines() as u64);
         self.handle.render()
     }
 }

@@ -164,6 +164,19 @@ impl Embedded {
         })
     }
 
+    /// Its servers (sentinels included): their processes and folders.
+    pub(crate) fn servers(&self) -> Vec<&RedisServer> {
+        match self {
+            Self::Server(server) => vec![server],
+            Self::Cluster(cluster) => cluster.nodes().iter().collect(),
+            Self::Sentinel(sentinels) => sentinels
+                .servers()
+                .iter()
+                .chain(sentinels.sentinels())
+                .collect(),
+        }
+    }
+
     /// Where its sessions go.
     pub(crate) fn target(&self) -> RedisTarget {
         match self {

@@ -247,6 +247,16 @@ impl Demo {
         format!("http://127.0.0.1:{port}{path}")
     }
 
+    /// The launcher's process id.
+    pub fn launcher_pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The balancer's port, when the demo has one.
+    pub fn balancer_port(&self) -> Option<u16> {
+        self.balancer
+    }
+
     /// The process id of instance `index`: the latest the launcher printed, in its banner or
     /// when it started the instance again.
     pub fn pid(&self, index: usize) -> u32 {
@@ -328,7 +338,7 @@ fn collect(stream: impl std::io::Read + Send + 'static, sink: &Arc<Mutex<Vec<Str
 }
 
 /// The first of `count` consecutive free loopback ports.
-fn free_port_run(count: u16) -> u16 {
+pub fn free_port_run(count: u16) -> u16 {
     for _ in 0..100 {
         let base = local_redis::free_port().expect("a free port");
         if base.checked_add(count).is_none() {

@@ -32,7 +32,7 @@ const INSTALL_HINT: &str = "install it with `sudo apt-get install nginx` (script
 pub(super) struct Balancer {
     child: Child,
     port: u16,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Balancer {
@@ -75,11 +75,7 @@ impl Balancer {
         if let Some(stderr) = child.stderr.take() {
             prefix_lines("nginx".to_owned(), stderr, true);
         }
-        let mut balancer = Self {
-            child,
-            port,
-            _dir: dir,
-        };
+        let mut balancer = Self { child, port, dir };
         balancer.wait_until_listening()?;
         Ok(balancer)
     }
@@ -103,6 +99,16 @@ impl Balancer {
     /// The port it listens on.
     pub(super) fn port(&self) -> u16 {
         self.port
+    }
+
+    /// nginx's process id.
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The folder of nginx's config and files.
+    pub(super) fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// How nginx ended, if it has.

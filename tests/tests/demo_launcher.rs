@@ -1,0 +1,210 @@
+//! The launcher when things go wrong around it: killed outright, or its output never read.
+
+use std::{
+    collections::BTreeSet,
+    net::TcpStream,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use integration_tests::{
+    RedisServer,
+    demo::{ApiClient, Demo, binary, free_port_run},
+    prometheus::Exposition,
+};
+use nix::{sys::signal, unistd::Pid};
+
+/// `kill -9` of the launcher gives it no chance to stop anything: its instances, nginx and
+/// Redis still end within 2 s, their ports are free, and a launcher on the same ports comes
+/// up at once.
+#[test]
+fn a_launcher_killed_outright_takes_everything_with_it() {
+    let demo = Demo::launch_with_balancer(2, &[]);
+    let launcher = demo.launcher_pid();
+    let family = descendants(launcher);
+    let names: BTreeSet<String> = family.iter().map(|&pid| name(pid)).collect();
+    for wanted in ["demo-app", "nginx", "redis-server"] {
+        assert!(names.contains(wanted), "no {wanted} among {names:?}");
+    }
+    let mut ports = demo.ports().to_vec();
+    ports.extend(demo.balancer_port());
+
+    signal::kill(pid(launcher), signal::Signal::SIGKILL).expect("the launcher is killed");
+    let killed = Instant::now();
+    while family.iter().any(|&pid| alive(pid)) && killed.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let gone = killed.elapsed();
+    let left: Vec<String> = family
+        .iter()
+        .filter(|&&pid| alive(pid))
+        .map(|&pid| format!("{pid} {}", name(pid)))
+        .collect();
+    println!(
+        "{} processes gone {gone:?} after the launcher's kill",
+        family.len()
+    );
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(gone <= Duration::from_secs(2), "{gone:?}");
+    for port in &ports {
+        assert!(
+            TcpStream::connect(("127.0.0.1", *port)).is_err(),
+            "port {port} still taken"
+        );
+    }
+
+    let (base, balancer) = (ports[0], ports[2]);
+    let mut again = Command::new(binary())
+        .args(["--instances", "2", "--base-port", &base.to_string()])
+        .args(["--balancer-port", &balancer.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the launcher starts");
+    let api = ApiClient::default();
+    let started = Instant::now();
+    let up = loop {
+        let url = format!("http://127.0.0.1:{balancer}/healthz");
+        match api.try_send("GET", &url, None, None::<()>) {
+            Ok(answer) if answer.status == 200 => break true,
+            _ if started.elapsed() > Duration::from_secs(30) => break false,
+            _ => thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    signal::kill(pid(again.id()), signal::Signal::SIGINT).expect("stopped");
+    again.wait().expect("the second launcher exits");
+    assert!(
+        up,
+        "a launcher on the same ports did not come up within 30 s"
+    );
+}
+
+/// A launcher whose output nobody reads (piped into a pager that is not scrolled, say) soon
+/// blocks on its writes; its instances go on serving, dropping log lines instead, and say how
+/// many they dropped.
+#[test]
+fn a_launcher_whose_output_is_never_read_keeps_its_instances_serving() {
+    const FOR: Duration = Duration::from_secs(30);
+    let redis = RedisServer::start();
+    let base = free_port_run(2);
+    let mut launcher = Command::new(binary())
+        .args(["--instances", "2", "--base-port", &base.to_string()])
+        .args(["--no-balancer", "--redis-url", &redis.url()])
+        .stdin(Stdio::null())
+        // Never read: once the pipes are full, every write of the launcher blocks.
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the launcher starts");
+    let api = ApiClient::default();
+    let health = |port: u16| {
+        api.try_send(
+            "GET",
+            &format!("http://127.0.0.1:{port}/healthz"),
+            None,
+            None::<()>,
+        )
+        .map(|answer| answer.status)
+    };
+    let started = Instant::now();
+    while [base, base + 1]
+        .iter()
+        .any(|&port| health(port).ok() != Some(200))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the instances never came up"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    let started = Instant::now();
+    let (mut answered, mut slowest) = (0_u64, Duration::ZERO);
+    while started.elapsed() < FOR {
+        for port in [base, base + 1] {
+            let sent = Instant::now();
+            let status = health(port);
+            slowest = slowest.max(sent.elapsed());
+            assert_eq!(
+                status.ok(),
+                Some(200),
+                "instance :{port} after {:?}",
+                started.elapsed()
+            );
+            answered += 1;
+        }
+    }
+    let dropped: Vec<f64> = [base, base + 1]
+        .iter()
+        .map(|port| {
+            let metrics = api.send(
+                "GET",
+                &format!("http://127.0.0.1:{port}/metrics"),
+                None,
+                None::<()>,
+            );
+            Exposition::parse(&metrics.text)
+                .expect("a Prometheus exposition")
+                .sum("demo_log_lines_dropped_total", &[])
+        })
+        .collect();
+    signal::kill(pid(launcher.id()), signal::Signal::SIGKILL).expect("killed");
+    let _ = launcher.wait();
+    println!(
+        "{answered} health checks in {FOR:?}, slowest {slowest:?}; log lines dropped: {dropped:?}"
+    );
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    assert!(
+        dropped.iter().all(|&count| count > 0.0),
+        "the output never stalled, so this proved nothing: {dropped:?}"
+    );
+}
+
+fn pid(raw: u32) -> Pid {
+    Pid::from_raw(i32::try_from(raw).expect("a pid"))
+}
+
+/// Every process descended from `root`, by `/proc`'s parent links.
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, stat(pid)?.1)))
+        .collect();
+    let mut found = vec![root];
+    let mut next = 0;
+    while next < found.len() {
+        let parent = found[next];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(pid, _)| *pid),
+        );
+        next += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// A process's state letter and parent, from `/proc/PID/stat`.
+fn stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let mut fields = after_name.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.next()?.parse().ok()?))
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+fn alive(pid: u32) -> bool {
+    stat(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
+fn name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default()
+}

@@ -105,17 +105,41 @@ impl RedisTarget {
 
     /// A line for people: what and where.
     pub(crate) fn describe(&self) -> String {
+        let shown = |urls: &[String]| {
+            urls.iter()
+                .map(|url| without_password(url))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match self {
-            Self::Server(url) => format!("Redis at {url}"),
-            Self::Cluster(nodes) => format!("the Redis Cluster of {}", nodes.join(", ")),
+            Self::Server(url) => format!("Redis at {}", without_password(url)),
+            Self::Cluster(nodes) => format!("the Redis Cluster of {}", shown(nodes)),
             Self::Sentinel { sentinels, master } => {
                 format!(
                     "the primary the sentinels {} name `{master}`",
-                    sentinels.join(", ")
+                    shown(sentinels)
                 )
             }
         }
     }
+}
+
+/// `url` with its password, if it has one, replaced by `***`: what the banner and the logs may
+/// show of it.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user = rest[..at].split_once(':').map_or("", |(user, _)| user);
+    if !rest[..at].contains(':') {
+        // `redis://secret@host`: the only part before the `@` is the password.
+        return format!("{scheme}://***{}", &rest[at..]);
+    }
+    format!("{scheme}://{user}:***{}", &rest[at..])
 }
 
 /// `host:port` addresses (or URLs) as URLs.
@@ -193,6 +217,22 @@ impl Embedded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_never_shown() {
+        assert_eq!(
+            without_password("redis://app:s3cret@10.0.0.1:6379/0"),
+            "redis://app:***@10.0.0.1:6379/0"
+        );
+        assert_eq!(
+            without_password("rediss://:s3cret@h:7001"),
+            "rediss://:***@h:7001"
+        );
+        assert_eq!(without_password("redis://s3cret@h"), "redis://***@h");
+        assert_eq!(without_password("redis://h:6379"), "redis://h:6379");
+        let target = RedisTarget::Cluster(vec!["redis://:pw@a:1".to_owned()]);
+        assert!(!target.describe().contains("pw"), "{}", target.describe());
+    }
 
     #[test]
     fn addresses_become_urls() {

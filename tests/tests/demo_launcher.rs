@@ -55,30 +55,66 @@ fn a_launcher_killed_outright_takes_everything_with_it() {
     }
 
     let (base, balancer) = (ports[0], ports[2]);
-    let mut again = Command::new(binary())
-        .args(["--instances", "2", "--base-port", &base.to_string()])
-        .args(["--balancer-port", &balancer.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the launcher starts");
-    let api = ApiClient::default();
-    let started = Instant::now();
-    let up = loop {
-        let url = format!("http://127.0.0.1:{balancer}/healthz");
-        match api.try_send("GET", &url, None, None::<()>) {
-            Ok(answer) if answer.status == 200 => break true,
-            _ if started.elapsed() > Duration::from_secs(30) => break false,
-            _ => thread::sleep(Duration::from_millis(100)),
-        }
-    };
-    signal::kill(pid(again.id()), signal::Signal::SIGINT).expect("stopped");
-    again.wait().expect("the second launcher exits");
+    let again = launch_on(base, balancer, &[]);
+    let up = answers_within(balancer, Duration::from_secs(30));
+    stop(again);
     assert!(
         up,
         "a launcher on the same ports did not come up within 30 s"
     );
+}
+
+/// nginx's config names files in the launcher's temporary folder: a `TMPDIR` with a space, a
+/// `;` and a quote in it is still one path there.
+#[test]
+fn an_odd_temporary_folder_does_not_break_the_balancer() {
+    let odd = tempfile::Builder::new()
+        .prefix("odd dir;\"x")
+        .tempdir()
+        .expect("a temporary folder");
+    let tmpdir = odd.path().to_str().expect("a UTF-8 path").to_owned();
+    let base = free_port_run(2);
+    let balancer = local_redis::free_port().expect("a free port");
+    let launcher = launch_on(base, balancer, &[("TMPDIR", &tmpdir)]);
+    let up = answers_within(balancer, Duration::from_secs(30));
+    stop(launcher);
+    assert!(up, "no balancer with TMPDIR={tmpdir:?}");
+}
+
+/// A launcher of one instance on `base`, behind a balancer on `balancer`, with `env`.
+fn launch_on(base: u16, balancer: u16, env: &[(&str, &str)]) -> std::process::Child {
+    Command::new(binary())
+        .args(["--instances", "1", "--base-port", &base.to_string()])
+        .args(["--balancer-port", &balancer.to_string()])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the launcher starts")
+}
+
+/// Whether the balancer on `port` answers a health check with `200` within `limit`.
+fn answers_within(port: u16, limit: Duration) -> bool {
+    let api = ApiClient::default();
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if api
+            .try_send("GET", &url, None, None::<()>)
+            .is_ok_and(|answer| answer.status == 200)
+        {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Stops a launcher as Ctrl-C would, and waits for it.
+fn stop(mut launcher: std::process::Child) {
+    signal::kill(pid(launcher.id()), signal::Signal::SIGINT).expect("stopped");
+    launcher.wait().expect("the launcher exits");
 }
 
 /// A launcher whose output nobody reads (piped into a pager that is not scrolled, say) soon

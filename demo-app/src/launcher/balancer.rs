@@ -146,7 +146,12 @@ fn binary() -> Option<PathBuf> {
 /// answer for an unavailable Redis, which every instance would give alike; the client gets
 /// it with its `Retry-After`, and the instance is not counted as failed.
 fn config(dir: &Path, port: u16, upstreams: &[u16], secret: &str) -> String {
-    let dir = dir.display();
+    // Quoted, so that a TMPDIR with spaces or `;` in it stays one path.
+    let dir = dir
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
     let servers: String = upstreams
         .iter()
         .map(|upstream| {
@@ -161,20 +166,24 @@ daemon off;
 # One process: it stops with the launcher, leaves no worker behind, and needs no worker user
 # allowed into this private folder.
 master_process off;
-pid {dir}/nginx.pid;
+pid "{dir}/nginx.pid";
 error_log stderr warn;
 
+# Each proxied connection takes two descriptors; nginx raises its own limit to this.
+worker_rlimit_nofile 8192;
+
 events {{
-    worker_connections 512;
+    # Room for every instance's event streams (at most a few per session) beside page views.
+    worker_connections 4096;
 }}
 
 http {{
     access_log off;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
+    client_body_temp_path "{dir}/client_body";
+    proxy_temp_path "{dir}/proxy";
+    fastcgi_temp_path "{dir}/fastcgi";
+    uwsgi_temp_path "{dir}/uwsgi";
+    scgi_temp_path "{dir}/scgi";
 
     upstream instances {{
 {servers}    }}
@@ -214,6 +223,8 @@ mod tests {
         );
         assert!(!config.contains("http_503"), "{config}");
         assert!(config.contains("$proxy_add_x_forwarded_for"), "{config}");
+        let odd = super::config(Path::new("/tmp/a b;c\"d"), 8080, &[8081], "s");
+        assert!(odd.contains(r#"pid "/tmp/a b;c\"d/nginx.pid";"#), "{odd}");
         assert!(
             config.contains("proxy_set_header X-Demo-Balancer \"s3cret\";"),
             "{config}"

@@ -143,6 +143,12 @@ pub struct CommonArgs {
     #[arg(long, env = "REDIS_SENTINEL_MASTER", default_value = "mymaster")]
     pub sentinel_master: String,
 
+    /// The password of the primary (and replicas) behind the sentinels, when they need one
+    /// (the sentinels' own goes in their URLs). Better in the environment than on the command
+    /// line, where `ps` shows it.
+    #[arg(long, env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub sentinel_password: Option<String>,
+
     /// Replicas every write (login, profile change, logout) waits for, so that a failover
     /// loses no acknowledged write (default: 1 on a cluster or behind Sentinel, 0 on one
     /// server).

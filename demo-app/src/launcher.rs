@@ -60,7 +60,13 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
                 watchdog.process(server.pid());
                 watchdog.folder(server.dir());
             }
-            let target = embedded.target();
+            // Only the demo may reach its sessions: any user of this machine can connect to
+            // loopback. New every run, handed to the instances in their environment.
+            let password = format!("{:032x}", rand::random::<u128>());
+            embedded
+                .lock(&password)
+                .context("cannot set the private Redis's password")?;
+            let target = embedded.target(&password);
             println!(
                 "Started a private Redis: {}; it stops with the demo.",
                 target.describe()

@@ -5,6 +5,7 @@ use std::{process::Command, time::Duration};
 
 use anyhow::{Context as _, bail};
 use local_redis::{RedisCluster, RedisSentinels, RedisServer};
+use redis::{RedisConnectionInfo, sentinel::SentinelNodeConnectionInfo};
 use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
 
 use crate::cli::{CommonArgs, TopologyArg};
@@ -25,6 +26,8 @@ pub(crate) enum RedisTarget {
         sentinels: Vec<String>,
         /// The master name.
         master: String,
+        /// The primary's password, when it needs one.
+        password: Option<String>,
     },
 }
 
@@ -40,6 +43,7 @@ impl RedisTarget {
             (!args.redis_sentinel.is_empty()).then(|| Self::Sentinel {
                 sentinels: urls(&args.redis_sentinel),
                 master: args.sentinel_master.clone(),
+                password: args.sentinel_password.clone(),
             }),
         ];
         let mut given = given.into_iter().flatten();
@@ -61,8 +65,21 @@ impl RedisTarget {
         let store = match self {
             Self::Server(url) => builder.build_with_url(url),
             Self::Cluster(nodes) => builder.build_with_cluster(nodes.iter().map(String::as_str)),
-            Self::Sentinel { sentinels, master } => {
-                builder.build_with_sentinel(sentinels.iter().map(String::as_str), master)
+            Self::Sentinel {
+                sentinels,
+                master,
+                password,
+            } => {
+                let mut info = RedisConnectionInfo::default();
+                if let Some(password) = password {
+                    info = info.set_password(password);
+                }
+                let primary = SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
+                builder.build_with_sentinel_primary(
+                    sentinels.iter().map(String::as_str),
+                    master,
+                    primary,
+                )
             }
         };
         store.with_context(|| format!("cannot use {}", self.describe()))
@@ -91,15 +108,29 @@ impl RedisTarget {
 
     /// Hands this Redis to an instance process through its environment, and no other.
     pub(crate) fn pass_to(&self, command: &mut Command) {
-        for variable in ["REDIS_URL", "REDIS_CLUSTER", "REDIS_SENTINEL"] {
+        for variable in [
+            "REDIS_URL",
+            "REDIS_CLUSTER",
+            "REDIS_SENTINEL",
+            "REDIS_SENTINEL_PASSWORD",
+        ] {
             command.env_remove(variable);
         }
         match self {
             Self::Server(url) => command.env("REDIS_URL", url),
             Self::Cluster(nodes) => command.env("REDIS_CLUSTER", nodes.join(",")),
-            Self::Sentinel { sentinels, master } => command
-                .env("REDIS_SENTINEL", sentinels.join(","))
-                .env("REDIS_SENTINEL_MASTER", master),
+            Self::Sentinel {
+                sentinels,
+                master,
+                password,
+            } => {
+                if let Some(password) = password {
+                    command.env("REDIS_SENTINEL_PASSWORD", password);
+                }
+                command
+                    .env("REDIS_SENTINEL", sentinels.join(","))
+                    .env("REDIS_SENTINEL_MASTER", master)
+            }
         };
     }
 
@@ -114,7 +145,9 @@ impl RedisTarget {
         match self {
             Self::Server(url) => format!("Redis at {}", without_password(url)),
             Self::Cluster(nodes) => format!("the Redis Cluster of {}", shown(nodes)),
-            Self::Sentinel { sentinels, master } => {
+            Self::Sentinel {
+                sentinels, master, ..
+            } => {
                 format!(
                     "the primary the sentinels {} name `{master}`",
                     shown(sentinels)
@@ -201,17 +234,67 @@ impl Embedded {
         }
     }
 
-    /// Where its sessions go.
-    pub(crate) fn target(&self) -> RedisTarget {
+    /// Makes every server that holds sessions refuse clients without `password`: the
+    /// primaries and replicas (which then give it to their primaries) and, behind Sentinel,
+    /// the sentinels' view of them (`auth-pass`) first, so that no sentinel takes the primary
+    /// for down meanwhile. The sentinels themselves hold no session and stay open.
+    ///
+    /// # Errors
+    /// When a server does not take the setting.
+    pub(crate) fn lock(&self, password: &str) -> anyhow::Result<()> {
+        if let Self::Sentinel(sentinels) = self {
+            for sentinel in sentinels.sentinels() {
+                let mut set = redis::cmd("SENTINEL");
+                set.arg("SET")
+                    .arg(sentinels.master_name())
+                    .arg("auth-pass")
+                    .arg(password);
+                run(sentinel.port(), &set)?;
+            }
+        }
+        let servers: Vec<&RedisServer> = match self {
+            Self::Server(server) => vec![server],
+            Self::Cluster(cluster) => cluster.nodes().iter().collect(),
+            Self::Sentinel(sentinels) => sentinels.servers().iter().collect(),
+        };
+        for setting in ["masterauth", "requirepass"] {
+            for server in &servers {
+                run(
+                    server.port(),
+                    redis::cmd("CONFIG").arg("SET").arg(setting).arg(password),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where its sessions go, with the `password` [`lock`](Self::lock) set.
+    pub(crate) fn target(&self, password: &str) -> RedisTarget {
+        let with_password = |url: String| url.replacen("://", &format!("://:{password}@"), 1);
         match self {
-            Self::Server(server) => RedisTarget::Server(server.url()),
-            Self::Cluster(cluster) => RedisTarget::Cluster(cluster.urls()),
+            Self::Server(server) => RedisTarget::Server(with_password(server.url())),
+            Self::Cluster(cluster) => {
+                RedisTarget::Cluster(cluster.urls().into_iter().map(with_password).collect())
+            }
             Self::Sentinel(sentinels) => RedisTarget::Sentinel {
                 sentinels: sentinels.sentinel_urls(),
                 master: sentinels.master_name().to_owned(),
+                password: Some(password.to_owned()),
             },
         }
     }
+}
+
+/// Sends `command` to the server on the loopback `port`, before it has a password.
+fn run(port: u16, command: &redis::Cmd) -> anyhow::Result<()> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let mut connection = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .with_context(|| format!("cannot reach the Redis on port {port}"))?;
+    command
+        .query::<redis::Value>(&mut connection)
+        .with_context(|| format!("the Redis on port {port} refused a setting"))?;
+    Ok(())
 }
 
 #[cfg(test)]

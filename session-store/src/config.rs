@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use deadpool::{Runtime, managed::Timeouts};
-use redis::IntoConnectionInfo;
+use redis::{IntoConnectionInfo, sentinel::SentinelNodeConnectionInfo};
 
 use crate::{
     RedisSessionStore, StoreError,
@@ -486,8 +486,39 @@ impl RedisSessionStoreBuilder {
         sentinels: impl IntoIterator<Item = T>,
         master_name: &str,
     ) -> Result<RedisSessionStore, StoreError> {
+        self.build_with_sentinel_primary(sentinels, master_name, Default::default())
+    }
+
+    /// Like [`build_with_sentinel`](Self::build_with_sentinel), for a primary that needs
+    /// credentials or TLS: `primary` says how to connect to it (the sentinels' own credentials
+    /// go in their URLs).
+    ///
+    /// ```no_run
+    /// use redis::{RedisConnectionInfo, sentinel::SentinelNodeConnectionInfo};
+    ///
+    /// # fn main() -> Result<(), session_store::StoreError> {
+    /// let primary = SentinelNodeConnectionInfo::default()
+    ///     .set_redis_connection_info(RedisConnectionInfo::default().set_password("secret"));
+    /// let store = session_store::RedisSessionStore::builder().build_with_sentinel_primary(
+    ///     ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"],
+    ///     "sessions",
+    ///     primary,
+    /// )?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`build_with_sentinel`](Self::build_with_sentinel)'s.
+    pub fn build_with_sentinel_primary<T: IntoConnectionInfo>(
+        self,
+        sentinels: impl IntoIterator<Item = T>,
+        master_name: &str,
+        primary: SentinelNodeConnectionInfo,
+    ) -> Result<RedisSessionStore, StoreError> {
         self.config.validate()?;
-        let manager = Manager::sentinel(sentinels, master_name).map_err(StoreError::InvalidUrl)?;
+        let manager = Manager::sentinel_with(sentinels, master_name, primary)
+            .map_err(StoreError::InvalidUrl)?;
         self.build_with_manager(manager)
     }
 

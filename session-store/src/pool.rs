@@ -41,6 +41,7 @@ use redis::{
     RedisResult, Value,
     aio::PubSub,
     cluster::{ClusterClient, ClusterClientBuilder},
+    sentinel::SentinelNodeConnectionInfo,
 };
 
 use crate::{
@@ -156,10 +157,29 @@ impl Manager {
         sentinels: impl IntoIterator<Item = T>,
         master_name: &str,
     ) -> RedisResult<Self> {
+        Self::sentinel_with(
+            sentinels,
+            master_name,
+            SentinelNodeConnectionInfo::default(),
+        )
+    }
+
+    /// A manager like [`sentinel`](Self::sentinel)'s that connects to the primary with
+    /// `primary`: its password and user, or TLS. The sentinels' own credentials go in their
+    /// URLs.
+    ///
+    /// # Errors
+    /// When the sentinels' addresses cannot be turned into connection settings.
+    pub fn sentinel_with<T: IntoConnectionInfo>(
+        sentinels: impl IntoIterator<Item = T>,
+        master_name: &str,
+        primary: SentinelNodeConnectionInfo,
+    ) -> RedisResult<Self> {
         install_crypto_provider();
         Ok(Self::with_source(Source::Sentinel(Sentinels::new(
             sentinels,
             master_name,
+            primary,
         )?)))
     }
 

@@ -20,7 +20,7 @@ use futures_util::StreamExt as _;
 use redis::{
     AsyncConnectionConfig, IntoConnectionInfo, RedisResult, Value,
     aio::MultiplexedConnection,
-    sentinel::{SentinelClient, SentinelServerType},
+    sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType},
 };
 
 /// How long the watch waits before it connects to a sentinel again after losing one.
@@ -50,11 +50,12 @@ impl Sentinels {
     pub(crate) fn new<T: IntoConnectionInfo>(
         sentinels: impl IntoIterator<Item = T>,
         master_name: &str,
+        primary: SentinelNodeConnectionInfo,
     ) -> RedisResult<Self> {
         let client = SentinelClient::build(
             sentinels.into_iter().collect(),
             master_name,
-            None,
+            Some(primary),
             SentinelServerType::Master,
         )?;
         Ok(Self::from_client(client, master_name))

@@ -33,11 +33,65 @@ fn me(
     )
 }
 
+/// The ports in the launcher's line about its private Redis (the password shown as `***`).
+fn private_redis_ports(demo: &Demo) -> Vec<u16> {
+    let line = demo
+        .line_starting("Started a private Redis")
+        .expect("the launcher says which Redis it started");
+    assert!(
+        line.contains("redis://:***@") || !line.contains('@'),
+        "{line}"
+    );
+    line.split("127.0.0.1:")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+/// What the server on `port` answers a client without a password.
+fn ping_without_password(port: u16) -> String {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("a URL");
+    let mut connection = client.get_connection().expect("a connection");
+    match redis::cmd("PING").query::<String>(&mut connection) {
+        Ok(pong) => pong,
+        Err(err) => err.to_string(),
+    }
+}
+
+fn assert_refused(ports: &[u16]) {
+    assert!(!ports.is_empty());
+    for &port in ports {
+        let answer = ping_without_password(port);
+        assert!(answer.contains("NOAUTH"), "port {port}: {answer}");
+    }
+}
+
+#[test]
+fn the_launchers_single_redis_refuses_clients_without_its_password() {
+    let demo = Demo::launch(2, &[]);
+    let api = ApiClient::default();
+    let cookie = log_in(&api, &demo);
+    assert_eq!(me(&api, &demo, 1, &cookie).json["user"], "alice");
+    let ports = private_redis_ports(&demo);
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_refused(&ports);
+}
+
 #[test]
 fn the_launchers_cluster_shares_logins_and_shows_each_sessions_slot() {
     let demo = Demo::launch(3, &["--topology", "cluster"]);
     let api = ApiClient::default();
     let cookie = log_in(&api, &demo);
+    let ports = private_redis_ports(&demo);
+    assert_eq!(
+        ports.len(),
+        6,
+        "every node, primaries and replicas: {ports:?}"
+    );
+    assert_refused(&ports);
     for instance in 1..3 {
         let me = me(&api, &demo, instance, &cookie);
         assert_eq!(me.json["user"], "alice");
@@ -59,6 +113,29 @@ fn the_launchers_sentinel_setup_shares_logins_and_names_the_primary() {
     assert_eq!(me.json["redis"]["topology"], "sentinel");
     assert!(me.json["redis"]["node"].is_string(), "{:?}", me.json);
     assert!(me.json["redis"]["slot"].is_null());
+
+    // The sentinels hold no session and stay open; the servers they name refuse.
+    let sentinel = private_redis_ports(&demo)[0];
+    let client = redis::Client::open(format!("redis://127.0.0.1:{sentinel}")).expect("a URL");
+    let mut connection = client.get_connection().expect("a sentinel");
+    let (_, primary): (String, u16) = redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg("mymaster")
+        .query(&mut connection)
+        .expect("the primary's address");
+    let replicas: Vec<std::collections::HashMap<String, String>> = redis::cmd("SENTINEL")
+        .arg("REPLICAS")
+        .arg("mymaster")
+        .query(&mut connection)
+        .expect("the replicas");
+    let mut ports = vec![primary];
+    ports.extend(
+        replicas
+            .iter()
+            .filter_map(|replica| replica.get("port")?.parse::<u16>().ok()),
+    );
+    assert!(ports.len() >= 2, "{ports:?}");
+    assert_refused(&ports);
 }
 
 #[test]

@@ -169,6 +169,10 @@ pub struct CommonArgs {
     #[arg(long, env = "DEMO_ANONYMOUS_WHEN_REDIS_DOWN")]
     pub anonymous_when_redis_down: bool,
 
+    /// Seconds a session may go unused before it ends (default: the store's, 30 minutes).
+    #[arg(long, env = "DEMO_IDLE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: Option<u64>,
+
     /// The most sessions one user may hold at once; a login beyond it ends the user's oldest
     /// session (an `evicted` event).
     #[arg(long, env = "DEMO_MAX_SESSIONS_PER_USER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]

@@ -140,7 +140,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .common
         .wait_replicas
         .unwrap_or_else(|| target.default_replica_acks());
-    let builder = RedisSessionStore::builder()
+    let mut builder = RedisSessionStore::builder()
         .key_prefix("demo:")
         .user_entry(user::USER)
         .exposed_entries([user::USER_AGENT, user::INSTANCE])
@@ -148,6 +148,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .publish_events(true)
         .instance_label(args.port.to_string())
         .when_unavailable(when_unavailable);
+    if let Some(seconds) = args.common.idle_timeout {
+        builder = builder.idle_timeout(std::time::Duration::from_secs(seconds));
+    }
     let store = target.build(RedisTarget::with_replica_acks(builder, replicas))?;
     let peers = if args.peers.is_empty() {
         vec![args.port]

@@ -261,6 +261,40 @@ fn event_streams_are_limited_per_session_and_end_with_their_session() {
     assert!(ended <= Duration::from_secs(16), "{ended:?}");
 }
 
+/// A stream does not keep its session alive, and ends within a keep-alive period (15 s) of the
+/// session's idle expiry, which the demo's Redis announces to no one here (its keyspace
+/// notifications are off).
+#[test]
+fn an_event_stream_ends_with_its_sessions_idle_expiry() {
+    const IDLE: Duration = Duration::from_secs(3);
+    let redis = RedisServer::start();
+    let idle = IDLE.as_secs().to_string();
+    let demo = Demo::launch(1, &["--redis-url", &redis.url(), "--idle-timeout", &idle]);
+    let cookie = log_in(
+        &ApiClient::default(),
+        &demo.url(0, "/api/login"),
+        "alice",
+        "alice-password",
+    )
+    .cookie
+    .expect("a session cookie");
+    let stream = EventStream::open(&demo.url(0, "/api/events"), Some(&cookie)).expect("a stream");
+    let opened = Instant::now();
+    loop {
+        match stream.next(Duration::from_secs(30).saturating_sub(opened.elapsed())) {
+            Ok(_) => {}
+            Err(NoEvent::Ended) => break,
+            Err(NoEvent::Timeout) => panic!("the stream outlived its idle session by 27 s"),
+        }
+    }
+    let ended = opened.elapsed();
+    println!("the stream ended {ended:?} after it opened, its session idle after {IDLE:?}");
+    assert!(ended >= IDLE, "ended before its session: {ended:?}");
+    assert!(ended <= IDLE + Duration::from_secs(16), "{ended:?}");
+    let me = ApiClient::default().send("GET", &demo.url(0, "/api/me"), Some(&cookie), None::<()>);
+    assert_eq!(me.json["user"], serde_json::Value::Null, "{me:?}");
+}
+
 /// The resident memory of process `pid`, in KiB.
 fn resident_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the status");

@@ -118,6 +118,9 @@ fn instance_args(launch: &LaunchArgs) -> Vec<OsString> {
         "--max-sessions-per-user",
         Some(common.max_sessions_per_user.to_string().into()),
     );
+    if let Some(seconds) = common.idle_timeout {
+        flag("--idle-timeout", Some(seconds.to_string().into()));
+    }
     if let Some(threads) = common.hash_threads {
         flag("--hash-threads", Some(threads.to_string().into()));
     }

@@ -14,14 +14,14 @@ use std::{
 };
 
 use actix_session::Session;
-use actix_web::{HttpResponse, http::header, web, web::Bytes};
+use actix_web::{HttpRequest, HttpResponse, http::header, web, web::Bytes};
 use futures_util::{StreamExt as _, stream};
 use session_store::{
     CurrentSession, RedisSessionStore, SessionEvent, SessionEventKind, SessionNotice,
 };
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::{state::AppState, user};
+use crate::{browser_guard, state::AppState, user};
 
 /// Notices a browser's stream may fall behind by before it misses some (and is told so).
 const BACKLOG: usize = 256;
@@ -193,12 +193,19 @@ fn ended(event: &SessionEvent) -> Option<Arc<str>> {
 /// after the event that ends its own session (a logout, a revocation), and within
 /// [`KEEP_ALIVE`] of any other end (idle or absolute expiry, a key deleted): it looks its
 /// session up in the user's index that often, without using it, so that a stream keeps no
-/// session alive.
+/// session alive. A page of another origin may not open one (another port on localhost is the
+/// same site, so the session cookie goes with its requests): it would hold the session's
+/// streams.
 async fn events(
+    req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
     current: CurrentSession,
 ) -> actix_web::Result<HttpResponse> {
+    if browser_guard::from_another_origin(req.headers(), req.connection_info().scheme()) {
+        return Ok(HttpResponse::Forbidden()
+            .json(serde_json::json!({"error": "cross-origin request refused"})));
+    }
     let (Some(user), Some(own)) = (user::current(&session)?, current.reference()) else {
         return Ok(HttpResponse::Unauthorized().json(serde_json::json!({"error": "not signed in"})));
     };

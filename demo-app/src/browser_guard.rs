@@ -13,7 +13,10 @@ use actix_web::{
     Error, HttpResponse,
     body::{BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
-    http::{Method, header},
+    http::{
+        Method,
+        header::{self, HeaderMap},
+    },
     middleware::{DefaultHeaders, Next},
     web,
 };
@@ -54,7 +57,8 @@ pub async fn refuse_cross_origin(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    if changes_something(req.method()) && from_another_origin(&req) {
+    let scheme = req.connection_info().scheme().to_owned();
+    if changes_something(req.method()) && from_another_origin(req.headers(), &scheme) {
         tracing::info!(method = %req.method(), path = req.path(), "cross-origin request refused");
         let response = HttpResponse::Forbidden().json(serde_json::json!({
             "error": "cross-origin request refused: send it from this site's own pages",
@@ -70,11 +74,11 @@ fn changes_something(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Whether the browser says `req` comes from an origin other than the one it is sent to:
-/// `Sec-Fetch-Site` when it is there (`same-origin`, or `none` for what the user typed, pass),
-/// else `Origin` against this request's own (`Host`, scheme); neither header passes.
-fn from_another_origin(req: &ServiceRequest) -> bool {
-    let headers = req.headers();
+/// Whether the browser says a request with `headers`, sent over `scheme`, comes from an origin
+/// other than the one it is sent to: `Sec-Fetch-Site` when it is there (`same-origin`, or
+/// `none` for what the user typed, pass), else `Origin` against the request's own (`Host`,
+/// scheme); neither header passes.
+pub(crate) fn from_another_origin(headers: &HeaderMap, scheme: &str) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return !matches!(site.as_bytes(), b"same-origin" | b"none");
     }
@@ -84,7 +88,7 @@ fn from_another_origin(req: &ServiceRequest) -> bool {
     let own = headers
         .get(header::HOST)
         .and_then(|host| host.to_str().ok())
-        .map(|host| format!("{}://{host}", req.connection_info().scheme()));
+        .map(|host| format!("{scheme}://{host}"));
     own.is_none_or(|own| origin.as_bytes() != own.as_bytes())
 }
 

@@ -42,6 +42,10 @@ fn from_balancer(req: &HttpRequest, secret: Option<&str>) -> bool {
     let (Some(secret), Some(proof)) = (secret, req.headers().get(BALANCER_PROOF)) else {
         return false;
     };
+    // An empty secret would be matched by an empty header: it is no secret.
+    if secret.is_empty() {
+        return false;
+    }
     let (secret, proof) = (secret.as_bytes(), proof.as_bytes());
     secret.len() == proof.len()
         && secret
@@ -119,6 +123,10 @@ mod tests {
         assert!(!from_balancer(
             &request("127.0.0.1:50000", Some(SECRET), &[]),
             None
+        ));
+        assert!(!from_balancer(
+            &request("127.0.0.1:50000", Some(""), &[]),
+            Some("")
         ));
     }
 

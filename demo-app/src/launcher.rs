@@ -140,12 +140,8 @@ fn stop_signal() -> anyhow::Result<mpsc::Receiver<()>> {
     Ok(stop_rx)
 }
 
-/// nginx in front of the instances, unless `--no-balancer`; when it cannot start, says why
-/// and goes on without it: the instances serve on their own ports all the same.
+/// nginx in front of the instances; when it cannot start, says why and goes on without it: the instances serve on their own ports all the same.
 fn start_balancer(args: &LaunchArgs, ports: &[u16], secret: &str) -> Option<Balancer> {
-    if args.no_balancer {
-        return None;
-    }
     Balancer::start(args.balancer_port, ports, secret)
         .inspect_err(|err| {
             println!(

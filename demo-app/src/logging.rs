@@ -1,7 +1,9 @@
 //! Where the demo's log lines go: standard error, through a writer on a thread of its own, so
 //! that no request ever waits on it. When standard error stalls (the launcher's output piped
-//! into a pager, scroll-lock) or is gone (the launcher was killed), lines are dropped, never
-//! a request, and counted: `demo_log_lines_dropped_total` on `/metrics`.
+//! into a pager, scroll-lock), lines that find the writer's queue full are dropped, never a
+//! request, and counted: `demo_log_lines_dropped_total` on `/metrics`. When it is gone (the
+//! launcher was killed), the writer's failed writes are lost without a count, and without a
+//! panic.
 
 use std::{io::IsTerminal as _, sync::OnceLock};
 

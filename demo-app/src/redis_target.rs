@@ -159,7 +159,7 @@ impl RedisTarget {
 
 /// `url` with its password, if it has one, replaced by `***`: what the banner and the logs may
 /// show of it.
-fn without_password(url: &str) -> String {
+pub(crate) fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -169,7 +169,8 @@ fn without_password(url: &str) -> String {
     };
     let user = rest[..at].split_once(':').map_or("", |(user, _)| user);
     if !rest[..at].contains(':') {
-        // `redis://secret@host`: the only part before the `@` is the password.
+        // `redis://name@host`: a user name to Redis, but some write a password there; hidden
+        // as well.
         return format!("{scheme}://***{}", &rest[at..]);
     }
     format!("{scheme}://{user}:***{}", &rest[at..])
@@ -234,35 +235,67 @@ impl Embedded {
         }
     }
 
-    /// Makes every server that holds sessions refuse clients without `password`: the
-    /// primaries and replicas (which then give it to their primaries) and, behind Sentinel,
-    /// the sentinels' view of them (`auth-pass`) first, so that no sentinel takes the primary
-    /// for down meanwhile. The sentinels themselves hold no session and stay open.
+    /// Makes every server refuse clients without `password`: the primaries and replicas
+    /// (which then give it to their primaries) and, behind Sentinel, the sentinels, which are
+    /// told it first (`auth-pass` for the servers they watch, `sentinel-pass` for each other)
+    /// so that none takes the primary for down meanwhile. A sentinel left open would let any
+    /// local user point the instances at a server of their own, which would then receive the
+    /// password. Connections opened before the password (while a server still let anyone in)
+    /// are closed after it: Redis keeps them authenticated otherwise.
     ///
     /// # Errors
     /// When a server does not take the setting.
     pub(crate) fn lock(&self, password: &str) -> anyhow::Result<()> {
-        if let Self::Sentinel(sentinels) = self {
-            for sentinel in sentinels.sentinels() {
-                let mut set = redis::cmd("SENTINEL");
-                set.arg("SET")
-                    .arg(sentinels.master_name())
+        let (servers, sentinels): (Vec<&RedisServer>, Vec<&RedisServer>) = match self {
+            Self::Server(server) => (vec![server], Vec::new()),
+            Self::Cluster(cluster) => (cluster.nodes().iter().collect(), Vec::new()),
+            Self::Sentinel(sentinels) => (
+                sentinels.servers().iter().collect(),
+                sentinels.sentinels().iter().collect(),
+            ),
+        };
+        if let Self::Sentinel(watched) = self {
+            for sentinel in &sentinels {
+                let mut auth_pass = redis::cmd("SENTINEL");
+                auth_pass
+                    .arg("SET")
+                    .arg(watched.master_name())
                     .arg("auth-pass")
                     .arg(password);
-                run(sentinel.port(), &set)?;
+                run(sentinel.port(), None, &auth_pass)?;
+                let mut sentinel_pass = redis::cmd("SENTINEL");
+                sentinel_pass
+                    .arg("CONFIG")
+                    .arg("SET")
+                    .arg("sentinel-pass")
+                    .arg(password);
+                run(sentinel.port(), None, &sentinel_pass)?;
             }
         }
-        let servers: Vec<&RedisServer> = match self {
-            Self::Server(server) => vec![server],
-            Self::Cluster(cluster) => cluster.nodes().iter().collect(),
-            Self::Sentinel(sentinels) => sentinels.servers().iter().collect(),
-        };
         for setting in ["masterauth", "requirepass"] {
             for server in &servers {
-                run(
-                    server.port(),
-                    redis::cmd("CONFIG").arg("SET").arg(setting).arg(password),
-                )?;
+                let mut set = redis::cmd("CONFIG");
+                set.arg("SET").arg(setting).arg(password);
+                run(server.port(), None, &set)?;
+            }
+        }
+        for sentinel in &sentinels {
+            let mut set = redis::cmd("ACL");
+            set.arg("SETUSER")
+                .arg("default")
+                .arg("resetpass")
+                .arg(format!(">{password}"));
+            run(sentinel.port(), None, &set)?;
+        }
+        for server in servers.iter().chain(&sentinels) {
+            for kind in ["normal", "pubsub"] {
+                let mut kill = redis::cmd("CLIENT");
+                kill.arg("KILL")
+                    .arg("TYPE")
+                    .arg(kind)
+                    .arg("SKIPME")
+                    .arg("yes");
+                run(server.port(), Some(password), &kill)?;
             }
         }
         Ok(())
@@ -277,7 +310,11 @@ impl Embedded {
                 RedisTarget::Cluster(cluster.urls().into_iter().map(with_password).collect())
             }
             Self::Sentinel(sentinels) => RedisTarget::Sentinel {
-                sentinels: sentinels.sentinel_urls(),
+                sentinels: sentinels
+                    .sentinel_urls()
+                    .into_iter()
+                    .map(with_password)
+                    .collect(),
                 master: sentinels.master_name().to_owned(),
                 password: Some(password.to_owned()),
             },
@@ -285,9 +322,10 @@ impl Embedded {
     }
 }
 
-/// Sends `command` to the server on the loopback `port`, before it has a password.
-fn run(port: u16, command: &redis::Cmd) -> anyhow::Result<()> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+/// Sends `command` to the server on the loopback `port`, with `password` if it needs one.
+fn run(port: u16, password: Option<&str>, command: &redis::Cmd) -> anyhow::Result<()> {
+    let credentials = password.map_or(String::new(), |password| format!(":{password}@"));
+    let client = redis::Client::open(format!("redis://{credentials}127.0.0.1:{port}"))?;
     let mut connection = client
         .get_connection_with_timeout(Duration::from_secs(2))
         .with_context(|| format!("cannot reach the Redis on port {port}"))?;

@@ -75,7 +75,8 @@ pub(crate) fn user_index(prefix: &str, user: &str) -> String {
     format!("{prefix}u:{}", digest(user))
 }
 
-/// The key of a login throttle's counter of `what` (an account or an address) under `prefix`.
+/// The key of a login throttle's log of attempts for `what` (an account or an address) under
+/// `prefix`.
 pub(crate) fn throttle_counter(prefix: &str, kind: &str, what: &str) -> String {
     format!("{prefix}t:{kind}:{}", digest(what))
 }

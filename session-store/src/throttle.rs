@@ -183,7 +183,8 @@ impl LoginThrottle {
         Ok(Err(refused))
     }
 
-    /// `attempt` in the log at `log` unless it is at `limit`; when it is, why and how long.
+    /// `attempt` in the log at `log` unless it is at `limit` (taken as 1 when it is 0: a limit
+    /// of none would refuse without a failure to wait for); when it is, why and how long.
     async fn take(
         &self,
         attempt: &LoginAttempt<'_>,
@@ -192,7 +193,7 @@ impl LoginThrottle {
     ) -> Result<Option<Throttled>, StoreError> {
         let (refused, left): (u8, u64) = self
             .run(&THROTTLE_TAKE, log, |cmd| {
-                cmd.arg(limit)
+                cmd.arg(limit.max(1))
                     .arg(&attempt.id)
                     .arg(millis(self.limits.lease).max(1))
                     .arg(millis(self.limits.window).max(1));

@@ -86,6 +86,14 @@ fn changes_from_another_origin_are_refused_and_change_nothing() {
         }
         let form = from.post_form(&demo.url(0, "/logout"), &[&cookie], &[("csrf", "x")]);
         assert_eq!(form.status, 403, "{name}: {value} form: {form:?}");
+        // An event stream holds one of the session's few: not for another origin's page.
+        let stream = from.send(
+            "GET",
+            &demo.url(0, "/api/events"),
+            Some(&cookie),
+            None::<()>,
+        );
+        assert_eq!(stream.status, 403, "{name}: {value} stream: {stream:?}");
     }
     let me = api.send("GET", &demo.url(0, "/api/me"), Some(&cookie), None::<()>);
     assert_eq!(me.json["user"], "alice", "still signed in: {me:?}");

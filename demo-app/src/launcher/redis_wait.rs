@@ -81,9 +81,10 @@ fn accepts(target: &RedisTarget) -> Result<(), String> {
 
 /// Opens (and closes) a connection to the address in `url`.
 fn connect(url: &str) -> Result<(), String> {
-    let info = url
-        .into_connection_info()
-        .map_err(|err| format!("{url} is not a Redis URL ({err})"))?;
+    let info = url.into_connection_info().map_err(|err| {
+        let url = crate::redis_target::without_password(url);
+        format!("{url} is not a Redis URL ({err})")
+    })?;
     let result = match info.addr() {
         ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
             connect_tcp(host, *port)

@@ -235,12 +235,7 @@ impl LoginAttempt<'_> {
     /// # Errors
     /// The [`StoreError`] of a round trip.
     pub async fn succeeded(self) -> Result<(), StoreError> {
-        try_join(
-            self.settle(&self.account, "cleared"),
-            self.settle(&self.address, "given_back"),
-        )
-        .await?;
-        Ok(())
+        self.settle_both("cleared", "given_back").await
     }
 
     /// The password was wrong: the attempt counts as a failure in both logs for a window from
@@ -249,12 +244,7 @@ impl LoginAttempt<'_> {
     /// # Errors
     /// The [`StoreError`] of a round trip.
     pub async fn failed(self) -> Result<(), StoreError> {
-        try_join(
-            self.settle(&self.account, "failed"),
-            self.settle(&self.address, "failed"),
-        )
-        .await?;
-        Ok(())
+        self.settle_both("failed", "failed").await
     }
 
     /// The password was never checked (the app turned the login away for another reason,
@@ -264,9 +254,15 @@ impl LoginAttempt<'_> {
     /// # Errors
     /// The [`StoreError`] of a round trip.
     pub async fn not_checked(self) -> Result<(), StoreError> {
+        self.settle_both("given_back", "given_back").await
+    }
+
+    /// Settles the attempt in the account's log as `account` says and in the address's as
+    /// `address` says, both in one round trip.
+    async fn settle_both(&self, account: &str, address: &str) -> Result<(), StoreError> {
         try_join(
-            self.settle(&self.account, "given_back"),
-            self.settle(&self.address, "given_back"),
+            self.settle(&self.account, account),
+            self.settle(&self.address, address),
         )
         .await?;
         Ok(())

@@ -74,6 +74,21 @@ impl EventStream {
         })
     }
 
+    /// Waits up to `timeout` in all for the server to end the stream, skipping its events.
+    ///
+    /// # Errors
+    /// [`NoEvent::Timeout`] when it is still open then.
+    pub fn end(&self, timeout: Duration) -> Result<(), NoEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.next(deadline.saturating_duration_since(Instant::now())) {
+                Ok(_) => {}
+                Err(NoEvent::Ended) => return Ok(()),
+                Err(NoEvent::Timeout) => return Err(NoEvent::Timeout),
+            }
+        }
+    }
+
     /// The next event that `wanted` picks, skipping the others, waiting up to `timeout` in
     /// all.
     ///

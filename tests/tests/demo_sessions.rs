@@ -400,13 +400,11 @@ fn a_browsers_event_stream_shows_every_instances_logins_and_logouts_in_order_acr
     let logout =
         after_restart(|| api.send("POST", &demo.url(0, "/api/logout"), Some(&watcher), NO_BODY));
     assert_eq!(logout.status, 200, "{logout:?}");
-    let ended = loop {
-        match events.next(Duration::from_secs(5)) {
-            Ok(_) => {}
-            Err(reason) => break reason,
-        }
-    };
-    assert_eq!(ended, NoEvent::Ended, "the stream outlived its session");
+    assert_eq!(
+        events.end(Duration::from_secs(5)),
+        Ok(()),
+        "the stream outlived its session"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use integration_tests::{
     RedisServer,
     demo::{ApiClient, ApiResponse, Demo},
-    sse::{EventStream, NoEvent},
+    sse::EventStream,
 };
 use serde_json::json;
 
@@ -256,13 +256,10 @@ fn event_streams_are_limited_per_session_and_end_with_their_session() {
         .expect("DEL");
     let deleted = Instant::now();
     for stream in &streams {
-        loop {
-            match stream.next(Duration::from_secs(20).saturating_sub(deleted.elapsed())) {
-                Ok(_) => {}
-                Err(NoEvent::Ended) => break,
-                Err(NoEvent::Timeout) => panic!("the stream outlived its session by 20 s"),
-            }
-        }
+        let left = Duration::from_secs(20).saturating_sub(deleted.elapsed());
+        stream
+            .end(left)
+            .expect("the stream ends within 20 s of its session");
     }
     let ended = deleted.elapsed();
     println!("both streams ended {ended:?} after the session's key was deleted");
@@ -288,13 +285,9 @@ fn an_event_stream_ends_with_its_sessions_idle_expiry() {
     .expect("a session cookie");
     let stream = EventStream::open(&demo.url(0, "/api/events"), Some(&cookie)).expect("a stream");
     let opened = Instant::now();
-    loop {
-        match stream.next(Duration::from_secs(30).saturating_sub(opened.elapsed())) {
-            Ok(_) => {}
-            Err(NoEvent::Ended) => break,
-            Err(NoEvent::Timeout) => panic!("the stream outlived its idle session by 27 s"),
-        }
-    }
+    stream
+        .end(Duration::from_secs(30))
+        .expect("the stream ends within 27 s of its session's idle expiry");
     let ended = opened.elapsed();
     println!("the stream ended {ended:?} after it opened, its session idle after {IDLE:?}");
     assert!(ended >= IDLE, "ended before its session: {ended:?}");

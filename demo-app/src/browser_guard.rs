@@ -57,8 +57,9 @@ pub async fn refuse_cross_origin(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let scheme = req.connection_info().scheme().to_owned();
-    if changes_something(req.method()) && from_another_origin(req.headers(), &scheme) {
+    if changes_something(req.method())
+        && from_another_origin(req.headers(), req.connection_info().scheme())
+    {
         tracing::info!(method = %req.method(), path = req.path(), "cross-origin request refused");
         let response = HttpResponse::Forbidden().json(serde_json::json!({
             "error": "cross-origin request refused: send it from this site's own pages",

@@ -3,6 +3,7 @@
 use actix_session::Session;
 use actix_web::{
     HttpRequest, HttpResponse,
+    dev::ConnectionInfo,
     error::ErrorInternalServerError,
     http::{StatusCode, header},
     web,
@@ -47,10 +48,7 @@ impl PageContext {
     ) -> actix_web::Result<Self> {
         let info = req.connection_info();
         // Same host name as this request, so the browser sends the same cookie to every port.
-        let host = info
-            .host()
-            .rsplit_once(':')
-            .map_or(info.host(), |(host, _)| host);
+        let host = host_name(&info);
         let peers = state
             .peers
             .iter()
@@ -101,6 +99,13 @@ struct ProfilePage {
     page: PageContext,
     display_name: String,
     error: Option<String>,
+}
+
+/// The host name a request was sent to, without its port.
+pub(crate) fn host_name(info: &ConnectionInfo) -> &str {
+    info.host()
+        .rsplit_once(':')
+        .map_or(info.host(), |(host, _)| host)
 }
 
 /// Registers the pages.

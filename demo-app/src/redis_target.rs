@@ -224,14 +224,19 @@ impl Embedded {
 
     /// Its servers (sentinels included): their processes and folders.
     pub(crate) fn servers(&self) -> Vec<&RedisServer> {
+        let (servers, sentinels) = self.servers_and_sentinels();
+        servers.into_iter().chain(sentinels).collect()
+    }
+
+    /// The servers that hold sessions (primaries and replicas), and the sentinels.
+    fn servers_and_sentinels(&self) -> (Vec<&RedisServer>, Vec<&RedisServer>) {
         match self {
-            Self::Server(server) => vec![server],
-            Self::Cluster(cluster) => cluster.nodes().iter().collect(),
-            Self::Sentinel(sentinels) => sentinels
-                .servers()
-                .iter()
-                .chain(sentinels.sentinels())
-                .collect(),
+            Self::Server(server) => (vec![server], Vec::new()),
+            Self::Cluster(cluster) => (cluster.nodes().iter().collect(), Vec::new()),
+            Self::Sentinel(sentinels) => (
+                sentinels.servers().iter().collect(),
+                sentinels.sentinels().iter().collect(),
+            ),
         }
     }
 
@@ -246,14 +251,7 @@ impl Embedded {
     /// # Errors
     /// When a server does not take the setting.
     pub(crate) fn lock(&self, password: &str) -> anyhow::Result<()> {
-        let (servers, sentinels): (Vec<&RedisServer>, Vec<&RedisServer>) = match self {
-            Self::Server(server) => (vec![server], Vec::new()),
-            Self::Cluster(cluster) => (cluster.nodes().iter().collect(), Vec::new()),
-            Self::Sentinel(sentinels) => (
-                sentinels.servers().iter().collect(),
-                sentinels.sentinels().iter().collect(),
-            ),
-        };
+        let (servers, sentinels) = self.servers_and_sentinels();
         if let Self::Sentinel(watched) = self {
             for sentinel in &sentinels {
                 let mut auth_pass = redis::cmd("SENTINEL");

@@ -154,10 +154,7 @@ async fn points(
 fn demo_origin(req: &HttpRequest, state: &AppState) -> Option<String> {
     let origin = req.headers().get(header::ORIGIN)?.to_str().ok()?;
     let info = req.connection_info();
-    let host = info
-        .host()
-        .rsplit_once(':')
-        .map_or(info.host(), |(host, _)| host);
+    let host = crate::pages::host_name(&info);
     let (base, port) = origin.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
     let ours = state.peers.contains(&port) || state.balancer_port == Some(port);

@@ -344,8 +344,8 @@ fn memory(sessions: usize, cpu: Option<usize>) -> anyhow::Result<()> {
     let anchor = runtime.block_on(actix_session::storage::RedisSessionStore::new(url))?;
     let anchor = runtime.block_on(memory_per_session(&anchor, &mut redis, sessions))?;
     let mut cluster = Backend::cluster(3, cpu)?;
-    let on_cluster =
-        session_store::RedisSessionStore::builder().build_with_cluster(cluster.urls().to_vec())?;
+    let on_cluster = session_store::RedisSessionStore::builder()
+        .build_with_manager(session_store::Manager::cluster(cluster.urls().to_vec())?)?;
     let on_cluster = runtime.block_on(memory_per_session(&on_cluster, &mut cluster, sessions))?;
     let ours_label = StoreKind::Ours.label();
     println!("| {ours_label} | {} | {ours:.0} |", redis.label());

@@ -69,7 +69,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 _ => builder,
             };
             let store = if args.cluster {
-                builder.build_with_cluster(args.redis_urls.clone())?
+                builder
+                    .build_with_manager(session_store::Manager::cluster(args.redis_urls.clone())?)?
             } else {
                 builder.build_with_url(&url)?
             };

@@ -6,7 +6,7 @@ use std::{process::Command, time::Duration};
 use anyhow::{Context as _, bail};
 use local_redis::{RedisCluster, RedisSentinels, RedisServer};
 use redis::{RedisConnectionInfo, sentinel::SentinelNodeConnectionInfo};
-use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
+use session_store::{Manager, RedisSessionStore, RedisSessionStoreBuilder};
 
 use crate::cli::{CommonArgs, TopologyArg};
 
@@ -64,7 +64,8 @@ impl RedisTarget {
     ) -> anyhow::Result<RedisSessionStore> {
         let store = match self {
             Self::Server(url) => builder.build_with_url(url),
-            Self::Cluster(nodes) => builder.build_with_cluster(nodes.iter().map(String::as_str)),
+            Self::Cluster(nodes) => Manager::cluster(nodes.iter().map(String::as_str))
+                .and_then(|manager| builder.build_with_manager(manager)),
             Self::Sentinel {
                 sentinels,
                 master,
@@ -75,11 +76,8 @@ impl RedisTarget {
                     info = info.set_password(password);
                 }
                 let primary = SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
-                builder.build_with_sentinel_primary(
-                    sentinels.iter().map(String::as_str),
-                    master,
-                    primary,
-                )
+                Manager::sentinel_with(sentinels.iter().map(String::as_str), master, primary)
+                    .and_then(|manager| builder.build_with_manager(manager))
             }
         };
         store.with_context(|| format!("cannot use {}", self.describe()))

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use deadpool::{Runtime, managed::Timeouts};
-use redis::{IntoConnectionInfo, sentinel::SentinelNodeConnectionInfo};
 
 use crate::{
     RedisSessionStore, StoreError,
@@ -275,9 +274,9 @@ impl RedisSessionStoreBuilder {
     /// since, a checkout costs no round trip; after it, the connection proves itself with
     /// `UNWATCH` + `PING` first. Zero checks every time.
     ///
-    /// The store sets it on its pool's [`Manager`], also on a pool given to
-    /// [`build_with_pool`](Self::build_with_pool): stores that share one pool share the last
-    /// store's setting.
+    /// It applies to the pool the store makes; a pool given to
+    /// [`build_with_pool`](Self::build_with_pool) keeps its [`Manager`]'s
+    /// ([`Manager::trust_window`]).
     pub fn trust_window(mut self, window: Duration) -> Self {
         self.config.trust_window = window;
         self
@@ -385,6 +384,10 @@ impl RedisSessionStoreBuilder {
     /// Builds a store on an existing pool, e.g.
     /// `Pool::builder(Manager::new(url)?).max_size(32).runtime(Runtime::Tokio1).build()?`.
     ///
+    /// The pool's manager keeps its own trust window and metrics label
+    /// ([`Manager::trust_window`], [`Manager::metrics_label`]): this builder's settings of those
+    /// names apply to the pools it makes.
+    ///
     /// The pool must have been built with a runtime (`Runtime::Tokio1`), since the store applies
     /// its pool timeouts to every checkout; without one each operation fails with
     /// [`StoreError::PoolWithoutRuntime`].
@@ -393,20 +396,7 @@ impl RedisSessionStoreBuilder {
     /// [`StoreError::InvalidSetting`] when a setting is out of its range.
     pub fn build_with_pool(self, pool: Pool) -> Result<RedisSessionStore, StoreError> {
         self.config.validate()?;
-        pool.manager().set_trust_window(self.config.trust_window);
-        pool.manager()
-            .set_metrics_label(self.config.metrics_label());
         Ok(RedisSessionStore::from_parts(pool, self.config))
-    }
-
-    /// Builds a store on an existing pool, as [`build_with_pool`](Self::build_with_pool) does.
-    ///
-    /// # Panics
-    /// When a setting is out of its range.
-    #[deprecated(note = "use `build_with_pool`, which returns an invalid setting as an error")]
-    pub fn build(self, pool: Pool) -> RedisSessionStore {
-        self.build_with_pool(pool)
-            .unwrap_or_else(|err| panic!("{err}"))
     }
 
     /// Builds a store on a new pool for `url` (`redis://`, `rediss://` or `redis+unix://`).
@@ -415,114 +405,46 @@ impl RedisSessionStoreBuilder {
     /// [`StoreError::InvalidUrl`] when the URL cannot be used, [`StoreError::InvalidSetting`]
     /// when a setting is out of its range.
     pub fn build_with_url(self, url: &str) -> Result<RedisSessionStore, StoreError> {
-        self.build_with_connection_info(url)
-    }
-
-    /// Builds a store on a new pool for connection settings that a URL cannot carry, such as
-    /// the private CA of a `redis::Client::build_with_tls` (pass its `get_connection_info()`).
-    ///
-    /// # Errors
-    /// [`StoreError::InvalidUrl`] when the settings cannot be used,
-    /// [`StoreError::InvalidSetting`] when a setting is out of its range.
-    pub fn build_with_connection_info(
-        self,
-        info: impl IntoConnectionInfo,
-    ) -> Result<RedisSessionStore, StoreError> {
         self.config.validate()?;
-        self.build_with_manager(Manager::new(info).map_err(StoreError::InvalidUrl)?)
+        self.build_with_manager(Manager::new(url)?)
     }
 
-    /// Builds a store on a new pool for the Redis Cluster that `nodes` belong to (the URLs of
-    /// some or all of its nodes; the rest are found from them).
+    /// Builds a store on a new pool for any other way of reaching Redis: a Redis Cluster
+    /// ([`Manager::cluster`]), a primary behind Sentinel ([`Manager::sentinel`],
+    /// [`Manager::sentinel_with`] for its password or TLS), or connection settings that a URL
+    /// cannot carry ([`Manager::new`] with a `ConnectionInfo`, such as the private CA of a
+    /// `redis::Client::build_with_tls`).
     ///
-    /// Each request's commands touch one key, so one hash slot, and go to the primary that
-    /// owns it; redis-rs follows the cluster through resharding (`MOVED`; for `ASK`, the store
-    /// sends a batch again command by command) and
-    /// failovers. See [`min_replica_acks`](Self::min_replica_acks) for logins that must survive
-    /// the failover of their primary.
+    /// On a cluster, each request's commands touch one key, so one hash slot, and go to the
+    /// primary that owns it; redis-rs follows the cluster through resharding and failovers (see
+    /// [`min_replica_acks`](Self::min_replica_acks) for logins that must survive the failover
+    /// of their primary). Behind Sentinel, the store follows the primary the sentinels name
+    /// after a failover, with no restart.
     ///
     /// ```no_run
+    /// use session_store::{Manager, RedisSessionStore};
+    ///
     /// # fn main() -> Result<(), session_store::StoreError> {
-    /// let store = session_store::RedisSessionStore::builder().build_with_cluster([
+    /// let cluster = RedisSessionStore::builder().build_with_manager(Manager::cluster([
     ///     "redis://10.0.0.1:7000",
     ///     "redis://10.0.0.2:7000",
     ///     "redis://10.0.0.3:7000",
-    /// ])?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    /// [`StoreError::InvalidUrl`] when a node's URL cannot be used,
-    /// [`StoreError::InvalidSetting`] when a setting is out of its range.
-    pub fn build_with_cluster<T: IntoConnectionInfo>(
-        self,
-        nodes: impl IntoIterator<Item = T>,
-    ) -> Result<RedisSessionStore, StoreError> {
-        self.config.validate()?;
-        self.build_with_manager(Manager::cluster(nodes).map_err(StoreError::InvalidUrl)?)
-    }
-
-    /// Builds a store on a new pool for the primary that the Redis Sentinels at `sentinels`
-    /// (their URLs, `redis://host:26379`) name for `master_name`. After a failover the store
-    /// follows the new primary, with no restart; a connection to a demoted primary is not used
-    /// again once the sentinels announce the switch.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), session_store::StoreError> {
-    /// let store = session_store::RedisSessionStore::builder().build_with_sentinel(
+    /// ])?)?;
+    /// let sentinel = RedisSessionStore::builder().build_with_manager(Manager::sentinel(
     ///     ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"],
     ///     "sessions",
-    /// )?;
+    /// )?)?;
     /// # Ok(())
     /// # }
     /// ```
     ///
     /// # Errors
-    /// [`StoreError::InvalidUrl`] when a sentinel's URL cannot be used,
     /// [`StoreError::InvalidSetting`] when a setting is out of its range.
-    pub fn build_with_sentinel<T: IntoConnectionInfo>(
-        self,
-        sentinels: impl IntoIterator<Item = T>,
-        master_name: &str,
-    ) -> Result<RedisSessionStore, StoreError> {
-        self.build_with_sentinel_primary(sentinels, master_name, Default::default())
-    }
-
-    /// Like [`build_with_sentinel`](Self::build_with_sentinel), for a primary that needs
-    /// credentials or TLS: `primary` says how to connect to it (the sentinels' own credentials
-    /// go in their URLs).
-    ///
-    /// ```no_run
-    /// use redis::{RedisConnectionInfo, sentinel::SentinelNodeConnectionInfo};
-    ///
-    /// # fn main() -> Result<(), session_store::StoreError> {
-    /// let primary = SentinelNodeConnectionInfo::default()
-    ///     .set_redis_connection_info(RedisConnectionInfo::default().set_password("secret"));
-    /// let store = session_store::RedisSessionStore::builder().build_with_sentinel_primary(
-    ///     ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"],
-    ///     "sessions",
-    ///     primary,
-    /// )?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    /// As [`build_with_sentinel`](Self::build_with_sentinel)'s.
-    pub fn build_with_sentinel_primary<T: IntoConnectionInfo>(
-        self,
-        sentinels: impl IntoIterator<Item = T>,
-        master_name: &str,
-        primary: SentinelNodeConnectionInfo,
-    ) -> Result<RedisSessionStore, StoreError> {
+    pub fn build_with_manager(self, manager: Manager) -> Result<RedisSessionStore, StoreError> {
         self.config.validate()?;
-        let manager = Manager::sentinel_with(sentinels, master_name, primary)
-            .map_err(StoreError::InvalidUrl)?;
-        self.build_with_manager(manager)
-    }
-
-    fn build_with_manager(self, manager: Manager) -> Result<RedisSessionStore, StoreError> {
+        let manager = manager
+            .trust_window(self.config.trust_window)
+            .metrics_label(self.config.metrics_label());
         let pool = Pool::builder(manager)
             .runtime(Runtime::Tokio1)
             .timeouts(self.config.pool_timeouts)

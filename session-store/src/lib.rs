@@ -32,7 +32,7 @@ mod store;
 mod subscriber;
 mod throttle;
 
-pub use deadpool::{Runtime, managed::Timeouts};
+pub use deadpool::Runtime;
 pub use deadpool_redis::{self, redis};
 
 pub use crate::{

@@ -28,7 +28,7 @@
 
 use std::{
     sync::{
-        Arc, OnceLock,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -45,7 +45,7 @@ use redis::{
 };
 
 use crate::{
-    Topology,
+    StoreError, Topology,
     clock::millis,
     connection::{Connection, Link},
     metrics,
@@ -76,9 +76,9 @@ pub struct Manager {
     started: Instant,
     /// Milliseconds after a connection's last answered command during which it is handed out
     /// again without a health check.
-    trust_window: AtomicU64,
-    /// The `store` label of the health checks it counts: the first store's.
-    metrics_label: OnceLock<SharedString>,
+    trust_window: u64,
+    /// The `store` label of the health checks it counts.
+    metrics_label: SharedString,
     /// The servers a subscriber may listen on (the server, or the cluster's nodes we were
     /// given); behind Sentinel, the primary is asked of the sentinels instead.
     listen_to: Vec<ConnectionInfo>,
@@ -115,14 +115,15 @@ impl Manager {
     /// as rustls's process-wide crypto provider, unless the application installed one before.
     ///
     /// # Errors
-    /// When `params` cannot be turned into connection settings.
-    pub fn new<T: IntoConnectionInfo>(params: T) -> RedisResult<Self> {
+    /// [`StoreError::InvalidUrl`] when `params` cannot be turned into connection settings.
+    pub fn new<T: IntoConnectionInfo>(params: T) -> Result<Self, StoreError> {
         install_crypto_provider();
-        let info = params.into_connection_info()?;
-        let mut manager = Self::from(deadpool_redis::Manager::new_with_config(
-            info.clone(),
-            unbounded(),
-        )?);
+        let info = params
+            .into_connection_info()
+            .map_err(StoreError::InvalidUrl)?;
+        let inner = deadpool_redis::Manager::new_with_config(info.clone(), unbounded())
+            .map_err(StoreError::InvalidUrl)?;
+        let mut manager = Self::from(inner);
         manager.listen_to = vec![info];
         Ok(manager)
     }
@@ -134,14 +135,20 @@ impl Manager {
     /// `rediss://` URLs connect through rustls.
     ///
     /// # Errors
-    /// When the nodes cannot be turned into connection settings.
-    pub fn cluster<T: IntoConnectionInfo>(nodes: impl IntoIterator<Item = T>) -> RedisResult<Self> {
+    /// [`StoreError::InvalidUrl`] when the nodes cannot be turned into connection settings.
+    pub fn cluster<T: IntoConnectionInfo>(
+        nodes: impl IntoIterator<Item = T>,
+    ) -> Result<Self, StoreError> {
         install_crypto_provider();
         let nodes = nodes
             .into_iter()
             .map(IntoConnectionInfo::into_connection_info)
-            .collect::<RedisResult<Vec<_>>>()?;
-        let mut manager = Self::from(ClusterClientBuilder::new(nodes.clone()).build()?);
+            .collect::<RedisResult<Vec<_>>>()
+            .map_err(StoreError::InvalidUrl)?;
+        let client = ClusterClientBuilder::new(nodes.clone())
+            .build()
+            .map_err(StoreError::InvalidUrl)?;
+        let mut manager = Self::from(client);
         manager.listen_to = nodes;
         Ok(manager)
     }
@@ -152,11 +159,12 @@ impl Manager {
     /// Its connections have no timeouts of their own, as with [`new`](Self::new).
     ///
     /// # Errors
-    /// When the sentinels' addresses cannot be turned into connection settings.
+    /// [`StoreError::InvalidUrl`] when the sentinels' addresses cannot be turned into
+    /// connection settings.
     pub fn sentinel<T: IntoConnectionInfo>(
         sentinels: impl IntoIterator<Item = T>,
         master_name: &str,
-    ) -> RedisResult<Self> {
+    ) -> Result<Self, StoreError> {
         Self::sentinel_with(
             sentinels,
             master_name,
@@ -169,18 +177,17 @@ impl Manager {
     /// URLs.
     ///
     /// # Errors
-    /// When the sentinels' addresses cannot be turned into connection settings.
+    /// [`StoreError::InvalidUrl`] when the sentinels' addresses cannot be turned into
+    /// connection settings.
     pub fn sentinel_with<T: IntoConnectionInfo>(
         sentinels: impl IntoIterator<Item = T>,
         master_name: &str,
         primary: SentinelNodeConnectionInfo,
-    ) -> RedisResult<Self> {
+    ) -> Result<Self, StoreError> {
         install_crypto_provider();
-        Ok(Self::with_source(Source::Sentinel(Sentinels::new(
-            sentinels,
-            master_name,
-            primary,
-        )?)))
+        let sentinels =
+            Sentinels::new(sentinels, master_name, primary).map_err(StoreError::InvalidUrl)?;
+        Ok(Self::with_source(Source::Sentinel(sentinels)))
     }
 
     fn with_source(source: Source) -> Self {
@@ -188,23 +195,34 @@ impl Manager {
             source,
             failures: Arc::default(),
             started: Instant::now(),
-            trust_window: AtomicU64::new(millis(DEFAULT_TRUST_WINDOW)),
+            trust_window: millis(DEFAULT_TRUST_WINDOW),
             listen_to: Vec::new(),
-            metrics_label: OnceLock::new(),
+            metrics_label: SharedString::const_str("session:"),
             version_checked: AtomicBool::new(false),
         }
     }
 
-    /// Sets the `store` label of the health checks it counts, unless a store set one before.
-    pub(crate) fn set_metrics_label(&self, label: String) {
-        let _ = self.metrics_label.set(SharedString::from(label));
+    /// Sets how long after a command it completed a connection is handed out again without a
+    /// health check (1 s by default). A store built on a manager or URL sets its own
+    /// `trust_window` setting here; for a pool of your own, set it before building the pool.
+    #[must_use]
+    pub fn trust_window(mut self, window: Duration) -> Self {
+        self.trust_window = millis(window);
+        self
+    }
+
+    /// Sets the `store` label of the health checks it counts (`"session:"`, the default key
+    /// prefix, unless set). A store
+    /// built on a manager or URL sets its own `metrics_label` here.
+    #[must_use]
+    pub fn metrics_label(mut self, label: impl Into<String>) -> Self {
+        self.metrics_label = SharedString::from(label.into());
+        self
     }
 
     /// Counts a health check it sent, and how it went.
     fn checked<T, E>(&self, result: Result<T, E>) -> Result<T, E> {
-        if let Some(label) = self.metrics_label.get() {
-            metrics::health_check(label, result.is_ok());
-        }
+        metrics::health_check(&self.metrics_label, result.is_ok());
         result
     }
 
@@ -235,12 +253,6 @@ impl Manager {
             Source::Cluster(_) => self.listen_to.len(),
             Source::Node(_) | Source::Sentinel(_) => 0,
         }
-    }
-
-    /// Sets how long after a command it completed a connection is handed out again without a
-    /// health check: the store's `trust_window` setting, which the store sets when built.
-    pub(crate) fn set_trust_window(&self, window: Duration) {
-        self.trust_window.store(millis(window), Ordering::Release);
     }
 
     /// The kind of deployment its connections go to.
@@ -299,8 +311,7 @@ impl managed::Manager for Manager {
         {
             return Err(RecycleError::message("the sentinels named another primary"));
         }
-        let trust_window = self.trust_window.load(Ordering::Acquire);
-        if conn.health.is_trusted(trust_window) {
+        if conn.health.is_trusted(self.trust_window) {
             return Ok(());
         }
         Box::pin(self.check(conn, metrics)).await

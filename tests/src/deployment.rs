@@ -86,10 +86,16 @@ impl Deployment {
     pub fn store_with(&self, builder: RedisSessionStoreBuilder) -> RedisSessionStore {
         match self {
             Self::Single(server) => builder.build_with_url(&server.url()),
-            Self::Cluster(cluster) => builder.build_with_cluster(cluster.urls()),
-            Self::Sentinel(sentinels) => {
-                builder.build_with_sentinel(sentinels.sentinel_urls(), sentinels.master_name())
-            }
+            Self::Cluster(cluster) => builder.build_with_manager(
+                session_store::Manager::cluster(cluster.urls()).expect("valid addresses"),
+            ),
+            Self::Sentinel(sentinels) => builder.build_with_manager(
+                session_store::Manager::sentinel(
+                    sentinels.sentinel_urls(),
+                    sentinels.master_name(),
+                )
+                .expect("valid addresses"),
+            ),
         }
         .expect("valid loopback URLs")
     }

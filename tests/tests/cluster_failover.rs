@@ -60,7 +60,9 @@ async fn a_killed_primary_is_replaced_and_only_its_shard_waits() {
     let urls = cluster.urls();
     let (plain, durable) = sides(&key, false, &|builder| {
         builder
-            .build_with_cluster(urls.clone())
+            .build_with_manager(
+                session_store::Manager::cluster(urls.clone()).expect("valid addresses"),
+            )
             .expect("valid URLs")
     })
     .await;
@@ -351,7 +353,9 @@ async fn a_stopped_cluster_means_fast_503s_then_recovery() {
         .expect("a cluster starts");
     let key = Key::generate();
     let store = RedisSessionStore::builder()
-        .build_with_cluster(cluster.urls())
+        .build_with_manager(
+            session_store::Manager::cluster(cluster.urls()).expect("valid addresses"),
+        )
         .expect("valid URLs");
     let app = tracked_app(
         store,

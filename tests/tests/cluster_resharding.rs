@@ -161,7 +161,9 @@ async fn under_load(
     let urls = cluster.urls();
     let (plain, durable) = sides(&key, true, &|builder| {
         builder
-            .build_with_cluster(urls.clone())
+            .build_with_manager(
+                session_store::Manager::cluster(urls.clone()).expect("valid addresses"),
+            )
             .expect("valid URLs")
     })
     .await;
@@ -410,7 +412,9 @@ async fn a_session_whose_key_moved_while_its_slot_is_still_open_is_read_and_writ
     let cluster = RedisCluster::start().expect("a cluster starts");
     let key = Key::generate();
     let store = RedisSessionStore::builder()
-        .build_with_cluster(cluster.urls())
+        .build_with_manager(
+            session_store::Manager::cluster(cluster.urls()).expect("valid addresses"),
+        )
         .expect("valid URLs");
     let app = app(store, &key).await;
     let to = cluster.primaries().expect("the slot map")[0];

@@ -315,7 +315,9 @@ async fn on_a_cluster_idle_sessions_that_expire_on_every_primary_come_as_expired
     let key = Key::generate();
     let store = builder(prefix)
         .idle_timeout(Duration::from_secs(1))
-        .build_with_cluster(cluster.urls())
+        .build_with_manager(
+            session_store::Manager::cluster(cluster.urls()).expect("valid addresses"),
+        )
         .expect("valid URLs");
     let app = app(store.clone(), &key).await;
     let mut events = store.events();
@@ -488,7 +490,9 @@ async fn a_subscriber_goes_on_from_another_node_when_its_cluster_primary_is_kill
     let channel = format!("{prefix}events");
     let key = Key::generate();
     let store = builder(prefix)
-        .build_with_cluster(cluster.urls())
+        .build_with_manager(
+            session_store::Manager::cluster(cluster.urls()).expect("valid addresses"),
+        )
         .expect("loopback URLs");
     let app = app(store.clone(), &key).await;
     let mut events = store.events();
@@ -562,7 +566,10 @@ async fn a_subscriber_follows_the_new_primary_when_the_sentinels_fail_over() {
     let channel = format!("{prefix}events");
     let key = Key::generate();
     let store = builder(prefix)
-        .build_with_sentinel(sentinels.sentinel_urls(), sentinels.master_name())
+        .build_with_manager(
+            session_store::Manager::sentinel(sentinels.sentinel_urls(), sentinels.master_name())
+                .expect("valid addresses"),
+        )
         .expect("loopback URLs");
     let app = app(store.clone(), &key).await;
     let mut events = store.events();

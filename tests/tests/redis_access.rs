@@ -193,7 +193,10 @@ async fn tls_with_a_private_ca_works_and_an_unknown_ca_is_refused() {
     )
     .expect("a TLS client");
     let store = RedisSessionStore::builder()
-        .build_with_connection_info(client.get_connection_info().clone())
+        .build_with_manager(
+            session_store::Manager::new(client.get_connection_info().clone())
+                .expect("valid addresses"),
+        )
         .expect("a valid connection");
     store.health_check().await.expect("PING over TLS");
     let key = Key::generate();

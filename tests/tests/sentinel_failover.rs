@@ -43,7 +43,9 @@ async fn sides_on(
     let (urls, master) = (sentinels.sentinel_urls(), sentinels.master_name());
     sides(key, true, &|builder| {
         builder
-            .build_with_sentinel(urls.clone(), master)
+            .build_with_manager(
+                session_store::Manager::sentinel(urls.clone(), master).expect("valid addresses"),
+            )
             .expect("valid URLs")
     })
     .await

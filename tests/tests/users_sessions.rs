@@ -151,12 +151,15 @@ impl Fixture {
         let url = |port: u16| format!("redis://{name}:acl-password@127.0.0.1:{port}");
         match &self.deployment {
             Deployment::Single(server) => self.builder().build_with_url(&url(server.port())),
-            Deployment::Cluster(cluster) => self.builder().build_with_cluster(
-                cluster
-                    .nodes()
-                    .iter()
-                    .map(|node| url(node.port()))
-                    .collect::<Vec<_>>(),
+            Deployment::Cluster(cluster) => self.builder().build_with_manager(
+                session_store::Manager::cluster(
+                    cluster
+                        .nodes()
+                        .iter()
+                        .map(|node| url(node.port()))
+                        .collect::<Vec<_>>(),
+                )
+                .expect("valid addresses"),
             ),
             Deployment::Sentinel(_) => {
                 panic!("a store behind Sentinel takes no credentials for the data servers")

@@ -3,6 +3,11 @@
 //! recorded, so the pool knows which connections to trust; and each whole store operation
 //! bounded by a deadline.
 
+pub(crate) mod batch;
+pub(crate) mod connection;
+pub(crate) mod pool;
+pub(crate) mod sentinel;
+
 use std::{future::Future, time::Duration};
 
 use deadpool::managed::{Object, Timeouts};
@@ -12,11 +17,11 @@ use redis::{
 
 use crate::{
     StoreError,
-    batch::Batch,
+    backend::batch::Batch,
+    backend::connection::{Outcome, SharedConnection},
+    backend::pool::{Manager, Pool},
     config::{Config, ReplicaAcks},
-    connection::{Outcome, SharedConnection},
-    pool::{Manager, Pool},
-    scripts::LuaScript,
+    session::scripts::LuaScript,
 };
 
 /// The pool, the timeouts that bound every use of it, and how many replicas a write waits for.
@@ -176,7 +181,7 @@ impl Backend {
         connection: &mut SharedConnection,
         request: &impl Request,
     ) -> Result<T, StoreError> {
-        crate::metrics::round_trip();
+        crate::telemetry::instruments::round_trip();
         let in_flight = connection.in_flight();
         let mut result = tokio::time::timeout(self.command_timeout, request.send(connection)).await;
         if let Ok(Err(err)) = &result
@@ -226,7 +231,7 @@ pub(crate) trait Request {
 
     /// The same request again, after its key was found mid-migration (`ASK`), when it must go
     /// otherwise than redis-rs sends it: a batch goes one command at a time (see
-    /// [`batch`](crate::batch)). `None` when redis-rs followed the `ASK` already.
+    /// [`batch`](crate::backend::batch)). `None` when redis-rs followed the `ASK` already.
     fn after_ask<T: FromRedisValue>(
         &self,
         connection: &mut SharedConnection,

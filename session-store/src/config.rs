@@ -6,7 +6,7 @@ use deadpool::{Runtime, managed::Timeouts};
 
 use crate::{
     RedisSessionStore, StoreError,
-    pool::{Manager, Pool},
+    backend::pool::{Manager, Pool},
 };
 
 /// The settings a store runs with; see [`RedisSessionStoreBuilder`] for each one's meaning.

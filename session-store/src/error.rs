@@ -145,7 +145,7 @@ impl StoreError {
     /// store logs them: for a log line that must not carry a `Debug` (a backtrace) or span
     /// lines.
     pub fn chain(&self) -> impl fmt::Display + '_ {
-        crate::failure_log::Chain(self)
+        crate::telemetry::failure_log::Chain(self)
     }
 }
 
@@ -166,7 +166,7 @@ impl ResponseError for StoreError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        crate::middleware::failure_response(self.status_code(), &self.chain().to_string())
+        crate::request::middleware::failure_response(self.status_code(), &self.chain().to_string())
     }
 }
 

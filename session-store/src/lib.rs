@@ -2,49 +2,35 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// In the order a request passes them: `middleware` (TrackChanges) opens the request's `scope`;
-// `store` checks the id's shape (`session_id`), names its `key`, and applies the session rules,
-// mapping entries to hash fields (`state`), writing only the `changes` or running `scripts`,
-// and logging lifecycle `events`; `backend` carries each round trip to Redis through the
-// `pool` of `connection`s. Beside them: `config` (the builder) and `error`.
+// The folders are the map. A request passes `request` (the `TrackChanges` middleware opens
+// the request's scope), then `store` (actix-session's `SessionStore`), which applies the
+// `session` rules (ids, Redis keys, the hash's fields, changes, Lua scripts) and reaches Redis
+// through the `backend` (deadlines, batches, the pool of connections, Sentinel). Beside the
+// request path: the `features` built on it (a user's sessions, the login throttle, where a
+// session lives, lifecycle events and their subscriber) and `telemetry` (metrics, log lines).
+// `config` holds the settings and their builder, `error` the one error type.
 mod backend;
-mod batch;
-mod changes;
-mod clock;
 mod config;
-mod connection;
 mod error;
-mod events;
-mod failure_log;
-mod index;
-mod key;
-mod lifecycle;
-mod location;
-mod metrics;
-mod middleware;
-mod pool;
-mod scope;
-mod scripts;
-mod sentinel;
-mod session_id;
-mod state;
+mod features;
+mod request;
+mod session;
 mod store;
-mod subscriber;
-mod throttle;
+mod telemetry;
 
 pub use deadpool::Runtime;
 pub use deadpool_redis::{self, redis};
 
 pub use crate::{
+    backend::connection::Connection,
+    backend::pool::{MIN_REDIS_VERSION, Manager, Pool},
     config::{RedisSessionStoreBuilder, WhenUnavailable},
-    connection::Connection,
     error::StoreError,
-    index::UserSession,
-    lifecycle::{SessionEvent, SessionEventKind},
-    location::{CurrentSession, SessionLocation, Topology},
-    middleware::{TrackChanges, TrackChangesService},
-    pool::{MIN_REDIS_VERSION, Manager, Pool},
+    features::events::{SessionEvent, SessionEventKind},
+    features::location::{CurrentSession, SessionLocation, Topology},
+    features::subscriber::{SessionEvents, SessionNotice},
+    features::throttle::{LoginAttempt, LoginThrottle, ThrottleCause, ThrottleLimits, Throttled},
+    features::users::UserSession,
+    request::middleware::{TrackChanges, TrackChangesService},
     store::RedisSessionStore,
-    subscriber::{SessionEvents, SessionNotice},
-    throttle::{LoginAttempt, LoginThrottle, ThrottleCause, ThrottleLimits, Throttled},
 };

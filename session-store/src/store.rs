@@ -12,20 +12,21 @@ use tracing::Level;
 use crate::{
     StoreError,
     backend::Backend,
-    batch::Batch,
-    changes::Changes,
-    clock::{millis, now_millis},
+    backend::batch::Batch,
+    backend::pool::Pool,
     config::{Config, RedisSessionStoreBuilder, WhenUnavailable},
-    events, failure_log,
-    index::INDEXED,
-    key::RedisKey,
-    lifecycle::{Publisher, SessionEvent, SessionEventKind},
-    metrics::{self, Instruments, Operation, Outcome},
-    pool::Pool,
-    scope,
-    scripts::{self, LuaScript},
-    session_id::{self, IdleClass},
-    state::{self, SessionState},
+    features::events::{Publisher, SessionEvent, SessionEventKind},
+    features::users::INDEXED,
+    request::scope,
+    session::changes::Changes,
+    session::clock::{millis, now_millis},
+    session::fields::{self, SessionState},
+    session::key::RedisKey,
+    session::scripts::{self, LuaScript},
+    session::session_id::{self, IdleClass},
+    telemetry::failure_log,
+    telemetry::instruments::{self, Instruments, Operation, Outcome},
+    telemetry::log,
 };
 
 /// How many fresh ids `save` tries before it gives up. One is all a CSPRNG ever needs.
@@ -170,12 +171,12 @@ impl RedisSessionStore {
     /// shape, in which case it must not reach Redis at all.
     fn redis_key(&self, session_key: &SessionKey) -> Option<(RedisKey, IdleClass)> {
         let Some((id, class)) = session_id::parse(session_key.as_ref()) else {
-            events::invalid_id(session_key.as_ref().len());
+            log::invalid_id(session_key.as_ref().len());
             return None;
         };
         let key = scope::key_loaded_as(session_key.as_ref())
             .unwrap_or_else(|| RedisKey::for_id(&self.config().key_prefix, id));
-        metrics::session(key.reference());
+        instruments::session(key.reference());
         Some((key, class))
     }
 
@@ -244,7 +245,7 @@ impl RedisSessionStore {
 
     /// Refuses a state over the size limit; counts the size of one to be written.
     fn check_size(&self, state: &SessionState) -> Result<(), StoreError> {
-        let size = state::size(state);
+        let size = fields::size(state);
         let limit = self.config().max_state_size;
         if size > limit {
             return Err(StoreError::StateTooLarge { size, limit });
@@ -278,13 +279,13 @@ impl RedisSessionStore {
             Err(StoreError::Redis(err)) if err.code() == Some("WRONGTYPE") => None,
             result => Some(result?),
         };
-        let Some(stored) = fields.and_then(|(fields,)| state::decode(fields)) else {
-            events::corrupt(&key);
+        let Some(stored) = fields.and_then(|(fields,)| fields::decode(fields)) else {
+            log::corrupt(&key);
             self.delete_key(&key).await?;
             return Ok(None);
         };
         let Some(created) = stored.created else {
-            events::unknown(&key);
+            log::unknown(&key);
             if !stored.state.is_empty() {
                 // Entries without a creation time: what a write that raced a logout left
                 // behind. Never a session; the PEXPIRE above must not keep it alive.
@@ -319,7 +320,7 @@ impl RedisSessionStore {
         if let Some(ended) = renewed.take_if(|renewed| renewed.ended_elsewhere)
             && !self.user_changed(&ended.state, state)
         {
-            events::update_dropped(&ended.key);
+            log::update_dropped(&ended.key);
             return Ok(session_id::session_key(
                 &session_id::generate(),
                 IdleClass::Normal,
@@ -357,7 +358,7 @@ impl RedisSessionStore {
                 .run_script(&scripts::SAVE, &key, (class, created), entries)
                 .await?;
             if saved {
-                events::created(&key);
+                log::created(&key);
                 return Ok(session_id::session_key(&id, class));
             }
         }
@@ -389,7 +390,7 @@ impl RedisSessionStore {
             None => self.replace_state(&key, state, new_class).await?,
         };
         if !written {
-            events::update_dropped(&key);
+            log::update_dropped(&key);
             return Ok((session_key, true));
         }
         if new_class == class {
@@ -401,7 +402,7 @@ impl RedisSessionStore {
 
     /// Writes what a request changed, and keeps the user index in step: a new user's entry is
     /// added before the write, a former user's removed after it, and a session with a user
-    /// that lacks its index mark is indexed again (see [`index`](crate::index)).
+    /// that lacks its index mark is indexed again (see [`index`](crate::features::users)).
     async fn write_tracked(
         &self,
         key: &RedisKey,
@@ -453,11 +454,11 @@ impl RedisSessionStore {
         user: Option<&str>,
     ) -> Result<(bool, bool), StoreError> {
         let mut pipe = Batch::new();
-        pipe.cmd("HMGET").arg(key).arg(state::CREATED).arg(INDEXED);
+        pipe.cmd("HMGET").arg(key).arg(fields::CREATED).arg(INDEXED);
         if !changes.set.is_empty() || mark == Some(true) {
             pipe.cmd("HSET").arg(key);
             for (name, value) in &changes.set {
-                pipe.arg(state::field_name(name).as_ref()).arg(*value);
+                pipe.arg(fields::field_name(name).as_ref()).arg(*value);
             }
             if mark == Some(true) {
                 pipe.arg(INDEXED).arg(1);
@@ -467,7 +468,7 @@ impl RedisSessionStore {
         if !changes.removed.is_empty() || mark == Some(false) {
             pipe.cmd("HDEL").arg(key);
             for name in &changes.removed {
-                pipe.arg(state::field_name(name).as_ref());
+                pipe.arg(fields::field_name(name).as_ref());
             }
             if mark == Some(false) {
                 pipe.arg(INDEXED);
@@ -493,7 +494,7 @@ impl RedisSessionStore {
     /// Deletes the session at `key`, found past its absolute lifetime, and announces its
     /// expiry (with `user`, its user) when the store publishes events.
     async fn end_expired(&self, key: &RedisKey, user: Option<&str>) -> Result<(), StoreError> {
-        events::expired(key);
+        log::expired(key);
         let announcement = self.announce(SessionEventKind::Expired, key, user, None);
         self.delete_announced(key, announcement).await?;
         Ok(())
@@ -524,7 +525,7 @@ impl RedisSessionStore {
             .config()
             .user_entry
             .as_deref()
-            .map(state::field_name)
+            .map(fields::field_name)
             .unwrap_or_default();
         let entries = |cmd: &mut Cmd| {
             cmd.arg(&channel)
@@ -593,7 +594,7 @@ impl RedisSessionStore {
         let removed = self.delete_announced(&key, announcement).await? > 0;
         scope::note_deleted(&key, removed);
         if removed {
-            events::deleted(&key);
+            log::deleted(&key);
         }
         if let Some(user) = user {
             self.index_remove(&user, &key).await;
@@ -693,7 +694,7 @@ impl SessionStore for RedisSessionStore {
 /// Appends the hash fields and values of `state` to a script call.
 fn append_entries(cmd: &mut Cmd, state: &SessionState) {
     for (name, value) in state {
-        cmd.arg(state::field_name(name).as_ref()).arg(value);
+        cmd.arg(fields::field_name(name).as_ref()).arg(value);
     }
 }
 

@@ -17,9 +17,9 @@ use futures_util::future::{try_join, try_join_all};
 
 use crate::{
     RedisSessionStore, StoreError,
-    clock::millis,
-    key,
-    scripts::{LuaScript, THROTTLE_SETTLE, THROTTLE_TAKE},
+    session::clock::millis,
+    session::key,
+    session::scripts::{LuaScript, THROTTLE_SETTLE, THROTTLE_TAKE},
 };
 
 /// How many password checks that did not succeed a window allows, and how long a window lasts.

@@ -16,9 +16,9 @@ use tokio::sync::mpsc;
 
 use crate::{
     RedisSessionStore, SessionEvent,
-    key::RedisKey,
-    lifecycle::{Publisher, SessionEventKind},
-    pool::Pool,
+    backend::pool::Pool,
+    features::events::{Publisher, SessionEventKind},
+    session::key::RedisKey,
 };
 
 /// How long the subscription waits before it connects again after losing Redis.

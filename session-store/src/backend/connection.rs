@@ -16,7 +16,7 @@ use redis::{
     cluster_async::ClusterConnection,
 };
 
-use crate::clock::millis;
+use crate::session::clock::millis;
 
 /// A connection of either kind. Both are handles that many requests can use at once.
 #[derive(Clone)]

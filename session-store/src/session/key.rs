@@ -90,7 +90,7 @@ impl ToRedisArgs for RedisKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session_id;
+    use crate::session::session_id;
 
     #[test]
     fn the_key_hides_the_id() {

@@ -6,7 +6,7 @@
 //! `session` field that tells sessions apart: the key's [reference](RedisKey::reference), the
 //! first 12 characters of the id's SHA-256 digest. The id itself is never logged.
 
-use crate::key::RedisKey;
+use crate::session::key::RedisKey;
 
 /// One `info` line of the lifecycle.
 fn lifecycle(event: &'static str, key: &RedisKey, message: &'static str) {

@@ -18,13 +18,13 @@
 //! first of them fails.
 //!
 //! A cluster connection is never checked: redis-rs's cluster connection follows `MOVED` (and
-//! `ASK`, one command at a time: see [`batch`](crate::batch)), reconnects to a node that went
+//! `ASK`, one command at a time: see [`batch`](crate::backend::batch)), reconnects to a node that went
 //! away and retries, so a check would only cost a round trip to every primary. One that failed
 //! all the same is replaced at its next checkout.
 //!
 //! Behind Sentinel, the check is `ROLE` instead of `PING` (a demoted primary still answers a
 //! `PING`), and a connection to a server the sentinels no longer name as primary is replaced
-//! at its next checkout (see [`sentinel`](crate::sentinel)).
+//! at its next checkout (see [`sentinel`](crate::backend::sentinel)).
 
 use std::{
     sync::{
@@ -46,10 +46,10 @@ use redis::{
 
 use crate::{
     StoreError, Topology,
-    clock::millis,
-    connection::{Connection, Link},
-    metrics,
-    sentinel::{self, Sentinels},
+    backend::connection::{Connection, Link},
+    backend::sentinel::{self, Sentinels},
+    session::clock::millis,
+    telemetry::instruments,
 };
 
 /// The oldest Redis the store works with: the users' index reads with `ZRANGE ... BYSCORE REV`
@@ -222,7 +222,7 @@ impl Manager {
 
     /// Counts a health check it sent, and how it went.
     fn checked<T, E>(&self, result: Result<T, E>) -> Result<T, E> {
-        metrics::health_check(&self.metrics_label, result.is_ok());
+        instruments::health_check(&self.metrics_label, result.is_ok());
         result
     }
 

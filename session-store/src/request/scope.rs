@@ -12,7 +12,10 @@ use std::{cell::RefCell, future::Future, sync::Once};
 
 use actix_web::{ResponseError as _, http::StatusCode};
 
-use crate::{StoreError, failure_log::Chain, key::RedisKey, state::SessionState};
+use crate::{
+    StoreError, session::fields::SessionState, session::key::RedisKey,
+    telemetry::failure_log::Chain,
+};
 
 tokio::task_local! {
     static SCOPE: RefCell<RequestScope>;

@@ -1,6 +1,6 @@
 //! What a request changed in its session: the entries `update` has to write.
 
-use crate::state::SessionState;
+use crate::session::fields::SessionState;
 
 /// What a request changed: entries set (new or with a new value) and entries removed.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! [`TrackChanges`]: actix-session's middleware run inside a per-request [scope](crate::scope),
+//! [`TrackChanges`]: actix-session's middleware run inside a per-request [scope](crate::request::scope),
 //! and the answers it gives where actix-session alone would give a bare `500`.
 
 use std::{future::Future, pin::Pin};
@@ -16,8 +16,9 @@ use actix_web::{
 use tracing::Level;
 
 use crate::{
-    RedisSessionStore, failure_log,
-    scope::{self, Failed},
+    RedisSessionStore,
+    request::scope::{self, Failed},
+    telemetry::failure_log,
 };
 
 /// Seconds a client is asked to wait after a `503` for an unreachable Redis.

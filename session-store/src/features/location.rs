@@ -6,7 +6,9 @@ use std::{convert::Infallible, future::Ready};
 use actix_web::{FromRequest, HttpRequest, dev::Payload};
 use redis::Value;
 
-use crate::{RedisSessionStore, StoreError, batch::Batch, key::RedisKey, scope};
+use crate::{
+    RedisSessionStore, StoreError, backend::batch::Batch, request::scope, session::key::RedisKey,
+};
 
 /// The session of the request being handled, as the store loaded it: a handler's way to its
 /// own session's [reference](Self::reference) and [location](RedisSessionStore::location).

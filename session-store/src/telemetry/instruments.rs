@@ -16,7 +16,7 @@ use std::{cell::Cell, future::Future, sync::OnceLock, time::Instant};
 use metrics::{Counter, Gauge, Histogram, SharedString};
 use tracing::{Instrument as _, field::Empty};
 
-use crate::{StoreError, pool::Pool};
+use crate::{StoreError, backend::pool::Pool};
 
 macro_rules! span {
     ($name:literal) => {

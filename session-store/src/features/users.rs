@@ -28,14 +28,14 @@ use tracing::Level;
 
 use crate::{
     CurrentSession, RedisSessionStore, StoreError,
-    batch::Batch,
-    clock::{at, millis, now_millis},
-    failure_log,
-    key::{self, RedisKey},
-    lifecycle::{SessionEvent, SessionEventKind},
-    metrics::{Operation, Outcome},
-    scripts,
-    state::{self, SessionState},
+    backend::batch::Batch,
+    features::events::{SessionEvent, SessionEventKind},
+    session::clock::{at, millis, now_millis},
+    session::fields::{self, SessionState},
+    session::key::{self, RedisKey},
+    session::scripts,
+    telemetry::failure_log,
+    telemetry::instruments::{Operation, Outcome},
 };
 
 /// The hash field that marks a session as listed in its user's index.
@@ -311,7 +311,7 @@ impl RedisSessionStore {
     ) -> Result<bool, StoreError> {
         let config = self.config();
         let key = RedisKey::from_digest(&config.key_prefix, digest);
-        let field = state::field_name(self.user_field()?).into_owned();
+        let field = fields::field_name(self.user_field()?).into_owned();
         let event = SessionEvent::new(kind, &key, Some(user));
         let publish = self
             .publisher()
@@ -327,8 +327,8 @@ impl RedisSessionStore {
             .await?;
         if ended {
             match kind {
-                SessionEventKind::Evicted => crate::events::evicted(&key),
-                _ => crate::events::revoked(&key),
+                SessionEventKind::Evicted => crate::telemetry::log::evicted(&key),
+                _ => crate::telemetry::log::revoked(&key),
             }
         }
         Ok(ended)
@@ -457,7 +457,7 @@ impl RedisSessionStore {
     /// The stored user of each session of `digests` (`None` for one that is gone).
     async fn owners(&self, digests: &[String]) -> Result<Vec<Option<String>>, StoreError> {
         let prefix = &self.config().key_prefix;
-        let field = state::field_name(self.user_field()?).into_owned();
+        let field = fields::field_name(self.user_field()?).into_owned();
         let commands: Vec<_> = digests
             .iter()
             .map(|digest| {
@@ -503,14 +503,14 @@ impl RedisSessionStore {
     ) -> Result<Vec<Option<UserSession>>, StoreError> {
         let config = self.config();
         let mut fields = vec![
-            state::CREATED.to_owned(),
-            state::field_name(self.user_field()?).into_owned(),
+            fields::CREATED.to_owned(),
+            fields::field_name(self.user_field()?).into_owned(),
         ];
         fields.extend(
             config
                 .exposed_entries
                 .iter()
-                .map(|name| state::field_name(name).into_owned()),
+                .map(|name| fields::field_name(name).into_owned()),
         );
         let mut commands = Vec::with_capacity(2 * digests.len());
         for digest in digests {

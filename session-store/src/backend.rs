@@ -7,6 +7,7 @@ pub(crate) mod batch;
 pub(crate) mod connection;
 pub(crate) mod pool;
 pub(crate) mod sentinel;
+pub(crate) mod version;
 
 use std::{future::Future, time::Duration};
 
@@ -16,11 +17,11 @@ use redis::{
 };
 
 use crate::{
-    StoreError,
     backend::batch::Batch,
     backend::connection::{Outcome, SharedConnection},
     backend::pool::{Manager, Pool},
     config::{Config, ReplicaAcks},
+    error::StoreError,
     session::scripts::LuaScript,
 };
 

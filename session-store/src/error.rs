@@ -4,9 +4,18 @@
 use std::{fmt, time::Duration};
 
 use actix_session::storage::{LoadError, SaveError, UpdateError};
-use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use actix_web::{
+    HttpResponse, ResponseError,
+    http::{
+        StatusCode,
+        header::{HeaderValue, RETRY_AFTER},
+    },
+};
 use deadpool::managed::PoolError;
 use redis::{ErrorKind, ServerErrorKind};
+use tracing::Level;
+
+use crate::telemetry::failure_log;
 
 /// Everything that can go wrong in a store operation.
 ///
@@ -48,14 +57,14 @@ pub enum StoreError {
     CommandTimeout(Duration),
 
     /// A request that went on anonymous, because Redis was unavailable when its session was
-    /// loaded ([`WhenUnavailable::Anonymous`](crate::WhenUnavailable::Anonymous)), tried to
+    /// loaded ([`WhenUnavailable::Anonymous`](crate::config::WhenUnavailable::Anonymous)), tried to
     /// write a session: refused, since a new one would replace the visitor's cookie. Not a
     /// Redis error of its own: the sign of the outage that sent the request on anonymous, and
     /// answered `503` as one.
     #[error("Redis was unavailable when this request's session was loaded; it cannot write one")]
     WentAnonymous,
 
-    /// Fewer replicas than [`min_replica_acks`](crate::RedisSessionStoreBuilder::min_replica_acks)
+    /// Fewer replicas than [`min_replica_acks`](crate::builder::RedisSessionStoreBuilder::min_replica_acks)
     /// asks for acknowledged a write in time. The primary has the write, but a failover could
     /// lose it.
     #[error("the write reached {acked} of the {wanted} replicas it must reach in time")]
@@ -80,7 +89,7 @@ pub enum StoreError {
     },
 
     /// A user's sessions were asked for, but the store names no user entry
-    /// ([`user_entry`](crate::RedisSessionStoreBuilder::user_entry)).
+    /// ([`user_entry`](crate::builder::RedisSessionStoreBuilder::user_entry)).
     #[error("the store names no user entry, so it keeps no index of users' sessions")]
     NoUserEntry,
 
@@ -93,7 +102,34 @@ pub enum StoreError {
     IdCollision,
 }
 
+/// Seconds a client is asked to wait after a `503` for an unreachable Redis.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// What a failed operation means for the request, and so how it is answered and counted: the
+/// one classification of a [`StoreError`], which the `503`/`413`/`500` answer, the metrics'
+/// outcome and the request's scope all take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorClass {
+    /// Redis could not be reached or could not serve: try again later (`503`).
+    Unavailable,
+    /// The state is over the size limit (`413`).
+    TooLarge,
+    /// Anything else (`500`).
+    Internal,
+}
+
 impl StoreError {
+    /// The class of this error: see [`ErrorClass`].
+    pub(crate) fn class(&self) -> ErrorClass {
+        if self.is_unavailable() {
+            ErrorClass::Unavailable
+        } else if matches!(self, Self::StateTooLarge { .. }) {
+            ErrorClass::TooLarge
+        } else {
+            ErrorClass::Internal
+        }
+    }
+
     /// Whether Redis could not be reached or could not serve (a pool, connection or timeout
     /// failure, or Redis loading, read-only, down or out of memory): the request may succeed later, so it
     /// deserves a `503 Service Unavailable` rather than a `500`.
@@ -145,28 +181,60 @@ impl StoreError {
     /// store logs them: for a log line that must not carry a `Debug` (a backtrace) or span
     /// lines.
     pub fn chain(&self) -> impl fmt::Display + '_ {
-        crate::telemetry::failure_log::Chain(self)
+        failure_log::Chain(self)
     }
 }
 
 /// A handler that calls the store itself (listing sessions, the login throttle) may return
-/// its error with `?`: the request is answered as [`TrackChanges`](crate::TrackChanges)
+/// its error with `?`: the request is answered as [`TrackChanges`](crate::request::middleware::TrackChanges)
 /// answers the store's own failures, `503` with `Retry-After` when Redis is unavailable,
 /// `413` for state over the limit, `500` otherwise, with no body, and logged in one line of
 /// at most one a second per cause.
 impl ResponseError for StoreError {
     fn status_code(&self) -> StatusCode {
-        if self.is_unavailable() {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else if matches!(self, Self::StateTooLarge { .. }) {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
+        match self.class() {
+            ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        crate::request::middleware::failure_response(self.status_code(), &self.chain().to_string())
+        failure_response(self.status_code(), &self.chain().to_string())
+    }
+}
+
+/// The response to a request that a store failure with `cause` failed with `status`, logged
+/// (one line per cause per second): no body, and for a `503`, when to try again.
+pub(crate) fn failure_response(status: StatusCode, cause: &str) -> HttpResponse {
+    log_failure(status, cause);
+    let mut response = HttpResponse::new(status);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+    }
+    response
+}
+
+/// Logs the failure of a request, at the level its status deserves.
+pub(crate) fn log_failure(status: StatusCode, cause: &str) {
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => {
+            failure_log::log(Level::WARN, "Redis unavailable: answering 503", cause);
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            failure_log::log(
+                Level::INFO,
+                "session state over the limit: answering 413",
+                cause,
+            );
+        }
+        _ => failure_log::log(
+            Level::ERROR,
+            "the session store failed: answering 500",
+            cause,
+        ),
     }
 }
 

@@ -10,9 +10,11 @@
 // session lives, lifecycle events and their subscriber) and `telemetry` (metrics, log lines).
 // `config` holds the settings and their builder, `error` the one error type.
 mod backend;
+mod builder;
 mod config;
 mod error;
 mod features;
+mod handle;
 mod request;
 mod session;
 mod store;
@@ -23,11 +25,13 @@ pub use deadpool_redis::{self, redis};
 
 pub use crate::{
     backend::connection::Connection,
-    backend::pool::{MIN_REDIS_VERSION, Manager, Pool},
-    config::{RedisSessionStoreBuilder, WhenUnavailable},
+    backend::pool::{Manager, Pool, Topology},
+    backend::version::MIN_REDIS_VERSION,
+    builder::RedisSessionStoreBuilder,
+    config::WhenUnavailable,
     error::StoreError,
     features::events::{SessionEvent, SessionEventKind},
-    features::location::{CurrentSession, SessionLocation, Topology},
+    features::location::{CurrentSession, SessionLocation},
     features::subscriber::{SessionEvents, SessionNotice},
     features::throttle::{LoginAttempt, LoginThrottle, ThrottleCause, ThrottleLimits, Throttled},
     features::users::UserSession,

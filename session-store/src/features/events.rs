@@ -25,20 +25,20 @@ pub enum SessionEventKind {
     Renewed,
     /// A session was deleted: a logout, or the old id of a renewal.
     Deleted,
-    /// A session was revoked by [`RedisSessionStore::revoke`](crate::RedisSessionStore::revoke)
-    /// or [`revoke_all`](crate::RedisSessionStore::revoke_all).
+    /// A session was revoked by [`RedisSessionStore::revoke`](crate::store::RedisSessionStore::revoke)
+    /// or [`revoke_all`](crate::store::RedisSessionStore::revoke_all).
     Revoked,
     /// A session ended by its lifetime: past its absolute lifetime, found so by a read or a
     /// write; or idle, expired by Redis (announced only when the server sends keyspace
     /// notifications for expired keys: `notify-keyspace-events` with `Ex`).
     Expired,
     /// A session was ended by a login of its user beyond
-    /// [`max_sessions_per_user`](crate::RedisSessionStoreBuilder::max_sessions_per_user): the
+    /// [`max_sessions_per_user`](crate::builder::RedisSessionStoreBuilder::max_sessions_per_user): the
     /// user's oldest.
     Evicted,
 }
 
-/// One lifecycle event, as published (JSON) and as a [subscriber](crate::SessionEvents) hands
+/// One lifecycle event, as published (JSON) and as a [subscriber](crate::features::subscriber::SessionEvents) hands
 /// it over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

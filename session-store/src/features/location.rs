@@ -7,13 +7,18 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload};
 use redis::Value;
 
 use crate::{
-    RedisSessionStore, StoreError, backend::batch::Batch, request::scope, session::key::RedisKey,
+    backend::{batch::Batch, pool::Topology},
+    error::StoreError,
+    handle::Handle,
+    request::scope,
+    session::key::RedisKey,
+    telemetry::instruments::{Operation, Outcome},
 };
 
 /// The session of the request being handled, as the store loaded it: a handler's way to its
-/// own session's [reference](Self::reference) and [location](RedisSessionStore::location).
+/// own session's [reference](Self::reference) and [location](crate::RedisSessionStore::location).
 ///
-/// An extractor; it knows the session only behind [`TrackChanges`](crate::TrackChanges), and
+/// An extractor; it knows the session only behind [`TrackChanges`](crate::request::middleware::TrackChanges), and
 /// only a session that existed before the request (a session the request creates gets its id
 /// when the response goes out).
 ///
@@ -54,29 +59,6 @@ impl FromRequest for CurrentSession {
     }
 }
 
-/// The kind of Redis deployment a store talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Topology {
-    /// One server.
-    Single,
-    /// A Redis Cluster.
-    Cluster,
-    /// A primary and its replicas under Redis Sentinel.
-    Sentinel,
-}
-
-impl Topology {
-    /// `"single"`, `"cluster"` or `"sentinel"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Single => "single",
-            Self::Cluster => "cluster",
-            Self::Sentinel => "sentinel",
-        }
-    }
-}
-
 /// Where a session lives now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -91,50 +73,41 @@ pub struct SessionLocation {
     pub slot: Option<u16>,
 }
 
-impl RedisSessionStore {
-    /// The kind of deployment the store talks to.
-    pub fn topology(&self) -> Topology {
-        self.pool().manager().topology()
-    }
-
-    /// Where the session of `current` lives now, asked of Redis (one round trip), or `None`
-    /// when the request has no session of its own yet.
-    ///
-    /// # Errors
-    /// The [`StoreError`] of the question to Redis.
-    pub async fn location(
-        &self,
-        current: &CurrentSession,
-    ) -> Result<Option<SessionLocation>, StoreError> {
-        let Some(key) = &current.key else {
-            return Ok(None);
-        };
-        let backend = self.backend();
-        let topology = self.topology();
-        let location = if topology == Topology::Cluster {
+/// Where the session of `current` lives now: see `RedisSessionStore::location`.
+pub(crate) async fn locate(
+    handle: &Handle,
+    current: &CurrentSession,
+) -> Result<Option<SessionLocation>, StoreError> {
+    let Some(key) = &current.key else {
+        return Ok(None);
+    };
+    let backend = handle.backend();
+    let topology = backend.pool().manager().topology();
+    let asking = async {
+        Ok(if topology == Topology::Cluster {
             let mut pipe = Batch::new();
             pipe.cmd("CLUSTER").arg("KEYSLOT").arg(key);
             pipe.cmd("CLUSTER").arg("SLOTS");
-            let (slot, slots): (u16, Value) = backend.within_deadline(backend.query(&pipe)).await?;
+            let (slot, slots): (u16, Value) = backend.query(&pipe).await?;
             SessionLocation {
                 topology: Topology::Cluster,
                 node: owner(&slots, slot).unwrap_or_default(),
                 slot: Some(slot),
             }
         } else {
-            let info: String = backend
-                .within_deadline(backend.query(redis::cmd("CLIENT").arg("INFO")))
-                .await?;
+            let info: String = backend.query(redis::cmd("CLIENT").arg("INFO")).await?;
             SessionLocation {
                 topology,
                 node: server_address(&info).unwrap_or_default().to_owned(),
                 slot: None,
             }
-        };
-        Ok(Some(location))
-    }
+        })
+    };
+    let location = handle
+        .run(Operation::Location, asking, |_| Outcome::Ok)
+        .await?;
+    Ok(Some(location))
 }
-
 /// The address of the primary that owns `slot`, from a `CLUSTER SLOTS` reply: entries of
 /// `[first slot, last slot, [host, port, id], replicas...]`.
 fn owner(slots: &Value, slot: u16) -> Option<String> {

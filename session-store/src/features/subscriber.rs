@@ -15,8 +15,8 @@ use futures_util::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
 
 use crate::{
-    RedisSessionStore, SessionEvent,
     backend::pool::Pool,
+    features::events::SessionEvent,
     features::events::{Publisher, SessionEventKind},
     session::key::RedisKey,
 };
@@ -40,7 +40,7 @@ pub enum SessionNotice {
     Lagged,
 }
 
-/// A subscription to a store's lifecycle events; see [`RedisSessionStore::events`]. Ends only
+/// A subscription to a store's lifecycle events; see [`RedisSessionStore::events`](crate::RedisSessionStore::events). Ends only
 /// when dropped.
 #[derive(Debug)]
 pub struct SessionEvents {
@@ -55,35 +55,22 @@ impl Stream for SessionEvents {
     }
 }
 
-impl RedisSessionStore {
-    /// Subscribes to the lifecycle events that stores on this Redis with this key prefix
-    /// publish ([`publish_events`](crate::RedisSessionStoreBuilder::publish_events)), from
-    /// every instance. The subscription runs on a task of its own, reconnects after a Redis
-    /// restart or failover (and says so), and ends when the stream is dropped.
-    ///
-    /// When the server sends keyspace notifications for expired keys
-    /// (`notify-keyspace-events` with `Ex`; the store never sets it), idle sessions that Redis
-    /// expires come as [`SessionEventKind::Expired`]. On a cluster every node the store was
-    /// given is listened to for them (each primary expires its own keys; a replica promoted by
-    /// a failover is heard from if it was among them).
-    ///
-    /// Must be called within a tokio runtime.
-    pub fn events(&self) -> SessionEvents {
-        let (sender, notices) = mpsc::channel(BACKLOG);
-        let relay = Relay {
-            sender,
-            lagged: Arc::new(AtomicBool::new(false)),
-        };
-        let prefix = self.config().key_prefix.clone();
-        let pool = self.pool();
-        let expiring = pool.manager().expiring_nodes();
-        for node in 0..expiring {
-            let listening = listen_for_expiry(pool.clone(), node, prefix.clone(), relay.clone());
-            tokio::spawn(listening);
-        }
-        tokio::spawn(listen(pool.clone(), prefix, relay, expiring == 0));
-        SessionEvents { notices }
+/// Subscribes to the lifecycle events published under `prefix` on the Redis behind `pool`:
+/// see `RedisSessionStore::events`.
+pub(crate) fn subscribe(pool: &Pool, prefix: &str) -> SessionEvents {
+    let (sender, notices) = mpsc::channel(BACKLOG);
+    let relay = Relay {
+        sender,
+        lagged: Arc::new(AtomicBool::new(false)),
+    };
+    let prefix = prefix.to_owned();
+    let expiring = pool.manager().expiring_nodes();
+    for node in 0..expiring {
+        let listening = listen_for_expiry(pool.clone(), node, prefix.clone(), relay.clone());
+        tokio::spawn(listening);
     }
+    tokio::spawn(listen(pool.clone(), prefix, relay, expiring == 0));
+    SessionEvents { notices }
 }
 
 /// Where the listeners hand their notices: the stream's channel, and whether events were

@@ -11,15 +11,17 @@
 //! gives both back. Each log is a sorted set whose entries are scored by when they stop
 //! counting, on the server's clock, and the key ends by itself when the last one does.
 
-use std::{net::IpAddr, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use futures_util::future::{try_join, try_join_all};
 
 use crate::{
-    RedisSessionStore, StoreError,
+    error::StoreError,
+    handle::Handle,
     session::clock::millis,
     session::key,
     session::scripts::{LuaScript, THROTTLE_SETTLE, THROTTLE_TAKE},
+    telemetry::instruments::{Operation, Outcome},
 };
 
 /// How many password checks that did not succeed a window allows, and how long a window lasts.
@@ -91,7 +93,7 @@ pub enum ThrottleCause {
 /// per window, at the price of `limit` guesses that each may be seen.
 ///
 /// ```no_run
-/// use std::{net::IpAddr, time::Duration};
+/// use std::{net::IpAddr, sync::Arc, time::Duration};
 ///
 /// use session_store::{RedisSessionStore, ThrottleLimits};
 ///
@@ -117,7 +119,7 @@ pub enum ThrottleCause {
 /// ```
 #[derive(Debug, Clone)]
 pub struct LoginThrottle {
-    store: RedisSessionStore,
+    handle: Arc<Handle>,
     limits: ThrottleLimits,
 }
 
@@ -134,17 +136,12 @@ pub struct LoginAttempt<'a> {
     address: String,
 }
 
-impl RedisSessionStore {
-    /// A login throttle with `limits`, on this store's Redis.
-    pub fn login_throttle(&self, limits: ThrottleLimits) -> LoginThrottle {
-        LoginThrottle {
-            store: self.clone(),
-            limits,
-        }
-    }
-}
-
 impl LoginThrottle {
+    /// A throttle with `limits`, on the store's Redis: see `RedisSessionStore::login_throttle`.
+    pub(crate) fn new(handle: Arc<Handle>, limits: ThrottleLimits) -> Self {
+        Self { handle, limits }
+    }
+
     /// Takes an attempt for `account` from `address`, before its password is checked:
     /// `Err(Throttled)` when either log is at its limit, and then neither counts it.
     /// One round trip (a script per log, sent together).
@@ -210,21 +207,21 @@ impl LoginThrottle {
         }))
     }
 
-    /// `script` on `log`, within the store's deadline.
+    /// `script` on `log`, as one operation of the store.
     async fn run<T: redis::FromRedisValue>(
         &self,
         script: &LuaScript,
         log: &str,
         args: impl Fn(&mut redis::Cmd),
     ) -> Result<T, StoreError> {
-        let backend = self.store.backend();
-        backend
-            .within_deadline(backend.run_script(script, &log, args))
+        let running = self.handle.backend().run_script(script, &log, args);
+        self.handle
+            .run(Operation::LoginThrottle, running, |_| Outcome::Ok)
             .await
     }
 
     fn prefix(&self) -> &str {
-        &self.store.config().key_prefix
+        &self.handle.config().key_prefix
     }
 }
 

@@ -5,24 +5,18 @@ use std::{future::Future, pin::Pin};
 
 use actix_session::SessionMiddleware;
 use actix_web::{
-    HttpResponse,
     dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
     http::{
         StatusCode,
-        header::{CACHE_CONTROL, HeaderValue, RETRY_AFTER, SET_COOKIE},
+        header::{CACHE_CONTROL, HeaderValue, SET_COOKIE},
     },
 };
 
-use tracing::Level;
-
 use crate::{
-    RedisSessionStore,
+    error::{failure_response, log_failure},
     request::scope::{self, Failed},
-    telemetry::failure_log,
+    store::RedisSessionStore,
 };
-
-/// Seconds a client is asked to wait after a `503` for an unreachable Redis.
-const RETRY_AFTER_SECONDS: &str = "1";
 
 /// Wraps actix-session's `SessionMiddleware` so that each request writes only the entries it
 /// changed: overlapping requests of one session that change different entries all keep their
@@ -127,39 +121,6 @@ fn answer(err: actix_web::Error, failure: Option<Failed>) -> actix_web::Error {
         return err;
     }
     actix_web::error::InternalError::from_response(err, failure_response(status, &cause)).into()
-}
-
-/// The response to a request that a store failure with `cause` failed with `status`, logged
-/// (one line per cause per second): no body, and for a `503`, when to try again.
-pub(crate) fn failure_response(status: StatusCode, cause: &str) -> HttpResponse {
-    log_failure(status, cause);
-    let mut response = HttpResponse::new(status);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
-    }
-    response
-}
-
-fn log_failure(status: StatusCode, cause: &str) {
-    match status {
-        StatusCode::SERVICE_UNAVAILABLE => {
-            failure_log::log(Level::WARN, "Redis unavailable: answering 503", cause);
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            failure_log::log(
-                Level::INFO,
-                "session state over the limit: answering 413",
-                cause,
-            );
-        }
-        _ => failure_log::log(
-            Level::ERROR,
-            "the session store failed: answering 500",
-            cause,
-        ),
-    }
 }
 
 /// A response that sets or clears a cookie must never be stored by a cache, which could hand

@@ -1,5 +1,5 @@
 //! The per-request scope: what the store learns about one request while it runs inside
-//! [`TrackChanges`](crate::TrackChanges), kept in a tokio task-local around actix-session's
+//! [`TrackChanges`](crate::request::middleware::TrackChanges), kept in a tokio task-local around actix-session's
 //! middleware.
 //!
 //! actix-session hands the store each operation on its own, with no sign of which request it
@@ -13,7 +13,7 @@ use std::{cell::RefCell, future::Future, sync::Once};
 use actix_web::{ResponseError as _, http::StatusCode};
 
 use crate::{
-    StoreError, session::fields::SessionState, session::key::RedisKey,
+    error::StoreError, session::fields::SessionState, session::key::RedisKey,
     telemetry::failure_log::Chain,
 };
 
@@ -75,7 +75,7 @@ pub(crate) async fn run<F: Future>(safe_method: bool, request: F) -> (F::Output,
         .await
 }
 
-/// `f` on the current request's scope, or `None` outside [`TrackChanges`](crate::TrackChanges).
+/// `f` on the current request's scope, or `None` outside [`TrackChanges`](crate::request::middleware::TrackChanges).
 /// Only the store's session operations call this, so the first call outside a scope is worth
 /// one line in the logs.
 fn with<R>(f: impl FnOnce(&mut RequestScope) -> R) -> Option<R> {
@@ -170,7 +170,7 @@ fn loaded_as<R>(session_key: &str, read: impl FnOnce(&Loaded) -> R) -> Option<R>
 }
 
 /// Whether this request may go on anonymous when its session cannot be loaded: it runs inside
-/// [`TrackChanges`](crate::TrackChanges) and its method is safe. An unsafe one (a logout, a
+/// [`TrackChanges`](crate::request::middleware::TrackChanges) and its method is safe. An unsafe one (a logout, a
 /// form post) must fail instead: actix-session would drop what it does to a session it never
 /// loaded.
 pub(crate) fn may_go_anonymous() -> bool {

@@ -162,7 +162,7 @@ mod tests {
             Chain(&Wrapper(refused)).to_string(),
             "could not connect: refused"
         );
-        let err = crate::StoreError::Pool(deadpool::managed::PoolError::Closed);
+        let err = crate::error::StoreError::Pool(deadpool::managed::PoolError::Closed);
         assert_eq!(
             Chain(&err).to_string(),
             "could not get a Redis connection from the pool: Pool has been closed"

@@ -16,7 +16,9 @@ use std::{cell::Cell, future::Future, sync::OnceLock, time::Instant};
 use metrics::{Counter, Gauge, Histogram, SharedString};
 use tracing::{Instrument as _, field::Empty};
 
-use crate::{StoreError, backend::pool::Pool};
+use deadpool::managed::{self, Pool};
+
+use crate::error::{ErrorClass, StoreError};
 
 macro_rules! span {
     ($name:literal) => {
@@ -42,10 +44,22 @@ pub(crate) enum Operation {
     Delete,
     Sessions,
     Revoke,
+    Location,
+    LoginThrottle,
+    HealthCheck,
 }
 
 impl Operation {
-    const COUNT: usize = 7;
+    const COUNT: usize = 10;
+
+    /// Whether it works on the request's own session (actix-session's `SessionStore`
+    /// operations), so that its failure is the request's.
+    pub(crate) fn is_the_requests(self) -> bool {
+        matches!(
+            self,
+            Self::Load | Self::Save | Self::Update | Self::UpdateTtl | Self::Delete
+        )
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -56,6 +70,9 @@ impl Operation {
             Self::Delete => "delete",
             Self::Sessions => "sessions",
             Self::Revoke => "revoke",
+            Self::Location => "location",
+            Self::LoginThrottle => "login_throttle",
+            Self::HealthCheck => "health_check",
         }
     }
 
@@ -69,6 +86,9 @@ impl Operation {
             Self::Delete => span!("session_store.delete"),
             Self::Sessions => span!("session_store.sessions"),
             Self::Revoke => span!("session_store.revoke"),
+            Self::Location => span!("session_store.location"),
+            Self::LoginThrottle => span!("session_store.login_throttle"),
+            Self::HealthCheck => span!("session_store.health_check"),
         }
     }
 }
@@ -101,12 +121,10 @@ impl Outcome {
     }
 
     fn of_error(err: &StoreError) -> Self {
-        if err.is_unavailable() {
-            Self::Unavailable
-        } else if matches!(err, StoreError::StateTooLarge { .. }) {
-            Self::TooLarge
-        } else {
-            Self::Error
+        match err.class() {
+            ErrorClass::Unavailable => Self::Unavailable,
+            ErrorClass::TooLarge => Self::TooLarge,
+            ErrorClass::Internal => Self::Error,
         }
     }
 }
@@ -163,7 +181,7 @@ impl Instruments {
     pub(crate) async fn observe<T>(
         &self,
         operation: Operation,
-        pool: &Pool,
+        pool: &Pool<impl managed::Manager>,
         work: impl Future<Output = Result<T, StoreError>>,
         outcome: impl FnOnce(&T) -> Outcome,
     ) -> Result<T, StoreError> {
@@ -215,7 +233,7 @@ impl Instruments {
     }
 
     /// How full the pool is now.
-    fn pool(&self, pool: &Pool) {
+    fn pool(&self, pool: &Pool<impl managed::Manager>) {
         let status = pool.status();
         let idle = status.available;
         let in_use = status.size.saturating_sub(idle);

@@ -1,0 +1,81 @@
+//! Ending a session: a logout, or a session found past its absolute lifetime.
+
+use actix_session::storage::SessionKey;
+use redis::Cmd;
+
+use crate::{
+    backend::batch::Batch,
+    error::StoreError,
+    features::events::SessionEventKind,
+    features::users::Users,
+    request::scope,
+    session::key::RedisKey,
+    session::scripts::{self},
+    store::RedisSessionStore,
+    telemetry::log,
+};
+
+impl RedisSessionStore {
+    /// A plain `DEL` of `key`; how many keys it removed.
+    pub(super) async fn delete_key(&self, key: &RedisKey) -> Result<u64, StoreError> {
+        self.handle
+            .backend()
+            .query(redis::cmd("DEL").arg(key))
+            .await
+    }
+
+    /// Deletes the session at `key`, found past its absolute lifetime, and announces its
+    /// expiry (with `user`, its user) when the store publishes events.
+    pub(super) async fn end_expired(
+        &self,
+        key: &RedisKey,
+        user: Option<&str>,
+    ) -> Result<(), StoreError> {
+        log::expired(key);
+        let announcement = self.announce(SessionEventKind::Expired, key, user, None);
+        self.delete_announced(key, announcement).await?;
+        Ok(())
+    }
+
+    /// Deletes the session at `key`, as a write: a plain `DEL`, or a script that announces it
+    /// when there is an announcement to make. How many keys it deleted.
+    pub(super) async fn delete_announced(
+        &self,
+        key: &RedisKey,
+        announcement: Option<(String, String)>,
+    ) -> Result<u64, StoreError> {
+        let backend = &self.handle.backend();
+        if let Some((channel, message)) = announcement {
+            let announce = |cmd: &mut Cmd| {
+                cmd.arg(&channel).arg(&message);
+            };
+            return backend.run_script(&scripts::DELETE, key, announce).await;
+        }
+        let mut pipe = Batch::new();
+        pipe.cmd("DEL").arg(key);
+        let (removed,): (u64,) = backend.write(pipe).await?;
+        Ok(removed)
+    }
+
+    pub(super) async fn delete_state(&self, session_key: &SessionKey) -> Result<(), StoreError> {
+        let Some((key, _)) = self.redis_key(session_key) else {
+            return Ok(());
+        };
+        let user = self
+            .handle
+            .config()
+            .user_entry
+            .as_deref()
+            .and_then(|name| scope::loaded_entry(&key, name));
+        let announcement = self.announce(SessionEventKind::Deleted, &key, user.as_deref(), None);
+        let removed = self.delete_announced(&key, announcement).await? > 0;
+        scope::note_deleted(&key, removed);
+        if removed {
+            log::deleted(&key);
+        }
+        if let Some(user) = user {
+            Users::new(&self.handle).remove(&user, &key).await;
+        }
+        Ok(())
+    }
+}

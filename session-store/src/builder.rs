@@ -12,6 +12,29 @@ use crate::{
     store::RedisSessionStore,
 };
 
+/// The store's constructors: the defaults, or a builder for other settings.
+impl RedisSessionStore {
+    /// A store with the default settings on an existing pool (built with `Runtime::Tokio1`).
+    pub fn new(pool: Pool) -> Self {
+        Self::builder()
+            .build_with_pool(pool)
+            .expect("the default settings are valid")
+    }
+
+    /// A store with the default settings on a new pool for `url`.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidUrl`] when the URL cannot be used.
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        Self::builder().build_with_url(url)
+    }
+
+    /// A builder to choose settings other than the defaults.
+    pub fn builder() -> RedisSessionStoreBuilder {
+        RedisSessionStoreBuilder::default()
+    }
+}
+
 /// Builds a [`RedisSessionStore`] with settings other than the defaults.
 ///
 /// Settings are checked when the store is built: one the store cannot work with (a zero

@@ -17,7 +17,6 @@ use tracing::Level;
 
 use crate::{
     backend::pool::{Pool, Topology},
-    builder::RedisSessionStoreBuilder,
     config::{Config, WhenUnavailable},
     error::StoreError,
     features::{
@@ -44,26 +43,6 @@ pub struct RedisSessionStore {
 }
 
 impl RedisSessionStore {
-    /// A store with the default settings on an existing pool (built with `Runtime::Tokio1`).
-    pub fn new(pool: Pool) -> Self {
-        Self::builder()
-            .build_with_pool(pool)
-            .expect("the default settings are valid")
-    }
-
-    /// A store with the default settings on a new pool for `url`.
-    ///
-    /// # Errors
-    /// [`StoreError::InvalidUrl`] when the URL cannot be used.
-    pub fn from_url(url: &str) -> Result<Self, StoreError> {
-        Self::builder().build_with_url(url)
-    }
-
-    /// A builder to choose settings other than the defaults.
-    pub fn builder() -> RedisSessionStoreBuilder {
-        RedisSessionStoreBuilder::default()
-    }
-
     pub(crate) fn from_parts(pool: Pool, config: Config) -> Self {
         Self {
             handle: Arc::new(Handle::new(pool, config)),
@@ -157,13 +136,13 @@ impl RedisSessionStore {
     }
 
     /// Subscribes to the lifecycle events that stores on this Redis with this key prefix
-    /// publish ([`publish_events`](crate::config::RedisSessionStoreBuilder::publish_events)), from
+    /// publish ([`publish_events`](crate::builder::RedisSessionStoreBuilder::publish_events)), from
     /// every instance. The subscription runs on a task of its own, reconnects after a Redis
     /// restart or failover (and says so), and ends when the stream is dropped.
     ///
     /// When the server sends keyspace notifications for expired keys
     /// (`notify-keyspace-events` with `Ex`; the store never sets it), idle sessions that Redis
-    /// expires come as [`SessionEventKind::Expired`]. On a cluster every node the store was
+    /// expires come as [`SessionEventKind::Expired`](crate::features::events::SessionEventKind::Expired). On a cluster every node the store was
     /// given is listened to for them (each primary expires its own keys; a replica promoted by
     /// a failover is heard from if it was among them).
     ///

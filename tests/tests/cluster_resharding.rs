@@ -405,7 +405,7 @@ async fn a_primary_added_under_load_takes_a_quarter_of_the_slots_and_nothing_fai
 /// its new primary. In between, the old primary answers `ASK` for a key it no longer has, and
 /// the new one serves that key only to a command that follows an `ASKING`. redis-rs sends one
 /// `ASKING` before a whole pipeline, so the store sends such a request again command by
-/// command (see `session-store/src/batch.rs`): reads and writes of a session caught mid-move
+/// command (see `session-store/src/backend/batch.rs`): reads and writes of a session caught mid-move
 /// work, at the cost of a few more round trips.
 #[actix_web::test]
 async fn a_session_whose_key_moved_while_its_slot_is_still_open_is_read_and_written() {

@@ -384,8 +384,8 @@ mod cluster {
         send(&app, Method::POST, "/set/theme/light", Some(&cookie)).await;
         // Every primary has the save script, as after the first logins on each.
         let save = redis::Script::new(concat!(
-            include_str!("../../session-store/src/lua/prelude.lua"),
-            include_str!("../../session-store/src/lua/save.lua"),
+            include_str!("../../session-store/src/session/lua/prelude.lua"),
+            include_str!("../../session-store/src/session/lua/save.lua"),
         ));
         for node in watched.cluster.nodes() {
             let mut connection = redis::Client::open(node.url())

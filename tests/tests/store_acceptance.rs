@@ -556,8 +556,8 @@ mod cases {
         // The save script is what guarantees this; ids never collide in practice, so run the
         // script itself against a key that exists.
         let script = redis::Script::new(concat!(
-            include_str!("../../session-store/src/lua/prelude.lua"),
-            include_str!("../../session-store/src/lua/save.lua"),
+            include_str!("../../session-store/src/session/lua/prelude.lua"),
+            include_str!("../../session-store/src/session/lua/save.lua"),
         ));
         let mut redis = fx.redis().await;
         let key = format!("{}s:x", fx.prefix);

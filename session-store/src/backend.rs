@@ -18,7 +18,7 @@ use redis::{
 
 use crate::{
     backend::batch::Batch,
-    backend::connection::{Outcome, SharedConnection},
+    backend::connection::{CommandFate, SharedConnection},
     backend::pool::{Manager, Pool},
     config::{Config, ReplicaAcks},
     error::StoreError,
@@ -194,16 +194,16 @@ impl Backend {
         in_flight.settle();
         match result {
             Ok(Ok(value)) => {
-                connection.record(Outcome::Answered);
+                connection.record(CommandFate::Answered);
                 Ok(value)
             }
             Ok(Err(err)) => {
                 let err = first_failure(err);
-                connection.record(Outcome::Failed(&err));
+                connection.record(CommandFate::Failed(&err));
                 Err(err.into())
             }
             Err(_) => {
-                connection.record(Outcome::TimedOut);
+                connection.record(CommandFate::TimedOut);
                 Err(StoreError::CommandTimeout(self.command_timeout))
             }
         }

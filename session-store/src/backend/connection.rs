@@ -119,7 +119,7 @@ impl Health {
 }
 
 /// What became of a command sent on a connection.
-pub(crate) enum Outcome<'a> {
+pub(crate) enum CommandFate<'a> {
     /// Redis answered (possibly with an error reply, which says nothing against the connection).
     Answered,
     /// The command failed with this error.
@@ -184,17 +184,17 @@ impl SharedConnection {
     }
 
     /// Records how a command went, so the pool knows whether to trust this connection.
-    pub(crate) fn record(&self, outcome: Outcome<'_>) {
+    pub(crate) fn record(&self, outcome: CommandFate<'_>) {
         match outcome {
-            Outcome::Answered => self.health.prove(),
+            CommandFate::Answered => self.health.prove(),
             // An error reply (e.g. NOSCRIPT): the connection itself works.
-            Outcome::Failed(err) if !condemns_connection(err) => self.health.prove(),
-            Outcome::Failed(_) => {
+            CommandFate::Failed(err) if !condemns_connection(err) => self.health.prove(),
+            CommandFate::Failed(_) => {
                 self.health.broken.store(true, Ordering::Release);
                 self.health.fail();
             }
             // Slow, perhaps gone: every connection must prove itself before it is used again.
-            Outcome::TimedOut => self.health.fail(),
+            CommandFate::TimedOut => self.health.fail(),
         }
     }
 }

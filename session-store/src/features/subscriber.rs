@@ -12,6 +12,7 @@ use std::{
 };
 
 use futures_util::{Stream, StreamExt as _};
+use redis::aio::PubSub;
 use tokio::sync::mpsc;
 
 use crate::{
@@ -82,6 +83,20 @@ struct Relay {
 }
 
 impl Relay {
+    /// Hands over every event that comes on `pubsub` until the connection ends; `false` once
+    /// the consumer is gone.
+    async fn all(&self, mut pubsub: PubSub, channel: &str, prefix: &str) -> bool {
+        let mut messages = pubsub.on_message();
+        while let Some(message) = messages.next().await {
+            if let Some(event) = event_of(&message, channel, prefix)
+                && !self.event(event)
+            {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Hands `event` over, or drops it when the consumer is too far behind. `false` once the
     /// consumer is gone.
     fn event(&self, event: SessionEvent) -> bool {
@@ -123,13 +138,8 @@ async fn listen(pool: Pool, prefix: String, relay: Relay, with_expiry: bool) {
             if attempt > 0 && relay.sender.send(SessionNotice::Reconnected).await.is_err() {
                 return;
             }
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                if let Some(event) = event_of(&message, &channel, &prefix)
-                    && !relay.event(event)
-                {
-                    return;
-                }
+            if !relay.all(pubsub, &channel, &prefix).await {
+                return;
             }
         }
         tokio::time::sleep(RECONNECT_AFTER).await;
@@ -145,13 +155,8 @@ async fn listen_for_expiry(pool: Pool, node: usize, prefix: String, relay: Relay
         if let Ok(mut pubsub) = pool.manager().pubsub(node).await
             && pubsub.psubscribe(EXPIRED).await.is_ok()
         {
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                if let Some(event) = event_of(&message, &channel, &prefix)
-                    && !relay.event(event)
-                {
-                    return;
-                }
+            if !relay.all(pubsub, &channel, &prefix).await {
+                return;
             }
         }
         tokio::time::sleep(RECONNECT_AFTER).await;

@@ -48,7 +48,8 @@ impl TrackChanges {
 }
 
 /// The service actix-session's middleware makes of `S`.
-type Inner<S> = <SessionMiddleware<RedisSessionStore> as Transform<S, ServiceRequest>>::Transform;
+type SessionService<S> =
+    <SessionMiddleware<RedisSessionStore> as Transform<S, ServiceRequest>>::Transform;
 
 impl<S, B> Transform<S, ServiceRequest> for TrackChanges
 where
@@ -60,11 +61,11 @@ where
             InitError = (),
         >,
     <SessionMiddleware<RedisSessionStore> as Transform<S, ServiceRequest>>::Future: 'static,
-    <Inner<S> as Service<ServiceRequest>>::Future: 'static,
+    <SessionService<S> as Service<ServiceRequest>>::Future: 'static,
 {
     type Response = ServiceResponse<B>;
     type Error = actix_web::Error;
-    type Transform = TrackChangesService<Inner<S>>;
+    type Transform = TrackChangesService<SessionService<S>>;
     type InitError = ();
     type Future = Pin<Box<dyn Future<Output = Result<Self::Transform, ()>>>>;
 

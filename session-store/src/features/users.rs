@@ -35,7 +35,7 @@ use crate::{
     features::location::CurrentSession,
     handle::Handle,
     session::clock::{millis, now_millis},
-    session::fields::{self},
+    session::fields,
     session::key::{self, RedisKey},
     session::scripts,
     telemetry::failure_log,

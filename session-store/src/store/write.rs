@@ -14,7 +14,7 @@ use crate::{
     session::clock::now_millis,
     session::fields::{self, SessionState},
     session::key::RedisKey,
-    session::scripts::{self},
+    session::scripts,
     session::session_id::{self, IdleClass},
     store::{RedisSessionStore, rules::append_entries},
     telemetry::log,

@@ -110,8 +110,9 @@ async fn main() -> std::io::Result<()> {
         .map_err(std::io::Error::other)?;
     if let Err(error) = store.health_check().await {
         eprintln!(
-            "The cluster at {} does not answer ({error}).\n\n{START_A_CLUSTER}",
-            nodes.join(",")
+            "The cluster at {} does not answer ({}).\n\n{START_A_CLUSTER}",
+            nodes.join(","),
+            error.chain()
         );
         exit(1);
     }

@@ -160,7 +160,10 @@ async fn main() -> std::io::Result<()> {
         .build_with_url(&redis_url)
         .map_err(std::io::Error::other)?;
     if let Err(error) = store.health_check().await {
-        eprintln!("Redis at {redis_url} does not answer ({error}): start one with `redis-server`");
+        eprintln!(
+            "Redis at {redis_url} does not answer ({}): start one with `redis-server`",
+            error.chain()
+        );
         eprintln!("or name another in REDIS_URL.");
         std::process::exit(1);
     }

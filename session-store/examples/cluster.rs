@@ -16,7 +16,7 @@
 //! REDIS_CLUSTER_NODES=redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002 \
 //!   cargo run -p session-store --example cluster
 //! curl -c jar -X POST http://127.0.0.1:8080/login/alice
-//! curl -b jar http://127.0.0.1:8080/me        # alice, slot 1234 on 127.0.0.1:7000
+//! curl -b jar http://127.0.0.1:8080/me        # alice, slot 7710 on 127.0.0.1:7001
 //!
 //! # and to stop the cluster afterwards:
 //! for port in 7000 7001 7002; do redis-cli -p $port shutdown nosave; done

@@ -28,3 +28,18 @@ pub use crate::{
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The Rust examples of `docs/topologies.md` (a cluster, Sentinel), compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/topologies.md")]
+pub struct TopologiesDoctests;
+
+/// The Rust examples of `docs/security.md` (TLS with a private CA), compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/security.md")]
+pub struct SecurityDoctests;
+
+/// The Rust examples of `docs/users-sessions.md` (a user's sessions), compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/users-sessions.md")]
+pub struct UsersSessionsDoctests;

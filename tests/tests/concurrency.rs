@@ -205,7 +205,7 @@ async fn a_write_racing_a_renewal_is_dropped_and_the_renewed_session_lives() {
     assert_eq!(
         get_entry(&app, "theme", Some(&renewed)).await,
         "none",
-        "the write that loaded the old id is dropped, as the README says"
+        "the write that loaded the old id is dropped, as docs/design.md says"
     );
     assert_eq!(
         sessions(&server).await.len(),
@@ -341,7 +341,7 @@ async fn two_writers_each_under_the_size_limit_can_go_over_it_together() {
     assert_eq!(get_entry(&app, "a", Some(&cookie)).await, fifty);
     assert_eq!(get_entry(&app, "b", Some(&cookie)).await, fifty);
 
-    // As the README says: the next write that leaves the state over the limit is refused,
+    // As docs/design.md says: the next write that leaves the state over the limit is refused,
     // one that brings it back under goes through.
     let grow = send(&app, Method::POST, "/set/c/1", Some(&cookie)).await;
     assert_eq!(grow.status(), 413);

@@ -11,15 +11,15 @@ use integration_tests::{
 };
 use session_store::{RedisSessionStore, StoreError};
 
-/// The rules of the README's ACL line (the store's commands, on keys under its prefix
-/// `session:` and pub/sub channels under it, nothing else), with the test's password: what
-/// the README tells operators to run is what this suite tries.
+/// The rules of the ACL line in `docs/security.md` (the store's commands, on keys under its
+/// prefix `session:` and pub/sub channels under it, nothing else), with the test's password:
+/// what the docs tell operators to run is what this suite tries.
 fn acl_rules() -> String {
-    const README: &str = include_str!("../../README.md");
-    README
+    const SECURITY: &str = include_str!("../../docs/security.md");
+    SECURITY
         .lines()
         .find_map(|line| line.strip_prefix("ACL SETUSER sessions "))
-        .expect("the README has an `ACL SETUSER sessions` line")
+        .expect("docs/security.md has an `ACL SETUSER sessions` line")
         .replace(">CHANGE-ME", ">session-password")
 }
 

@@ -1,8 +1,8 @@
 //! `min_replica_acks`: with too few replicas to acknowledge it, every write (a login, a change,
-//! a renewal, a logout) is answered `503` with `Retry-After`, as the README says, "though the
-//! primary has it"; so a login answered `503` gives no cookie and leaves nobody logged in. On a
-//! single server, on a cluster (only the shard whose replica is gone refuses) and behind
-//! Sentinel; with the replicas up, the same writes are answered `200`.
+//! a renewal, a logout) is answered `503` with `Retry-After`, as `docs/topologies.md` says,
+//! "though the primary has it"; so a login answered `503` gives no cookie and leaves nobody
+//! logged in. On a single server, on a cluster (only the shard whose replica is gone refuses)
+//! and behind Sentinel; with the replicas up, the same writes are answered `200`.
 //!
 //! Replicas are stopped, never primaries, with failure detection slow enough (node timeout,
 //! `down-after`) that nothing is failed over meanwhile.
@@ -100,8 +100,8 @@ async fn writes_are_acknowledged(app: &impl TestApp) {
 }
 
 /// With too few replicas for the sessions of `cookies` (logged in as `alice`): reads are
-/// served, and every write to them is answered `503` with `Retry-After`. As the README says,
-/// the primary has each write all the same: the change is read back, the logout took effect,
+/// served, and every write to them is answered `503` with `Retry-After`. As
+/// `docs/topologies.md` says, the primary has each write all the same: the change is read back, the logout took effect,
 /// and a login over a session deleted the old one (the first half of a renewal) and gave no
 /// cookie for the new one, so nobody is logged in as the new user.
 async fn writes_are_refused(app: &impl TestApp, cookies: &[Cookie<'static>]) {
@@ -125,7 +125,7 @@ async fn writes_are_refused(app: &impl TestApp, cookies: &[Cookie<'static>]) {
     assert_eq!(
         get_entry(app, "theme", Some(changed)).await,
         "dark",
-        "a change answered 503: the primary has it (README)"
+        "a change answered 503: the primary has it (docs/topologies.md)"
     );
     let removed = send(app, Method::POST, "/remove/theme", Some(changed)).await;
     assert_refused(&removed, "a removal");
@@ -145,13 +145,13 @@ async fn writes_are_refused(app: &impl TestApp, cookies: &[Cookie<'static>]) {
     assert_eq!(
         get_entry(app, "user", Some(ended)).await,
         "none",
-        "a logout answered 503: the primary has it (README)"
+        "a logout answered 503: the primary has it (docs/topologies.md)"
     );
 }
 
 /// Fresh logins, with no replica to acknowledge any write: each is answered `503` with
 /// `Retry-After` and no cookie, so the visitor is not logged in; the session each made stays on
-/// its primary, where no cookie leads (the README: "though the primary has it").
+/// its primary, where no cookie leads (`docs/topologies.md`: "though the primary has it").
 async fn fresh_logins_are_refused(app: &impl TestApp, deployment: &Deployment) {
     const LOGINS: usize = 3;
     let before = stored_sessions(deployment).await;
@@ -166,7 +166,7 @@ async fn fresh_logins_are_refused(app: &impl TestApp, deployment: &Deployment) {
     assert_eq!(
         stored_sessions(deployment).await,
         before + LOGINS,
-        "each refused login's session stays on its primary (README), cookieless"
+        "each refused login's session stays on its primary (docs/topologies.md), cookieless"
     );
 }
 

@@ -3,7 +3,7 @@
 use actix_session::Session;
 use actix_web::{HttpRequest, http::header};
 
-use crate::csrf;
+use crate::web::csrf;
 
 /// The session entry that holds the signed-in user: the store's `user_entry`.
 pub(crate) const USER: &str = "user";

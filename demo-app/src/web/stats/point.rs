@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::exposition::{Sample, samples};
-use crate::metrics::OWN_ROUTES;
+use crate::web::metrics::OWN_ROUTES;
 
 /// The outcomes of store operations every point carries, even at zero, so that the page has a
 /// line for each from the start (`session-store`'s `Outcome` names).

@@ -16,7 +16,7 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 use session_store::{CurrentSession, UserSession};
 
-use crate::{
+use super::{
     csrf,
     pages::{PageContext, render, see_other},
     state::AppState,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use session_store::CurrentSession;
 
-use crate::{
+use super::{
     client_address::client_address,
     hashing,
     login_throttle::{self, Attempt},

@@ -17,7 +17,8 @@ use std::{net::IpAddr, time::Duration};
 
 use session_store::{ThrottleCause, ThrottleLimits, Throttled};
 
-use crate::{cli::CommonArgs, client_address, hashing::Busy, state::AppState};
+use super::{client_address, hashing::Busy, state::AppState};
+use crate::cli::CommonArgs;
 
 /// The limits the flags ask for.
 pub(crate) fn limits(args: &CommonArgs) -> ThrottleLimits {

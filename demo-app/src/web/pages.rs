@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use session_store::CurrentSession;
 
-use crate::{
+use super::{
     client_address::client_address,
     csrf,
     hashing::RETRY_AFTER_SECS,
@@ -347,17 +347,17 @@ async fn stylesheet() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(include_str!("../static/style.css"))
+        .body(include_str!("../../static/style.css"))
 }
 
 /// The home page's script that shows the activity stream (see the file).
 async fn activity_script() -> HttpResponse {
-    script(include_str!("../static/activity.js"))
+    script(include_str!("../../static/activity.js"))
 }
 
 /// The script that lists the instances behind the last page views (see the file).
 async fn history_script() -> HttpResponse {
-    script(include_str!("../static/history.js"))
+    script(include_str!("../../static/history.js"))
 }
 
 fn script(source: &'static str) -> HttpResponse {

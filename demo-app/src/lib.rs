@@ -3,7 +3,8 @@
 //!
 //! Two halves: [`web`], everything one instance serves, and [`launcher`], which starts a
 //! private Redis, the instances and a load balancer and watches over them. What both use sits
-//! here: the command line ([`cli`]), the cookie key, where Redis is, and logging. `main.rs`
+//! here: the command line ([`cli`]), the cookie key, where Redis is, logging, and the reader
+//! of Prometheus's text format ([`prometheus`]), which the stats page and the tests share. `main.rs`
 //! only parses the command line and dispatches; the app is built in [`web`]
 //! ([`web::configure`], [`web::instance::session_middleware`]) so tests can start it
 //! in-process or as a process alike.
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod cookie_key;
 pub mod launcher;
 pub mod logging;
+pub mod prometheus;
 mod redis_target;
 pub mod web;
 

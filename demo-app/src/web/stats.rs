@@ -8,7 +8,6 @@
 //! load balancer, the page follows the instance that served it, on that instance's own port
 //! (which `/api/stats` allows any origin to read: it holds counts, nothing of anyone's).
 
-mod exposition;
 mod point;
 
 use std::{

@@ -10,6 +10,7 @@ mod api;
 pub mod browser_guard;
 mod client_address;
 mod csrf;
+mod device_name;
 pub mod hashing;
 mod health;
 pub mod instance;

@@ -18,6 +18,7 @@ use session_store::{CurrentSession, UserSession};
 
 use super::{
     csrf,
+    device_name::device_name,
     pages::{PageContext, render, see_other},
     state::AppState,
     user,
@@ -292,50 +293,6 @@ async fn revoke_others_form(
     Ok(see_other(&format!("/sessions?revoked={count}")))
 }
 
-/// A short name for the device behind a user agent: "Chrome on Linux", "Safari on iPhone",
-/// "curl".
-fn device_name(user_agent: Option<&str>) -> String {
-    const BROWSERS: [(&str, &str); 9] = [
-        ("Edg/", "Edge"),
-        ("OPR/", "Opera"),
-        ("Firefox/", "Firefox"),
-        ("HeadlessChrome/", "Headless Chrome"),
-        ("CriOS/", "Chrome"),
-        ("Chrome/", "Chrome"),
-        ("Safari/", "Safari"),
-        ("curl/", "curl"),
-        ("ureq/", "ureq"),
-    ];
-    // iPhones say "like Mac OS X", and Android phones "Linux": the more particular first.
-    const SYSTEMS: [(&str, &str); 7] = [
-        ("iPhone", "iPhone"),
-        ("iPad", "iPad"),
-        ("Android", "Android"),
-        ("Windows", "Windows"),
-        ("Mac OS X", "macOS"),
-        ("CrOS", "ChromeOS"),
-        ("Linux", "Linux"),
-    ];
-    let Some(user_agent) = user_agent.filter(|agent| !agent.trim().is_empty()) else {
-        return "Unknown device".to_owned();
-    };
-    let find = |table: &[(&str, &'static str)]| {
-        table
-            .iter()
-            .find(|(mark, _)| user_agent.contains(mark))
-            .map(|&(_, name)| name)
-    };
-    match (find(&BROWSERS), find(&SYSTEMS)) {
-        (Some(browser), Some(system)) => format!("{browser} on {system}"),
-        (Some(browser), None) => browser.to_owned(),
-        (None, _) => user_agent
-            .split_whitespace()
-            .next()
-            .unwrap_or(user_agent)
-            .to_owned(),
-    }
-}
-
 fn duration_between(earlier: SystemTime, later: SystemTime) -> Duration {
     later.duration_since(earlier).unwrap_or_default()
 }
@@ -364,38 +321,6 @@ fn span(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn devices_are_named_after_their_browser_and_system() {
-        let cases = [
-            (
-                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
-                 HeadlessChrome/120.0.0.0 Safari/537.36",
-                "Headless Chrome on Linux",
-            ),
-            (
-                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
-                 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
-                "Safari on iPhone",
-            ),
-            (
-                "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) \
-                 Chrome/120.0 Mobile Safari/537.36",
-                "Chrome on Android",
-            ),
-            (
-                "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
-                "Firefox on Windows",
-            ),
-            ("curl/8.5.0", "curl"),
-            ("python-requests/2.31 (something)", "python-requests/2.31"),
-            ("", "Unknown device"),
-        ];
-        for (agent, name) in cases {
-            assert_eq!(device_name(Some(agent)), name, "{agent}");
-        }
-        assert_eq!(device_name(None), "Unknown device");
-    }
 
     #[test]
     fn times_are_said_roughly() {

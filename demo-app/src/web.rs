@@ -18,6 +18,7 @@ mod login_throttle;
 pub mod metrics;
 mod pages;
 mod redis_info;
+mod respond;
 mod sessions;
 mod state;
 pub mod stats;

@@ -21,7 +21,7 @@ use session_store::{
 };
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use super::{browser_guard, user};
+use super::{browser_guard, respond::not_signed_in, user};
 
 /// Notices a browser's stream may fall behind by before it misses some (and is told so).
 const BACKLOG: usize = 256;
@@ -209,8 +209,9 @@ async fn events(
         return Ok(HttpResponse::Forbidden()
             .json(serde_json::json!({"error": "cross-origin request refused"})));
     }
-    let (Some(user), Some(own)) = (user::current(&session)?, current.reference()) else {
-        return Ok(HttpResponse::Unauthorized().json(serde_json::json!({"error": "not signed in"})));
+    let user = user::signed_in(&session)?;
+    let Some(own) = current.reference() else {
+        return Ok(not_signed_in());
     };
     let own: Arc<str> = Arc::from(own);
     let Some(opened) = activity.open(&own) else {

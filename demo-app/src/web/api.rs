@@ -1,7 +1,11 @@
 //! The JSON API for scripts and tests.
 
 use actix_session::Session;
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::{StatusCode, header},
+    web,
+};
 use serde::{Deserialize, Serialize};
 
 use session_store::CurrentSession;
@@ -11,6 +15,7 @@ use super::{
     hashing,
     login_throttle::{self, Attempt},
     redis_info::RedisInfo,
+    respond::error,
     state::AppState,
     user,
 };
@@ -46,10 +51,6 @@ fn me_of(session: &Session, state: &AppState) -> actix_web::Result<Me> {
     })
 }
 
-fn error(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(serde_json::json!({ "error": message }))
-}
-
 #[derive(Deserialize)]
 struct Credentials {
     username: String,
@@ -63,63 +64,40 @@ async fn login(
     credentials: web::Json<Credentials>,
 ) -> actix_web::Result<HttpResponse> {
     let Credentials { username, password } = credentials.into_inner();
-    let client = client_address(&req, &state);
-    match login_throttle::attempt(&state, &username, &password, client).await? {
-        Attempt::Verified => {}
-        Attempt::Failed => {
-            tracing::info!(%client, "failed login");
-            return Ok(error(
-                actix_web::http::StatusCode::UNAUTHORIZED,
-                "unknown username or wrong password",
-            ));
-        }
-        Attempt::Throttled {
-            retry_after,
-            message,
-        } => {
-            tracing::info!(%client, retry_after, "login refused by the throttle");
-            return Ok(throttled(retry_after, &message));
-        }
-        Attempt::Busy => return Ok(too_busy()),
-        Attempt::TooLong => {
-            return Ok(error(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                login_throttle::TOO_LONG,
-            ));
-        }
+    let attempt = login_throttle::log_in(&req, &state, &username, &password).await?;
+    let Some((status, retry_after)) = attempt.refusal() else {
+        user::sign_in(&session, &username, &req, state.port)?;
+        tracing::info!(user = %username, client = %client_address(&req, &state), "signed in");
+        return Ok(HttpResponse::Ok().json(me_of(&session, &state)?));
+    };
+    let mut body = serde_json::json!({ "error": refusal_message(&attempt) });
+    let mut response = HttpResponse::build(status);
+    if let Some(retry_after) = retry_after {
+        response.insert_header((header::RETRY_AFTER, retry_after));
     }
-    user::sign_in(&session, &username, &req, state.port)?;
-    tracing::info!(user = %username, %client, "signed in");
-    Ok(HttpResponse::Ok().json(me_of(&session, &state)?))
+    if let Attempt::Throttled { retry_after, .. } = attempt {
+        body["retry_after"] = retry_after.into();
+    }
+    Ok(response.json(body))
 }
 
-/// A login refused by the throttle, with `Retry-After`.
-fn throttled(retry_after: u64, message: &str) -> HttpResponse {
-    HttpResponse::TooManyRequests()
-        .insert_header((header::RETRY_AFTER, retry_after.to_string()))
-        .json(serde_json::json!({
-            "error": message,
-            "retry_after": retry_after,
-        }))
-}
-
-/// A login turned away because the password checks are saturated: it may retry shortly.
-fn too_busy() -> HttpResponse {
-    HttpResponse::ServiceUnavailable()
-        .insert_header((header::RETRY_AFTER, hashing::RETRY_AFTER_SECS))
-        .json(serde_json::json!({ "error": hashing::Busy.to_string() }))
+/// What the API says of a login that did not verify.
+fn refusal_message(attempt: &Attempt) -> String {
+    match attempt {
+        Attempt::Throttled { message, .. } => message.clone(),
+        Attempt::Busy => hashing::Busy.to_string(),
+        Attempt::TooLong => login_throttle::TOO_LONG.to_owned(),
+        Attempt::Failed | Attempt::Verified => "unknown username or wrong password".to_owned(),
+    }
 }
 
 async fn logout(state: web::Data<AppState>, session: Session) -> HttpResponse {
-    user::sign_out(&session);
-    HttpResponse::Ok()
-        .insert_header(user::CLEAR_COOKIES)
-        .json(Me {
-            user: None,
-            display_name: None,
-            instance: state.port,
-            redis: None,
-        })
+    user::sign_out(&session, HttpResponse::Ok()).json(Me {
+        user: None,
+        display_name: None,
+        instance: state.port,
+        redis: None,
+    })
 }
 
 async fn me(
@@ -144,17 +122,9 @@ async fn update_profile(
     session: Session,
     update: web::Json<ProfileUpdate>,
 ) -> actix_web::Result<HttpResponse> {
-    if user::current(&session)?.is_none() {
-        return Ok(error(
-            actix_web::http::StatusCode::UNAUTHORIZED,
-            "not signed in",
-        ));
-    }
+    user::signed_in(&session)?;
     if let Err(message) = user::set_display_name(&session, &update.display_name)? {
-        return Ok(error(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            &message,
-        ));
+        return Ok(error(StatusCode::UNPROCESSABLE_ENTITY, &message));
     }
     Ok(HttpResponse::Ok().json(me_of(&session, &state)?))
 }

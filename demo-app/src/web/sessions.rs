@@ -7,11 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use actix_session::Session;
-use actix_web::{
-    HttpRequest, HttpResponse,
-    http::{StatusCode, header},
-    web,
-};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 use session_store::{CurrentSession, UserSession};
@@ -19,7 +15,8 @@ use session_store::{CurrentSession, UserSession};
 use super::{
     csrf,
     device_name::device_name,
-    pages::{PageContext, render, see_other},
+    pages::PageContext,
+    respond::{error, no_store, render, see_other},
     state::AppState,
     user,
 };
@@ -86,10 +83,6 @@ async fn devices(
         .map_err(actix_web::Error::from)
 }
 
-fn not_signed_in() -> HttpResponse {
-    HttpResponse::Unauthorized().json(serde_json::json!({ "error": "not signed in" }))
-}
-
 fn revoked(count: usize) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "revoked": count }))
 }
@@ -100,9 +93,7 @@ async fn list(
     session: Session,
     current: CurrentSession,
 ) -> actix_web::Result<HttpResponse> {
-    let Some(user) = user::current(&session)? else {
-        return Ok(not_signed_in());
-    };
+    let user = user::signed_in(&session)?;
     let listed: Vec<Device> = devices(&state, &user, &current)
         .await?
         .iter()
@@ -118,15 +109,13 @@ async fn revoke(
     session: Session,
     reference: web::Path<String>,
 ) -> actix_web::Result<HttpResponse> {
-    let Some(user) = user::current(&session)? else {
-        return Ok(not_signed_in());
-    };
+    let user = user::signed_in(&session)?;
     let found = state.store.revoke(&user, &reference).await?;
     if found {
         tracing::info!(user = %user, session = %reference, "session revoked");
         Ok(HttpResponse::NoContent().finish())
     } else {
-        Ok(HttpResponse::NotFound().json(serde_json::json!({ "error": "no such session" })))
+        Ok(error(StatusCode::NOT_FOUND, "no such session"))
     }
 }
 
@@ -136,9 +125,7 @@ async fn revoke_others(
     session: Session,
     current: CurrentSession,
 ) -> actix_web::Result<HttpResponse> {
-    let Some(user) = user::current(&session)? else {
-        return Ok(not_signed_in());
-    };
+    let user = user::signed_in(&session)?;
     let count = revoke_all(&state, &user, Some(&current)).await?;
     Ok(revoked(count))
 }
@@ -149,14 +136,9 @@ async fn logout_everywhere(
     state: web::Data<AppState>,
     session: Session,
 ) -> actix_web::Result<HttpResponse> {
-    let Some(user) = user::current(&session)? else {
-        return Ok(not_signed_in());
-    };
+    let user = user::signed_in(&session)?;
     let count = revoke_all(&state, &user, None).await?;
-    user::sign_out(&session);
-    Ok(HttpResponse::Ok()
-        .insert_header(user::CLEAR_COOKIES)
-        .json(serde_json::json!({ "revoked": count })))
+    Ok(user::sign_out(&session, HttpResponse::Ok()).json(serde_json::json!({ "revoked": count })))
 }
 
 async fn revoke_all(
@@ -220,9 +202,7 @@ async fn page(
     current: CurrentSession,
     query: web::Query<PageQuery>,
 ) -> actix_web::Result<HttpResponse> {
-    let Some(user) = user::current(&session)? else {
-        return Ok(see_other("/login"));
-    };
+    let user = user::signed_in_or_login(&session)?;
     let now = SystemTime::now();
     let rows = devices(&state, &user, &current)
         .await?
@@ -237,10 +217,7 @@ async fn page(
     let page = PageContext::new(&req, &state, &session)?;
     let mut response = render(&SessionsPage { page, rows, notice }, StatusCode::OK)?;
     // It lists the user's devices: no cache may keep it.
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
+    no_store(&mut response);
     Ok(response)
 }
 
@@ -259,9 +236,7 @@ async fn revoke_form(
     form: web::Form<RevokeForm>,
 ) -> actix_web::Result<HttpResponse> {
     csrf::check(&session, &form.csrf)?;
-    let Some(user) = user::current(&session)? else {
-        return Ok(see_other("/login"));
-    };
+    let user = user::signed_in_or_login(&session)?;
     let found = state.store.revoke(&user, &form.reference).await?;
     if found {
         tracing::info!(user = %user, session = %form.reference, "session revoked");
@@ -286,9 +261,7 @@ async fn revoke_others_form(
     form: web::Form<CsrfForm>,
 ) -> actix_web::Result<HttpResponse> {
     csrf::check(&session, &form.csrf)?;
-    let Some(user) = user::current(&session)? else {
-        return Ok(see_other("/login"));
-    };
+    let user = user::signed_in_or_login(&session)?;
     let count = revoke_all(&state, &user, Some(&current)).await?;
     Ok(see_other(&format!("/sessions?revoked={count}")))
 }

@@ -29,7 +29,8 @@ use tokio::time::{MissedTickBehavior, interval};
 use self::point::{Point, Reading};
 use super::{
     metrics::Metrics,
-    pages::{PageContext, render},
+    pages::PageContext,
+    respond::{JAVASCRIPT, render, static_file},
     state::AppState,
 };
 
@@ -162,15 +163,12 @@ fn demo_origin(req: &HttpRequest, state: &AppState) -> Option<String> {
 
 /// The script that polls `/api/stats` and draws the charts (see the file).
 async fn script() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(include_str!("../../static/stats.js"))
+    static_file(JAVASCRIPT, include_str!("../../static/stats.js"))
 }
 
 async fn stylesheet() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(include_str!("../../static/stats.css"))
+    static_file(
+        "text/css; charset=utf-8",
+        include_str!("../../static/stats.css"),
+    )
 }

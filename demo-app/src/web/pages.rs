@@ -73,6 +73,18 @@ impl PageContext {
             redis: None,
         })
     }
+
+    /// [`PageContext::new`] with where the session lives, for the pages that show it.
+    pub(crate) async fn with_redis(
+        req: &HttpRequest,
+        state: &AppState,
+        session: &Session,
+        current: &CurrentSession,
+    ) -> actix_web::Result<Self> {
+        let mut page = Self::new(req, state, session)?;
+        page.redis = Some(RedisInfo::of(&state.store, current).await);
+        Ok(page)
+    }
 }
 
 #[derive(Template)]
@@ -127,8 +139,7 @@ async fn home(
     session: Session,
     current: CurrentSession,
 ) -> actix_web::Result<HttpResponse> {
-    let mut page = PageContext::new(&req, &state, &session)?;
-    page.redis = Some(RedisInfo::of(&state.store, &current).await);
+    let page = PageContext::with_redis(&req, &state, &session, &current).await?;
     let display_name = user::display_name(&session)?;
     render(&HomePage { page, display_name }, StatusCode::OK)
 }
@@ -244,8 +255,7 @@ async fn profile(
     current: CurrentSession,
 ) -> actix_web::Result<HttpResponse> {
     user::signed_in_or_login(&session)?;
-    let mut page = PageContext::new(&req, &state, &session)?;
-    page.redis = Some(RedisInfo::of(&state.store, &current).await);
+    let page = PageContext::with_redis(&req, &state, &session, &current).await?;
     let display_name = user::display_name(&session)?.unwrap_or_default();
     render(
         &ProfilePage {

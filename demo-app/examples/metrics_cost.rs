@@ -34,7 +34,7 @@ use bench::{
     routes,
 };
 use clap::{Parser, Subcommand, ValueEnum};
-use demo_app::{
+use demo_app::web::{
     metrics::{Metrics, record_request},
     stats::Stats,
 };

@@ -23,7 +23,7 @@ use self::{
 };
 use crate::{
     cli::LaunchArgs,
-    instance,
+    cookie_key,
     redis_target::{Embedded, RedisTarget},
 };
 
@@ -118,14 +118,14 @@ fn ports(args: &LaunchArgs) -> anyhow::Result<Vec<u16>> {
 fn cookie_key(args: &LaunchArgs) -> anyhow::Result<String> {
     Ok(match &args.common.cookie_key {
         Some(key) => {
-            instance::parse_cookie_key(key)?;
+            cookie_key::parse_cookie_key(key)?;
             key.clone()
         }
         None => {
             println!(
                 "No --cookie-key given: generated one for this launch and shared it with every instance (sessions end when the demo stops)."
             );
-            instance::generate_cookie_key()
+            cookie_key::generate_cookie_key()
         }
     })
 }

@@ -1,27 +1,21 @@
 //! The demo application: several actix-web instances on different ports sharing login state
 //! through one Redis, with `session-store` behind actix-session.
 //!
-//! `main.rs` only parses the command line; the app is built here ([`instance::configure`],
-//! [`instance::session_middleware`]) so tests can start it in-process or as a process alike.
+//! Two halves: [`web`], everything one instance serves, and [`launcher`], which starts a
+//! private Redis, the instances and a load balancer and watches over them. What both use sits
+//! here: the command line ([`cli`]), the cookie key, where Redis is, logging, and the reader
+//! of Prometheus's text format ([`prometheus`]), which the stats page and the tests share. `main.rs`
+//! only parses the command line and dispatches; the app is built in [`web`]
+//! ([`web::configure`], [`web::instance::session_middleware`]) so tests can start it
+//! in-process or as a process alike.
 
-mod accounts;
-mod activity;
-mod api;
-pub mod browser_guard;
 pub mod cli;
-mod client_address;
-mod csrf;
-pub mod hashing;
-mod health;
-pub mod instance;
+pub mod cookie_key;
 pub mod launcher;
 pub mod logging;
-mod login_throttle;
-pub mod metrics;
-mod pages;
-mod redis_info;
+pub mod prometheus;
 mod redis_target;
-mod sessions;
-mod state;
-pub mod stats;
-mod user;
+pub mod web;
+
+/// One instance's server and cookies, under the path the test suites know.
+pub use web::instance;

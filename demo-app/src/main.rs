@@ -5,8 +5,9 @@ use std::io::Read as _;
 use clap::Parser as _;
 use demo_app::{
     cli::{Cli, Command},
-    hashing::Hasher,
-    instance, launcher, logging,
+    launcher, logging,
+    web::hashing::Hasher,
+    web::instance,
 };
 
 fn main() -> anyhow::Result<()> {

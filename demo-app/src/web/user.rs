@@ -1,9 +1,12 @@
 //! What the demo keeps in a session, and the one place that reads and writes it.
 
 use actix_session::Session;
-use actix_web::{HttpRequest, http::header};
+use actix_web::{HttpRequest, HttpResponseBuilder, http::header};
 
-use crate::csrf;
+use super::{
+    csrf,
+    respond::{answered, not_signed_in, see_other},
+};
 
 /// The session entry that holds the signed-in user: the store's `user_entry`.
 pub(crate) const USER: &str = "user";
@@ -24,6 +27,17 @@ pub(crate) const MAX_DISPLAY_NAME: usize = 64;
 /// The signed-in user of a session, if any.
 pub(crate) fn current(session: &Session) -> actix_web::Result<Option<String>> {
     Ok(session.get(USER)?)
+}
+
+/// The signed-in user of a session; an anonymous one is answered as the API answers it
+/// (`401`, see [`not_signed_in`]).
+pub(crate) fn signed_in(session: &Session) -> actix_web::Result<String> {
+    current(session)?.ok_or_else(|| answered(not_signed_in()))
+}
+
+/// The signed-in user of a session; an anonymous one is sent to the login page.
+pub(crate) fn signed_in_or_login(session: &Session) -> actix_web::Result<String> {
+    current(session)?.ok_or_else(|| answered(see_other("/login")))
 }
 
 /// Signs `username` in: a fresh session id (no fixation) carrying only the user, a new CSRF
@@ -55,10 +69,15 @@ fn user_agent(req: &HttpRequest) -> Option<String> {
 /// The header a logout response carries, so the browser drops every cookie of the site too.
 pub(crate) const CLEAR_COOKIES: (&str, &str) = ("Clear-Site-Data", "\"cookies\"");
 
-/// Ends the session everywhere: its state is deleted from Redis and the cookie cleared. The
-/// response should carry [`CLEAR_COOKIES`].
-pub(crate) fn sign_out(session: &Session) {
+/// Ends the session everywhere: its state is deleted from Redis and the cookie cleared; the
+/// `response` to come carries [`CLEAR_COOKIES`].
+pub(crate) fn sign_out(
+    session: &Session,
+    mut response: HttpResponseBuilder,
+) -> HttpResponseBuilder {
     session.purge();
+    response.insert_header(CLEAR_COOKIES);
+    response
 }
 
 /// The display name the user chose, if any.

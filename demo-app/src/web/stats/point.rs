@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::exposition::{Sample, samples};
-use crate::metrics::OWN_ROUTES;
+use crate::{
+    prometheus::{Sample, samples},
+    web::metrics::OWN_ROUTES,
+};
 
 /// The outcomes of store operations every point carries, even at zero, so that the page has a
 /// line for each from the start (`session-store`'s `Outcome` names).
@@ -82,8 +84,8 @@ impl Reading {
         reading
     }
 
-    fn add(&mut self, sample: &Sample<'_>) {
-        match sample.name {
+    fn add(&mut self, sample: &Sample) {
+        match sample.name.as_str() {
             "http_requests_total" => {
                 if OWN_ROUTES.contains(&sample.label("route").unwrap_or_default()) {
                     return;

@@ -2,10 +2,7 @@
 
 use session_store::{LoginThrottle, RedisSessionStore};
 
-use crate::{
-    accounts::Accounts, activity::Activity, csrf::VisitorTokens, hashing::HashingPool,
-    health::HealthLog,
-};
+use super::{accounts::Accounts, csrf::VisitorTokens, hashing::HashingPool};
 
 /// One instance's view of the demo.
 #[derive(Debug, Clone)]
@@ -16,7 +13,7 @@ pub(crate) struct AppState {
     pub peers: Vec<u16>,
     /// The load balancer's port, when there is one.
     pub balancer_port: Option<u16>,
-    /// What the load balancer proves itself with (see [`crate::client_address`]).
+    /// What the load balancer proves itself with (see [`crate::web::client_address`]).
     pub balancer_secret: Option<String>,
     /// Who may log in.
     pub accounts: Accounts,
@@ -26,10 +23,6 @@ pub(crate) struct AppState {
     pub store: RedisSessionStore,
     /// Failed logins, counted in Redis for every instance.
     pub login_throttle: LoginThrottle,
-    /// The relay of session events to the live activity panel.
-    pub(crate) activity: Activity,
     /// The login form's tokens, which need no session.
     pub(crate) visitor_tokens: VisitorTokens,
-    /// Whether the health check is failing, so it logs changes only.
-    pub(crate) health: HealthLog,
 }

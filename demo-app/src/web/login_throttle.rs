@@ -15,9 +15,15 @@
 
 use std::{net::IpAddr, time::Duration};
 
+use actix_web::{HttpRequest, http::StatusCode};
 use session_store::{ThrottleCause, ThrottleLimits, Throttled};
 
-use crate::{cli::CommonArgs, client_address, hashing::Busy, state::AppState};
+use super::{
+    client_address::{self, client_address},
+    hashing::{Busy, RETRY_AFTER_SECS},
+    state::AppState,
+};
+use crate::cli::CommonArgs;
 
 /// The limits the flags ask for.
 pub(crate) fn limits(args: &CommonArgs) -> ThrottleLimits {
@@ -45,6 +51,26 @@ pub(crate) enum Attempt {
     TooLong,
 }
 
+impl Attempt {
+    /// How a login that did not verify is answered, by the API and the login form alike:
+    /// its status and, for one that may try again soon, `Retry-After`'s seconds. `None` for
+    /// [`Attempt::Verified`].
+    pub(crate) fn refusal(&self) -> Option<(StatusCode, Option<String>)> {
+        match self {
+            Self::Verified => None,
+            Self::Failed => Some((StatusCode::UNAUTHORIZED, None)),
+            Self::Throttled { retry_after, .. } => {
+                Some((StatusCode::TOO_MANY_REQUESTS, Some(retry_after.to_string())))
+            }
+            Self::Busy => Some((
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(RETRY_AFTER_SECS.to_owned()),
+            )),
+            Self::TooLong => Some((StatusCode::BAD_REQUEST, None)),
+        }
+    }
+}
+
 /// The longest username a login may name, in bytes.
 pub(crate) const MAX_USERNAME: usize = 64;
 
@@ -54,6 +80,28 @@ pub(crate) const MAX_PASSWORD: usize = 1024;
 
 /// What a client that sent [`Attempt::TooLong`] is told.
 pub(crate) const TOO_LONG: &str = "usernames have at most 64 bytes and passwords at most 1,024";
+
+/// [`attempt`] from `req`'s client, a failure and a refusal by the throttle logged.
+///
+/// # Errors
+/// As [`attempt`].
+pub(crate) async fn log_in(
+    req: &HttpRequest,
+    state: &AppState,
+    username: &str,
+    password: &str,
+) -> actix_web::Result<Attempt> {
+    let client = client_address(req, state);
+    let attempt = attempt(state, username, password, client).await?;
+    match &attempt {
+        Attempt::Failed => tracing::info!(%client, "failed login"),
+        Attempt::Throttled { retry_after, .. } => {
+            tracing::info!(%client, retry_after, "login refused by the throttle");
+        }
+        _ => {}
+    }
+    Ok(attempt)
+}
 
 /// Checks `password` for `username`, from `client`, within the limits: an attempt taken from
 /// the counters first (refused at the limit), then the password, then the attempt settled

@@ -7,18 +7,16 @@
 use std::time::{Duration, SystemTime};
 
 use actix_session::Session;
-use actix_web::{
-    HttpRequest, HttpResponse,
-    http::{StatusCode, header},
-    web,
-};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 use session_store::{CurrentSession, UserSession};
 
-use crate::{
+use super::{
     csrf,
-    pages::{PageContext, render, see_other},
+    device_name::device_name,
+    pages::PageContext,
+    respond::{error, no_store, render, see_other},
     state::AppState,
     user,
 };
@@ -85,10 +83,6 @@ async fn devices(
         .map_err(actix_web::Error::from)
 }
 
-fn not_signed_in() -> HttpResponse {
-    HttpResponse::Unauthorized().json(serde_json::json!({ "error": "not signed in" }))
-}
-
 fn revoked(count: usize) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "revoked": count }))
 }
@@ -99,9 +93,7 @@ async fn list(
     session: Session,
     current: CurrentSession,
 ) -> actix_web::Result<HttpResponse> {
-    let Some(user) = user::current(&session)? else {
-        return Ok(not_signed_in());
-    };
+    let user = user::signed_in(&session)?;
     let listed: Vec<Device> = devices(&state, &user, &current)
         .await?
         .iter()
@@ -117,15 +109,13 @@ async fn revoke(
     session: Session,
     reference: web::Path<String>,
 ) -> actix_web::Result<HttpResponse> {
-    let Some(user) = user::current(&session)? else {
-        return Ok(not_signed_in());
-    };
+    let user = user::signed_in(&session)?;
     let found = state.store.revoke(&user, &reference).await?;
     if found {
         tracing::info!(user = %user, session = %reference, "session revoked");
         Ok(HttpResponse::NoContent().finish())
     } else {
-        Ok(HttpResponse::NotFound().json(serde_json::json!({ "error": "no such session" })))
+        Ok(error(StatusCode::NOT_FOUND, "no such session"))
     }
 }
 
@@ -135,9 +125,7 @@ async fn revoke_others(
     session: Session,
     current: CurrentSession,
 ) -> actix_web::Result<HttpResponse> {
-    let Some(user) = user::current(&session)? else {
-        return Ok(not_signed_in());
-    };
+    let user = user::signed_in(&session)?;
     let count = revoke_all(&state, &user, Some(&current)).await?;
     Ok(revoked(count))
 }
@@ -148,14 +136,9 @@ async fn logout_everywhere(
     state: web::Data<AppState>,
     session: Session,
 ) -> actix_web::Result<HttpResponse> {
-    let Some(user) = user::current(&session)? else {
-        return Ok(not_signed_in());
-    };
+    let user = user::signed_in(&session)?;
     let count = revoke_all(&state, &user, None).await?;
-    user::sign_out(&session);
-    Ok(HttpResponse::Ok()
-        .insert_header(user::CLEAR_COOKIES)
-        .json(serde_json::json!({ "revoked": count })))
+    Ok(user::sign_out(&session, HttpResponse::Ok()).json(serde_json::json!({ "revoked": count })))
 }
 
 async fn revoke_all(
@@ -219,9 +202,7 @@ async fn page(
     current: CurrentSession,
     query: web::Query<PageQuery>,
 ) -> actix_web::Result<HttpResponse> {
-    let Some(user) = user::current(&session)? else {
-        return Ok(see_other("/login"));
-    };
+    let user = user::signed_in_or_login(&session)?;
     let now = SystemTime::now();
     let rows = devices(&state, &user, &current)
         .await?
@@ -236,10 +217,7 @@ async fn page(
     let page = PageContext::new(&req, &state, &session)?;
     let mut response = render(&SessionsPage { page, rows, notice }, StatusCode::OK)?;
     // It lists the user's devices: no cache may keep it.
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
+    no_store(&mut response);
     Ok(response)
 }
 
@@ -258,9 +236,7 @@ async fn revoke_form(
     form: web::Form<RevokeForm>,
 ) -> actix_web::Result<HttpResponse> {
     csrf::check(&session, &form.csrf)?;
-    let Some(user) = user::current(&session)? else {
-        return Ok(see_other("/login"));
-    };
+    let user = user::signed_in_or_login(&session)?;
     let found = state.store.revoke(&user, &form.reference).await?;
     if found {
         tracing::info!(user = %user, session = %form.reference, "session revoked");
@@ -285,55 +261,9 @@ async fn revoke_others_form(
     form: web::Form<CsrfForm>,
 ) -> actix_web::Result<HttpResponse> {
     csrf::check(&session, &form.csrf)?;
-    let Some(user) = user::current(&session)? else {
-        return Ok(see_other("/login"));
-    };
+    let user = user::signed_in_or_login(&session)?;
     let count = revoke_all(&state, &user, Some(&current)).await?;
     Ok(see_other(&format!("/sessions?revoked={count}")))
-}
-
-/// A short name for the device behind a user agent: "Chrome on Linux", "Safari on iPhone",
-/// "curl".
-fn device_name(user_agent: Option<&str>) -> String {
-    const BROWSERS: [(&str, &str); 9] = [
-        ("Edg/", "Edge"),
-        ("OPR/", "Opera"),
-        ("Firefox/", "Firefox"),
-        ("HeadlessChrome/", "Headless Chrome"),
-        ("CriOS/", "Chrome"),
-        ("Chrome/", "Chrome"),
-        ("Safari/", "Safari"),
-        ("curl/", "curl"),
-        ("ureq/", "ureq"),
-    ];
-    // iPhones say "like Mac OS X", and Android phones "Linux": the more particular first.
-    const SYSTEMS: [(&str, &str); 7] = [
-        ("iPhone", "iPhone"),
-        ("iPad", "iPad"),
-        ("Android", "Android"),
-        ("Windows", "Windows"),
-        ("Mac OS X", "macOS"),
-        ("CrOS", "ChromeOS"),
-        ("Linux", "Linux"),
-    ];
-    let Some(user_agent) = user_agent.filter(|agent| !agent.trim().is_empty()) else {
-        return "Unknown device".to_owned();
-    };
-    let find = |table: &[(&str, &'static str)]| {
-        table
-            .iter()
-            .find(|(mark, _)| user_agent.contains(mark))
-            .map(|&(_, name)| name)
-    };
-    match (find(&BROWSERS), find(&SYSTEMS)) {
-        (Some(browser), Some(system)) => format!("{browser} on {system}"),
-        (Some(browser), None) => browser.to_owned(),
-        (None, _) => user_agent
-            .split_whitespace()
-            .next()
-            .unwrap_or(user_agent)
-            .to_owned(),
-    }
 }
 
 fn duration_between(earlier: SystemTime, later: SystemTime) -> Duration {
@@ -364,38 +294,6 @@ fn span(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn devices_are_named_after_their_browser_and_system() {
-        let cases = [
-            (
-                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
-                 HeadlessChrome/120.0.0.0 Safari/537.36",
-                "Headless Chrome on Linux",
-            ),
-            (
-                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
-                 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
-                "Safari on iPhone",
-            ),
-            (
-                "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) \
-                 Chrome/120.0 Mobile Safari/537.36",
-                "Chrome on Android",
-            ),
-            (
-                "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
-                "Firefox on Windows",
-            ),
-            ("curl/8.5.0", "curl"),
-            ("python-requests/2.31 (something)", "python-requests/2.31"),
-            ("", "Unknown device"),
-        ];
-        for (agent, name) in cases {
-            assert_eq!(device_name(Some(agent)), name, "{agent}");
-        }
-        assert_eq!(device_name(None), "Unknown device");
-    }
 
     #[test]
     fn times_are_said_roughly() {

@@ -21,7 +21,7 @@ use session_store::{
 };
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::{browser_guard, state::AppState, user};
+use super::{browser_guard, respond::not_signed_in, user};
 
 /// Notices a browser's stream may fall behind by before it misses some (and is told so).
 const BACKLOG: usize = 256;
@@ -37,6 +37,8 @@ const RECHECK: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub(crate) struct Activity {
     sender: broadcast::Sender<Relayed>,
+    /// The store, which a stream asks whether its session still lives.
+    store: RedisSessionStore,
     /// The streams open on this instance, by the reference of their session.
     open: Arc<Mutex<HashMap<Arc<str>, usize>>>,
     /// How many streams one session may hold open on this instance.
@@ -99,6 +101,7 @@ impl Activity {
         });
         Self {
             sender,
+            store: store.clone(),
             open: Arc::default(),
             per_session,
         }
@@ -198,7 +201,7 @@ fn ended(event: &SessionEvent) -> Option<Arc<str>> {
 /// streams.
 async fn events(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    activity: web::Data<Activity>,
     session: Session,
     current: CurrentSession,
 ) -> actix_web::Result<HttpResponse> {
@@ -206,21 +209,22 @@ async fn events(
         return Ok(HttpResponse::Forbidden()
             .json(serde_json::json!({"error": "cross-origin request refused"})));
     }
-    let (Some(user), Some(own)) = (user::current(&session)?, current.reference()) else {
-        return Ok(HttpResponse::Unauthorized().json(serde_json::json!({"error": "not signed in"})));
+    let user = user::signed_in(&session)?;
+    let Some(own) = current.reference() else {
+        return Ok(not_signed_in());
     };
     let own: Arc<str> = Arc::from(own);
-    let Some(opened) = state.activity.open(&own) else {
+    let Some(opened) = activity.open(&own) else {
         return Ok(HttpResponse::TooManyRequests()
             .insert_header((header::RETRY_AFTER, KEEP_ALIVE.as_secs().to_string()))
             .json(serde_json::json!({"error": "this session has as many event streams open as it may"})));
     };
     let feed = Feed {
-        receiver: state.activity.sender.subscribe(),
+        receiver: activity.sender.subscribe(),
         own,
         user,
         current,
-        store: state.store.clone(),
+        store: activity.store.clone(),
         checked: Instant::now(),
         _opened: opened,
     };

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use actix_web::{HttpRequest, http::header::HeaderName};
 
-use crate::state::AppState;
+use crate::web::state::AppState;
 
 /// The header the balancer appends the client's address to.
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -13,12 +13,12 @@ use serde::Deserialize;
 
 use session_store::CurrentSession;
 
-use crate::{
+use super::{
     client_address::client_address,
     csrf,
-    hashing::RETRY_AFTER_SECS,
     login_throttle::{self, Attempt},
     redis_info::RedisInfo,
+    respond::{JAVASCRIPT, no_store, render, see_other, static_file},
     state::AppState,
     user,
 };
@@ -73,6 +73,18 @@ impl PageContext {
             redis: None,
         })
     }
+
+    /// [`PageContext::new`] with where the session lives, for the pages that show it.
+    pub(crate) async fn with_redis(
+        req: &HttpRequest,
+        state: &AppState,
+        session: &Session,
+        current: &CurrentSession,
+    ) -> actix_web::Result<Self> {
+        let mut page = Self::new(req, state, session)?;
+        page.redis = Some(RedisInfo::of(&state.store, current).await);
+        Ok(page)
+    }
 }
 
 #[derive(Template)]
@@ -121,30 +133,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/static/activity.js", web::get().to(activity_script));
 }
 
-pub(crate) fn render(
-    template: &impl Template,
-    status: StatusCode,
-) -> actix_web::Result<HttpResponse> {
-    let body = template.render().map_err(ErrorInternalServerError)?;
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(body))
-}
-
-pub(crate) fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .finish()
-}
-
 async fn home(
     req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
     current: CurrentSession,
 ) -> actix_web::Result<HttpResponse> {
-    let mut page = PageContext::new(&req, &state, &session)?;
-    page.redis = Some(RedisInfo::of(&state.store, &current).await);
+    let page = PageContext::with_redis(&req, &state, &session, &current).await?;
     let display_name = user::display_name(&session)?;
     render(&HomePage { page, display_name }, StatusCode::OK)
 }
@@ -183,10 +178,7 @@ fn login_page(
         status,
     )?;
     // The page holds a token that goes with this visitor's cookie: no cache may hand it on.
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
+    no_store(&mut response);
     if let Some(cookie) = cookie {
         response
             .add_cookie(&cookie)
@@ -212,40 +204,11 @@ async fn login(
 ) -> actix_web::Result<HttpResponse> {
     state.visitor_tokens.check(&req, &form.csrf)?;
     let form = form.into_inner();
-    let client = client_address(&req, &state);
-    let attempt = login_throttle::attempt(&state, &form.username, &form.password, client).await?;
-    let (error, status, retry_after) = match attempt {
-        Attempt::Verified => return signed_in(&req, &state, &session, &form.username),
-        Attempt::Failed => {
-            tracing::info!(%client, "failed login");
-            (
-                "Unknown username or wrong password.".to_owned(),
-                StatusCode::UNAUTHORIZED,
-                None,
-            )
-        }
-        Attempt::Throttled {
-            retry_after,
-            message,
-        } => {
-            tracing::info!(%client, retry_after, "login refused by the throttle");
-            (
-                message,
-                StatusCode::TOO_MANY_REQUESTS,
-                Some(retry_after.to_string()),
-            )
-        }
-        Attempt::Busy => (
-            "Too many people are logging in right now: try again in a moment.".to_owned(),
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(RETRY_AFTER_SECS.to_owned()),
-        ),
-        Attempt::TooLong => (
-            format!("Sorry: {}.", login_throttle::TOO_LONG),
-            StatusCode::BAD_REQUEST,
-            None,
-        ),
+    let attempt = login_throttle::log_in(&req, &state, &form.username, &form.password).await?;
+    let Some((status, retry_after)) = attempt.refusal() else {
+        return signed_in(&req, &state, &session, &form.username);
     };
+    let error = refusal_message(&attempt);
     let mut response = login_page(&req, &state, &session, form.username, Some(&error), status)?;
     if let Some(retry_after) = retry_after {
         response.headers_mut().insert(
@@ -254,6 +217,18 @@ async fn login(
         );
     }
     Ok(response)
+}
+
+/// What the login form says of a login that did not verify.
+fn refusal_message(attempt: &Attempt) -> String {
+    match attempt {
+        Attempt::Throttled { message, .. } => message.clone(),
+        Attempt::Busy => {
+            "Too many people are logging in right now: try again in a moment.".to_owned()
+        }
+        Attempt::TooLong => format!("Sorry: {}.", login_throttle::TOO_LONG),
+        Attempt::Failed | Attempt::Verified => "Unknown username or wrong password.".to_owned(),
+    }
 }
 
 /// Signs `username` in (the session's first write) and drops the visitor's token, whose job
@@ -279,11 +254,8 @@ async fn profile(
     session: Session,
     current: CurrentSession,
 ) -> actix_web::Result<HttpResponse> {
-    if user::current(&session)?.is_none() {
-        return Ok(see_other("/login"));
-    }
-    let mut page = PageContext::new(&req, &state, &session)?;
-    page.redis = Some(RedisInfo::of(&state.store, &current).await);
+    user::signed_in_or_login(&session)?;
+    let page = PageContext::with_redis(&req, &state, &session, &current).await?;
     let display_name = user::display_name(&session)?.unwrap_or_default();
     render(
         &ProfilePage {
@@ -309,9 +281,7 @@ async fn save_profile(
     form: web::Form<ProfileForm>,
 ) -> actix_web::Result<HttpResponse> {
     csrf::check(&session, &form.csrf)?;
-    if user::current(&session)?.is_none() {
-        return Ok(see_other("/login"));
-    }
+    user::signed_in_or_login(&session)?;
     match user::set_display_name(&session, &form.display_name)? {
         Ok(()) => Ok(see_other("/profile")),
         Err(error) => {
@@ -336,33 +306,24 @@ struct LogoutForm {
 
 async fn logout(session: Session, form: web::Form<LogoutForm>) -> actix_web::Result<HttpResponse> {
     csrf::check(&session, &form.csrf)?;
-    user::sign_out(&session);
-    Ok(HttpResponse::SeeOther()
+    Ok(user::sign_out(&session, HttpResponse::SeeOther())
         .insert_header((header::LOCATION, "/"))
-        .insert_header(user::CLEAR_COOKIES)
         .finish())
 }
 
 async fn stylesheet() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(include_str!("../static/style.css"))
+    static_file(
+        "text/css; charset=utf-8",
+        include_str!("../../static/style.css"),
+    )
 }
 
 /// The home page's script that shows the activity stream (see the file).
 async fn activity_script() -> HttpResponse {
-    script(include_str!("../static/activity.js"))
+    static_file(JAVASCRIPT, include_str!("../../static/activity.js"))
 }
 
 /// The script that lists the instances behind the last page views (see the file).
 async fn history_script() -> HttpResponse {
-    script(include_str!("../static/history.js"))
-}
-
-fn script(source: &'static str) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(source)
+    static_file(JAVASCRIPT, include_str!("../../static/history.js"))
 }

@@ -5,25 +5,22 @@ use std::num::NonZeroUsize;
 use actix_session::{SessionMiddleware, config::CookieContentSecurity};
 use actix_web::{App, HttpServer, cookie::Key, web};
 use anyhow::Context as _;
-use base64::{Engine as _, engine::general_purpose::STANDARD};
 use session_store::{RedisSessionStore, TrackChanges, WhenUnavailable};
 
-use crate::{
+use super::{
     accounts::Accounts,
-    activity::{self, Activity},
-    api, browser_guard,
-    cli::ServeArgs,
+    activity::Activity,
+    browser_guard,
     csrf::VisitorTokens,
     hashing::{self, HashingPool},
-    health, login_throttle,
+    health::HealthCheck,
+    login_throttle,
     metrics::{self, Metrics},
-    pages,
-    redis_target::RedisTarget,
-    sessions,
     state::AppState,
-    stats::{self, Stats},
+    stats::Stats,
     user,
 };
+use crate::{cli::ServeArgs, cookie_key::parse_cookie_key, redis_target::RedisTarget};
 
 /// The session cookie's name on plain-HTTP localhost.
 pub const SESSION_COOKIE: &str = "session";
@@ -39,18 +36,6 @@ pub const LOGIN_CSRF_COOKIE: &str = "login-csrf";
 
 /// The login form's cookie when cookies are `Secure`, `__Host-` prefixed like the session's.
 pub const SECURE_LOGIN_CSRF_COOKIE: &str = "__Host-login-csrf";
-
-/// Registers every route of the demo.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    browser_guard::configure(cfg);
-    pages::configure(cfg);
-    api::configure(cfg);
-    health::configure(cfg);
-    sessions::configure(cfg);
-    activity::configure(cfg);
-    metrics::configure(cfg);
-    stats::configure(cfg);
-}
 
 /// The session middleware as the demo sets it up: HttpOnly, SameSite=Lax, encrypted cookies,
 /// `Secure` and `__Host-` prefixed unless the demo runs on plain-HTTP localhost; each request
@@ -72,22 +57,6 @@ pub fn session_middleware(store: RedisSessionStore, key: Key, secure: bool) -> T
             .cookie_secure(secure)
             .build(),
     )
-}
-
-/// Parses a cookie key given as base64.
-///
-/// # Errors
-/// When it is not base64 or shorter than 64 bytes.
-pub fn parse_cookie_key(encoded: &str) -> anyhow::Result<Key> {
-    let bytes = STANDARD
-        .decode(encoded.trim())
-        .context("the cookie key is not base64")?;
-    Key::try_from(bytes.as_slice()).context("the cookie key must be at least 64 bytes")
-}
-
-/// A new random cookie key, as base64.
-pub fn generate_cookie_key() -> String {
-    STANDARD.encode(Key::generate().master())
 }
 
 /// The password-hashing threads and their queue, as the settings ask or by default.
@@ -162,6 +131,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &store,
         usize::try_from(args.common.max_streams_per_session).unwrap_or(usize::MAX),
     );
+    let relay = web::Data::new(activity.clone());
+    let health = web::Data::new(HealthCheck::new(store.clone(), args.port));
     let state = web::Data::new(AppState {
         port: args.port,
         peers,
@@ -171,9 +142,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         hashing: start_hashing(args.common.hash_threads, args.common.login_queue)?,
         store: store.clone(),
         login_throttle: store.login_throttle(login_throttle::limits(&args.common)),
-        activity: activity.clone(),
         visitor_tokens: VisitorTokens::new(key.clone(), secure),
-        health: health::HealthLog::default(),
     });
 
     let server = HttpServer::new(move || {
@@ -192,9 +161,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )
             .wrap(actix_web::middleware::from_fn(metrics::record_request))
             .app_data(state.clone())
+            .app_data(relay.clone())
+            .app_data(health.clone())
             .app_data(metrics.clone())
             .app_data(stats.clone())
-            .configure(configure)
+            .configure(super::configure)
     })
     .workers(2)
     .bind(("127.0.0.1", args.port))

@@ -26,7 +26,7 @@ use actix_web::{
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use super::{matches, refused};
-use crate::instance::{LOGIN_CSRF_COOKIE, SECURE_LOGIN_CSRF_COOKIE};
+use crate::web::instance::{LOGIN_CSRF_COOKIE, SECURE_LOGIN_CSRF_COOKIE};
 
 /// How long a login form stays good, in seconds.
 const LIFETIME_SECS: u64 = 60 * 60;

@@ -7,11 +7,11 @@ use std::{
     sync::{Arc, LazyLock},
 };
 
-use crate::hashing::{Busy, Hasher, HashingPool, StoredHash};
+use crate::web::hashing::{Busy, Hasher, HashingPool, StoredHash};
 
 /// The built-in accounts, `alice` / `alice-password` and `bob` / `bob-password`, as stored
 /// hashes (made with `demo-app hash-password`).
-const DEMO_ACCOUNTS: &str = include_str!("../accounts.txt");
+const DEMO_ACCOUNTS: &str = include_str!("../../accounts.txt");
 
 /// A hash to verify against when the username is unknown, so that a wrong username takes as
 /// long as a wrong password and does not reveal which accounts exist.
@@ -118,7 +118,7 @@ impl Accounts {
             None => (&*DECOY_HASH, false),
         };
         let matches = hasher.verify(hash, password.as_bytes());
-        metrics::counter!(crate::metrics::PASSWORD_CHECKS).increment(1);
+        metrics::counter!(crate::web::metrics::PASSWORD_CHECKS).increment(1);
         known && matches
     }
 }

@@ -8,7 +8,6 @@
 //! load balancer, the page follows the instance that served it, on that instance's own port
 //! (which `/api/stats` allows any origin to read: it holds counts, nothing of anyone's).
 
-mod exposition;
 mod point;
 
 use std::{
@@ -28,9 +27,10 @@ use serde::Serialize;
 use tokio::time::{MissedTickBehavior, interval};
 
 use self::point::{Point, Reading};
-use crate::{
+use super::{
     metrics::Metrics,
-    pages::{PageContext, render},
+    pages::PageContext,
+    respond::{JAVASCRIPT, render, static_file},
     state::AppState,
 };
 
@@ -154,7 +154,7 @@ async fn points(
 fn demo_origin(req: &HttpRequest, state: &AppState) -> Option<String> {
     let origin = req.headers().get(header::ORIGIN)?.to_str().ok()?;
     let info = req.connection_info();
-    let host = crate::pages::host_name(&info);
+    let host = crate::web::pages::host_name(&info);
     let (base, port) = origin.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
     let ours = state.peers.contains(&port) || state.balancer_port == Some(port);
@@ -163,15 +163,12 @@ fn demo_origin(req: &HttpRequest, state: &AppState) -> Option<String> {
 
 /// The script that polls `/api/stats` and draws the charts (see the file).
 async fn script() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(include_str!("../static/stats.js"))
+    static_file(JAVASCRIPT, include_str!("../../static/stats.js"))
 }
 
 async fn stylesheet() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(include_str!("../static/stats.css"))
+    static_file(
+        "text/css; charset=utf-8",
+        include_str!("../../static/stats.css"),
+    )
 }

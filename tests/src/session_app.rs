@@ -198,6 +198,15 @@ impl Gate {
         self.open.send_replace(true);
     }
 
+    /// Once `count` requests wait at the gate, runs `meanwhile`, then opens the gate and
+    /// returns what `meanwhile` gave: something that lands between their load and their write.
+    pub async fn once_waiting<T>(&self, count: u32, meanwhile: impl Future<Output = T>) -> T {
+        self.wait_for(count).await;
+        let output = meanwhile.await;
+        self.open();
+        output
+    }
+
     async fn pass(&self) {
         let mut open = self.open.subscribe();
         self.entered.add_permits(1);
@@ -361,6 +370,23 @@ pub async fn tracked_app(
     session_app(store.clone(), middleware(store, key, mode), gate, true).await
 }
 
+/// [`tracked_app`] when `tracked`, else [`bare_app`] (one type for both, for tests that run
+/// on either), with a gate that nobody waits at.
+pub async fn either_app(
+    store: RedisSessionStore,
+    key: &Key,
+    mode: MiddlewareMode,
+    tracked: bool,
+) -> impl TestApp + use<> {
+    session_app(
+        store.clone(),
+        middleware(store, key, mode),
+        Gate::default(),
+        tracked,
+    )
+    .await
+}
+
 /// [`routes`] behind `session`, itself behind `TrackChanges` when `tracked`.
 async fn session_app(
     store: RedisSessionStore,
@@ -389,6 +415,35 @@ pub async fn app(store: RedisSessionStore, key: &Key) -> impl TestApp + use<> {
         Gate::default(),
     )
     .await
+}
+
+/// The usual test service ([`app`]) with `gate` for the gated routes.
+pub async fn gated_app(store: RedisSessionStore, key: &Key, gate: &Gate) -> impl TestApp + use<> {
+    tracked_app(
+        store,
+        key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        gate.clone(),
+    )
+    .await
+}
+
+/// Races two requests of the session `cookie` opens: `POST gated` (a gated route) and, once
+/// it waits at `gate` with the session loaded, `POST meanwhile`; then the gate opens. Returns
+/// both responses, the gated request's first.
+pub async fn race(
+    app: &impl TestApp,
+    gate: &Gate,
+    cookie: &Cookie<'static>,
+    gated: &str,
+    meanwhile: &str,
+) -> (ServiceResponse, ServiceResponse) {
+    use actix_web::http::Method;
+
+    futures_util::join!(
+        send(app, Method::POST, gated, Some(cookie)),
+        gate.once_waiting(1, send(app, Method::POST, meanwhile, Some(cookie))),
+    )
 }
 
 /// Starts a session holding `user=alice` through `app` and returns its cookie.

@@ -426,6 +426,47 @@ impl ApiClient {
             .unwrap_or_else(|err| panic!("{method} {url}: {err}"))
     }
 
+    /// [`send`](Self::send) without a body: `method` on `path` of instance `index` of `demo`.
+    pub fn call(
+        &self,
+        method: &str,
+        demo: &Demo,
+        index: usize,
+        path: &str,
+        cookie: Option<&Cookie<'_>>,
+    ) -> ApiResponse {
+        self.send(method, &demo.url(index, path), cookie, None::<()>)
+    }
+
+    /// `POST /api/login` of `user` with `password` on instance `index` of `demo`, without a
+    /// cookie.
+    pub fn log_in(&self, demo: &Demo, index: usize, user: &str, password: &str) -> ApiResponse {
+        let credentials = serde_json::json!({"username": user, "password": password});
+        self.send(
+            "POST",
+            &demo.url(index, "/api/login"),
+            None,
+            Some(credentials),
+        )
+    }
+
+    /// `PUT /api/profile` of `display_name` on instance `index` of `demo` with `cookie`.
+    pub fn set_display_name(
+        &self,
+        demo: &Demo,
+        index: usize,
+        cookie: &Cookie<'_>,
+        display_name: &str,
+    ) -> ApiResponse {
+        let profile = serde_json::json!({"display_name": display_name});
+        self.send(
+            "PUT",
+            &demo.url(index, "/api/profile"),
+            Some(cookie),
+            Some(profile),
+        )
+    }
+
     /// The same as [`send`](Self::send), with a failure to get an HTTP answer as an error.
     ///
     /// # Errors
@@ -556,6 +597,15 @@ impl ApiResponse {
     /// The cookie named `name` that the response set, if any.
     pub fn cookie_named(&self, name: &str) -> Option<&Cookie<'static>> {
         self.cookies.iter().find(|cookie| cookie.name() == name)
+    }
+
+    /// The seconds its `Retry-After` header asks a client to wait; panics when it has none.
+    pub fn retry_after(&self) -> u64 {
+        self.headers
+            .get("retry-after")
+            .unwrap_or_else(|| panic!("no Retry-After: {self:?}"))
+            .parse()
+            .expect("Retry-After in seconds")
     }
 
     /// The value of the page's hidden `csrf` field (the demo's forms have one each, all

@@ -76,7 +76,7 @@ fn a_flood_of_anonymous_visits_leaves_no_session_in_redis() {
 
     let api = ApiClient::default();
     let session = log_in_through_the_form(&api, &demo);
-    let me = api.send("GET", &demo.url(0, "/api/me"), Some(&session), NO_BODY);
+    let me = api.call("GET", &demo, 0, "/api/me", Some(&session));
     assert_eq!(me.json["user"], "alice", "{me:?}");
     let (counters, mut others) = keys_and_throttle_counters(&redis);
     others.sort();
@@ -135,7 +135,7 @@ fn a_forged_or_missing_form_token_is_refused_and_changes_nothing() {
         &[("display_name", "Mallory"), ("csrf", &other_token)],
     );
     assert_eq!(profile.status, 403, "{profile:?}");
-    let me = api.send("GET", &demo.url(0, "/api/me"), Some(&session), NO_BODY);
+    let me = api.call("GET", &demo, 0, "/api/me", Some(&session));
     assert_eq!(me.json["display_name"], Value::Null, "{me:?}");
 }
 

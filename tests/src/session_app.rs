@@ -349,6 +349,17 @@ pub async fn get_entry(app: &impl TestApp, name: &str, cookie: Option<&Cookie<'s
     String::from_utf8(body.to_vec()).expect("a UTF-8 body")
 }
 
+/// `POST /set/{name}/{value}` with `cookie` (if any): the response.
+pub async fn set_entry(
+    app: &impl TestApp,
+    name: &str,
+    value: &str,
+    cookie: Option<&Cookie<'static>>,
+) -> ServiceResponse {
+    let path = format!("/set/{name}/{value}");
+    send(app, actix_web::http::Method::POST, &path, cookie).await
+}
+
 /// A test service: [`routes`] behind actix-session's middleware alone, on `store`, with `gate`
 /// for `/gated-set`.
 pub async fn bare_app(
@@ -444,6 +455,14 @@ pub async fn race(
         send(app, Method::POST, gated, Some(cookie)),
         gate.once_waiting(1, send(app, Method::POST, meanwhile, Some(cookie))),
     )
+}
+
+/// The usual test service ([`app`]) on `store` with a key of its own, and a session started
+/// through it ([`log_in`]).
+pub async fn logged_in_app(store: RedisSessionStore) -> (impl TestApp + use<>, Cookie<'static>) {
+    let app = app(store, &Key::generate()).await;
+    let cookie = log_in(&app).await;
+    (app, cookie)
 }
 
 /// Starts a session holding `user=alice` through `app` and returns its cookie.

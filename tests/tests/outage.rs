@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use actix_web::{cookie::Key, http::Method};
 use integration_tests::{
     RedisServer,
-    session_app::{Gate, MiddlewareMode, app, bare_app, get_entry, log_in, send, session_cookie},
+    session_app::{
+        Gate, MiddlewareMode, app, bare_app, get_entry, log_in, logged_in_app, send, session_cookie,
+    },
 };
 use session_store::{RedisSessionStore, RedisSessionStoreBuilder, StoreError, WhenUnavailable};
 
@@ -23,9 +25,7 @@ fn short_timeouts() -> RedisSessionStoreBuilder {
 #[actix_web::test]
 async fn a_stopped_redis_means_fast_503s_then_recovery() {
     let mut server = RedisServer::start();
-    let key = Key::generate();
-    let app = app(server.store(), &key).await;
-    let cookie = log_in(&app).await;
+    let (app, cookie) = logged_in_app(server.store()).await;
 
     server.stop();
     for (method, path, cookie) in [
@@ -136,10 +136,8 @@ async fn anonymous_fallback_serves_reads_without_the_session_and_keeps_the_cooki
     // Stopped, not paused: every request of the outage fails at once, however slowly the test
     // runs; the AOF brings the session back with the server.
     let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
-    let key = Key::generate();
     let builder = short_timeouts().when_unavailable(WhenUnavailable::Anonymous);
-    let app = app(server.store_with(builder), &key).await;
-    let cookie = log_in(&app).await;
+    let (app, cookie) = logged_in_app(server.store_with(builder)).await;
 
     server.stop();
     let started = Instant::now();
@@ -210,12 +208,10 @@ async fn a_paused_redis_under_load_fails_every_request_at_the_deadline_with_boun
     /// at the deadline.
     const PAUSE: Duration = Duration::from_millis(6000);
     let server = RedisServer::start();
-    let key = Key::generate();
     let builder = short_timeouts();
     let store = server.store_with(builder);
     let pool = store.pool().clone();
-    let app = app(store, &key).await;
-    let cookie = log_in(&app).await;
+    let (app, cookie) = logged_in_app(store).await;
 
     server.pause(PAUSE).await;
     let started = Instant::now();
@@ -304,9 +300,7 @@ async fn no_operation_outlasts_its_deadline() {
 #[actix_web::test]
 async fn a_full_redis_answers_503_to_writes_and_goes_on_reading() {
     let server = RedisServer::start();
-    let key = Key::generate();
-    let app = app(server.store(), &key).await;
-    let cookie = log_in(&app).await;
+    let (app, cookie) = logged_in_app(server.store()).await;
     let set_maxmemory = |bytes: &'static str| async {
         let () = redis::cmd("CONFIG")
             .arg(&["SET", "maxmemory-policy", "noeviction", "maxmemory", bytes][..])

@@ -46,6 +46,22 @@ fn durable() -> RedisSessionStoreBuilder {
         .min_replica_acks(1, WAIT_FOR)
 }
 
+/// The app under test on `deployment` (see [`durable`]), and its cookie key.
+async fn durable_app(deployment: &Deployment) -> (Key, impl TestApp + use<>) {
+    let key = Key::generate();
+    let app = app(deployment.store_with(durable()), &key).await;
+    (key, app)
+}
+
+/// [`SESSIONS`] sessions started through `app`, their cookies.
+async fn sessions_through(app: &impl TestApp) -> Vec<Cookie<'static>> {
+    let mut cookies = Vec::new();
+    for _ in 0..SESSIONS {
+        cookies.push(logged_in(app).await);
+    }
+    cookies
+}
+
 /// `POST /login/{user}`, over the session of `cookie` when there is one: the state cleared,
 /// the id renewed, `user` set.
 async fn log_in(
@@ -211,14 +227,10 @@ async fn a_primary_whose_replica_stopped_refuses_every_write_until_it_is_back() 
     let primary_port = primary.port();
     wait_for_replica(primary_port).await;
     let deployment = Deployment::Single(primary);
-    let key = Key::generate();
-    let app = app(deployment.store_with(durable()), &key).await;
+    let (_, app) = durable_app(&deployment).await;
 
     writes_are_acknowledged(&app).await;
-    let mut cookies = Vec::new();
-    for _ in 0..SESSIONS {
-        cookies.push(logged_in(&app).await);
-    }
+    let cookies = sessions_through(&app).await;
 
     replica.stop();
     writes_are_refused(&app, &cookies).await;
@@ -232,15 +244,11 @@ async fn a_primary_whose_replica_stopped_refuses_every_write_until_it_is_back() 
 #[actix_web::test]
 async fn a_primary_without_a_replica_refuses_every_write() {
     let deployment = Deployment::single();
-    let key = Key::generate();
-    let app = app(deployment.store_with(durable()), &key).await;
+    let (key, app) = durable_app(&deployment).await;
     // Sessions made by a store that waits for no replica, which the store under test reads as
     // its own (same prefix, same cookie key).
     let plain = app_without_wait(&deployment, &key).await;
-    let mut cookies = Vec::new();
-    for _ in 0..SESSIONS {
-        cookies.push(logged_in(&plain).await);
-    }
+    let cookies = sessions_through(&plain).await;
 
     writes_are_refused(&app, &cookies).await;
     fresh_logins_are_refused(&app, &deployment).await;
@@ -263,8 +271,7 @@ async fn a_cluster_shard_whose_replica_stopped_refuses_writes_and_only_that_shar
         .expect("a cluster starts");
     let primaries = cluster.primaries().expect("the slot map");
     let mut deployment = Deployment::Cluster(Arc::new(cluster));
-    let key = Key::generate();
-    let app = app(deployment.store_with(durable()), &key).await;
+    let (key, app) = durable_app(&deployment).await;
 
     writes_are_acknowledged(&app).await;
     // Sessions made with every replica up, until one shard holds SESSIONS of them and another
@@ -346,14 +353,10 @@ async fn a_sentinel_primary_whose_replica_stopped_refuses_every_write() {
         .expect("a Sentinel setup starts");
     let primary = sentinels.primary().expect("a primary");
     let mut deployment = Deployment::Sentinel(Arc::new(sentinels));
-    let key = Key::generate();
-    let app = app(deployment.store_with(durable()), &key).await;
+    let (_, app) = durable_app(&deployment).await;
 
     writes_are_acknowledged(&app).await;
-    let mut cookies = Vec::new();
-    for _ in 0..SESSIONS {
-        cookies.push(logged_in(&app).await);
-    }
+    let cookies = sessions_through(&app).await;
 
     let Deployment::Sentinel(sentinels) = &mut deployment else {
         unreachable!("a Sentinel setup");

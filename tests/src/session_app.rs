@@ -331,6 +331,30 @@ pub async fn send_request(
     }
 }
 
+/// Asserts that `response` is what a Redis out of reach gives: `503` with `Retry-After: 1`;
+/// `what` names the request.
+pub fn assert_unavailable<B>(response: &ServiceResponse<B>, what: &str) {
+    assert_eq!(response.status(), 503, "{what}");
+    let retry_after = response.headers().get("retry-after").expect("Retry-After");
+    assert_eq!(retry_after, "1", "{what}");
+}
+
+/// Sends `method path` with `cookie` (if any) and asserts that the answer is
+/// [`assert_unavailable`]'s and that it came within `limit`; returns the answer.
+pub async fn assert_unavailable_within(
+    app: &impl TestApp,
+    (method, path): (actix_web::http::Method, &str),
+    cookie: Option<&Cookie<'static>>,
+    limit: std::time::Duration,
+) -> ServiceResponse {
+    let started = std::time::Instant::now();
+    let response = send(app, method.clone(), path, cookie).await;
+    assert_unavailable(&response, &format!("{method} {path}"));
+    let took = started.elapsed();
+    assert!(took < limit, "{method} {path} took {took:?}");
+    response
+}
+
 /// `GET /get/{name}` with `cookie`: the entry's value, or `"none"`.
 pub async fn get_entry(app: &impl TestApp, name: &str, cookie: Option<&Cookie<'static>>) -> String {
     let response = send(

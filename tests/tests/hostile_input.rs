@@ -1,15 +1,19 @@
 //! Hostile input through actix-session's middleware: none of it gets a `5xx`, reaches Redis as
 //! a command it should not, or touches anybody else's session.
 
+use actix_session::config::CookieContentSecurity;
 use actix_web::{cookie::Key, http::Method, test::TestRequest};
 use integration_tests::{
     Monitor, RedisServer,
     session_app::{
-        COOKIE, Gate, MiddlewareMode, forge_cookie, get_entry, logged_in_app, send, send_request,
-        session_cookie, set_entry, tracked_app,
+        COOKIE, app, forge_cookie, get_entry, logged_in_app, send, send_request, session_cookie,
+        set_entry,
     },
 };
 use redis::AsyncCommands as _;
+
+/// How [`app`] protects its cookies.
+const SECURITY: CookieContentSecurity = CookieContentSecurity::Private;
 
 /// Every key in Redis with its fields and values: what "untouched" is checked against.
 async fn snapshot(server: &RedisServer) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
@@ -29,8 +33,7 @@ async fn snapshot(server: &RedisServer) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)
 async fn hostile_cookies_are_no_session_and_leave_others_untouched() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let mode = MiddlewareMode::COOKIE_MODES[0].clone();
-    let app = tracked_app(server.store(), &key, mode.clone(), Gate::default()).await;
+    let app = app(server.store(), &key).await;
     let victim = session_cookie(&send(&app, Method::POST, "/set/user/alice", None).await)
         .expect("a session cookie");
     let before = snapshot(&server).await;
@@ -51,7 +54,7 @@ async fn hostile_cookies_are_no_session_and_leave_others_untouched() {
         "%0D%0AFLUSHALL",
     ]
     .map(|value| {
-        let forged = forge_cookie(&key, mode.security, value);
+        let forged = forge_cookie(&key, SECURITY, value);
         format!("{}={}", forged.name(), forged.value())
     });
     let redis_special_count = redis_special.len();
@@ -96,13 +99,12 @@ async fn hostile_cookies_are_no_session_and_leave_others_untouched() {
 async fn a_never_issued_id_is_no_session_and_creates_nothing() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let mode = MiddlewareMode::COOKIE_MODES[0].clone();
-    let app = tracked_app(server.store(), &key, mode.clone(), Gate::default()).await;
+    let app = app(server.store(), &key).await;
     let before = snapshot(&server).await;
     // Authentic cookie, well-formed id, never issued: e.g. guessed, or from another deployment.
     let guessed = forge_cookie(
         &key,
-        mode.security,
+        SECURITY,
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     );
     let response = send(&app, Method::GET, "/get/user", Some(&guessed)).await;

@@ -57,7 +57,8 @@ async fn a_stopped_redis_means_fast_503s_then_recovery() {
 
 #[actix_web::test]
 async fn a_redis_that_does_not_answer_means_503_at_the_command_timeout() {
-    use actix_session::storage::{LoadError, SessionKey, SessionStore as _};
+    use actix_session::storage::{SessionKey, SessionStore as _};
+    use integration_tests::store_errors::assert_command_timeout;
 
     let server = RedisServer::start();
     let key = Key::generate();
@@ -86,13 +87,7 @@ async fn a_redis_that_does_not_answer_means_503_at_the_command_timeout() {
         .load(&never_issued)
         .await
         .expect_err("Redis is paused");
-    let LoadError::Other(cause) = err else {
-        panic!("expected LoadError::Other, got {err:?}");
-    };
-    assert!(
-        matches!(cause.downcast_ref(), Some(StoreError::CommandTimeout(limit)) if *limit == timeout),
-        "the command timeout fired, not another: {cause:?}"
-    );
+    assert_command_timeout(err, timeout, "the command timeout fired, not another");
 
     tokio::time::sleep((pause + Duration::from_millis(200)).saturating_sub(started.elapsed()))
         .await;

@@ -489,6 +489,12 @@ pub async fn logged_in_app(store: RedisSessionStore) -> (impl TestApp + use<>, C
     (app, cookie)
 }
 
+/// Sends `POST path` without a cookie and returns the session cookie its response sets.
+pub async fn start_session(app: &impl TestApp, path: &str) -> Cookie<'static> {
+    let response = send(app, actix_web::http::Method::POST, path, None).await;
+    session_cookie(&response).expect("a session cookie")
+}
+
 /// Starts a session holding `user=alice` through `app` and returns its cookie.
 pub async fn log_in(app: &impl TestApp) -> Cookie<'static> {
     let response = send(app, actix_web::http::Method::POST, "/set/user/alice", None).await;

@@ -8,7 +8,9 @@ use actix_web::{
 use futures_util::future::join_all;
 use integration_tests::{
     RedisServer, Relay,
-    session_app::{Gate, TestApp, app, gated_app, get_entry, log_in, race, send, session_cookie},
+    session_app::{
+        Gate, TestApp, app, gated_app, get_entry, log_in, race, send, session_cookie, start_session,
+    },
 };
 use redis::AsyncCommands as _;
 use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
@@ -53,8 +55,7 @@ async fn concurrent_writers_of_one_session_keep_all_their_entries() {
 async fn concurrent_removals_and_sets_all_land() {
     let server = RedisServer::start();
     let app = app(server.store(), &Key::generate()).await;
-    let login = send(&app, Method::POST, "/set/a/1", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let cookie = start_session(&app, "/set/a/1").await;
     send(&app, Method::POST, "/set/b/2", Some(&cookie)).await;
 
     let (_, _) = futures_util::join!(

@@ -8,7 +8,7 @@ use integration_tests::{
     Monitor, RedisServer,
     session_app::{
         self, Gate, MiddlewareMode, TestApp, app, bare_app, forge_cookie, get_entry, log_in, race,
-        send, session_cookie,
+        send, session_cookie, start_session,
     },
 };
 use redis::AsyncCommands as _;
@@ -21,9 +21,7 @@ async fn session_keys(server: &RedisServer) -> Vec<String> {
 #[actix_web::test]
 async fn insert_read_change_renew_purge() {
     for mode in MiddlewareMode::COOKIE_MODES {
-        let server = RedisServer::start();
-        let key = Key::generate();
-        let app = bare_app(server.store(), &key, mode.clone(), Gate::default()).await;
+        let (server, _, app) = server_and_app(&mode).await;
 
         let anonymous = send(&app, Method::GET, "/get/user", None).await;
         assert!(
@@ -32,8 +30,7 @@ async fn insert_read_change_renew_purge() {
         );
         assert!(session_keys(&server).await.is_empty());
 
-        let login = send(&app, Method::POST, "/set/user/alice", None).await;
-        let first = session_cookie(&login).expect("a session cookie");
+        let first = start_session(&app, "/set/user/alice").await;
         assert_eq!(get_entry(&app, "user", Some(&first)).await, "alice");
 
         send(&app, Method::POST, "/set/user/bob", Some(&first)).await;
@@ -66,6 +63,14 @@ async fn insert_read_change_renew_purge() {
     }
 }
 
+/// A server, a key and the middleware alone (no `TrackChanges`) in `mode` on the server.
+async fn server_and_app(mode: &MiddlewareMode) -> (RedisServer, Key, impl TestApp + use<>) {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let app = bare_app(server.store(), &key, mode.clone(), Gate::default()).await;
+    (server, key, app)
+}
+
 /// The one session key in Redis, and its creation time.
 async fn the_session(server: &RedisServer) -> (String, u64) {
     let keys = session_keys(server).await;
@@ -89,8 +94,7 @@ async fn a_renewal_keeps_the_creation_time_and_a_login_starts_a_new_one() {
     let store = server.store_with(RedisSessionStore::builder().user_entry("user"));
     let app = app(store, &Key::generate()).await;
 
-    let login = send(&app, Method::POST, "/login/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let cookie = start_session(&app, "/login/alice").await;
     let (first_key, created) = the_session(&server).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
 
@@ -118,8 +122,7 @@ async fn without_a_user_entry_every_renewal_keeps_the_creation_time() {
     let server = RedisServer::start();
     let app = app(server.store(), &Key::generate()).await;
 
-    let login = send(&app, Method::POST, "/login/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let cookie = start_session(&app, "/login/alice").await;
     let (_, created) = the_session(&server).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     send(&app, Method::POST, "/login/bob", Some(&cookie)).await;
@@ -140,8 +143,7 @@ async fn a_session_without_its_user_slides_by_the_anonymous_timeout() {
     let short = |pttl: i64| (1..=20_000).contains(&pttl);
     let long = |pttl: i64| pttl > 20_000;
 
-    let visit = send(&app, Method::POST, "/set/theme/dark", None).await;
-    let visitor = session_cookie(&visit).expect("a session cookie");
+    let visitor = start_session(&app, "/set/theme/dark").await;
     let (session, _) = the_session(&server).await;
     assert!(short(pttl(&server, &session).await), "saved without a user");
     assert_eq!(get_entry(&app, "theme", Some(&visitor)).await, "dark");
@@ -186,12 +188,8 @@ async fn reads_slide_the_idle_expiry_and_an_idle_session_expires() {
     let app = plain_app(server.store_with(builder), &key).await;
     let cookie = log_in(&app).await;
     let (session, _) = the_session(&server).await;
-    let () = server
-        .connection()
-        .await
-        .pexpire(&session, 5_000)
-        .await
-        .expect("PEXPIRE");
+    let mut redis = server.connection().await;
+    let () = redis.pexpire(&session, 5_000).await.expect("PEXPIRE");
     assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
     assert!(
         pttl(&server, &session).await > 500_000,
@@ -249,9 +247,7 @@ async fn the_absolute_lifetime_ends_an_active_session() {
 #[actix_web::test]
 async fn malformed_cookies_are_no_session_and_reach_no_redis() {
     for mode in MiddlewareMode::COOKIE_MODES {
-        let server = RedisServer::start();
-        let key = Key::generate();
-        let app = bare_app(server.store(), &key, mode.clone(), Gate::default()).await;
+        let (server, key, app) = server_and_app(&mode).await;
         let monitor = Monitor::start(&server.client()).await;
 
         let mut cookies = vec![

@@ -20,10 +20,10 @@ use actix_web::{
 };
 use integration_tests::{
     RedisServer,
-    deployment::Deployment,
+    deployment::{Deployment, cluster_failing_over_after, sentinels_failing_over_after},
     session_app::{TestApp, app, get_entry, redis_key, send, session_cookie, session_key_in},
 };
-use local_redis::{RedisCluster, RedisSentinels};
+use local_redis::RedisCluster;
 use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
 
 /// The stores' key prefix.
@@ -265,10 +265,7 @@ async fn app_without_wait(deployment: &Deployment, key: &Key) -> impl TestApp + 
 
 #[actix_web::test]
 async fn a_cluster_shard_whose_replica_stopped_refuses_writes_and_only_that_shard() {
-    let cluster = RedisCluster::builder()
-        .node_timeout(SLOW_DETECTION)
-        .start()
-        .expect("a cluster starts");
+    let cluster = cluster_failing_over_after(SLOW_DETECTION);
     let primaries = cluster.primaries().expect("the slot map");
     let mut deployment = Deployment::Cluster(Arc::new(cluster));
     let (key, app) = durable_app(&deployment).await;
@@ -347,10 +344,7 @@ fn cluster_mut(deployment: &mut Deployment) -> &mut Arc<RedisCluster> {
 
 #[actix_web::test]
 async fn a_sentinel_primary_whose_replica_stopped_refuses_every_write() {
-    let sentinels = RedisSentinels::builder()
-        .down_after(SLOW_DETECTION)
-        .start()
-        .expect("a Sentinel setup starts");
+    let sentinels = sentinels_failing_over_after(SLOW_DETECTION);
     let primary = sentinels.primary().expect("a primary");
     let mut deployment = Deployment::Sentinel(Arc::new(sentinels));
     let (_, app) = durable_app(&deployment).await;

@@ -146,43 +146,30 @@ fn visit_everything_cheap(api: &ApiClient, demo: &Demo) {
     assert_eq!(login_form.status, 200);
     let (token, cookie) = token_and_cookie(&login_form);
     let url = |path| demo.url(0, path);
-    let answers = [
-        ("GET /", api.get_page(&url("/"), &[]), 200),
+    // Pages and files, each as a browser would load it.
+    let pages = [
+        ("/", 200),
+        ("/profile", 303),
+        ("/api/me", 200),
+        ("/healthz", 200),
+        ("/static/style.css", 200),
+        ("/static/history.js", 200),
+        ("/stats", 200),
+        ("/api/stats", 200),
+        ("/metrics", 200),
+        ("/static/stats.js", 200),
+        ("/static/stats.css", 200),
+        ("/no-such-page", 404),
+    ];
+    let mut answers: Vec<(String, ApiResponse, u16)> = pages
+        .iter()
+        .map(|&(path, status)| (format!("GET {path}"), api.get_page(&url(path), &[]), status))
+        .collect();
+    let others = [
         (
             "GET /login again",
             api.get_page(&url("/login"), &[&cookie]),
             200,
-        ),
-        ("GET /profile", api.get_page(&url("/profile"), &[]), 303),
-        ("GET /api/me", api.get_page(&url("/api/me"), &[]), 200),
-        ("GET /healthz", api.get_page(&url("/healthz"), &[]), 200),
-        (
-            "GET /static/style.css",
-            api.get_page(&url("/static/style.css"), &[]),
-            200,
-        ),
-        (
-            "GET /static/history.js",
-            api.get_page(&url("/static/history.js"), &[]),
-            200,
-        ),
-        ("GET /stats", api.get_page(&url("/stats"), &[]), 200),
-        ("GET /api/stats", api.get_page(&url("/api/stats"), &[]), 200),
-        ("GET /metrics", api.get_page(&url("/metrics"), &[]), 200),
-        (
-            "GET /static/stats.js",
-            api.get_page(&url("/static/stats.js"), &[]),
-            200,
-        ),
-        (
-            "GET /static/stats.css",
-            api.get_page(&url("/static/stats.css"), &[]),
-            200,
-        ),
-        (
-            "GET /no-such-page",
-            api.get_page(&url("/no-such-page"), &[]),
-            404,
         ),
         (
             "POST /login with a forged token",
@@ -223,6 +210,7 @@ fn visit_everything_cheap(api: &ApiClient, demo: &Demo) {
             401,
         ),
     ];
+    answers.extend(others.map(|(what, answer, status)| (what.to_owned(), answer, status)));
     for (what, answer, status) in answers {
         assert_eq!(answer.status, status, "{what}: {answer:?}");
         assert!(

@@ -84,6 +84,14 @@ impl Demo {
         Self::launch_until_up(instances, extra_args, false, &[])
     }
 
+    /// Like [`launch`](Self::launch), on `redis` (`--redis-url`).
+    pub fn launch_on(redis: &crate::RedisServer, instances: u16, extra_args: &[&str]) -> Self {
+        let url = redis.url();
+        let mut args = vec!["--redis-url", url.as_str()];
+        args.extend_from_slice(extra_args);
+        Self::launch(instances, &args)
+    }
+
     /// Like [`launch`](Self::launch), with the environment variables `env` set for the
     /// launcher and its instances (`RUST_BACKTRACE=1`, say).
     pub fn launch_with_env(instances: u16, extra_args: &[&str], env: &[(&str, &str)]) -> Self {

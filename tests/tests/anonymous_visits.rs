@@ -34,11 +34,10 @@ fn a_flood_of_anonymous_visits_leaves_no_session_in_redis() {
     let redis = RedisServer::start();
     // Limits the flood's failed logins stay under: what they cost is the point here, not
     // how the throttle stops them (demo_sessions).
-    let demo = Demo::launch(
+    let demo = Demo::launch_on(
+        &redis,
         1,
         &[
-            "--redis-url",
-            &redis.url(),
             "--max-failed-logins",
             "100",
             "--max-failed-logins-per-address",
@@ -94,7 +93,7 @@ fn a_flood_of_anonymous_visits_leaves_no_session_in_redis() {
 #[test]
 fn a_forged_or_missing_form_token_is_refused_and_changes_nothing() {
     let redis = RedisServer::start();
-    let demo = Demo::launch(1, &["--redis-url", &redis.url()]);
+    let demo = Demo::launch_on(&redis, 1, &[]);
     let api = ApiClient::default();
     let (token, cookie) = open_login_form(&api, &demo);
     let (other_token, other_cookie) = open_login_form(&api, &demo);
@@ -337,7 +336,7 @@ fn keys(redis: &RedisServer) -> u64 {
 fn anonymous_visits_send_redis_no_command_but_the_health_checks_ping() {
     const VISITS: usize = 3;
     let redis = RedisServer::start();
-    let demo = Demo::launch(1, &["--redis-url", &redis.url()]);
+    let demo = Demo::launch_on(&redis, 1, &[]);
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let monitor = runtime.block_on(Monitor::start(&redis.client()));
     let api = ApiClient::default();

@@ -204,15 +204,7 @@ fn pages_carry_their_security_headers_and_stats_answer_only_the_demos_origins() 
 #[test]
 fn event_streams_are_limited_per_session_and_end_with_their_session() {
     let redis = RedisServer::start();
-    let demo = Demo::launch(
-        1,
-        &[
-            "--redis-url",
-            &redis.url(),
-            "--max-streams-per-session",
-            "2",
-        ],
-    );
+    let demo = Demo::launch_on(&redis, 1, &["--max-streams-per-session", "2"]);
     let url = demo.url(0, "/api/events");
     let cookie = alice_on(&demo);
     let streams: Vec<EventStream> = (0..2)
@@ -259,7 +251,7 @@ fn an_event_stream_ends_with_its_sessions_idle_expiry() {
     const IDLE: Duration = Duration::from_secs(3);
     let redis = RedisServer::start();
     let idle = IDLE.as_secs().to_string();
-    let demo = Demo::launch(1, &["--redis-url", &redis.url(), "--idle-timeout", &idle]);
+    let demo = Demo::launch_on(&redis, 1, &["--idle-timeout", &idle]);
     let cookie = alice_on(&demo);
     let stream = EventStream::open(&demo.url(0, "/api/events"), Some(&cookie)).expect("a stream");
     let opened = Instant::now();

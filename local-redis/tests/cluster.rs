@@ -5,8 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{alive, connect, get, passes_alone_with, role, set_following_moved, timed};
-use local_redis::{Error, RedisCluster};
+use common::{
+    a_missing_binary_says_how_to_install_it, assert_none_alive, connect, get, role,
+    set_following_moved, timed,
+};
+use local_redis::RedisCluster;
 
 #[test]
 fn a_cluster_serves_keys_on_all_three_shards() {
@@ -50,10 +53,7 @@ fn a_cluster_serves_keys_on_all_three_shards() {
 
     let pids: Vec<u32> = cluster.nodes().iter().map(|node| node.pid()).collect();
     drop(cluster);
-    assert!(
-        pids.iter().all(|&pid| !alive(pid)),
-        "a node outlived the cluster"
-    );
+    assert_none_alive(&pids, "a node outlived the cluster");
 }
 
 #[test]
@@ -110,19 +110,13 @@ fn a_stopped_primary_is_replaced_by_its_replica_and_returns_as_a_replica() {
 
 #[test]
 fn a_missing_redis_cli_is_an_error_that_says_how_to_install_it() {
-    const MISSING: &str = "/nonexistent/redis-cli";
-    if std::env::var_os("REDIS_CLI_BIN").is_some_and(|bin| bin == MISSING) {
-        let err = RedisCluster::start().expect_err("no such binary");
-        assert!(matches!(err, Error::NotInstalled { .. }), "{err:?}");
-        assert!(
-            err.to_string().contains("apt-get install redis-tools"),
-            "{err}"
-        );
-        return;
-    }
-    assert!(passes_alone_with(
-        "a_missing_redis_cli_is_an_error_that_says_how_to_install_it",
-        "REDIS_CLI_BIN",
-        MISSING,
-    ));
+    a_missing_binary_says_how_to_install_it(
+        (
+            "a_missing_redis_cli_is_an_error_that_says_how_to_install_it",
+            "REDIS_CLI_BIN",
+            "/nonexistent/redis-cli",
+        ),
+        "apt-get install redis-tools",
+        RedisCluster::start,
+    );
 }

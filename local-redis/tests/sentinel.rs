@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{alive, connect, role, timed};
+use common::{assert_none_alive, connect, role, timed};
 use local_redis::RedisSentinels;
 
 /// `down-after` for the test that stops the primary: quicker than the default, which is made
@@ -45,10 +45,7 @@ fn a_sentinel_setup_starts_with_all_sentinels_naming_the_primary() {
         .map(|process| process.pid())
         .collect();
     drop(setup);
-    assert!(
-        pids.iter().all(|&pid| !alive(pid)),
-        "a process outlived the setup"
-    );
+    assert_none_alive(&pids, "a process outlived the setup");
 }
 
 #[test]

@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::{alive, connect, passes_alone_with, timed};
-use local_redis::{Error, RedisServer};
+use common::{a_missing_binary_says_how_to_install_it, alive, connect, timed};
+use local_redis::RedisServer;
 
 #[test]
 fn a_server_restarts_on_its_port_with_its_aof_data() {
@@ -68,19 +68,13 @@ fn a_server_that_cannot_start_says_why() {
 
 #[test]
 fn a_missing_redis_server_is_an_error_that_says_how_to_install_it() {
-    const MISSING: &str = "/nonexistent/redis-server";
-    if std::env::var_os("REDIS_SERVER_BIN").is_some_and(|bin| bin == MISSING) {
-        let err = RedisServer::start(&[]).expect_err("no such binary");
-        assert!(matches!(err, Error::NotInstalled { .. }), "{err:?}");
-        assert!(
-            err.to_string().contains("apt-get install redis-server"),
-            "{err}"
-        );
-        return;
-    }
-    assert!(passes_alone_with(
-        "a_missing_redis_server_is_an_error_that_says_how_to_install_it",
-        "REDIS_SERVER_BIN",
-        MISSING,
-    ));
+    a_missing_binary_says_how_to_install_it(
+        (
+            "a_missing_redis_server_is_an_error_that_says_how_to_install_it",
+            "REDIS_SERVER_BIN",
+            "/nonexistent/redis-server",
+        ),
+        "apt-get install redis-server",
+        || RedisServer::start(&[]),
+    );
 }

@@ -159,21 +159,22 @@ impl Browser {
 
     /// The element with this id, waiting for the page to show it.
     async fn find(&self, id: &str) -> fantoccini::elements::Element {
-        self.client
-            .wait()
-            .at_most(PAGE_LOAD)
-            .for_element(Locator::Id(id))
-            .await
-            .unwrap_or_else(|err| panic!("#{id}: {err}"))
+        self.wait_for(Locator::Id(id), &format!("#{id}")).await
     }
 
+    /// The first element `selector` matches, waiting for the page to show it.
     async fn find_css(&self, selector: &str) -> fantoccini::elements::Element {
+        self.wait_for(Locator::Css(selector), selector).await
+    }
+
+    /// The element `locator` (`what`, in a failure) finds, waiting for the page to show it.
+    async fn wait_for(&self, locator: Locator<'_>, what: &str) -> fantoccini::elements::Element {
         self.client
             .wait()
             .at_most(PAGE_LOAD)
-            .for_element(Locator::Css(selector))
+            .for_element(locator)
             .await
-            .unwrap_or_else(|err| panic!("{selector}: {err}"))
+            .unwrap_or_else(|err| panic!("{what}: {err}"))
     }
 
     /// Saves a PNG of the page as `{name}.png` and returns its path.

@@ -84,6 +84,14 @@ impl Demo {
         Self::launch_until_up(instances, extra_args, false, &[])
     }
 
+    /// Like [`launch`](Self::launch), on `redis` (`--redis-url`).
+    pub fn launch_on(redis: &crate::RedisServer, instances: u16, extra_args: &[&str]) -> Self {
+        let url = redis.url();
+        let mut args = vec!["--redis-url", url.as_str()];
+        args.extend_from_slice(extra_args);
+        Self::launch(instances, &args)
+    }
+
     /// Like [`launch`](Self::launch), with the environment variables `env` set for the
     /// launcher and its instances (`RUST_BACKTRACE=1`, say).
     pub fn launch_with_env(instances: u16, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
@@ -426,6 +434,47 @@ impl ApiClient {
             .unwrap_or_else(|err| panic!("{method} {url}: {err}"))
     }
 
+    /// [`send`](Self::send) without a body: `method` on `path` of instance `index` of `demo`.
+    pub fn call(
+        &self,
+        method: &str,
+        demo: &Demo,
+        index: usize,
+        path: &str,
+        cookie: Option<&Cookie<'_>>,
+    ) -> ApiResponse {
+        self.send(method, &demo.url(index, path), cookie, None::<()>)
+    }
+
+    /// `POST /api/login` of `user` with `password` on instance `index` of `demo`, without a
+    /// cookie.
+    pub fn log_in(&self, demo: &Demo, index: usize, user: &str, password: &str) -> ApiResponse {
+        let credentials = serde_json::json!({"username": user, "password": password});
+        self.send(
+            "POST",
+            &demo.url(index, "/api/login"),
+            None,
+            Some(credentials),
+        )
+    }
+
+    /// `PUT /api/profile` of `display_name` on instance `index` of `demo` with `cookie`.
+    pub fn set_display_name(
+        &self,
+        demo: &Demo,
+        index: usize,
+        cookie: &Cookie<'_>,
+        display_name: &str,
+    ) -> ApiResponse {
+        let profile = serde_json::json!({"display_name": display_name});
+        self.send(
+            "PUT",
+            &demo.url(index, "/api/profile"),
+            Some(cookie),
+            Some(profile),
+        )
+    }
+
     /// The same as [`send`](Self::send), with a failure to get an HTTP answer as an error.
     ///
     /// # Errors
@@ -556,6 +605,15 @@ impl ApiResponse {
     /// The cookie named `name` that the response set, if any.
     pub fn cookie_named(&self, name: &str) -> Option<&Cookie<'static>> {
         self.cookies.iter().find(|cookie| cookie.name() == name)
+    }
+
+    /// The seconds its `Retry-After` header asks a client to wait; panics when it has none.
+    pub fn retry_after(&self) -> u64 {
+        self.headers
+            .get("retry-after")
+            .unwrap_or_else(|| panic!("no Retry-After: {self:?}"))
+            .parse()
+            .expect("Retry-After in seconds")
     }
 
     /// The value of the page's hidden `csrf` field (the demo's forms have one each, all

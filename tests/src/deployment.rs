@@ -54,10 +54,8 @@ impl Deployment {
         match self {
             Self::Single(_) => Self::single(),
             Self::Cluster(_) => Self::Cluster(Arc::new(started(RedisCluster::start()))),
-            Self::Sentinel(_) => Self::Sentinel(Arc::new(started(
-                RedisSentinels::builder()
-                    .down_after(Duration::from_secs(10))
-                    .start(),
+            Self::Sentinel(_) => Self::Sentinel(Arc::new(sentinels_failing_over_after(
+                Duration::from_secs(10),
             ))),
         }
     }
@@ -85,19 +83,12 @@ impl Deployment {
     /// A store from `builder` on this deployment.
     pub fn store_with(&self, builder: RedisSessionStoreBuilder) -> RedisSessionStore {
         match self {
-            Self::Single(server) => builder.build_with_url(&server.url()),
-            Self::Cluster(cluster) => builder.build_with_manager(
-                session_store::Manager::cluster(cluster.urls()).expect("valid addresses"),
-            ),
-            Self::Sentinel(sentinels) => builder.build_with_manager(
-                session_store::Manager::sentinel(
-                    sentinels.sentinel_urls(),
-                    sentinels.master_name(),
-                )
-                .expect("valid addresses"),
-            ),
+            Self::Single(server) => builder
+                .build_with_url(&server.url())
+                .expect("a valid loopback URL"),
+            Self::Cluster(cluster) => cluster_store(cluster, builder),
+            Self::Sentinel(sentinels) => sentinel_store(sentinels, builder),
         }
-        .expect("valid loopback URLs")
     }
 
     /// A connection for inspecting the deployment from the test (behind Sentinel, to the
@@ -203,6 +194,42 @@ fn shared<T>(
     let running = Arc::new(started(start()));
     *shared = Arc::downgrade(&running);
     running
+}
+
+/// A store from `builder` on `cluster`.
+pub fn cluster_store(
+    cluster: &RedisCluster,
+    builder: RedisSessionStoreBuilder,
+) -> RedisSessionStore {
+    let manager = session_store::Manager::cluster(cluster.urls()).expect("valid addresses");
+    builder
+        .build_with_manager(manager)
+        .expect("valid loopback URLs")
+}
+
+/// A store from `builder` on the primary behind `sentinels`.
+pub fn sentinel_store(
+    sentinels: &RedisSentinels,
+    builder: RedisSessionStoreBuilder,
+) -> RedisSessionStore {
+    let urls = sentinels.sentinel_urls();
+    let manager =
+        session_store::Manager::sentinel(urls, sentinels.master_name()).expect("valid addresses");
+    builder
+        .build_with_manager(manager)
+        .expect("valid loopback URLs")
+}
+
+/// A cluster of this test's own whose nodes count a silent node as failed after
+/// `node_timeout`.
+pub fn cluster_failing_over_after(node_timeout: Duration) -> RedisCluster {
+    started(RedisCluster::builder().node_timeout(node_timeout).start())
+}
+
+/// A Sentinel setup of this test's own whose sentinels count a silent primary as down after
+/// `down_after`.
+pub fn sentinels_failing_over_after(down_after: Duration) -> RedisSentinels {
+    started(RedisSentinels::builder().down_after(down_after).start())
 }
 
 fn started<T>(result: Result<T, local_redis::Error>) -> T {

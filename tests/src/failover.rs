@@ -138,6 +138,18 @@ pub struct Load {
 }
 
 impl Load {
+    /// Records a request sent at `sent` and answered now with `status`, of the session at
+    /// `redis_key`, to the durable side or not.
+    fn record(&self, sent: Instant, status: u16, redis_key: Option<String>, durable: bool) {
+        self.records.borrow_mut().push(Record {
+            sent,
+            answered: Instant::now(),
+            status,
+            redis_key,
+            durable,
+        });
+    }
+
     /// A load whose apps encrypt cookies with `key`.
     pub fn new(key: Key) -> Self {
         Self {
@@ -229,13 +241,7 @@ impl Load {
                 .await
                 .status()
                 .as_u16();
-            self.records.borrow_mut().push(Record {
-                sent,
-                answered: Instant::now(),
-                status,
-                redis_key: Some(current.redis_key.clone()),
-                durable: side.durable,
-            });
+            self.record(sent, status, Some(current.redis_key.clone()), side.durable);
             match (write, status) {
                 (true, 200) => {
                     current.last_write = Some((step, sent));
@@ -267,13 +273,12 @@ impl Load {
                 unacknowledged: Vec::new(),
             }
         });
-        self.records.borrow_mut().push(Record {
+        self.record(
             sent,
-            answered: Instant::now(),
             status,
-            redis_key: session.as_ref().map(|session| session.redis_key.clone()),
-            durable: side.durable,
-        });
+            session.as_ref().map(|session| session.redis_key.clone()),
+            side.durable,
+        );
         session
     }
 
@@ -289,13 +294,7 @@ impl Load {
             // Answered, but nothing revoked: not an acknowledged end.
             status = 0;
         }
-        self.records.borrow_mut().push(Record {
-            sent,
-            answered: Instant::now(),
-            status,
-            redis_key: Some(session.redis_key.clone()),
-            durable: side.durable,
-        });
+        self.record(sent, status, Some(session.redis_key.clone()), side.durable);
         if status == 200 {
             self.logouts.borrow_mut().push(Logout {
                 cookie: session.cookie,

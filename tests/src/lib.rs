@@ -15,6 +15,7 @@ mod redis_server;
 mod relay;
 pub mod session_app;
 pub mod sse;
+pub mod store_errors;
 pub mod tls;
 
 pub use crate::{

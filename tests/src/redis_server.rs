@@ -55,6 +55,13 @@ impl RedisServer {
             .expect("the test's own Redis answers")
     }
 
+    /// The keys matching `pattern` (`KEYS`), in no particular order.
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        redis::AsyncCommands::keys(&mut self.connection().await, pattern)
+            .await
+            .expect("KEYS")
+    }
+
     /// Makes the server hold every client's commands for `duration` (`CLIENT PAUSE ... ALL`):
     /// a Redis that is up but does not answer.
     pub async fn pause(&self, duration: std::time::Duration) {

@@ -198,6 +198,15 @@ impl Gate {
         self.open.send_replace(true);
     }
 
+    /// Once `count` requests wait at the gate, runs `meanwhile`, then opens the gate and
+    /// returns what `meanwhile` gave: something that lands between their load and their write.
+    pub async fn once_waiting<T>(&self, count: u32, meanwhile: impl Future<Output = T>) -> T {
+        self.wait_for(count).await;
+        let output = meanwhile.await;
+        self.open();
+        output
+    }
+
     async fn pass(&self) {
         let mut open = self.open.subscribe();
         self.entered.add_permits(1);
@@ -322,6 +331,30 @@ pub async fn send_request(
     }
 }
 
+/// Asserts that `response` is what a Redis out of reach gives: `503` with `Retry-After: 1`;
+/// `what` names the request.
+pub fn assert_unavailable<B>(response: &ServiceResponse<B>, what: &str) {
+    assert_eq!(response.status(), 503, "{what}");
+    let retry_after = response.headers().get("retry-after").expect("Retry-After");
+    assert_eq!(retry_after, "1", "{what}");
+}
+
+/// Sends `method path` with `cookie` (if any) and asserts that the answer is
+/// [`assert_unavailable`]'s and that it came within `limit`; returns the answer.
+pub async fn assert_unavailable_within(
+    app: &impl TestApp,
+    (method, path): (actix_web::http::Method, &str),
+    cookie: Option<&Cookie<'static>>,
+    limit: std::time::Duration,
+) -> ServiceResponse {
+    let started = std::time::Instant::now();
+    let response = send(app, method.clone(), path, cookie).await;
+    assert_unavailable(&response, &format!("{method} {path}"));
+    let took = started.elapsed();
+    assert!(took < limit, "{method} {path} took {took:?}");
+    response
+}
+
 /// `GET /get/{name}` with `cookie`: the entry's value, or `"none"`.
 pub async fn get_entry(app: &impl TestApp, name: &str, cookie: Option<&Cookie<'static>>) -> String {
     let response = send(
@@ -338,6 +371,17 @@ pub async fn get_entry(app: &impl TestApp, name: &str, cookie: Option<&Cookie<'s
     );
     let body = actix_web::test::read_body(response).await;
     String::from_utf8(body.to_vec()).expect("a UTF-8 body")
+}
+
+/// `POST /set/{name}/{value}` with `cookie` (if any): the response.
+pub async fn set_entry(
+    app: &impl TestApp,
+    name: &str,
+    value: &str,
+    cookie: Option<&Cookie<'static>>,
+) -> ServiceResponse {
+    let path = format!("/set/{name}/{value}");
+    send(app, actix_web::http::Method::POST, &path, cookie).await
 }
 
 /// A test service: [`routes`] behind actix-session's middleware alone, on `store`, with `gate`
@@ -359,6 +403,23 @@ pub async fn tracked_app(
     gate: Gate,
 ) -> impl TestApp + use<> {
     session_app(store.clone(), middleware(store, key, mode), gate, true).await
+}
+
+/// [`tracked_app`] when `tracked`, else [`bare_app`] (one type for both, for tests that run
+/// on either), with a gate that nobody waits at.
+pub async fn either_app(
+    store: RedisSessionStore,
+    key: &Key,
+    mode: MiddlewareMode,
+    tracked: bool,
+) -> impl TestApp + use<> {
+    session_app(
+        store.clone(),
+        middleware(store, key, mode),
+        Gate::default(),
+        tracked,
+    )
+    .await
 }
 
 /// [`routes`] behind `session`, itself behind `TrackChanges` when `tracked`.
@@ -389,6 +450,49 @@ pub async fn app(store: RedisSessionStore, key: &Key) -> impl TestApp + use<> {
         Gate::default(),
     )
     .await
+}
+
+/// The usual test service ([`app`]) with `gate` for the gated routes.
+pub async fn gated_app(store: RedisSessionStore, key: &Key, gate: &Gate) -> impl TestApp + use<> {
+    tracked_app(
+        store,
+        key,
+        MiddlewareMode::COOKIE_MODES[0].clone(),
+        gate.clone(),
+    )
+    .await
+}
+
+/// Races two requests of the session `cookie` opens: `POST gated` (a gated route) and, once
+/// it waits at `gate` with the session loaded, `POST meanwhile`; then the gate opens. Returns
+/// both responses, the gated request's first.
+pub async fn race(
+    app: &impl TestApp,
+    gate: &Gate,
+    cookie: &Cookie<'static>,
+    gated: &str,
+    meanwhile: &str,
+) -> (ServiceResponse, ServiceResponse) {
+    use actix_web::http::Method;
+
+    futures_util::join!(
+        send(app, Method::POST, gated, Some(cookie)),
+        gate.once_waiting(1, send(app, Method::POST, meanwhile, Some(cookie))),
+    )
+}
+
+/// The usual test service ([`app`]) on `store` with a key of its own, and a session started
+/// through it ([`log_in`]).
+pub async fn logged_in_app(store: RedisSessionStore) -> (impl TestApp + use<>, Cookie<'static>) {
+    let app = app(store, &Key::generate()).await;
+    let cookie = log_in(&app).await;
+    (app, cookie)
+}
+
+/// Sends `POST path` without a cookie and returns the session cookie its response sets.
+pub async fn start_session(app: &impl TestApp, path: &str) -> Cookie<'static> {
+    let response = send(app, actix_web::http::Method::POST, path, None).await;
+    session_cookie(&response).expect("a session cookie")
 }
 
 /// Starts a session holding `user=alice` through `app` and returns its cookie.

@@ -34,11 +34,10 @@ fn a_flood_of_anonymous_visits_leaves_no_session_in_redis() {
     let redis = RedisServer::start();
     // Limits the flood's failed logins stay under: what they cost is the point here, not
     // how the throttle stops them (demo_sessions).
-    let demo = Demo::launch(
+    let demo = Demo::launch_on(
+        &redis,
         1,
         &[
-            "--redis-url",
-            &redis.url(),
             "--max-failed-logins",
             "100",
             "--max-failed-logins-per-address",
@@ -76,7 +75,7 @@ fn a_flood_of_anonymous_visits_leaves_no_session_in_redis() {
 
     let api = ApiClient::default();
     let session = log_in_through_the_form(&api, &demo);
-    let me = api.send("GET", &demo.url(0, "/api/me"), Some(&session), NO_BODY);
+    let me = api.call("GET", &demo, 0, "/api/me", Some(&session));
     assert_eq!(me.json["user"], "alice", "{me:?}");
     let (counters, mut others) = keys_and_throttle_counters(&redis);
     others.sort();
@@ -94,7 +93,7 @@ fn a_flood_of_anonymous_visits_leaves_no_session_in_redis() {
 #[test]
 fn a_forged_or_missing_form_token_is_refused_and_changes_nothing() {
     let redis = RedisServer::start();
-    let demo = Demo::launch(1, &["--redis-url", &redis.url()]);
+    let demo = Demo::launch_on(&redis, 1, &[]);
     let api = ApiClient::default();
     let (token, cookie) = open_login_form(&api, &demo);
     let (other_token, other_cookie) = open_login_form(&api, &demo);
@@ -135,7 +134,7 @@ fn a_forged_or_missing_form_token_is_refused_and_changes_nothing() {
         &[("display_name", "Mallory"), ("csrf", &other_token)],
     );
     assert_eq!(profile.status, 403, "{profile:?}");
-    let me = api.send("GET", &demo.url(0, "/api/me"), Some(&session), NO_BODY);
+    let me = api.call("GET", &demo, 0, "/api/me", Some(&session));
     assert_eq!(me.json["display_name"], Value::Null, "{me:?}");
 }
 
@@ -146,43 +145,30 @@ fn visit_everything_cheap(api: &ApiClient, demo: &Demo) {
     assert_eq!(login_form.status, 200);
     let (token, cookie) = token_and_cookie(&login_form);
     let url = |path| demo.url(0, path);
-    let answers = [
-        ("GET /", api.get_page(&url("/"), &[]), 200),
+    // Pages and files, each as a browser would load it.
+    let pages = [
+        ("/", 200),
+        ("/profile", 303),
+        ("/api/me", 200),
+        ("/healthz", 200),
+        ("/static/style.css", 200),
+        ("/static/history.js", 200),
+        ("/stats", 200),
+        ("/api/stats", 200),
+        ("/metrics", 200),
+        ("/static/stats.js", 200),
+        ("/static/stats.css", 200),
+        ("/no-such-page", 404),
+    ];
+    let mut answers: Vec<(String, ApiResponse, u16)> = pages
+        .iter()
+        .map(|&(path, status)| (format!("GET {path}"), api.get_page(&url(path), &[]), status))
+        .collect();
+    let others = [
         (
             "GET /login again",
             api.get_page(&url("/login"), &[&cookie]),
             200,
-        ),
-        ("GET /profile", api.get_page(&url("/profile"), &[]), 303),
-        ("GET /api/me", api.get_page(&url("/api/me"), &[]), 200),
-        ("GET /healthz", api.get_page(&url("/healthz"), &[]), 200),
-        (
-            "GET /static/style.css",
-            api.get_page(&url("/static/style.css"), &[]),
-            200,
-        ),
-        (
-            "GET /static/history.js",
-            api.get_page(&url("/static/history.js"), &[]),
-            200,
-        ),
-        ("GET /stats", api.get_page(&url("/stats"), &[]), 200),
-        ("GET /api/stats", api.get_page(&url("/api/stats"), &[]), 200),
-        ("GET /metrics", api.get_page(&url("/metrics"), &[]), 200),
-        (
-            "GET /static/stats.js",
-            api.get_page(&url("/static/stats.js"), &[]),
-            200,
-        ),
-        (
-            "GET /static/stats.css",
-            api.get_page(&url("/static/stats.css"), &[]),
-            200,
-        ),
-        (
-            "GET /no-such-page",
-            api.get_page(&url("/no-such-page"), &[]),
-            404,
         ),
         (
             "POST /login with a forged token",
@@ -223,6 +209,7 @@ fn visit_everything_cheap(api: &ApiClient, demo: &Demo) {
             401,
         ),
     ];
+    answers.extend(others.map(|(what, answer, status)| (what.to_owned(), answer, status)));
     for (what, answer, status) in answers {
         assert_eq!(answer.status, status, "{what}: {answer:?}");
         assert!(
@@ -349,7 +336,7 @@ fn keys(redis: &RedisServer) -> u64 {
 fn anonymous_visits_send_redis_no_command_but_the_health_checks_ping() {
     const VISITS: usize = 3;
     let redis = RedisServer::start();
-    let demo = Demo::launch(1, &["--redis-url", &redis.url()]);
+    let demo = Demo::launch_on(&redis, 1, &[]);
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let monitor = runtime.block_on(Monitor::start(&redis.client()));
     let api = ApiClient::default();

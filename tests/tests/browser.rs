@@ -26,11 +26,8 @@ async fn login_follows_the_user_across_instances() {
     browser.screenshot("2-signed-in-on-first").await;
 
     browser.open(&demo.url(1, "/")).await;
-    assert_eq!(
-        browser.text("signed-in-user").await,
-        "alice",
-        "the second instance does not know alice"
-    );
+    let user = browser.text("signed-in-user").await;
+    assert_eq!(user, "alice", "the second instance does not know alice");
     assert!(browser.text("instance").await.ends_with(&port(1)));
     browser.screenshot("3-known-on-second").await;
 

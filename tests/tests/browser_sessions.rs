@@ -61,11 +61,8 @@ async fn one_device_logs_the_other_out_from_the_sessions_page() {
     phone.screenshot("sessions-4-phone-sent-to-login").await;
 
     laptop.open(&demo.url(0, "/")).await;
-    assert_eq!(
-        laptop.text("signed-in-user").await,
-        "alice",
-        "the laptop stays"
-    );
+    let user = laptop.text("signed-in-user").await;
+    assert_eq!(user, "alice", "the laptop stays");
     laptop.close().await;
     phone.close().await;
     println!("the sessions page: {}", shot.display());

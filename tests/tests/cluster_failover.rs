@@ -20,8 +20,12 @@ use std::{
 use actix_web::{cookie::Key, http::Method};
 use futures_util::future::join_all;
 use integration_tests::{
+    deployment::{cluster_failing_over_after, cluster_store},
     failover::{Load, Record, sides},
-    session_app::{Gate, MiddlewareMode, get_entry, send, session_cookie, tracked_app},
+    session_app::{
+        Gate, MiddlewareMode, assert_unavailable_within, get_entry, send, session_cookie,
+        tracked_app,
+    },
 };
 use local_redis::RedisCluster;
 use session_store::RedisSessionStore;
@@ -57,15 +61,7 @@ async fn a_killed_primary_is_replaced_and_only_its_shard_waits() {
         .start()
         .expect("a cluster starts");
     let key = Key::generate();
-    let urls = cluster.urls();
-    let (plain, durable) = sides(&key, false, &|builder| {
-        builder
-            .build_with_manager(
-                session_store::Manager::cluster(urls.clone()).expect("valid addresses"),
-            )
-            .expect("valid URLs")
-    })
-    .await;
+    let (plain, durable) = sides(&key, false, &|builder| cluster_store(&cluster, builder)).await;
     let load = Load::new(key.clone());
 
     // The victim: the primary of the shard that holds a first session.
@@ -347,16 +343,9 @@ async fn ranges_of(cluster: &RedisCluster, node: usize) -> Vec<(u16, u16)> {
 #[actix_web::test]
 async fn a_stopped_cluster_means_fast_503s_then_recovery() {
     let _alone = ALONE.lock().await;
-    let mut cluster = RedisCluster::builder()
-        .node_timeout(NODE_TIMEOUT)
-        .start()
-        .expect("a cluster starts");
+    let mut cluster = cluster_failing_over_after(NODE_TIMEOUT);
     let key = Key::generate();
-    let store = RedisSessionStore::builder()
-        .build_with_manager(
-            session_store::Manager::cluster(cluster.urls()).expect("valid addresses"),
-        )
-        .expect("valid URLs");
+    let store = cluster_store(&cluster, RedisSessionStore::builder());
     let app = tracked_app(
         store,
         &key,
@@ -374,18 +363,7 @@ async fn a_stopped_cluster_means_fast_503s_then_recovery() {
         (Method::GET, "/get/user", Some(&cookie)),
         (Method::POST, "/set/user/bob", None),
     ] {
-        let started = Instant::now();
-        let response = send(&app, method.clone(), path, cookie).await;
-        assert_eq!(response.status(), 503, "{method} {path}");
-        assert_eq!(
-            response.headers().get("retry-after").expect("Retry-After"),
-            "1"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{method} {path} took {:?}",
-            started.elapsed()
-        );
+        assert_unavailable_within(&app, (method, path), cookie, Duration::from_secs(5)).await;
     }
 
     for node in 0..cluster.nodes().len() {

@@ -20,6 +20,7 @@ use actix_web::{
 };
 use futures_util::future::join_all;
 use integration_tests::{
+    deployment::cluster_store,
     failover::{Load, Record, sides},
     session_app::{TestApp, app, get_entry, log_in, redis_key, send, session_key_in},
 };
@@ -158,15 +159,7 @@ async fn under_load(
     resize: impl FnOnce(&mut RedisCluster) + Send + 'static,
 ) -> Outcome {
     let key = Key::generate();
-    let urls = cluster.urls();
-    let (plain, durable) = sides(&key, true, &|builder| {
-        builder
-            .build_with_manager(
-                session_store::Manager::cluster(urls.clone()).expect("valid addresses"),
-            )
-            .expect("valid URLs")
-    })
-    .await;
+    let (plain, durable) = sides(&key, true, &|builder| cluster_store(&cluster, builder)).await;
     let placed = place_sessions(&plain.app, &key, &taken).await;
     let load = Load::new(key);
     let before = owners(&cluster);
@@ -411,11 +404,7 @@ async fn a_primary_added_under_load_takes_a_quarter_of_the_slots_and_nothing_fai
 async fn a_session_whose_key_moved_while_its_slot_is_still_open_is_read_and_written() {
     let cluster = RedisCluster::start().expect("a cluster starts");
     let key = Key::generate();
-    let store = RedisSessionStore::builder()
-        .build_with_manager(
-            session_store::Manager::cluster(cluster.urls()).expect("valid addresses"),
-        )
-        .expect("valid URLs");
+    let store = cluster_store(&cluster, RedisSessionStore::builder());
     let app = app(store, &key).await;
     let to = cluster.primaries().expect("the slot map")[0];
     let mut moving = Vec::new();

@@ -1,24 +1,37 @@
 //! Overlapping requests of one session: with `TrackChanges` each writes only what it changed,
 //! so no update is lost, and a logout is never undone.
 
-use actix_web::{cookie::Key, http::Method};
+use actix_web::{
+    cookie::{Cookie, Key},
+    http::Method,
+};
 use futures_util::future::join_all;
 use integration_tests::{
     RedisServer, Relay,
     session_app::{
-        Gate, MiddlewareMode, app, get_entry, log_in, send, session_cookie, tracked_app,
+        Gate, TestApp, app, gated_app, get_entry, log_in, race, send, session_cookie, start_session,
     },
 };
 use redis::AsyncCommands as _;
+use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
 
 const WRITERS: usize = 50;
 
+/// A server, the usual app on a store built by `builder` on it with a gate of its own, and a
+/// session started through the app.
+async fn logged_in(
+    builder: RedisSessionStoreBuilder,
+) -> (RedisServer, Gate, impl TestApp + use<>, Cookie<'static>) {
+    let server = RedisServer::start();
+    let gate = Gate::default();
+    let app = gated_app(server.store_with(builder), &Key::generate(), &gate).await;
+    let cookie = log_in(&app).await;
+    (server, gate, app, cookie)
+}
+
 #[actix_web::test]
 async fn concurrent_writers_of_one_session_keep_all_their_entries() {
-    let server = RedisServer::start();
-    let key = Key::generate();
-    let app = app(server.store(), &key).await;
-    let cookie = log_in(&app).await;
+    let (_server, _, app, cookie) = logged_in(RedisSessionStore::builder()).await;
 
     let paths: Vec<String> = (0..WRITERS).map(|i| format!("/set/entry{i}/{i}")).collect();
     let writes = paths
@@ -41,10 +54,8 @@ async fn concurrent_writers_of_one_session_keep_all_their_entries() {
 #[actix_web::test]
 async fn concurrent_removals_and_sets_all_land() {
     let server = RedisServer::start();
-    let key = Key::generate();
-    let app = app(server.store(), &key).await;
-    let login = send(&app, Method::POST, "/set/a/1", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let app = app(server.store(), &Key::generate()).await;
+    let cookie = start_session(&app, "/set/a/1").await;
     send(&app, Method::POST, "/set/b/2", Some(&cookie)).await;
 
     let (_, _) = futures_util::join!(
@@ -58,17 +69,7 @@ async fn concurrent_removals_and_sets_all_land() {
 
 #[actix_web::test]
 async fn a_logout_among_concurrent_writes_is_never_undone() {
-    let server = RedisServer::start();
-    let key = Key::generate();
-    let gate = Gate::default();
-    let app = tracked_app(
-        server.store(),
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        gate.clone(),
-    )
-    .await;
-    let cookie = log_in(&app).await;
+    let (server, gate, app, cookie) = logged_in(RedisSessionStore::builder()).await;
 
     // Every write has loaded the session when the logout lands; then they all write.
     let paths: Vec<String> = (0..20)
@@ -77,57 +78,40 @@ async fn a_logout_among_concurrent_writes_is_never_undone() {
     let writes = paths
         .iter()
         .map(|path| send(&app, Method::POST, path, Some(&cookie)));
-    let logout = async {
-        gate.wait_for(20).await;
-        let logout = send(&app, Method::POST, "/purge", Some(&cookie)).await;
-        gate.open();
-        logout
-    };
+    let logout = gate.once_waiting(20, send(&app, Method::POST, "/purge", Some(&cookie)));
     let (writes, logout) = futures_util::join!(join_all(writes), logout);
     assert_eq!(logout.status(), 200);
     assert!(writes.iter().all(|response| response.status() == 200));
 
-    let keys: Vec<String> = server
-        .connection()
-        .await
-        .keys("session:*")
-        .await
-        .expect("KEYS");
+    let keys = sessions(&server).await;
     assert!(keys.is_empty(), "the logout was undone: {keys:?}");
     assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
 }
 
 /// The session keys in Redis.
 async fn sessions(server: &RedisServer) -> Vec<String> {
-    server
-        .connection()
-        .await
-        .keys("session:*")
-        .await
-        .expect("KEYS")
+    server.keys("session:*").await
+}
+
+/// Asserts what a renewal leaves however it raced: one session in Redis (`why` if not), and
+/// none for `before`, the cookie from before it.
+async fn assert_renewed_once(
+    server: &RedisServer,
+    app: &impl TestApp,
+    before: &Cookie<'static>,
+    why: &str,
+) {
+    assert_eq!(sessions(server).await.len(), 1, "{why}");
+    assert_eq!(get_entry(app, "user", Some(before)).await, "none");
 }
 
 #[actix_web::test]
 async fn two_overlapping_renewals_leave_one_session() {
-    let server = RedisServer::start();
-    let key = Key::generate();
-    let gate = Gate::default();
-    let app = tracked_app(
-        server.store(),
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        gate.clone(),
-    )
-    .await;
-    let cookie = log_in(&app).await;
+    let (server, gate, app, cookie) = logged_in(RedisSessionStore::builder()).await;
 
     let renewals =
         join_all((0..2).map(|_| send(&app, Method::POST, "/gated-renew", Some(&cookie))));
-    let open = async {
-        gate.wait_for(2).await;
-        gate.open();
-    };
-    let (renewals, ()) = futures_util::join!(renewals, open);
+    let (renewals, ()) = futures_util::join!(renewals, gate.once_waiting(2, async {}));
     let mut users = Vec::new();
     for renewal in &renewals {
         assert_eq!(renewal.status(), 200);
@@ -140,36 +124,14 @@ async fn two_overlapping_renewals_leave_one_session() {
         ["alice", "none"],
         "exactly one renewal holds the session"
     );
-    assert_eq!(
-        sessions(&server).await.len(),
-        1,
-        "one session never becomes two"
-    );
-    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
+    assert_renewed_once(&server, &app, &cookie, "one session never becomes two").await;
 }
 
 #[actix_web::test]
 async fn a_renewal_racing_a_logout_does_not_undo_it() {
-    let server = RedisServer::start();
-    let key = Key::generate();
-    let gate = Gate::default();
-    let app = tracked_app(
-        server.store(),
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        gate.clone(),
-    )
-    .await;
-    let cookie = log_in(&app).await;
+    let (server, gate, app, cookie) = logged_in(RedisSessionStore::builder()).await;
 
-    let renewal = send(&app, Method::POST, "/gated-renew", Some(&cookie));
-    let logout = async {
-        gate.wait_for(1).await;
-        let logout = send(&app, Method::POST, "/purge", Some(&cookie)).await;
-        gate.open();
-        logout
-    };
-    let (renewal, logout) = futures_util::join!(renewal, logout);
+    let (renewal, logout) = race(&app, &gate, &cookie, "/gated-renew", "/purge").await;
     assert_eq!(logout.status(), 200);
     assert_eq!(renewal.status(), 200);
     let renewed = session_cookie(&renewal).expect("a cookie");
@@ -179,26 +141,9 @@ async fn a_renewal_racing_a_logout_does_not_undo_it() {
 
 #[actix_web::test]
 async fn a_write_racing_a_renewal_is_dropped_and_the_renewed_session_lives() {
-    let server = RedisServer::start();
-    let key = Key::generate();
-    let gate = Gate::default();
-    let app = tracked_app(
-        server.store(),
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        gate.clone(),
-    )
-    .await;
-    let cookie = log_in(&app).await;
+    let (server, gate, app, cookie) = logged_in(RedisSessionStore::builder()).await;
 
-    let write = send(&app, Method::POST, "/gated-set/theme/dark", Some(&cookie));
-    let renewal = async {
-        gate.wait_for(1).await;
-        let renewal = send(&app, Method::POST, "/renew", Some(&cookie)).await;
-        gate.open();
-        renewal
-    };
-    let (write, renewal) = futures_util::join!(write, renewal);
+    let (write, renewal) = race(&app, &gate, &cookie, "/gated-set/theme/dark", "/renew").await;
     assert_eq!(write.status(), 200);
     let renewed = session_cookie(&renewal).expect("a renewed cookie");
     assert_eq!(get_entry(&app, "user", Some(&renewed)).await, "alice");
@@ -207,36 +152,18 @@ async fn a_write_racing_a_renewal_is_dropped_and_the_renewed_session_lives() {
         "none",
         "the write that loaded the old id is dropped, as docs/design.md says"
     );
-    assert_eq!(
-        sessions(&server).await.len(),
-        1,
-        "no leftover of the old id"
-    );
-    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "none");
+    assert_renewed_once(&server, &app, &cookie, "no leftover of the old id").await;
 }
 
 #[actix_web::test]
 async fn a_tracked_write_that_finds_its_session_past_the_lifetime_revives_nothing() {
-    let server = RedisServer::start();
-    let key = Key::generate();
-    let gate = Gate::default();
-    let store = server.store_with(
-        session_store::RedisSessionStore::builder()
-            .absolute_timeout(std::time::Duration::from_secs(3600)),
-    );
-    let app = tracked_app(
-        store,
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        gate.clone(),
-    )
-    .await;
-    let cookie = log_in(&app).await;
+    let lifetime = std::time::Duration::from_secs(3600);
+    let builder = RedisSessionStore::builder().absolute_timeout(lifetime);
+    let (server, gate, app, cookie) = logged_in(builder).await;
     let session = sessions(&server).await.remove(0);
 
     let write = send(&app, Method::POST, "/gated-set/theme/dark", Some(&cookie));
-    let age = async {
-        gate.wait_for(1).await;
+    let age = gate.once_waiting(1, async {
         // The lifetime ends while the request runs: created 61 minutes ago.
         let mut redis = server.connection().await;
         let created: u64 = redis.hget(&session, "\0c").await.expect("HGET");
@@ -244,8 +171,7 @@ async fn a_tracked_write_that_finds_its_session_past_the_lifetime_revives_nothin
             .hset(&session, "\0c", created - 61 * 60_000)
             .await
             .expect("HSET");
-        gate.open();
-    };
+    });
     let (write, ()) = futures_util::join!(write, age);
     assert_eq!(write.status(), 200);
     assert!(
@@ -259,17 +185,10 @@ async fn a_tracked_write_that_finds_its_session_past_the_lifetime_revives_nothin
 async fn a_logout_between_a_writes_check_and_its_write_leaves_nothing_usable() {
     let server = RedisServer::start();
     let relay = Relay::start(([127, 0, 0, 1], server.port()).into()).await;
-    let key = Key::generate();
-    let store = session_store::RedisSessionStore::builder()
+    let store = RedisSessionStore::builder()
         .build_with_url(&relay.url())
         .expect("a valid URL");
-    let app = tracked_app(
-        store,
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
+    let app = app(store, &Key::generate()).await;
     let cookie = log_in(&app).await;
     let session = sessions(&server).await.remove(0);
 
@@ -310,19 +229,9 @@ async fn a_logout_between_a_writes_check_and_its_write_leaves_nothing_usable() {
 
 #[actix_web::test]
 async fn two_writers_each_under_the_size_limit_can_go_over_it_together() {
-    let server = RedisServer::start();
-    let key = Key::generate();
-    let gate = Gate::default();
-    let store = server.store_with(session_store::RedisSessionStore::builder().max_state_size(100));
-    let app = tracked_app(
-        store,
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        gate.clone(),
-    )
-    .await;
     // user=alice: 4 + 7 bytes as stored (JSON).
-    let cookie = log_in(&app).await;
+    let (_server, gate, app, cookie) =
+        logged_in(RedisSessionStore::builder().max_state_size(100)).await;
     let fifty = "x".repeat(50);
 
     // Each sees 11 + 1 + 52 = 64 bytes; together they store 117.
@@ -332,11 +241,7 @@ async fn two_writers_each_under_the_size_limit_can_go_over_it_together() {
         let cookie = &cookie;
         async move { send(app, Method::POST, &path, Some(cookie)).await }
     }));
-    let open = async {
-        gate.wait_for(2).await;
-        gate.open();
-    };
-    let (writes, ()) = futures_util::join!(writes, open);
+    let (writes, ()) = futures_util::join!(writes, gate.once_waiting(2, async {}));
     assert!(writes.iter().all(|write| write.status() == 200));
     assert_eq!(get_entry(&app, "a", Some(&cookie)).await, fifty);
     assert_eq!(get_entry(&app, "b", Some(&cookie)).await, fifty);

@@ -6,16 +6,9 @@ use integration_tests::{
 };
 use serde_json::{Value, json};
 
-const NO_BODY: Option<Value> = None;
-
 /// `POST /api/login` as alice on instance `index`.
 fn alice_logs_in(api: &ApiClient, demo: &Demo, index: usize) -> ApiResponse {
-    api.send(
-        "POST",
-        &demo.url(index, "/api/login"),
-        None,
-        Some(json!({"username": "alice", "password": "alice-password"})),
-    )
+    api.log_in(demo, index, "alice", "alice-password")
 }
 
 #[test]
@@ -23,7 +16,7 @@ fn three_instances_share_login_profile_and_logout() {
     // No --redis-url: the launcher starts its own Redis, as it does for a person.
     let demo = Demo::launch(3, &[]);
     let api = ApiClient::default();
-    let me = |index: usize, cookie| api.send("GET", &demo.url(index, "/api/me"), cookie, NO_BODY);
+    let me = |index: usize, cookie| api.call("GET", &demo, index, "/api/me", cookie);
 
     let login = alice_logs_in(&api, &demo, 0);
     assert_eq!(login.status, 200, "{login:?}");
@@ -58,16 +51,11 @@ fn three_instances_share_login_profile_and_logout() {
         assert_eq!(answer.json["instance"], demo.ports()[index]);
     }
 
-    let profile = api.send(
-        "PUT",
-        &demo.url(1, "/api/profile"),
-        Some(&cookie),
-        Some(json!({"display_name": "Alice Liddell"})),
-    );
+    let profile = api.set_display_name(&demo, 1, &cookie, "Alice Liddell");
     assert_eq!(profile.status, 200, "{profile:?}");
     assert_eq!(me(2, Some(&cookie)).json["display_name"], "Alice Liddell");
 
-    let logout = api.send("POST", &demo.url(2, "/api/logout"), Some(&cookie), NO_BODY);
+    let logout = api.call("POST", &demo, 2, "/api/logout", Some(&cookie));
     assert_eq!(logout.status, 200);
     assert_eq!(
         logout.headers.get("clear-site-data").map(String::as_str),
@@ -86,23 +74,13 @@ fn three_instances_share_login_profile_and_logout() {
         );
     }
 
-    let wrong = api.send(
-        "POST",
-        &demo.url(1, "/api/login"),
-        None,
-        Some(json!({"username": "alice", "password": "not-her-password"})),
-    );
+    let wrong = api.log_in(&demo, 1, "alice", "not-her-password");
     assert_eq!(wrong.status, 401);
     assert!(
         wrong.cookie.is_none(),
         "a failed login got a session: {wrong:?}"
     );
-    let unknown = api.send(
-        "POST",
-        &demo.url(1, "/api/login"),
-        None,
-        Some(json!({"username": "mallory", "password": "alice-password"})),
-    );
+    let unknown = api.log_in(&demo, 1, "mallory", "alice-password");
     assert_eq!(unknown.status, 401);
 
     let (status, output) = demo.stop();
@@ -133,7 +111,7 @@ fn login_renews_the_session_id() {
     );
     let second = second.cookie.expect("a renewed cookie");
     assert_ne!(first.value(), second.value());
-    let old = api.send("GET", &demo.url(0, "/api/me"), Some(&first), NO_BODY);
+    let old = api.call("GET", &demo, 0, "/api/me", Some(&first));
     assert_eq!(
         old.json["user"],
         Value::Null,
@@ -141,12 +119,7 @@ fn login_renews_the_session_id() {
     );
 
     // Whoever logs in over someone else's session inherits nothing of it.
-    let profile = api.send(
-        "PUT",
-        &demo.url(0, "/api/profile"),
-        Some(&second),
-        Some(json!({"display_name": "Bob B."})),
-    );
+    let profile = api.set_display_name(&demo, 0, &second, "Bob B.");
     assert_eq!(profile.status, 200);
     let alice = json!({"username": "alice", "password": "alice-password"});
     let takeover = api.send(
@@ -168,13 +141,13 @@ fn anonymous_pages_create_no_session() {
     let demo = Demo::launch(1, &[]);
     let api = ApiClient::default();
     for path in ["/", "/api/me"] {
-        let response = api.send("GET", &demo.url(0, path), None, NO_BODY);
+        let response = api.call("GET", &demo, 0, path, None);
         assert!(
             response.cookie.is_none(),
             "GET {path} set a cookie: {response:?}"
         );
     }
-    let login_page = api.send("GET", &demo.url(0, "/login"), None, NO_BODY);
+    let login_page = api.call("GET", &demo, 0, "/login", None);
     assert!(
         login_page.cookie.is_none(),
         "the login form made a session: {login_page:?}"
@@ -192,7 +165,7 @@ fn health_is_503_while_redis_is_down_and_200_again_after() {
     let mut redis = RedisServer::start();
     let demo = Demo::launch(1, &["--redis-url", &redis.url()]);
     let api = ApiClient::default();
-    let health = || api.send("GET", &demo.url(0, "/healthz"), None, NO_BODY);
+    let health = || api.call("GET", &demo, 0, "/healthz", None);
     assert_eq!(health().json["redis"], "ok");
     redis.stop();
     let started = std::time::Instant::now();
@@ -237,7 +210,7 @@ fn an_outage_is_a_few_log_lines_without_backtraces() {
         } else {
             ("POST", "/api/logout")
         };
-        let answer = api.send(method, &demo.url(0, path), Some(&cookie), NO_BODY);
+        let answer = api.call(method, &demo, 0, path, Some(&cookie));
         assert_eq!(answer.status, 503, "{method} {path}: {answer:?}");
         assert_eq!(
             answer.headers.get("retry-after").map(String::as_str),
@@ -312,7 +285,7 @@ fn signed_in_forms_with_a_wrong_or_missing_token_are_refused_and_change_nothing(
         let logout = api.post_form(&demo.url(0, "/logout"), &[&cookie], &fields[1..]);
         assert_eq!(logout.status, 403, "{csrf:?}");
     }
-    let me = api.send("GET", &demo.url(0, "/api/me"), Some(&cookie), NO_BODY);
+    let me = api.call("GET", &demo, 0, "/api/me", Some(&cookie));
     assert_eq!(me.json["user"], "alice", "still signed in");
     assert!(
         me.json["display_name"].is_null(),
@@ -336,10 +309,10 @@ fn instances_with_other_cookie_keys_do_not_accept_each_others_cookies() {
     let cookie = alice_logs_in(&api, &ours, 0)
         .cookie
         .expect("a session cookie");
-    let there = api.send("GET", &theirs.url(0, "/api/me"), Some(&cookie), NO_BODY);
+    let there = api.call("GET", &theirs, 0, "/api/me", Some(&cookie));
     assert_eq!(there.status, 200, "no 5xx");
     assert!(there.json["user"].is_null(), "{:?}", there.json);
-    let here = api.send("GET", &ours.url(0, "/api/me"), Some(&cookie), NO_BODY);
+    let here = api.call("GET", &ours, 0, "/api/me", Some(&cookie));
     assert_eq!(here.json["user"], "alice");
 }
 
@@ -367,7 +340,7 @@ fn a_huge_cookie_header_is_refused_by_the_server_not_failed() {
         "a 128 KiB cookie header got {status:?}: {answer:.200}"
     );
     let api = ApiClient::default();
-    let me = api.send("GET", &demo.url(0, "/api/me"), None, NO_BODY);
+    let me = api.call("GET", &demo, 0, "/api/me", None);
     assert_eq!(me.status, 200, "the instance no longer serves");
 }
 
@@ -381,7 +354,7 @@ fn secure_cookies_carry_the_host_prefix() {
     assert_eq!(cookie.secure(), Some(true), "{cookie}");
     assert_eq!(cookie.path(), Some("/"), "{cookie}");
     assert_eq!(cookie.domain(), None, "{cookie}");
-    let me = api.send("GET", &demo.url(0, "/api/me"), Some(&cookie), NO_BODY);
+    let me = api.call("GET", &demo, 0, "/api/me", Some(&cookie));
     assert_eq!(me.json["user"], "alice");
 }
 
@@ -397,7 +370,7 @@ fn anonymous_when_redis_is_down_then_logged_in_again() {
     let cookie = login.cookie.expect("a session cookie");
 
     redis.stop();
-    let me = api.send("GET", &demo.url(1, "/api/me"), Some(&cookie), NO_BODY);
+    let me = api.call("GET", &demo, 1, "/api/me", Some(&cookie));
     assert_eq!(me.status, 200, "{me:?}");
     assert_eq!(
         me.json["user"],
@@ -405,21 +378,16 @@ fn anonymous_when_redis_is_down_then_logged_in_again() {
         "anonymous while Redis is down"
     );
     assert!(me.cookie.is_none(), "the cookie is left alone: {me:?}");
-    let write = api.send(
-        "PUT",
-        &demo.url(1, "/api/profile"),
-        Some(&cookie),
-        Some(json!({"display_name": "Alice"})),
-    );
+    let write = api.set_display_name(&demo, 1, &cookie, "Alice");
     assert_eq!(write.status, 503, "only reads go on anonymous: {write:?}");
-    let logout = api.send("POST", &demo.url(0, "/api/logout"), Some(&cookie), NO_BODY);
+    let logout = api.call("POST", &demo, 0, "/api/logout", Some(&cookie));
     assert_eq!(
         logout.status, 503,
         "a logout that cannot happen says so: {logout:?}"
     );
 
     redis.restart().expect("Redis restarts");
-    let me = api.send("GET", &demo.url(1, "/api/me"), Some(&cookie), NO_BODY);
+    let me = api.call("GET", &demo, 1, "/api/me", Some(&cookie));
     assert_eq!(me.json["user"], "alice", "logged in again: {me:?}");
 }
 

@@ -13,16 +13,13 @@ use integration_tests::{
     demo::{ApiClient, Demo},
     prometheus::{Exposition, Kind},
 };
-use serde_json::{Value, json};
-
-const NO_BODY: Option<Value> = None;
 
 /// Requests sent between two scrapes.
 const N: u32 = 7;
 
 /// `GET /metrics` of instance 0, checked strictly.
 fn scrape(api: &ApiClient, demo: &Demo) -> Exposition {
-    let response = api.send("GET", &demo.url(0, "/metrics"), None, NO_BODY);
+    let response = api.call("GET", demo, 0, "/metrics", None);
     assert_eq!(response.status, 200, "{response:?}");
     let content_type = response.headers.get("content-type").cloned();
     assert!(
@@ -36,12 +33,7 @@ fn scrape(api: &ApiClient, demo: &Demo) -> Exposition {
 }
 
 fn alice_logs_in(api: &ApiClient, demo: &Demo) -> Cookie<'static> {
-    let login = api.send(
-        "POST",
-        &demo.url(0, "/api/login"),
-        None,
-        Some(json!({"username": "alice", "password": "alice-password"})),
-    );
+    let login = api.log_in(demo, 0, "alice", "alice-password");
     assert_eq!(login.status, 200, "{login:?}");
     login.cookie.expect("a session cookie")
 }
@@ -78,7 +70,7 @@ fn metrics_are_prometheus_text_and_count_exactly_the_requests_sent() {
 
     let before = scrape(&api, &demo);
     for _ in 0..N {
-        let me = api.send("GET", &demo.url(0, "/api/me"), Some(&cookie), NO_BODY);
+        let me = api.call("GET", &demo, 0, "/api/me", Some(&cookie));
         assert_eq!(me.json["user"], "alice", "{me:?}");
     }
     let after = scrape(&api, &demo);
@@ -142,7 +134,7 @@ fn metrics_are_prometheus_text_and_count_exactly_the_requests_sent() {
     redis.stop();
     let before = scrape(&api, &demo);
     for _ in 0..N {
-        let me = api.send("GET", &demo.url(0, "/api/me"), Some(&cookie), NO_BODY);
+        let me = api.call("GET", &demo, 0, "/api/me", Some(&cookie));
         assert_eq!(me.status, 503, "{me:?}");
     }
     let after = scrape(&api, &demo);
@@ -162,7 +154,7 @@ fn metrics_are_prometheus_text_and_count_exactly_the_requests_sent() {
         n
     );
     redis.restart().expect("Redis restarts");
-    let me = api.send("GET", &demo.url(0, "/api/me"), Some(&cookie), NO_BODY);
+    let me = api.call("GET", &demo, 0, "/api/me", Some(&cookie));
     assert_eq!(me.json["user"], "alice", "{me:?}");
 }
 
@@ -171,12 +163,7 @@ fn made_up_paths_and_methods_do_not_grow_the_label_set() {
     let demo = Demo::launch(1, &[]);
     let api = ApiClient::default();
     for id in 0..N {
-        let response = api.send(
-            "GET",
-            &demo.url(0, &format!("/no/such/{id}")),
-            None,
-            NO_BODY,
-        );
+        let response = api.call("GET", &demo, 0, &format!("/no/such/{id}"), None);
         assert_eq!(response.status, 404);
         let status = raw_request(demo.ports()[0], &format!("BREW /pot/{id}"));
         assert!(status.starts_with("HTTP/1.1 4"), "{status}");

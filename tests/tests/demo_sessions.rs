@@ -19,22 +19,29 @@ use integration_tests::{
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-const NO_BODY: Option<Value> = None;
-
 fn password_of(user: &str) -> String {
     format!("{user}-password")
 }
 
-/// Logs `user` in on instance `index`; the session cookie.
-fn log_in(api: &ApiClient, demo: &Demo, index: usize, user: &str) -> Cookie<'static> {
-    let login = api.send(
+/// `POST /api/login` of `user` with the right password on instance `index`.
+fn post_login(api: &ApiClient, demo: &Demo, index: usize, user: &str) -> ApiResponse {
+    api.send(
         "POST",
         &demo.url(index, "/api/login"),
         None,
         Some(json!({"username": user, "password": password_of(user)})),
-    );
+    )
+}
+
+/// The session cookie of `login`, which must have succeeded.
+fn cookie_of(login: ApiResponse) -> Cookie<'static> {
     assert_eq!(login.status, 200, "{login:?}");
     login.cookie.expect("a session cookie")
+}
+
+/// Logs `user` in on instance `index`; the session cookie.
+fn log_in(api: &ApiClient, demo: &Demo, index: usize, user: &str) -> Cookie<'static> {
+    cookie_of(post_login(api, demo, index, user))
 }
 
 /// `send`'s answer, right after a Redis restart: the first requests of an instance to meet a
@@ -53,26 +60,12 @@ fn after_restart(send: impl Fn() -> ApiResponse) -> ApiResponse {
 
 /// Like [`log_in`], right after a Redis restart.
 fn log_in_after_restart(api: &ApiClient, demo: &Demo, index: usize, user: &str) -> Cookie<'static> {
-    let login = after_restart(|| {
-        api.send(
-            "POST",
-            &demo.url(index, "/api/login"),
-            None,
-            Some(json!({"username": user, "password": password_of(user)})),
-        )
-    });
-    assert_eq!(login.status, 200, "{login:?}");
-    login.cookie.expect("a session cookie")
+    cookie_of(after_restart(|| post_login(api, demo, index, user)))
 }
 
 /// `GET /api/sessions` on instance `index`, as the JSON array it must be.
 fn list(api: &ApiClient, demo: &Demo, index: usize, cookie: &Cookie<'_>) -> Vec<Value> {
-    let answer = api.send(
-        "GET",
-        &demo.url(index, "/api/sessions"),
-        Some(cookie),
-        NO_BODY,
-    );
+    let answer = api.call("GET", demo, index, "/api/sessions", Some(cookie));
     assert_eq!(answer.status, 200, "{answer:?}");
     answer.json.as_array().expect("a JSON array").clone()
 }
@@ -90,7 +83,7 @@ fn reference_of(api: &ApiClient, demo: &Demo, cookie: &Cookie<'_>) -> String {
 
 /// Who instance `index` takes `cookie` for.
 fn user_on(api: &ApiClient, demo: &Demo, index: usize, cookie: &Cookie<'_>) -> Value {
-    let me = api.send("GET", &demo.url(index, "/api/me"), Some(cookie), NO_BODY);
+    let me = api.call("GET", demo, index, "/api/me", Some(cookie));
     assert_eq!(me.status, 200, "{me:?}");
     me.json["user"].clone()
 }
@@ -141,18 +134,21 @@ fn assert_index_holds(redis: &RedisServer, references: &[&str], what: &str) {
     }
 }
 
+/// `DELETE /api/sessions/{reference}` on instance `index` as the holder of `cookie`.
+fn revoke(
+    api: &ApiClient,
+    demo: &Demo,
+    index: usize,
+    cookie: &Cookie<'static>,
+    reference: &str,
+) -> ApiResponse {
+    let path = format!("/api/sessions/{reference}");
+    api.call("DELETE", demo, index, &path, Some(cookie))
+}
+
 fn parse_time(value: &Value) -> SystemTime {
     let text = value.as_str().expect("a time");
     humantime::parse_rfc3339(text).unwrap_or_else(|err| panic!("{text}: {err}"))
-}
-
-fn retry_after(answer: &ApiResponse) -> u64 {
-    answer
-        .headers
-        .get("retry-after")
-        .unwrap_or_else(|| panic!("no Retry-After: {answer:?}"))
-        .parse()
-        .expect("Retry-After in seconds")
 }
 
 #[test]
@@ -194,41 +190,21 @@ fn alice_lists_her_devices_and_logs_them_out_one_by_one_everywhere_else_and_ever
     assert_index_holds(&redis, &[&a_ref, &b_ref], "after two logins");
 
     // A logs B out; B's next request is anonymous on every instance.
-    let revoke = laptop.send(
-        "DELETE",
-        &demo.url(0, &format!("/api/sessions/{b_ref}")),
-        Some(&a),
-        NO_BODY,
-    );
-    assert_eq!(revoke.status, 204, "{revoke:?}");
+    let revoked = revoke(&laptop, &demo, 0, &a, &b_ref);
+    assert_eq!(revoked.status, 204, "{revoked:?}");
     assert_anonymous_everywhere(&phone, &demo, &b, "revoked");
     assert_index_holds(&redis, &[&a_ref], "after the revocation");
-    let again = laptop.send(
-        "DELETE",
-        &demo.url(1, &format!("/api/sessions/{b_ref}")),
-        Some(&a),
-        NO_BODY,
-    );
+    let again = revoke(&laptop, &demo, 1, &a, &b_ref);
     assert_eq!(again.status, 404, "an ended session: {again:?}");
     let bob_ref = reference_of(&api, &demo, &bob);
-    let not_hers = laptop.send(
-        "DELETE",
-        &demo.url(1, &format!("/api/sessions/{bob_ref}")),
-        Some(&a),
-        NO_BODY,
-    );
+    let not_hers = revoke(&laptop, &demo, 1, &a, &bob_ref);
     assert_eq!(not_hers.status, 404, "bob's session: {not_hers:?}");
     assert_eq!(user_on(&api, &demo, 0, &bob), "bob");
 
     // Everywhere else: two more devices, and only A is left.
     let b2 = log_in(&phone, &demo, 1, "alice");
     let c = log_in(&api, &demo, 2, "alice");
-    let others = laptop.send(
-        "POST",
-        &demo.url(1, "/api/sessions/revoke-others"),
-        Some(&a),
-        NO_BODY,
-    );
+    let others = laptop.call("POST", &demo, 1, "/api/sessions/revoke-others", Some(&a));
     assert_eq!(others.status, 200, "{others:?}");
     assert_eq!(others.json, json!({"revoked": 2}));
     assert_anonymous_everywhere(&phone, &demo, &b2, "revoked as another");
@@ -240,7 +216,7 @@ fn alice_lists_her_devices_and_logs_them_out_one_by_one_everywhere_else_and_ever
 
     // A logout and a renewal (a login over A's own session) leave the index at once.
     let d = log_in(&api, &demo, 0, "alice");
-    let logout = api.send("POST", &demo.url(1, "/api/logout"), Some(&d), NO_BODY);
+    let logout = api.call("POST", &demo, 1, "/api/logout", Some(&d));
     assert_eq!(logout.status, 200);
     assert_index_holds(&redis, &[&a_ref], "after a logout");
     let renewal = laptop.send(
@@ -258,12 +234,7 @@ fn alice_lists_her_devices_and_logs_them_out_one_by_one_everywhere_else_and_ever
 
     // Log out everywhere: none left, this one included.
     let e = log_in(&api, &demo, 1, "alice");
-    let everywhere = laptop.send(
-        "POST",
-        &demo.url(0, "/api/logout-everywhere"),
-        Some(&a2),
-        NO_BODY,
-    );
+    let everywhere = laptop.call("POST", &demo, 0, "/api/logout-everywhere", Some(&a2));
     assert_eq!(everywhere.status, 200, "{everywhere:?}");
     assert_eq!(everywhere.json, json!({"revoked": 2}));
     assert_eq!(
@@ -288,7 +259,7 @@ fn alice_lists_her_devices_and_logs_them_out_one_by_one_everywhere_else_and_ever
     ];
     for (method, path) in anonymous {
         for cookie in [None, Some(&a2)] {
-            let answer = api.send(method, &demo.url(0, path), cookie, NO_BODY);
+            let answer = api.call(method, &demo, 0, path, cookie);
             assert_eq!(answer.status, 401, "{method} {path}: {answer:?}");
         }
     }
@@ -296,9 +267,9 @@ fn alice_lists_her_devices_and_logs_them_out_one_by_one_everywhere_else_and_ever
     // Redis down: 503 with Retry-After, and the list again once it is back.
     redis.stop();
     for (method, path) in [("GET", "/api/sessions"), ("DELETE", "/api/sessions/x")] {
-        let answer = api.send(method, &demo.url(1, path), Some(&bob), NO_BODY);
+        let answer = api.call(method, &demo, 1, path, Some(&bob));
         assert_eq!(answer.status, 503, "{method} {path}: {answer:?}");
-        assert_eq!(retry_after(&answer), 1);
+        assert_eq!(answer.retry_after(), 1);
     }
     redis.restart().expect("Redis restarts");
     let bob = log_in_after_restart(&api, &demo, 2, "bob");
@@ -357,7 +328,7 @@ fn a_browsers_event_stream_shows_every_instances_logins_and_logouts_in_order_acr
     wait_until_live(&api, &demo, &events);
 
     let alice = log_in(&api, &demo, 0, "alice");
-    let logout = api.send("POST", &demo.url(2, "/api/logout"), Some(&alice), NO_BODY);
+    let logout = api.call("POST", &demo, 2, "/api/logout", Some(&alice));
     assert_eq!(logout.status, 200);
     let alices = |event: &Value| event["user"] == "alice";
     let login = events
@@ -397,8 +368,7 @@ fn a_browsers_event_stream_shows_every_instances_logins_and_logouts_in_order_acr
     assert_eq!(login["instance"], ports[2].to_string(), "{login}");
 
     // The watcher's stream ends with the event that ends its own session.
-    let logout =
-        after_restart(|| api.send("POST", &demo.url(0, "/api/logout"), Some(&watcher), NO_BODY));
+    let logout = after_restart(|| api.call("POST", &demo, 0, "/api/logout", Some(&watcher)));
     assert_eq!(logout.status, 200, "{logout:?}");
     assert_eq!(
         events.end(Duration::from_secs(5)),
@@ -445,7 +415,7 @@ fn failed_logins_spread_over_three_instances_trip_the_limits_until_the_window_en
         let answer = attempt(&guesser, index, "alice", "alice-password");
         assert_eq!(answer.status, 429, "instance {index}: {answer:?}");
         assert!(answer.cookie.is_none(), "{answer:?}");
-        let wait = retry_after(&answer);
+        let wait = answer.retry_after();
         assert!((1..=WINDOW).contains(&wait), "Retry-After {wait}");
         assert_eq!(answer.json["retry_after"], wait);
         waits.push(wait);
@@ -468,7 +438,7 @@ fn failed_logins_spread_over_three_instances_trip_the_limits_until_the_window_en
     );
     assert_eq!(posted.status, 429, "{posted:?}");
     assert!(posted.text.contains("Too many failed logins"), "{posted:?}");
-    assert!((1..=WINDOW).contains(&retry_after(&posted)));
+    assert!((1..=WINDOW).contains(&posted.retry_after()));
     assert_eq!(
         attempt(&guesser, 2, "bob", "bob-password").status,
         200,

@@ -4,8 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::demo::{ApiClient, ApiResponse, Demo};
-use local_redis::RedisCluster;
+use integration_tests::{
+    demo::{ApiClient, ApiResponse, Demo},
+    deployment::cluster_failing_over_after,
+};
 use serde_json::{Value, json};
 
 fn log_in(api: &ApiClient, demo: &Demo) -> actix_web::cookie::Cookie<'static> {
@@ -131,10 +133,7 @@ fn the_launchers_sentinel_setup_shares_logins_and_names_the_primary() {
 fn alice_stays_logged_in_when_her_shards_primary_dies() {
     // A node timeout quicker than the default one, which is made for clusters where nothing
     // is killed.
-    let mut cluster = RedisCluster::builder()
-        .node_timeout(Duration::from_secs(2))
-        .start()
-        .expect("a cluster starts");
+    let mut cluster = cluster_failing_over_after(Duration::from_secs(2));
     let nodes: Vec<String> = cluster.nodes().iter().map(|node| node.address()).collect();
     let demo = Demo::launch(3, &["--redis-cluster", &nodes.join(",")]);
     let api = ApiClient::default();

@@ -20,6 +20,17 @@ fn log_in(api: &ApiClient, url: &str, user: &str, password: &str) -> ApiResponse
     )
 }
 
+/// Logs alice in on instance 0 of `demo`; the session cookie.
+fn alice_on(demo: &Demo) -> actix_web::cookie::Cookie<'static> {
+    let login = log_in(
+        &ApiClient::default(),
+        &demo.url(0, "/api/login"),
+        "alice",
+        "alice-password",
+    );
+    login.cookie.expect("a session cookie")
+}
+
 /// Every page links to the instances' own ports, where every local client is a loopback peer:
 /// an `X-Forwarded-For` sent there, with a guess at the balancer's proof or without, names
 /// nobody, and the failures count under the real peer.
@@ -59,9 +70,7 @@ fn a_forged_forwarded_address_to_an_instances_port_counts_under_the_real_peer() 
 fn changes_from_another_origin_are_refused_and_change_nothing() {
     let demo = Demo::launch(1, &[]);
     let api = ApiClient::default();
-    let cookie = log_in(&api, &demo.url(0, "/api/login"), "alice", "alice-password")
-        .cookie
-        .expect("a session cookie");
+    let cookie = alice_on(&demo);
     let own_origin = format!("http://127.0.0.1:{}", demo.ports()[0]);
     let foreign = [
         ("origin", "http://127.0.0.1:9999"),
@@ -87,35 +96,20 @@ fn changes_from_another_origin_are_refused_and_change_nothing() {
         let form = from.post_form(&demo.url(0, "/logout"), &[&cookie], &[("csrf", "x")]);
         assert_eq!(form.status, 403, "{name}: {value} form: {form:?}");
         // An event stream holds one of the session's few: not for another origin's page.
-        let stream = from.send(
-            "GET",
-            &demo.url(0, "/api/events"),
-            Some(&cookie),
-            None::<()>,
-        );
+        let stream = from.call("GET", &demo, 0, "/api/events", Some(&cookie));
         assert_eq!(stream.status, 403, "{name}: {value} stream: {stream:?}");
     }
-    let me = api.send("GET", &demo.url(0, "/api/me"), Some(&cookie), None::<()>);
+    let me = api.call("GET", &demo, 0, "/api/me", Some(&cookie));
     assert_eq!(me.json["user"], "alice", "still signed in: {me:?}");
     assert_eq!(me.json["display_name"], serde_json::Value::Null, "{me:?}");
 
     let same = ApiClient::default().with_header("origin", &own_origin);
-    let renamed = same.send(
-        "PUT",
-        &demo.url(0, "/api/profile"),
-        Some(&cookie),
-        Some(json!({"display_name": "Alice"})),
-    );
+    let renamed = same.set_display_name(&demo, 0, &cookie, "Alice");
     assert_eq!(renamed.status, 200, "{renamed:?}");
     let same_origin = ApiClient::default().with_header("sec-fetch-site", "same-origin");
-    let out = same_origin.send(
-        "POST",
-        &demo.url(0, "/api/logout"),
-        Some(&cookie),
-        None::<()>,
-    );
+    let out = same_origin.call("POST", &demo, 0, "/api/logout", Some(&cookie));
     assert_eq!(out.status, 200, "{out:?}");
-    let me = api.send("GET", &demo.url(0, "/api/me"), Some(&cookie), None::<()>);
+    let me = api.call("GET", &demo, 0, "/api/me", Some(&cookie));
     assert_eq!(me.json["user"], serde_json::Value::Null, "{me:?}");
 }
 
@@ -157,9 +151,7 @@ fn oversized_logins_are_refused_at_once_in_bounded_memory() {
 fn pages_carry_their_security_headers_and_stats_answer_only_the_demos_origins() {
     let demo = Demo::launch(2, &[]);
     let api = ApiClient::default();
-    let cookie = log_in(&api, &demo.url(0, "/api/login"), "alice", "alice-password")
-        .cookie
-        .expect("a session cookie");
+    let cookie = alice_on(&demo);
     let pages = [
         ("/", true),
         ("/login", false),
@@ -212,24 +204,9 @@ fn pages_carry_their_security_headers_and_stats_answer_only_the_demos_origins() 
 #[test]
 fn event_streams_are_limited_per_session_and_end_with_their_session() {
     let redis = RedisServer::start();
-    let demo = Demo::launch(
-        1,
-        &[
-            "--redis-url",
-            &redis.url(),
-            "--max-streams-per-session",
-            "2",
-        ],
-    );
+    let demo = Demo::launch_on(&redis, 1, &["--max-streams-per-session", "2"]);
     let url = demo.url(0, "/api/events");
-    let cookie = log_in(
-        &ApiClient::default(),
-        &demo.url(0, "/api/login"),
-        "alice",
-        "alice-password",
-    )
-    .cookie
-    .expect("a session cookie");
+    let cookie = alice_on(&demo);
     let streams: Vec<EventStream> = (0..2)
         .map(|_| EventStream::open(&url, Some(&cookie)).expect("a stream"))
         .collect();
@@ -274,15 +251,8 @@ fn an_event_stream_ends_with_its_sessions_idle_expiry() {
     const IDLE: Duration = Duration::from_secs(3);
     let redis = RedisServer::start();
     let idle = IDLE.as_secs().to_string();
-    let demo = Demo::launch(1, &["--redis-url", &redis.url(), "--idle-timeout", &idle]);
-    let cookie = log_in(
-        &ApiClient::default(),
-        &demo.url(0, "/api/login"),
-        "alice",
-        "alice-password",
-    )
-    .cookie
-    .expect("a session cookie");
+    let demo = Demo::launch_on(&redis, 1, &["--idle-timeout", &idle]);
+    let cookie = alice_on(&demo);
     let stream = EventStream::open(&demo.url(0, "/api/events"), Some(&cookie)).expect("a stream");
     let opened = Instant::now();
     stream

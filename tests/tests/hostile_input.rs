@@ -1,15 +1,19 @@
 //! Hostile input through actix-session's middleware: none of it gets a `5xx`, reaches Redis as
 //! a command it should not, or touches anybody else's session.
 
+use actix_session::config::CookieContentSecurity;
 use actix_web::{cookie::Key, http::Method, test::TestRequest};
 use integration_tests::{
     Monitor, RedisServer,
     session_app::{
-        COOKIE, Gate, MiddlewareMode, app, forge_cookie, get_entry, log_in, send, send_request,
-        session_cookie, tracked_app,
+        COOKIE, app, forge_cookie, get_entry, logged_in_app, send, send_request, session_cookie,
+        set_entry,
     },
 };
 use redis::AsyncCommands as _;
+
+/// How [`app`] protects its cookies.
+const SECURITY: CookieContentSecurity = CookieContentSecurity::Private;
 
 /// Every key in Redis with its fields and values: what "untouched" is checked against.
 async fn snapshot(server: &RedisServer) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
@@ -29,8 +33,7 @@ async fn snapshot(server: &RedisServer) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)
 async fn hostile_cookies_are_no_session_and_leave_others_untouched() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let mode = MiddlewareMode::COOKIE_MODES[0].clone();
-    let app = tracked_app(server.store(), &key, mode.clone(), Gate::default()).await;
+    let app = app(server.store(), &key).await;
     let victim = session_cookie(&send(&app, Method::POST, "/set/user/alice", None).await)
         .expect("a session cookie");
     let before = snapshot(&server).await;
@@ -51,7 +54,7 @@ async fn hostile_cookies_are_no_session_and_leave_others_untouched() {
         "%0D%0AFLUSHALL",
     ]
     .map(|value| {
-        let forged = forge_cookie(&key, mode.security, value);
+        let forged = forge_cookie(&key, SECURITY, value);
         format!("{}={}", forged.name(), forged.value())
     });
     let redis_special_count = redis_special.len();
@@ -96,13 +99,12 @@ async fn hostile_cookies_are_no_session_and_leave_others_untouched() {
 async fn a_never_issued_id_is_no_session_and_creates_nothing() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let mode = MiddlewareMode::COOKIE_MODES[0].clone();
-    let app = tracked_app(server.store(), &key, mode.clone(), Gate::default()).await;
+    let app = app(server.store(), &key).await;
     let before = snapshot(&server).await;
     // Authentic cookie, well-formed id, never issued: e.g. guessed, or from another deployment.
     let guessed = forge_cookie(
         &key,
-        mode.security,
+        SECURITY,
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     );
     let response = send(&app, Method::GET, "/get/user", Some(&guessed)).await;
@@ -121,23 +123,15 @@ async fn a_never_issued_id_is_no_session_and_creates_nothing() {
 #[actix_web::test]
 async fn state_over_the_limit_is_413_and_the_stored_state_kept() {
     let server = RedisServer::start();
-    let key = Key::generate();
     let store = server.store_with(session_store::RedisSessionStore::builder().max_state_size(1024));
-    let app = app(store, &key).await;
-    let cookie = log_in(&app).await;
+    let (app, cookie) = logged_in_app(store).await;
     let before = snapshot(&server).await;
 
     let big = "x".repeat(2048);
-    let response = send(
-        &app,
-        Method::POST,
-        &format!("/set/cart/{big}"),
-        Some(&cookie),
-    )
-    .await;
+    let response = set_entry(&app, "cart", &big, Some(&cookie)).await;
     assert_eq!(response.status(), 413);
     assert!(response.headers().get("set-cookie").is_none());
-    let fresh = send(&app, Method::POST, &format!("/set/cart/{big}"), None).await;
+    let fresh = set_entry(&app, "cart", &big, None).await;
     assert_eq!(fresh.status(), 413, "a new session over the limit");
     assert_eq!(snapshot(&server).await, before, "the stored state changed");
     assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
@@ -146,9 +140,7 @@ async fn state_over_the_limit_is_413_and_the_stored_state_kept() {
 #[actix_web::test]
 async fn entry_names_and_values_with_odd_bytes_round_trip() {
     let server = RedisServer::start();
-    let key = Key::generate();
-    let app = app(server.store(), &key).await;
-    let cookie = log_in(&app).await;
+    let (app, cookie) = logged_in_app(server.store()).await;
     // Percent-encoded in the path: NUL (what metadata fields start with), CR/LF, `*`, `{}`,
     // a space, non-ASCII.
     for (encoded, decoded) in [
@@ -158,13 +150,7 @@ async fn entry_names_and_values_with_odd_bytes_round_trip() {
         ("%2A%7B%7D%20", "*{} "),
         ("%C3%A9%E6%97%A5", "é日"),
     ] {
-        let set = send(
-            &app,
-            Method::POST,
-            &format!("/set/{encoded}/{encoded}"),
-            Some(&cookie),
-        )
-        .await;
+        let set = set_entry(&app, encoded, encoded, Some(&cookie)).await;
         assert_eq!(set.status(), 200, "{decoded:?}");
         assert_eq!(get_entry(&app, encoded, Some(&cookie)).await, decoded);
     }
@@ -181,32 +167,18 @@ async fn entry_names_and_values_with_odd_bytes_round_trip() {
 async fn a_state_of_exactly_the_limit_is_written_and_one_byte_more_is_413() {
     const LIMIT: usize = 1024;
     let server = RedisServer::start();
-    let key = Key::generate();
     let store =
         server.store_with(session_store::RedisSessionStore::builder().max_state_size(LIMIT));
-    let app = app(store, &key).await;
-    let cookie = log_in(&app).await;
+    let (app, cookie) = logged_in_app(store).await;
     // Names plus values, as JSON text: `user` + `"alice"`, then `cart` + the quoted value.
     let room = LIMIT - ("user".len() + "\"alice\"".len()) - ("cart".len() + 2);
 
-    let over = send(
-        &app,
-        Method::POST,
-        &format!("/set/cart/{}", "y".repeat(room + 1)),
-        Some(&cookie),
-    )
-    .await;
+    let over = set_entry(&app, "cart", &"y".repeat(room + 1), Some(&cookie)).await;
     assert_eq!(over.status(), 413, "one byte over the limit");
     assert_eq!(get_entry(&app, "cart", Some(&cookie)).await, "none");
 
     let at = "x".repeat(room);
-    let exact = send(
-        &app,
-        Method::POST,
-        &format!("/set/cart/{at}"),
-        Some(&cookie),
-    )
-    .await;
+    let exact = set_entry(&app, "cart", &at, Some(&cookie)).await;
     assert_eq!(exact.status(), 200, "exactly the limit");
     assert_eq!(get_entry(&app, "cart", Some(&cookie)).await, at);
 }

@@ -11,10 +11,13 @@ use actix_web::{
 use futures_util::StreamExt as _;
 use integration_tests::{
     RedisServer,
-    deployment::{Deployment, unique_prefix},
+    deployment::{
+        Deployment, cluster_failing_over_after, cluster_store, sentinel_store,
+        sentinels_failing_over_after, unique_prefix,
+    },
     session_app::{TestApp, app, redis_key, send, session_cookie, session_key_in},
 };
-use local_redis::{RedisCluster, RedisSentinels};
+use local_redis::RedisCluster;
 use redis::AsyncCommands as _;
 use session_store::{
     RedisSessionStore, RedisSessionStoreBuilder, SessionEvent, SessionEventKind, SessionEvents,
@@ -313,12 +316,10 @@ async fn on_a_cluster_idle_sessions_that_expire_on_every_primary_come_as_expired
         .expect("a cluster");
     let prefix = "expiring:";
     let key = Key::generate();
-    let store = builder(prefix)
-        .idle_timeout(Duration::from_secs(1))
-        .build_with_manager(
-            session_store::Manager::cluster(cluster.urls()).expect("valid addresses"),
-        )
-        .expect("valid URLs");
+    let store = cluster_store(
+        &cluster,
+        builder(prefix).idle_timeout(Duration::from_secs(1)),
+    );
     let app = app(store.clone(), &key).await;
     let mut events = store.events();
     until_live(&app, &mut events).await;
@@ -482,18 +483,11 @@ async fn a_consumer_that_falls_behind_the_backlog_is_told_it_lagged() {
 #[actix_web::test]
 async fn a_subscriber_goes_on_from_another_node_when_its_cluster_primary_is_killed() {
     let _alone = ALONE.lock().await;
-    let mut cluster = RedisCluster::builder()
-        .node_timeout(Duration::from_secs(2))
-        .start()
-        .expect("a cluster starts");
+    let mut cluster = cluster_failing_over_after(Duration::from_secs(2));
     let prefix = "failing:";
     let channel = format!("{prefix}events");
     let key = Key::generate();
-    let store = builder(prefix)
-        .build_with_manager(
-            session_store::Manager::cluster(cluster.urls()).expect("valid addresses"),
-        )
-        .expect("loopback URLs");
+    let store = cluster_store(&cluster, builder(prefix));
     let app = app(store.clone(), &key).await;
     let mut events = store.events();
     until_live(&app, &mut events).await;
@@ -558,19 +552,11 @@ async fn a_subscriber_goes_on_from_another_node_when_its_cluster_primary_is_kill
 #[actix_web::test]
 async fn a_subscriber_follows_the_new_primary_when_the_sentinels_fail_over() {
     let _alone = ALONE.lock().await;
-    let mut sentinels = RedisSentinels::builder()
-        .down_after(Duration::from_secs(2))
-        .start()
-        .expect("a Sentinel setup starts");
+    let mut sentinels = sentinels_failing_over_after(Duration::from_secs(2));
     let prefix = "following:";
     let channel = format!("{prefix}events");
     let key = Key::generate();
-    let store = builder(prefix)
-        .build_with_manager(
-            session_store::Manager::sentinel(sentinels.sentinel_urls(), sentinels.master_name())
-                .expect("valid addresses"),
-        )
-        .expect("loopback URLs");
+    let store = sentinel_store(&sentinels, builder(prefix));
     let app = app(store.clone(), &key).await;
     let mut events = store.events();
     until_live(&app, &mut events).await;

@@ -13,9 +13,7 @@ use integration_tests::{
     demo::{ApiClient, ApiResponse, Demo},
     prometheus::Exposition,
 };
-use serde_json::{Value, json};
-
-const NO_BODY: Option<Value> = None;
+use serde_json::json;
 
 /// Long enough for the burst and the checks that follow it on a busy machine; the wait for its
 /// end is read from `Retry-After`.
@@ -36,22 +34,13 @@ fn log_in(api: &ApiClient, demo: &Demo, index: usize, password: &str) -> ApiResp
 fn password_checks(api: &ApiClient, demo: &Demo) -> f64 {
     (0..demo.ports().len())
         .map(|index| {
-            let metrics = api.send("GET", &demo.url(index, "/metrics"), None, NO_BODY);
+            let metrics = api.call("GET", demo, index, "/metrics", None);
             assert_eq!(metrics.status, 200, "{metrics:?}");
             Exposition::parse(&metrics.text)
                 .expect("the metrics format")
                 .sum("demo_password_checks_total", &[])
         })
         .sum()
-}
-
-fn retry_after(answer: &ApiResponse) -> u64 {
-    answer
-        .headers
-        .get("retry-after")
-        .unwrap_or_else(|| panic!("no Retry-After: {answer:?}"))
-        .parse()
-        .expect("Retry-After in seconds")
 }
 
 #[test]
@@ -112,7 +101,7 @@ fn a_burst_of_wrong_passwords_over_three_instances_checks_no_more_than_the_limit
         let answer = log_in(&api, &demo, index, "alice-password");
         assert_eq!(answer.status, 429, "instance {index}: {answer:?}");
         assert!(answer.cookie.is_none(), "{answer:?}");
-        let wait = retry_after(&answer);
+        let wait = answer.retry_after();
         assert!((1..=WINDOW).contains(&wait), "Retry-After {wait}");
         waits.push(wait);
     }

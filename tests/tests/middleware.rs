@@ -7,28 +7,21 @@ use actix_web::{cookie::Key, http::Method};
 use integration_tests::{
     Monitor, RedisServer,
     session_app::{
-        self, Gate, MiddlewareMode, bare_app, forge_cookie, get_entry, log_in, send,
-        session_cookie, tracked_app,
+        self, Gate, MiddlewareMode, TestApp, app, bare_app, forge_cookie, get_entry, log_in, race,
+        send, session_cookie, start_session,
     },
 };
 use redis::AsyncCommands as _;
 use session_store::RedisSessionStore;
 
 async fn session_keys(server: &RedisServer) -> Vec<String> {
-    server
-        .connection()
-        .await
-        .keys("session:s:*")
-        .await
-        .expect("KEYS")
+    server.keys("session:s:*").await
 }
 
 #[actix_web::test]
 async fn insert_read_change_renew_purge() {
     for mode in MiddlewareMode::COOKIE_MODES {
-        let server = RedisServer::start();
-        let key = Key::generate();
-        let app = bare_app(server.store(), &key, mode.clone(), Gate::default()).await;
+        let (server, _, app) = server_and_app(&mode).await;
 
         let anonymous = send(&app, Method::GET, "/get/user", None).await;
         assert!(
@@ -37,8 +30,7 @@ async fn insert_read_change_renew_purge() {
         );
         assert!(session_keys(&server).await.is_empty());
 
-        let login = send(&app, Method::POST, "/set/user/alice", None).await;
-        let first = session_cookie(&login).expect("a session cookie");
+        let first = start_session(&app, "/set/user/alice").await;
         assert_eq!(get_entry(&app, "user", Some(&first)).await, "alice");
 
         send(&app, Method::POST, "/set/user/bob", Some(&first)).await;
@@ -71,6 +63,14 @@ async fn insert_read_change_renew_purge() {
     }
 }
 
+/// A server, a key and the middleware alone (no `TrackChanges`) in `mode` on the server.
+async fn server_and_app(mode: &MiddlewareMode) -> (RedisServer, Key, impl TestApp + use<>) {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let app = bare_app(server.store(), &key, mode.clone(), Gate::default()).await;
+    (server, key, app)
+}
+
 /// The one session key in Redis, and its creation time.
 async fn the_session(server: &RedisServer) -> (String, u64) {
     let keys = session_keys(server).await;
@@ -91,18 +91,10 @@ async fn pttl(server: &RedisServer, key: &str) -> i64 {
 #[actix_web::test]
 async fn a_renewal_keeps_the_creation_time_and_a_login_starts_a_new_one() {
     let server = RedisServer::start();
-    let key = Key::generate();
     let store = server.store_with(RedisSessionStore::builder().user_entry("user"));
-    let app = tracked_app(
-        store,
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
+    let app = app(store, &Key::generate()).await;
 
-    let login = send(&app, Method::POST, "/login/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let cookie = start_session(&app, "/login/alice").await;
     let (first_key, created) = the_session(&server).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
 
@@ -128,17 +120,9 @@ async fn a_renewal_keeps_the_creation_time_and_a_login_starts_a_new_one() {
 #[actix_web::test]
 async fn without_a_user_entry_every_renewal_keeps_the_creation_time() {
     let server = RedisServer::start();
-    let key = Key::generate();
-    let app = tracked_app(
-        server.store(),
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
+    let app = app(server.store(), &Key::generate()).await;
 
-    let login = send(&app, Method::POST, "/login/alice", None).await;
-    let cookie = session_cookie(&login).expect("a session cookie");
+    let cookie = start_session(&app, "/login/alice").await;
     let (_, created) = the_session(&server).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     send(&app, Method::POST, "/login/bob", Some(&cookie)).await;
@@ -148,7 +132,6 @@ async fn without_a_user_entry_every_renewal_keeps_the_creation_time() {
 #[actix_web::test]
 async fn a_session_without_its_user_slides_by_the_anonymous_timeout() {
     let server = RedisServer::start();
-    let key = Key::generate();
     let anonymous = Duration::from_secs(20);
     let store = server.store_with(
         RedisSessionStore::builder()
@@ -156,18 +139,11 @@ async fn a_session_without_its_user_slides_by_the_anonymous_timeout() {
             .idle_timeout(Duration::from_secs(600))
             .anonymous_idle_timeout(anonymous),
     );
-    let app = tracked_app(
-        store,
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
+    let app = app(store, &Key::generate()).await;
     let short = |pttl: i64| (1..=20_000).contains(&pttl);
     let long = |pttl: i64| pttl > 20_000;
 
-    let visit = send(&app, Method::POST, "/set/theme/dark", None).await;
-    let visitor = session_cookie(&visit).expect("a session cookie");
+    let visitor = start_session(&app, "/set/theme/dark").await;
     let (session, _) = the_session(&server).await;
     assert!(short(pttl(&server, &session).await), "saved without a user");
     assert_eq!(get_entry(&app, "theme", Some(&visitor)).await, "dark");
@@ -197,27 +173,23 @@ async fn a_session_without_its_user_slides_by_the_anonymous_timeout() {
     );
 }
 
+/// A test service with the middleware alone (no `TrackChanges`), encrypted cookies and
+/// actix-session's default TTL policy.
+async fn plain_app(store: RedisSessionStore, key: &Key) -> impl TestApp + use<> {
+    let mode = MiddlewareMode::COOKIE_MODES[0].clone();
+    bare_app(store, key, mode, Gate::default()).await
+}
+
 #[actix_web::test]
 async fn reads_slide_the_idle_expiry_and_an_idle_session_expires() {
     let server = RedisServer::start();
     let key = Key::generate();
-    let mode = MiddlewareMode::COOKIE_MODES[0].clone();
     let builder = RedisSessionStore::builder().idle_timeout(Duration::from_secs(600));
-    let app = bare_app(
-        server.store_with(builder),
-        &key,
-        mode.clone(),
-        Gate::default(),
-    )
-    .await;
+    let app = plain_app(server.store_with(builder), &key).await;
     let cookie = log_in(&app).await;
     let (session, _) = the_session(&server).await;
-    let () = server
-        .connection()
-        .await
-        .pexpire(&session, 5_000)
-        .await
-        .expect("PEXPIRE");
+    let mut redis = server.connection().await;
+    let () = redis.pexpire(&session, 5_000).await.expect("PEXPIRE");
     assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
     assert!(
         pttl(&server, &session).await > 500_000,
@@ -225,7 +197,7 @@ async fn reads_slide_the_idle_expiry_and_an_idle_session_expires() {
     );
 
     let builder = RedisSessionStore::builder().idle_timeout(Duration::from_millis(300));
-    let app = bare_app(server.store_with(builder), &key, mode, Gate::default()).await;
+    let app = plain_app(server.store_with(builder), &key).await;
     let cookie = log_in(&app).await;
     let gone = async {
         while session_keys(&server).await.len() > 1 {
@@ -241,17 +213,10 @@ async fn reads_slide_the_idle_expiry_and_an_idle_session_expires() {
 #[actix_web::test]
 async fn the_absolute_lifetime_ends_an_active_session() {
     let server = RedisServer::start();
-    let key = Key::generate();
     let builder = RedisSessionStore::builder()
         .idle_timeout(Duration::from_secs(60))
         .absolute_timeout(Duration::from_secs(3600));
-    let app = bare_app(
-        server.store_with(builder),
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
+    let app = plain_app(server.store_with(builder), &Key::generate()).await;
     let cookie = log_in(&app).await;
     // As if the session had been in use for 59 minutes, then for 61.
     let (session, created) = the_session(&server).await;
@@ -282,9 +247,7 @@ async fn the_absolute_lifetime_ends_an_active_session() {
 #[actix_web::test]
 async fn malformed_cookies_are_no_session_and_reach_no_redis() {
     for mode in MiddlewareMode::COOKIE_MODES {
-        let server = RedisServer::start();
-        let key = Key::generate();
-        let app = bare_app(server.store(), &key, mode.clone(), Gate::default()).await;
+        let (server, key, app) = server_and_app(&mode).await;
         let monitor = Monitor::start(&server.client()).await;
 
         let mut cookies = vec![
@@ -330,27 +293,13 @@ async fn a_write_racing_a_logout_does_not_undo_it() {
         let cookie = log_in(&app).await;
 
         // The gated write has loaded the session when the logout lands; then it writes.
-        let (slow, _) = futures_util::join!(
-            send(&app, Method::POST, "/gated-set/cart/full", Some(&cookie)),
-            async {
-                gate.wait_for(1).await;
-                let logout = send(&app, Method::POST, "/purge", Some(&cookie)).await;
-                gate.open();
-                logout
-            }
-        );
+        let (slow, _) = race(&app, &gate, &cookie, "/gated-set/cart/full", "/purge").await;
         assert_eq!(slow.status(), 200);
         let after = session_cookie(&slow).unwrap_or_else(|| cookie.clone());
-        assert_eq!(
-            get_entry(&app, "user", Some(&after)).await,
-            "none",
-            "{mode:?}"
-        );
-        assert_eq!(
-            get_entry(&app, "cart", Some(&after)).await,
-            "none",
-            "{mode:?}"
-        );
+        for name in ["user", "cart"] {
+            let value = get_entry(&app, name, Some(&after)).await;
+            assert_eq!(value, "none", "{mode:?}: {name}");
+        }
         assert!(
             session_keys(&server).await.is_empty(),
             "{mode:?}: the logout was undone"
@@ -361,14 +310,7 @@ async fn a_write_racing_a_logout_does_not_undo_it() {
 #[actix_web::test]
 async fn foreign_or_corrupt_data_at_a_session_key_gives_a_fresh_session() {
     let server = RedisServer::start();
-    let key = Key::generate();
-    let app = tracked_app(
-        server.store(),
-        &key,
-        MiddlewareMode::COOKIE_MODES[0].clone(),
-        Gate::default(),
-    )
-    .await;
+    let app = app(server.store(), &Key::generate()).await;
     let corruptions: [(&str, &str, Option<&str>, &[u8]); 3] = [
         ("no hash", "SET", None, b"a string"),
         (

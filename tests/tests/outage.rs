@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use actix_web::{cookie::Key, http::Method};
 use integration_tests::{
     RedisServer,
-    session_app::{Gate, MiddlewareMode, app, bare_app, get_entry, log_in, send, session_cookie},
+    session_app::{
+        Gate, MiddlewareMode, app, assert_unavailable, assert_unavailable_within, bare_app,
+        get_entry, log_in, logged_in_app, send, session_cookie,
+    },
 };
 use session_store::{RedisSessionStore, RedisSessionStoreBuilder, StoreError, WhenUnavailable};
 
@@ -23,9 +26,7 @@ fn short_timeouts() -> RedisSessionStoreBuilder {
 #[actix_web::test]
 async fn a_stopped_redis_means_fast_503s_then_recovery() {
     let mut server = RedisServer::start();
-    let key = Key::generate();
-    let app = app(server.store(), &key).await;
-    let cookie = log_in(&app).await;
+    let (app, cookie) = logged_in_app(server.store()).await;
 
     server.stop();
     for (method, path, cookie) in [
@@ -33,16 +34,8 @@ async fn a_stopped_redis_means_fast_503s_then_recovery() {
         (Method::POST, "/set/user/bob", Some(&cookie)),
         (Method::POST, "/set/user/carol", None),
     ] {
-        let started = Instant::now();
-        let response = send(&app, method.clone(), path, cookie).await;
-        assert_eq!(response.status(), 503, "{method} {path}");
-        let retry_after = response.headers().get("retry-after").expect("Retry-After");
-        assert_eq!(retry_after, "1");
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{method} {path} took {:?}",
-            started.elapsed()
-        );
+        let limit = Duration::from_secs(3);
+        let response = assert_unavailable_within(&app, (method.clone(), path), cookie, limit).await;
         // Nothing of the error (an address, a cause) reaches the client.
         let body = actix_web::test::read_body(response).await;
         assert!(body.is_empty(), "{method} {path}: a body {body:?}");
@@ -64,7 +57,8 @@ async fn a_stopped_redis_means_fast_503s_then_recovery() {
 
 #[actix_web::test]
 async fn a_redis_that_does_not_answer_means_503_at_the_command_timeout() {
-    use actix_session::storage::{LoadError, SessionKey, SessionStore as _};
+    use actix_session::storage::{SessionKey, SessionStore as _};
+    use integration_tests::store_errors::assert_command_timeout;
 
     let server = RedisServer::start();
     let key = Key::generate();
@@ -93,13 +87,7 @@ async fn a_redis_that_does_not_answer_means_503_at_the_command_timeout() {
         .load(&never_issued)
         .await
         .expect_err("Redis is paused");
-    let LoadError::Other(cause) = err else {
-        panic!("expected LoadError::Other, got {err:?}");
-    };
-    assert!(
-        matches!(cause.downcast_ref(), Some(StoreError::CommandTimeout(limit)) if *limit == timeout),
-        "the command timeout fired, not another: {cause:?}"
-    );
+    assert_command_timeout(err, timeout, "the command timeout fired, not another");
 
     tokio::time::sleep((pause + Duration::from_millis(200)).saturating_sub(started.elapsed()))
         .await;
@@ -136,10 +124,8 @@ async fn anonymous_fallback_serves_reads_without_the_session_and_keeps_the_cooki
     // Stopped, not paused: every request of the outage fails at once, however slowly the test
     // runs; the AOF brings the session back with the server.
     let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
-    let key = Key::generate();
     let builder = short_timeouts().when_unavailable(WhenUnavailable::Anonymous);
-    let app = app(server.store_with(builder), &key).await;
-    let cookie = log_in(&app).await;
+    let (app, cookie) = logged_in_app(server.store_with(builder)).await;
 
     server.stop();
     let started = Instant::now();
@@ -210,12 +196,10 @@ async fn a_paused_redis_under_load_fails_every_request_at_the_deadline_with_boun
     /// at the deadline.
     const PAUSE: Duration = Duration::from_millis(6000);
     let server = RedisServer::start();
-    let key = Key::generate();
     let builder = short_timeouts();
     let store = server.store_with(builder);
     let pool = store.pool().clone();
-    let app = app(store, &key).await;
-    let cookie = log_in(&app).await;
+    let (app, cookie) = logged_in_app(store).await;
 
     server.pause(PAUSE).await;
     let started = Instant::now();
@@ -304,9 +288,7 @@ async fn no_operation_outlasts_its_deadline() {
 #[actix_web::test]
 async fn a_full_redis_answers_503_to_writes_and_goes_on_reading() {
     let server = RedisServer::start();
-    let key = Key::generate();
-    let app = app(server.store(), &key).await;
-    let cookie = log_in(&app).await;
+    let (app, cookie) = logged_in_app(server.store()).await;
     let set_maxmemory = |bytes: &'static str| async {
         let () = redis::cmd("CONFIG")
             .arg(&["SET", "maxmemory-policy", "noeviction", "maxmemory", bytes][..])
@@ -317,18 +299,7 @@ async fn a_full_redis_answers_503_to_writes_and_goes_on_reading() {
 
     set_maxmemory("1").await;
     for (path, cookie) in [("/set/user/bob", None), ("/set/theme/dark", Some(&cookie))] {
-        let started = Instant::now();
-        let response = send(&app, Method::POST, path, cookie).await;
-        assert_eq!(response.status(), 503, "{path}");
-        assert_eq!(
-            response.headers().get("retry-after").expect("Retry-After"),
-            "1"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{path} took {:?}",
-            started.elapsed()
-        );
+        assert_unavailable_within(&app, (Method::POST, path), cookie, Duration::from_secs(1)).await;
     }
     let err = server
         .store()
@@ -393,6 +364,13 @@ async fn info<T: redis::FromRedisValue>(server: &RedisServer, field: &str) -> T 
         .unwrap_or_else(|| panic!("INFO has no {field}"))
 }
 
+/// Returns once `INFO` says `loading:{wanted}` of `server`, asking every `poll`.
+async fn loading_is(server: &RedisServer, wanted: u8, poll: Duration) {
+    while info::<u8>(server, "loading").await != wanted {
+        tokio::time::sleep(poll).await;
+    }
+}
+
 #[actix_web::test]
 async fn a_loading_or_read_only_redis_answers_503_and_read_only_connections_are_not_reused() {
     let primary = RedisServer::start_with(&[
@@ -423,31 +401,19 @@ async fn a_loading_or_read_only_redis_answers_503_and_read_only_connections_are_
         .query_async(&mut replica.connection().await)
         .await
         .expect("REPLICAOF");
-    let loading = async {
-        while info::<u8>(&replica, "loading").await == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), loading)
+    let started_loading = loading_is(&replica, 1, Duration::from_millis(10));
+    tokio::time::timeout(Duration::from_secs(10), started_loading)
         .await
         .expect("the replica starts loading");
     let response = send(&app, Method::GET, "/get/user", Some(&cookie)).await;
-    assert_eq!(response.status(), 503, "while Redis loads");
-    assert_eq!(
-        response.headers().get("retry-after").expect("Retry-After"),
-        "1"
-    );
+    assert_unavailable(&response, "while Redis loads");
     assert_eq!(
         info::<u8>(&replica, "loading").await,
         1,
         "it answered LOADING"
     );
 
-    let loaded = async {
-        while info::<u8>(&replica, "loading").await == 1 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+    let loaded = loading_is(&replica, 0, Duration::from_millis(50));
     tokio::time::timeout(Duration::from_secs(20), loaded)
         .await
         .expect("the replica finishes loading");

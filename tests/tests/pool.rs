@@ -3,12 +3,12 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use actix_session::storage::SessionStore as _;
+use actix_session::storage::{SessionKey, SessionStore as _};
 use actix_web::{cookie::time::Duration as CookieDuration, http::Method};
 use futures_util::future::join_all;
 use integration_tests::{
     Monitor, RedisServer,
-    session_app::{app, get_entry, log_in, send},
+    session_app::{app, assert_unavailable, get_entry, log_in, send},
 };
 use session_store::{Manager, Pool, RedisSessionStore, RedisSessionStoreBuilder, Runtime};
 
@@ -69,23 +69,41 @@ async fn health_checks(monitor: &Monitor) -> usize {
         .count()
 }
 
+/// Asserts that the pool checked `count` connections (`PING`s) since `monitor` last looked.
+async fn assert_health_checks(monitor: &Monitor, count: usize, why: &str) {
+    assert_eq!(health_checks(monitor).await, count, "{why}");
+}
+
+/// A session of one entry saved through `store`: its key.
+async fn saved_session(store: &RedisSessionStore) -> SessionKey {
+    let state = HashMap::from([("k".to_owned(), "1".to_owned())]);
+    store.save(state, &TTL).await.expect("save")
+}
+
+/// Loads the session `id` through `store` `times` times, each of which must succeed.
+async fn load_times(store: &RedisSessionStore, id: &SessionKey, times: usize) {
+    for _ in 0..times {
+        store.load(id).await.expect("load");
+    }
+}
+
+/// A server, a store on it holding `size` idle connections, a session saved through the store
+/// and a monitor of what reaches the server after that.
+async fn a_session_on_idle_connections(
+    size: usize,
+) -> (RedisServer, RedisSessionStore, SessionKey, Monitor) {
+    let server = RedisServer::start();
+    let store = store_with_idle_connections(&server, RedisSessionStore::builder(), size).await;
+    let id = saved_session(&store).await;
+    let monitor = Monitor::start(&server.client()).await;
+    (server, store, id, monitor)
+}
+
 #[tokio::test]
 async fn one_failed_connection_makes_every_other_prove_itself_once() {
-    let server = RedisServer::start();
-    let store = store_with_idle_connections(&server, RedisSessionStore::builder(), 3).await;
-    let id = store
-        .save(HashMap::from([("k".to_owned(), "1".to_owned())]), &TTL)
-        .await
-        .expect("save");
-    let monitor = Monitor::start(&server.client()).await;
-    for _ in 0..6 {
-        store.load(&id).await.expect("load");
-    }
-    assert_eq!(
-        health_checks(&monitor).await,
-        0,
-        "trusted connections are not checked"
-    );
+    let (server, store, id, monitor) = a_session_on_idle_connections(3).await;
+    load_times(&store, &id, 6).await;
+    assert_health_checks(&monitor, 0, "trusted connections are not checked").await;
 
     kill_one_client_of(&server).await;
     // Every read until one meets the dead connection, and some after.
@@ -94,26 +112,19 @@ async fn one_failed_connection_makes_every_other_prove_itself_once() {
         failures += usize::from(store.load(&id).await.is_err());
     }
     assert!(failures <= 1, "{failures} failures");
-    assert_eq!(
-        health_checks(&monitor).await,
+    assert_health_checks(
+        &monitor,
         2,
-        "each of the two other connections checked once before its reuse"
-    );
-    for _ in 0..6 {
-        store.load(&id).await.expect("load");
-    }
-    assert_eq!(health_checks(&monitor).await, 0, "and trusted again after");
+        "each of the two other connections checked once before its reuse",
+    )
+    .await;
+    load_times(&store, &id, 6).await;
+    assert_health_checks(&monitor, 0, "and trusted again after").await;
 }
 
 #[tokio::test]
 async fn a_command_cut_off_without_an_answer_makes_the_pool_check_its_connections() {
-    let server = RedisServer::start();
-    let store = store_with_idle_connections(&server, RedisSessionStore::builder(), 2).await;
-    let id = store
-        .save(HashMap::from([("k".to_owned(), "1".to_owned())]), &TTL)
-        .await
-        .expect("save");
-    let monitor = Monitor::start(&server.client()).await;
+    let (server, store, id, monitor) = a_session_on_idle_connections(2).await;
 
     let pause = Duration::from_millis(1500);
     server.pause(pause).await;
@@ -125,14 +136,8 @@ async fn a_command_cut_off_without_an_answer_makes_the_pool_check_its_connection
         .await;
     monitor.take().await;
 
-    for _ in 0..4 {
-        store.load(&id).await.expect("load");
-    }
-    assert_eq!(
-        health_checks(&monitor).await,
-        2,
-        "both connections checked once"
-    );
+    load_times(&store, &id, 4).await;
+    assert_health_checks(&monitor, 2, "both connections checked once").await;
 }
 
 #[actix_web::test]
@@ -156,11 +161,7 @@ async fn an_exhausted_pool_answers_503_within_the_wait_timeout() {
     let held = join_all((0..2).map(|_| store.pool().get())).await;
     let started = std::time::Instant::now();
     let response = send(&app, Method::GET, "/get/user", Some(&cookie)).await;
-    assert_eq!(response.status(), 503);
-    assert_eq!(
-        response.headers().get("retry-after").expect("Retry-After"),
-        "1"
-    );
+    assert_unavailable(&response, "a read");
     assert!(started.elapsed() >= wait, "it waited for a connection");
     assert!(started.elapsed() < wait * 5, "took {:?}", started.elapsed());
     drop(held);

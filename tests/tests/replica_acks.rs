@@ -20,10 +20,10 @@ use actix_web::{
 };
 use integration_tests::{
     RedisServer,
-    deployment::Deployment,
+    deployment::{Deployment, cluster_failing_over_after, sentinels_failing_over_after},
     session_app::{TestApp, app, get_entry, redis_key, send, session_cookie, session_key_in},
 };
-use local_redis::{RedisCluster, RedisSentinels};
+use local_redis::RedisCluster;
 use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
 
 /// The stores' key prefix.
@@ -44,6 +44,22 @@ fn durable() -> RedisSessionStoreBuilder {
         .key_prefix(PREFIX)
         .command_timeout(WAIT_FOR * 3)
         .min_replica_acks(1, WAIT_FOR)
+}
+
+/// The app under test on `deployment` (see [`durable`]), and its cookie key.
+async fn durable_app(deployment: &Deployment) -> (Key, impl TestApp + use<>) {
+    let key = Key::generate();
+    let app = app(deployment.store_with(durable()), &key).await;
+    (key, app)
+}
+
+/// [`SESSIONS`] sessions started through `app`, their cookies.
+async fn sessions_through(app: &impl TestApp) -> Vec<Cookie<'static>> {
+    let mut cookies = Vec::new();
+    for _ in 0..SESSIONS {
+        cookies.push(logged_in(app).await);
+    }
+    cookies
 }
 
 /// `POST /login/{user}`, over the session of `cookie` when there is one: the state cleared,
@@ -211,14 +227,10 @@ async fn a_primary_whose_replica_stopped_refuses_every_write_until_it_is_back() 
     let primary_port = primary.port();
     wait_for_replica(primary_port).await;
     let deployment = Deployment::Single(primary);
-    let key = Key::generate();
-    let app = app(deployment.store_with(durable()), &key).await;
+    let (_, app) = durable_app(&deployment).await;
 
     writes_are_acknowledged(&app).await;
-    let mut cookies = Vec::new();
-    for _ in 0..SESSIONS {
-        cookies.push(logged_in(&app).await);
-    }
+    let cookies = sessions_through(&app).await;
 
     replica.stop();
     writes_are_refused(&app, &cookies).await;
@@ -232,15 +244,11 @@ async fn a_primary_whose_replica_stopped_refuses_every_write_until_it_is_back() 
 #[actix_web::test]
 async fn a_primary_without_a_replica_refuses_every_write() {
     let deployment = Deployment::single();
-    let key = Key::generate();
-    let app = app(deployment.store_with(durable()), &key).await;
+    let (key, app) = durable_app(&deployment).await;
     // Sessions made by a store that waits for no replica, which the store under test reads as
     // its own (same prefix, same cookie key).
     let plain = app_without_wait(&deployment, &key).await;
-    let mut cookies = Vec::new();
-    for _ in 0..SESSIONS {
-        cookies.push(logged_in(&plain).await);
-    }
+    let cookies = sessions_through(&plain).await;
 
     writes_are_refused(&app, &cookies).await;
     fresh_logins_are_refused(&app, &deployment).await;
@@ -257,14 +265,10 @@ async fn app_without_wait(deployment: &Deployment, key: &Key) -> impl TestApp + 
 
 #[actix_web::test]
 async fn a_cluster_shard_whose_replica_stopped_refuses_writes_and_only_that_shard() {
-    let cluster = RedisCluster::builder()
-        .node_timeout(SLOW_DETECTION)
-        .start()
-        .expect("a cluster starts");
+    let cluster = cluster_failing_over_after(SLOW_DETECTION);
     let primaries = cluster.primaries().expect("the slot map");
     let mut deployment = Deployment::Cluster(Arc::new(cluster));
-    let key = Key::generate();
-    let app = app(deployment.store_with(durable()), &key).await;
+    let (key, app) = durable_app(&deployment).await;
 
     writes_are_acknowledged(&app).await;
     // Sessions made with every replica up, until one shard holds SESSIONS of them and another
@@ -340,20 +344,13 @@ fn cluster_mut(deployment: &mut Deployment) -> &mut Arc<RedisCluster> {
 
 #[actix_web::test]
 async fn a_sentinel_primary_whose_replica_stopped_refuses_every_write() {
-    let sentinels = RedisSentinels::builder()
-        .down_after(SLOW_DETECTION)
-        .start()
-        .expect("a Sentinel setup starts");
+    let sentinels = sentinels_failing_over_after(SLOW_DETECTION);
     let primary = sentinels.primary().expect("a primary");
     let mut deployment = Deployment::Sentinel(Arc::new(sentinels));
-    let key = Key::generate();
-    let app = app(deployment.store_with(durable()), &key).await;
+    let (_, app) = durable_app(&deployment).await;
 
     writes_are_acknowledged(&app).await;
-    let mut cookies = Vec::new();
-    for _ in 0..SESSIONS {
-        cookies.push(logged_in(&app).await);
-    }
+    let cookies = sessions_through(&app).await;
 
     let Deployment::Sentinel(sentinels) = &mut deployment else {
         unreachable!("a Sentinel setup");

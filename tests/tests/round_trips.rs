@@ -5,12 +5,18 @@
 
 use std::time::Duration;
 
-use actix_session::config::{CookieContentSecurity, TtlExtensionPolicy};
-use actix_web::{cookie::Key, http::Method};
+use actix_session::config::{
+    CookieContentSecurity, TtlExtensionPolicy,
+    TtlExtensionPolicy::{OnEveryRequest, OnStateChanges},
+};
+use actix_web::{
+    cookie::{Cookie, Key},
+    http::Method,
+};
 use integration_tests::{
     Monitor, RedisServer, Relay,
     session_app::{
-        Gate, MiddlewareMode, TestApp, bare_app, forge_cookie, get_entry, log_in, send, tracked_app,
+        MiddlewareMode, TestApp, either_app, forge_cookie, get_entry, log_in, send, session_cookie,
     },
 };
 use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
@@ -38,7 +44,7 @@ impl Watched {
     /// no health check of the pool shows up among a request's round trips, however slowly the
     /// test runs.
     fn trusting_store(&self) -> RedisSessionStore {
-        self.store_with(RedisSessionStore::builder().trust_window(Duration::from_secs(3600)))
+        self.store_with(trusting())
     }
 
     fn store_with(&self, builder: RedisSessionStoreBuilder) -> RedisSessionStore {
@@ -50,24 +56,68 @@ impl Watched {
     /// The round trips and the commands clients sent (not those Lua scripts ran) since the
     /// last call.
     async fn seen(&self) -> (u64, Vec<String>) {
-        let commands = self
-            .monitor
-            .take()
-            .await
-            .into_iter()
-            .filter(|command| !command.from_script)
-            .map(|command| command.name)
-            .collect();
-        (self.relay.take_round_trips(), commands)
+        (
+            self.relay.take_round_trips(),
+            sent_by_clients(&self.monitor).await,
+        )
+    }
+
+    /// Asserts that what reached Redis since the last look is `round_trips` round trips
+    /// carrying `commands`.
+    async fn assert_seen(&self, round_trips: u64, commands: &[&str], what: &str) {
+        assert_eq!(self.seen().await, trips(round_trips, commands), "{what}");
+    }
+
+    /// A watched server, the app (see [`app_on`]) on a store through the relay built by
+    /// `builder`, with a key of its own, and a session started through it ([`Self::log_in`]).
+    async fn logged_in(
+        builder: RedisSessionStoreBuilder,
+        policy: TtlExtensionPolicy,
+        tracked: bool,
+    ) -> (Self, impl TestApp + use<>, Cookie<'static>) {
+        let watched = Self::start().await;
+        let app = app_on(
+            watched.store_with(builder),
+            &Key::generate(),
+            policy,
+            tracked,
+        )
+        .await;
+        let cookie = watched.log_in(&app).await;
+        (watched, app, cookie)
     }
 
     /// Starts a session through `app`, then forgets what it sent.
-    async fn log_in(&self, app: &impl TestApp) -> actix_web::cookie::Cookie<'static> {
+    async fn log_in(&self, app: &impl TestApp) -> Cookie<'static> {
         let cookie = log_in(app).await;
         self.seen().await;
         cookie
     }
 }
+
+/// A store builder whose connections stay trusted for the whole test (see
+/// [`Watched::trusting_store`]).
+fn trusting() -> RedisSessionStoreBuilder {
+    RedisSessionStore::builder().trust_window(Duration::from_secs(3600))
+}
+
+/// The commands clients sent (not those Lua scripts ran) that `monitor` saw since the last
+/// call.
+async fn sent_by_clients(monitor: &Monitor) -> Vec<String> {
+    monitor
+        .take()
+        .await
+        .into_iter()
+        .filter(|command| !command.from_script)
+        .map(|command| command.name)
+        .collect()
+}
+
+/// What a read of a session sends: its load, which slides its expiry in the same round trip.
+const READ: [&str; 2] = ["hgetall", "pexpire"];
+
+/// What a tracked write of one entry sends: the load, then the changed entry.
+const WRITE: [&str; 5] = ["hgetall", "pexpire", "hmget", "hset", "pexpire"];
 
 fn trips(round_trips: u64, commands: &[&str]) -> (u64, Vec<String>) {
     (
@@ -76,11 +126,6 @@ fn trips(round_trips: u64, commands: &[&str]) -> (u64, Vec<String>) {
     )
 }
 
-const POLICIES: [TtlExtensionPolicy; 2] = [
-    TtlExtensionPolicy::OnStateChanges,
-    TtlExtensionPolicy::OnEveryRequest,
-];
-
 fn mode(policy: TtlExtensionPolicy) -> MiddlewareMode {
     MiddlewareMode {
         security: CookieContentSecurity::Private,
@@ -88,204 +133,126 @@ fn mode(policy: TtlExtensionPolicy) -> MiddlewareMode {
     }
 }
 
+/// The app with encrypted cookies and `policy`, behind `TrackChanges` when `tracked`, on
+/// `store`.
+async fn app_on(
+    store: RedisSessionStore,
+    key: &Key,
+    policy: TtlExtensionPolicy,
+    tracked: bool,
+) -> impl TestApp + use<> {
+    either_app(store, key, mode(policy), tracked).await
+}
+
 #[actix_web::test]
-async fn a_read_only_request_is_one_round_trip() {
-    for policy in POLICIES {
-        let watched = Watched::start().await;
-        let key = Key::generate();
-        let store = watched.trusting_store();
-        let app = tracked_app(store, &key, mode(policy.clone()), Gate::default()).await;
-        let cookie = watched.log_in(&app).await;
+async fn a_read_only_request_is_one_round_trip_but_untracked_every_request_policy_two() {
+    let read_then_update_ttl = ["hgetall", "pexpire", "pexpire"];
+    for (policy, tracked, round_trips, commands, what) in [
+        (OnStateChanges, true, 1, &READ[..], "OnStateChanges"),
+        (OnEveryRequest, true, 1, &READ[..], "OnEveryRequest"),
+        (
+            OnEveryRequest,
+            false,
+            2,
+            &read_then_update_ttl[..],
+            "load, then update_ttl",
+        ),
+    ] {
+        let (watched, app, cookie) = Watched::logged_in(trusting(), policy, tracked).await;
 
         assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
-        assert_eq!(
-            watched.seen().await,
-            trips(1, &["hgetall", "pexpire"]),
-            "{policy:?}"
-        );
+        watched.assert_seen(round_trips, commands, what).await;
     }
 }
 
 #[actix_web::test]
-async fn without_track_changes_every_request_policy_costs_a_second_round_trip() {
-    let watched = Watched::start().await;
-    let key = Key::generate();
-    let store = watched.trusting_store();
-    let app = bare_app(
-        store,
-        &key,
-        mode(TtlExtensionPolicy::OnEveryRequest),
-        Gate::default(),
-    )
-    .await;
-    let cookie = watched.log_in(&app).await;
-
-    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
-    assert_eq!(
-        watched.seen().await,
-        trips(2, &["hgetall", "pexpire", "pexpire"]),
-        "load, then update_ttl"
-    );
-}
-
-#[actix_web::test]
 async fn a_new_session_is_one_round_trip_and_a_write_two() {
-    let watched = Watched::start().await;
-    let key = Key::generate();
-    let store = watched.trusting_store();
-    let app = bare_app(
-        store,
-        &key,
-        mode(TtlExtensionPolicy::OnStateChanges),
-        Gate::default(),
-    )
-    .await;
-    let cookie = watched.log_in(&app).await;
+    let (watched, app, cookie) = Watched::logged_in(trusting(), OnStateChanges, false).await;
     // Once, so that Redis has the replace script before the count (a server that lacks it
     // costs one more round trip, for its body).
     send(&app, Method::POST, "/set/user/bob", Some(&cookie)).await;
     watched.seen().await;
 
     send(&app, Method::POST, "/set/user/carol", None).await;
-    assert_eq!(watched.seen().await, trips(1, &["evalsha"]), "new session");
+    watched.assert_seen(1, &["evalsha"], "new session").await;
     send(&app, Method::POST, "/set/user/dave", Some(&cookie)).await;
-    assert_eq!(
-        watched.seen().await,
-        trips(2, &["hgetall", "pexpire", "evalsha"]),
-        "load, then update"
-    );
+    let update = ["hgetall", "pexpire", "evalsha"];
+    watched.assert_seen(2, &update, "load, then update").await;
     send(&app, Method::POST, "/renew", Some(&cookie)).await;
-    assert_eq!(
-        watched.seen().await,
-        trips(3, &["hgetall", "pexpire", "del", "evalsha"]),
-        "load, delete, save"
-    );
+    let renewal = ["hgetall", "pexpire", "del", "evalsha"];
+    watched.assert_seen(3, &renewal, "load, delete, save").await;
 }
 
 #[actix_web::test]
 async fn a_tracked_write_is_two_round_trips_of_plain_commands() {
-    let watched = Watched::start().await;
-    let key = Key::generate();
-    let store = watched.trusting_store();
-    let app = tracked_app(
-        store,
-        &key,
-        mode(TtlExtensionPolicy::OnStateChanges),
-        Gate::default(),
-    )
-    .await;
-    let cookie = watched.log_in(&app).await;
+    let (watched, app, cookie) = Watched::logged_in(trusting(), OnStateChanges, true).await;
 
     send(&app, Method::POST, "/set/user/bob", Some(&cookie)).await;
-    assert_eq!(
-        watched.seen().await,
-        trips(2, &["hgetall", "pexpire", "hmget", "hset", "pexpire"]),
-        "load, then the changed entry"
-    );
+    watched
+        .assert_seen(2, &WRITE, "load, then the changed entry")
+        .await;
     send(&app, Method::POST, "/remove/user", Some(&cookie)).await;
-    assert_eq!(
-        watched.seen().await,
-        trips(2, &["hgetall", "pexpire", "hmget", "hdel", "pexpire"])
-    );
+    let removal = ["hgetall", "pexpire", "hmget", "hdel", "pexpire"];
+    watched.assert_seen(2, &removal, "a removal").await;
     send(&app, Method::POST, "/remove/user", Some(&cookie)).await;
-    assert_eq!(
-        watched.seen().await,
-        trips(1, &["hgetall", "pexpire"]),
-        "nothing changed, nothing written"
-    );
+    watched
+        .assert_seen(1, &READ, "nothing changed, nothing written")
+        .await;
 }
 
 #[actix_web::test]
 async fn with_a_user_entry_reads_and_writes_of_other_entries_cost_no_more() {
-    let watched = Watched::start().await;
-    let key = Key::generate();
-    let store = watched.store_with(
-        RedisSessionStore::builder()
-            .user_entry("user")
-            .trust_window(Duration::from_secs(3600)),
-    );
-    let app = tracked_app(
-        store,
-        &key,
-        mode(TtlExtensionPolicy::OnEveryRequest),
-        Gate::default(),
-    )
-    .await;
-    watched.log_in(&app).await;
+    let users = trusting().user_entry("user");
+    let (watched, app, _) = Watched::logged_in(users, OnEveryRequest, true).await;
 
     let visit = send(&app, Method::POST, "/set/theme/dark", None).await;
-    let visitor = integration_tests::session_app::session_cookie(&visit).expect("a cookie");
-    assert_eq!(
-        watched.seen().await,
-        trips(1, &["evalsha"]),
-        "an anonymous session"
-    );
+    let visitor = session_cookie(&visit).expect("a cookie");
+    watched
+        .assert_seen(1, &["evalsha"], "an anonymous session")
+        .await;
     assert_eq!(get_entry(&app, "theme", Some(&visitor)).await, "dark");
-    assert_eq!(watched.seen().await, trips(1, &["hgetall", "pexpire"]));
+    watched.assert_seen(1, &READ, "a read").await;
     let login = send(&app, Method::POST, "/set/user/alice", Some(&visitor)).await;
-    let member = integration_tests::session_app::session_cookie(&login).expect("a cookie");
-    assert_eq!(
-        watched.seen().await,
-        trips(
+    let member = session_cookie(&login).expect("a cookie");
+    watched
+        .assert_seen(
             3,
-            &["hgetall", "pexpire", "evalsha", "hmget", "hset", "pexpire"]
-        ),
-        "gaining the user: the load, the user's index (one script: add, prune, count against \
-         the limit), then the write, which switches the timeout in its own pipeline"
-    );
+            &["hgetall", "pexpire", "evalsha", "hmget", "hset", "pexpire"],
+            "gaining the user: the load, the user's index (one script: add, prune, count \
+             against the limit), then the write, which switches the timeout in its own pipeline",
+        )
+        .await;
 
     // With the user in place, reads and writes of other entries cost what they always did:
     // the index is not touched.
     assert_eq!(get_entry(&app, "user", Some(&member)).await, "alice");
-    assert_eq!(watched.seen().await, trips(1, &["hgetall", "pexpire"]));
+    watched.assert_seen(1, &READ, "a read").await;
     send(&app, Method::POST, "/set/theme/light", Some(&member)).await;
-    assert_eq!(
-        watched.seen().await,
-        trips(2, &["hgetall", "pexpire", "hmget", "hset", "pexpire"])
-    );
+    watched.assert_seen(2, &WRITE, "a write").await;
 }
 
 #[actix_web::test]
 async fn an_idle_connection_proves_itself_before_reuse() {
-    let watched = Watched::start().await;
-    let key = Key::generate();
-    let store = watched.store_with(RedisSessionStore::builder().trust_window(Duration::ZERO));
-    let app = bare_app(
-        store,
-        &key,
-        mode(TtlExtensionPolicy::OnStateChanges),
-        Gate::default(),
-    )
-    .await;
-    let cookie = watched.log_in(&app).await;
+    let distrusting = RedisSessionStore::builder().trust_window(Duration::ZERO);
+    let (watched, app, cookie) = Watched::logged_in(distrusting, OnStateChanges, false).await;
 
     get_entry(&app, "user", Some(&cookie)).await;
-    assert_eq!(
-        watched.seen().await,
-        trips(2, &["unwatch", "ping", "hgetall", "pexpire"]),
-        "the pool's check, then the read"
-    );
+    let checked_read = ["unwatch", "ping", "hgetall", "pexpire"];
+    watched
+        .assert_seen(2, &checked_read, "the pool's check, then the read")
+        .await;
 }
 
 #[actix_web::test]
 async fn a_malformed_cookie_sends_nothing_at_all() {
     let watched = Watched::start().await;
     let key = Key::generate();
-    let store = watched.trusting_store();
-    let app = bare_app(
-        store,
-        &key,
-        mode(TtlExtensionPolicy::OnEveryRequest),
-        Gate::default(),
-    )
-    .await;
+    let app = app_on(watched.trusting_store(), &key, OnEveryRequest, false).await;
     let forged = forge_cookie(&key, CookieContentSecurity::Private, "{not*an id}");
     assert_eq!(get_entry(&app, "user", Some(&forged)).await, "none");
-    assert_eq!(
-        watched.seen().await,
-        trips(0, &[]),
-        "not even a pool checkout"
-    );
+    watched
+        .assert_seen(0, &[], "not even a pool checkout")
+        .await;
     drop(watched.server);
 }
 
@@ -354,16 +321,14 @@ mod cluster {
         }
 
         async fn seen(&self) -> (u64, Vec<String>) {
-            let commands = self
-                .monitor
-                .take()
-                .await
-                .into_iter()
-                .filter(|command| !command.from_script)
-                .map(|command| command.name)
-                .collect();
+            let commands = sent_by_clients(&self.monitor).await;
             let round_trips = self.relays.iter().map(Relay::take_round_trips).sum();
             (round_trips, commands)
+        }
+
+        /// As [`Watched::assert_seen`], over every node.
+        async fn assert_seen(&self, round_trips: u64, commands: &[&str], what: &str) {
+            assert_eq!(self.seen().await, trips(round_trips, commands), "{what}");
         }
     }
 
@@ -373,13 +338,7 @@ mod cluster {
         let key = Key::generate();
         // No trust window at all: a cluster connection is never checked anyway.
         let store = watched.store_with(RedisSessionStore::builder().trust_window(Duration::ZERO));
-        let app = tracked_app(
-            store,
-            &key,
-            mode(TtlExtensionPolicy::OnEveryRequest),
-            Gate::default(),
-        )
-        .await;
+        let app = app_on(store, &key, OnEveryRequest, true).await;
         let cookie = log_in(&app).await;
         send(&app, Method::POST, "/set/theme/light", Some(&cookie)).await;
         // Every primary has the save script, as after the first logins on each.
@@ -402,22 +361,10 @@ mod cluster {
         watched.seen().await;
 
         assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
-        assert_eq!(
-            watched.seen().await,
-            trips(1, &["hgetall", "pexpire"]),
-            "a read"
-        );
+        watched.assert_seen(1, &READ, "a read").await;
         send(&app, Method::POST, "/set/theme/dark", Some(&cookie)).await;
-        assert_eq!(
-            watched.seen().await,
-            trips(2, &["hgetall", "pexpire", "hmget", "hset", "pexpire"]),
-            "a write"
-        );
+        watched.assert_seen(2, &WRITE, "a write").await;
         send(&app, Method::POST, "/set/user/carol", None).await;
-        assert_eq!(
-            watched.seen().await,
-            trips(1, &["evalsha"]),
-            "a new session"
-        );
+        watched.assert_seen(1, &["evalsha"], "a new session").await;
     }
 }

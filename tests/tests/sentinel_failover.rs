@@ -16,6 +16,7 @@ use std::{
 use actix_web::cookie::Key;
 use futures_util::{StreamExt as _, future::join_all};
 use integration_tests::{
+    deployment::{sentinel_store, sentinels_failing_over_after},
     failover::{Load, Record, Session, Side, sides},
     session_app::TestApp,
 };
@@ -40,15 +41,7 @@ async fn sides_on(
     sentinels: &RedisSentinels,
     key: &Key,
 ) -> (Side<impl TestApp + use<>>, Side<impl TestApp + use<>>) {
-    let (urls, master) = (sentinels.sentinel_urls(), sentinels.master_name());
-    sides(key, true, &|builder| {
-        builder
-            .build_with_manager(
-                session_store::Manager::sentinel(urls.clone(), master).expect("valid addresses"),
-            )
-            .expect("valid URLs")
-    })
-    .await
+    sides(key, true, &|builder| sentinel_store(sentinels, builder)).await
 }
 
 /// Runs the load on both sides for as long as `running` says, with `fault` happening
@@ -212,10 +205,7 @@ fn assert_nothing_acknowledged_lost(tallies: &BTreeMap<(bool, bool), Tally>) {
 #[actix_web::test]
 async fn a_killed_primary_is_followed_with_no_restart() {
     let _alone = ALONE.lock().await;
-    let mut sentinels = RedisSentinels::builder()
-        .down_after(DOWN_AFTER)
-        .start()
-        .expect("a Sentinel setup starts");
+    let mut sentinels = sentinels_failing_over_after(DOWN_AFTER);
     let key = Key::generate();
     let (plain, durable) = sides_on(&sentinels, &key).await;
     let load = Load::new(key);
@@ -390,10 +380,7 @@ async fn a_demoted_primary_that_keeps_running_loses_nothing_acknowledged_after_t
     const ASKED: &str = "marker-failover-asked";
     const SWITCHED: &str = "marker-switch-announced";
     let _alone = ALONE.lock().await;
-    let sentinels = RedisSentinels::builder()
-        .down_after(DOWN_AFTER)
-        .start()
-        .expect("a Sentinel setup starts");
+    let sentinels = sentinels_failing_over_after(DOWN_AFTER);
     let old_primary = sentinels.primary().expect("a primary");
     let executed = Executed::start(&sentinels.servers()[old_primary]).await;
     let key = Key::generate();

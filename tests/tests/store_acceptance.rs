@@ -6,12 +6,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
+use actix_session::storage::{SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration as CookieDuration;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use integration_tests::{
     Command, Monitor,
     deployment::{AnyConnection, Deployment, unique_prefix},
+    store_errors::assert_command_timeout,
 };
 use redis::AsyncCommands as _;
 use session_store::{RedisSessionStore, RedisSessionStoreBuilder, StoreError};
@@ -63,6 +64,18 @@ impl Fixture {
     fn store_with(&self, builder: RedisSessionStoreBuilder) -> RedisSessionStore {
         self.deployment
             .store_with(builder.key_prefix(self.prefix.clone()))
+    }
+
+    /// Asserts that `store` loads no session for `id` and that no key is left under the
+    /// prefix (`why` if one is).
+    async fn assert_no_session(&self, store: &RedisSessionStore, id: &SessionKey, why: &str) {
+        assert_eq!(store.load(id).await.expect("load"), None);
+        assert!(self.stored_keys().await.is_empty(), "{why}");
+    }
+
+    /// A store whose sessions expire after `idle` without use.
+    fn idle_store(&self, idle: Duration) -> RedisSessionStore {
+        self.store_with(RedisSessionStore::builder().idle_timeout(idle))
     }
 
     async fn redis(&self) -> AnyConnection {
@@ -131,6 +144,23 @@ impl Fixture {
     }
 }
 
+/// A session of `entries` saved through `store`: its key.
+async fn saved(store: &RedisSessionStore, entries: &[(&str, &str)]) -> SessionKey {
+    store.save(state(entries), &TTL).await.expect("save")
+}
+
+/// The key `store` hands back for `id` after updating it to hold `entries`.
+async fn updated(
+    store: &RedisSessionStore,
+    id: SessionKey,
+    entries: &[(&str, &str)],
+) -> SessionKey {
+    store
+        .update(id, state(entries), &TTL)
+        .await
+        .expect("update")
+}
+
 fn state(entries: &[(&str, &str)]) -> HashMap<String, String> {
     entries
         .iter()
@@ -171,8 +201,8 @@ mod cases {
 
     pub(super) async fn ids_are_256_bit_url_safe_and_fresh(fx: Fixture) {
         let store = fx.store();
-        let a = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
-        let b = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
+        let a = saved(&store, &[("k", "1")]).await;
+        let b = saved(&store, &[("k", "1")]).await;
         for id in [&a, &b] {
             let id = id.as_ref();
             assert_eq!(id.len(), 43, "{id}");
@@ -184,10 +214,7 @@ mod cases {
 
     pub(super) async fn redis_holds_a_hash_of_the_id_and_entries_as_given(fx: Fixture) {
         let store = fx.store();
-        let id = store
-            .save(state(&[("user", "\"alice\""), ("n", "7")]), &TTL)
-            .await
-            .expect("save");
+        let id = saved(&store, &[("user", "\"alice\""), ("n", "7")]).await;
         let keys = fx.stored_keys().await;
         assert_eq!(keys, vec![fx.redis_key(&id)]);
         assert!(
@@ -225,10 +252,7 @@ mod cases {
             assert_eq!(store.load(&bad).await.expect("load"), None, "{bad:?}");
             store.update_ttl(&bad, &TTL).await.expect("update_ttl");
             store.delete(&bad).await.expect("delete");
-            let kept = store
-                .update(bad, state(&[("k", "v")]), &TTL)
-                .await
-                .expect("update");
+            let kept = updated(&store, bad, &[("k", "v")]).await;
             assert_eq!(store.load(&kept).await.expect("load"), None);
         }
         assert_eq!(
@@ -241,14 +265,13 @@ mod cases {
 
     pub(super) async fn a_never_issued_key_is_no_session(fx: Fixture) {
         let store = fx.store();
-        assert_eq!(store.load(&key(NEVER_ISSUED)).await.expect("load"), None);
-        assert!(fx.stored_keys().await.is_empty(), "loading created a key");
+        fx.assert_no_session(&store, &key(NEVER_ISSUED), "loading created a key")
+            .await;
     }
 
     pub(super) async fn load_slides_the_idle_expiry(fx: Fixture) {
-        let store =
-            fx.store_with(RedisSessionStore::builder().idle_timeout(Duration::from_secs(4)));
-        let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
+        let store = fx.idle_store(Duration::from_secs(4));
+        let id = saved(&store, &[("k", "v")]).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(fx.pttl(&id).await <= 2600, "expiry did not run down");
         store.load(&id).await.expect("load").expect("live session");
@@ -256,9 +279,8 @@ mod cases {
     }
 
     pub(super) async fn an_idle_session_expires(fx: Fixture) {
-        let store =
-            fx.store_with(RedisSessionStore::builder().idle_timeout(Duration::from_millis(300)));
-        let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
+        let store = fx.idle_store(Duration::from_millis(300));
+        let id = saved(&store, &[("k", "v")]).await;
         fx.until_gone(&id).await;
         assert_eq!(store.load(&id).await.expect("load"), None);
     }
@@ -269,15 +291,14 @@ mod cases {
                 .idle_timeout(Duration::from_secs(60))
                 .absolute_timeout(Duration::from_secs(3600)),
         );
-        let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
+        let id = saved(&store, &[("k", "v")]).await;
         fx.age(&id, Duration::from_secs(59 * 60)).await;
         assert!(
             store.load(&id).await.expect("load").is_some(),
             "ended early"
         );
         fx.age(&id, Duration::from_secs(2 * 60)).await;
-        assert_eq!(store.load(&id).await.expect("load"), None);
-        assert!(fx.stored_keys().await.is_empty(), "not deleted");
+        fx.assert_no_session(&store, &id, "not deleted").await;
     }
 
     pub(super) async fn an_update_past_the_absolute_lifetime_writes_nothing(fx: Fixture) {
@@ -286,12 +307,9 @@ mod cases {
                 .idle_timeout(Duration::from_secs(60))
                 .absolute_timeout(Duration::from_millis(500)),
         );
-        let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
+        let id = saved(&store, &[("k", "v")]).await;
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let id = store
-            .update(id, state(&[("k", "w")]), &TTL)
-            .await
-            .expect("update");
+        let id = updated(&store, id, &[("k", "w")]).await;
         assert!(
             fx.stored_keys().await.is_empty(),
             "the expired session was written"
@@ -301,10 +319,7 @@ mod cases {
 
     pub(super) async fn update_replaces_the_entries(fx: Fixture) {
         let store = fx.store();
-        let id = store
-            .save(state(&[("a", "1"), ("b", "2")]), &TTL)
-            .await
-            .expect("save");
+        let id = saved(&store, &[("a", "1"), ("b", "2")]).await;
         let created: Vec<u8> = fx
             .redis()
             .await
@@ -325,41 +340,27 @@ mod cases {
 
     pub(super) async fn update_after_delete_does_not_bring_the_session_back(fx: Fixture) {
         let store = fx.store();
-        let id = store
-            .save(state(&[("user", "1")]), &TTL)
-            .await
-            .expect("save");
+        let id = saved(&store, &[("user", "1")]).await;
         let same = key(id.as_ref());
         store.delete(&id).await.expect("delete");
-        let returned = store
-            .update(id, state(&[("user", "1"), ("x", "2")]), &TTL)
-            .await
-            .expect("update");
+        let returned = updated(&store, id, &[("user", "1"), ("x", "2")]).await;
         assert_eq!(returned, same, "update must not hand out a new session");
-        assert_eq!(store.load(&returned).await.expect("load"), None);
-        assert!(fx.stored_keys().await.is_empty(), "the state came back");
+        fx.assert_no_session(&store, &returned, "the state came back")
+            .await;
     }
 
     pub(super) async fn update_after_expiry_does_not_bring_the_session_back(fx: Fixture) {
-        let store =
-            fx.store_with(RedisSessionStore::builder().idle_timeout(Duration::from_millis(200)));
-        let id = store
-            .save(state(&[("user", "1")]), &TTL)
-            .await
-            .expect("save");
+        let store = fx.idle_store(Duration::from_millis(200));
+        let id = saved(&store, &[("user", "1")]).await;
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let returned = store
-            .update(id, state(&[("user", "1")]), &TTL)
-            .await
-            .expect("update");
-        assert_eq!(store.load(&returned).await.expect("load"), None);
-        assert!(fx.stored_keys().await.is_empty(), "the state came back");
+        let returned = updated(&store, id, &[("user", "1")]).await;
+        fx.assert_no_session(&store, &returned, "the state came back")
+            .await;
     }
 
     pub(super) async fn update_ttl_slides_the_expiry(fx: Fixture) {
-        let store =
-            fx.store_with(RedisSessionStore::builder().idle_timeout(Duration::from_secs(4)));
-        let id = store.save(state(&[("k", "v")]), &TTL).await.expect("save");
+        let store = fx.idle_store(Duration::from_secs(4));
+        let id = saved(&store, &[("k", "v")]).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         store.update_ttl(&id, &TTL).await.expect("update_ttl");
         assert!(
@@ -453,7 +454,7 @@ mod cases {
 
     pub(super) async fn corrupt_stored_state_is_no_session_and_is_deleted(fx: Fixture) {
         let store = fx.store();
-        let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
+        let id = saved(&store, &[("k", "1")]).await;
         let () = fx
             .redis()
             .await
@@ -513,8 +514,7 @@ mod cases {
             .hset(fx.redis_key(&id), "\0c", (now + 86_400_000).to_string())
             .await
             .expect("HSET");
-        assert_eq!(store.load(&id).await.expect("load"), None);
-        assert!(fx.stored_keys().await.is_empty(), "not deleted");
+        fx.assert_no_session(&store, &id, "not deleted").await;
     }
 
     pub(super) async fn a_session_without_its_user_expires_after_the_anonymous_timeout(
@@ -546,10 +546,9 @@ mod cases {
 
     pub(super) async fn delete_ends_the_session(fx: Fixture) {
         let store = fx.store();
-        let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
+        let id = saved(&store, &[("k", "1")]).await;
         store.delete(&id).await.expect("delete");
-        assert_eq!(store.load(&id).await.expect("load"), None);
-        assert!(fx.stored_keys().await.is_empty());
+        fx.assert_no_session(&store, &id, "a key is left").await;
     }
 
     pub(super) async fn save_never_overwrites_an_existing_key(fx: Fixture) {
@@ -584,7 +583,7 @@ mod cases {
         // Alone: other tests would put the scripts back between the flush and the saves.
         let fx = fx.alone();
         let store = fx.store();
-        store.save(state(&[("k", "0")]), &TTL).await.expect("save");
+        saved(&store, &[("k", "0")]).await;
         // What a restarted or newly promoted server looks like: no cached scripts.
         let () = redis::cmd("SCRIPT")
             .arg("FLUSH")
@@ -628,7 +627,7 @@ mod cases {
         // redis-rs would cut an answer at 500 ms on its own; the store's timeout must govern.
         let store =
             fx.store_with(RedisSessionStore::builder().command_timeout(Duration::from_secs(2)));
-        let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
+        let id = saved(&store, &[("k", "1")]).await;
         let pause = Duration::from_millis(800);
         // Taken before the pause begins, so that the pause ends after `before + pause` however
         // long the steps in between take on a busy machine.
@@ -653,7 +652,7 @@ mod cases {
                 .command_timeout(timeout)
                 .trust_window(Duration::from_secs(3600)),
         );
-        let id = store.save(state(&[("k", "1")]), &TTL).await.expect("save");
+        let id = saved(&store, &[("k", "1")]).await;
         let pause = Duration::from_millis(3000);
         fx.deployment.pause(pause).await;
         let started = Instant::now();
@@ -663,13 +662,7 @@ mod cases {
             "took {:?}",
             started.elapsed()
         );
-        let LoadError::Other(cause) = err else {
-            panic!("expected LoadError::Other, got {err:?}");
-        };
-        assert!(
-            matches!(cause.downcast_ref(), Some(StoreError::CommandTimeout(limit)) if *limit == timeout),
-            "{cause:?}"
-        );
+        assert_command_timeout(err, timeout, "the command timeout");
         tokio::time::sleep((pause + Duration::from_millis(200)).saturating_sub(started.elapsed()))
             .await;
         assert!(store.load(&id).await.expect("recovered").is_some());

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use local_redis::{RedisCluster, RedisServer};
+use local_redis::{Error, RedisCluster, RedisServer};
 
 /// Runs `step`, prints how long it took (`--nocapture` shows it) and returns its result.
 pub fn timed<T>(what: &str, step: impl FnOnce() -> T) -> T {
@@ -44,6 +44,29 @@ pub fn role(server: &RedisServer) -> String {
 /// Whether process `pid` still exists (a killed child is reaped, so it no longer does).
 pub fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Asserts that none of the processes `pids` exists any more; `outlived` says what it means
+/// if one does.
+pub fn assert_none_alive(pids: &[u32], outlived: &str) {
+    assert!(pids.iter().all(|&pid| !alive(pid)), "{outlived}");
+}
+
+/// The body of the test `name`, which checks that `start` without its binary fails with
+/// [`Error::NotInstalled`] saying `how_to_install`: run again alone with `variable` naming
+/// `missing`, a path where nothing is (see [`passes_alone_with`]).
+pub fn a_missing_binary_says_how_to_install_it<T: std::fmt::Debug>(
+    (name, variable, missing): (&str, &str, &str),
+    how_to_install: &str,
+    start: impl FnOnce() -> Result<T, Error>,
+) {
+    if std::env::var_os(variable).is_some_and(|bin| bin == missing) {
+        let err = start().expect_err("no such binary");
+        assert!(matches!(err, Error::NotInstalled { .. }), "{err:?}");
+        assert!(err.to_string().contains(how_to_install), "{err}");
+        return;
+    }
+    assert!(passes_alone_with(name, variable, missing));
 }
 
 /// Runs the test `name` of this test binary again in a process of its own with `variable` set

@@ -154,10 +154,9 @@ async fn listen_for_expiry(pool: Pool, node: usize, prefix: String, relay: Relay
     while !relay.sender.is_closed() {
         if let Ok(mut pubsub) = pool.manager().pubsub(node).await
             && pubsub.psubscribe(EXPIRED).await.is_ok()
+            && !relay.all(pubsub, &channel, &prefix).await
         {
-            if !relay.all(pubsub, &channel, &prefix).await {
-                return;
-            }
+            return;
         }
         tokio::time::sleep(RECONNECT_AFTER).await;
     }

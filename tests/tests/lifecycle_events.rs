@@ -25,7 +25,7 @@ use session_store::{
 };
 
 /// What a subscriber's consumer may leave unread before events are dropped: the subscriber's
-/// backlog (`BACKLOG` in session-store's `subscriber.rs`; the public docs give no number).
+/// backlog (`BACKLOG` in session-store's `features/subscriber.rs`; the public docs give no number).
 const BACKLOG: usize = 1024;
 
 /// The tests that kill a node run one at a time: each failover wants the cores to itself.

@@ -125,7 +125,7 @@ impl RedisSessionStore {
 
     /// Writes what a request changed, and keeps the user index in step: a new user's entry is
     /// added before the write, a former user's removed after it, and a session with a user
-    /// that lacks its index mark is indexed again (see [`index`](crate::features::users)).
+    /// that lacks its index mark is indexed again (see [`users`](crate::features::users)).
     pub(super) async fn write_tracked(
         &self,
         key: &RedisKey,

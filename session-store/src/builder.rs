@@ -125,11 +125,12 @@ impl RedisSessionStoreBuilder {
     /// since, a checkout costs no round trip; after it, the connection proves itself with
     /// `UNWATCH` + `PING` first. Zero checks every time.
     ///
-    /// It applies to the pool the store makes; a pool given to
-    /// [`build_with_pool`](Self::build_with_pool) keeps its [`Manager`]'s
-    /// ([`Manager::trust_window`]).
+    /// It applies to the pool the store makes (a [`Manager`] given to
+    /// [`build_with_manager`](Self::build_with_manager) keeps its own unless this is set). A
+    /// pool given to [`build_with_pool`](Self::build_with_pool) was made with its manager's
+    /// ([`Manager::trust_window`]): setting this too is refused, rather than ignored.
     pub fn trust_window(mut self, window: Duration) -> Self {
-        self.config.trust_window = window;
+        self.config.trust_window = Some(window);
         self
     }
 
@@ -205,7 +206,9 @@ impl RedisSessionStoreBuilder {
     }
 
     /// The `store` label on the store's metrics, to tell several stores of one process apart
-    /// (default: the key prefix).
+    /// (default: the key prefix). The pool the store makes counts its health checks under it
+    /// too; a pool given to [`build_with_pool`](Self::build_with_pool) counts them under its
+    /// manager's ([`Manager::metrics_label`]), so give both the same label.
     pub fn metrics_label(mut self, label: impl Into<String>) -> Self {
         self.config.metrics_label = Some(label.into());
         self
@@ -236,16 +239,30 @@ impl RedisSessionStoreBuilder {
     /// `Pool::builder(Manager::new(url)?).max_size(32).runtime(Runtime::Tokio1).build()?`.
     ///
     /// The pool's manager keeps its own trust window and metrics label
-    /// ([`Manager::trust_window`], [`Manager::metrics_label`]): this builder's settings of those
-    /// names apply to the pools it makes.
+    /// ([`Manager::trust_window`], [`Manager::metrics_label`]), set before the pool was built:
+    /// this builder's [`trust_window`](Self::trust_window) is refused here, and its
+    /// [`metrics_label`](Self::metrics_label) labels the store's own metrics only.
     ///
     /// The pool must have been built with a runtime (`Runtime::Tokio1`), since the store applies
     /// its pool timeouts to every checkout; without one each operation fails with
     /// [`StoreError::PoolWithoutRuntime`].
     ///
     /// # Errors
-    /// [`StoreError::InvalidSetting`] when a setting is out of its range.
+    /// [`StoreError::InvalidSetting`] when a setting is out of its range, or when
+    /// [`trust_window`](Self::trust_window) is set.
     pub fn build_with_pool(self, pool: Pool) -> Result<RedisSessionStore, StoreError> {
+        if self.config.trust_window.is_some() {
+            return Err(StoreError::InvalidSetting {
+                setting: "trust_window",
+                problem: "applies to the pools the store makes: for a pool of your own, \
+                          set it on its Manager (`Manager::trust_window`)",
+            });
+        }
+        self.finish(pool)
+    }
+
+    /// The store on `pool`, once its settings are checked.
+    fn finish(self, pool: Pool) -> Result<RedisSessionStore, StoreError> {
         self.config.validate()?;
         Ok(RedisSessionStore::from_parts(pool, self.config))
     }
@@ -256,7 +273,6 @@ impl RedisSessionStoreBuilder {
     /// [`StoreError::InvalidUrl`] when the URL cannot be used, [`StoreError::InvalidSetting`]
     /// when a setting is out of its range.
     pub fn build_with_url(self, url: &str) -> Result<RedisSessionStore, StoreError> {
-        self.config.validate()?;
         self.build_with_manager(Manager::new(url)?)
     }
 
@@ -292,16 +308,16 @@ impl RedisSessionStoreBuilder {
     /// # Errors
     /// [`StoreError::InvalidSetting`] when a setting is out of its range.
     pub fn build_with_manager(self, manager: Manager) -> Result<RedisSessionStore, StoreError> {
-        self.config.validate()?;
-        let manager = manager
-            .trust_window(self.config.trust_window)
-            .metrics_label(self.config.metrics_label());
+        let mut manager = manager.metrics_label(self.config.metrics_label());
+        if let Some(window) = self.config.trust_window {
+            manager = manager.trust_window(window);
+        }
         let pool = Pool::builder(manager)
             .runtime(Runtime::Tokio1)
             .timeouts(self.config.pool_timeouts)
             .build()
             .expect("a pool with a runtime always builds");
-        self.build_with_pool(pool)
+        self.finish(pool)
     }
 }
 

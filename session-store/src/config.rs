@@ -16,7 +16,8 @@ pub(crate) struct Config {
     pub(crate) max_state_size: usize,
     pub(crate) pool_timeouts: Timeouts,
     pub(crate) command_timeout: Duration,
-    pub(crate) trust_window: Duration,
+    /// Set for the pools the store makes; `None` leaves a manager's own (1 s by default).
+    pub(crate) trust_window: Option<Duration>,
     pub(crate) when_unavailable: WhenUnavailable,
     pub(crate) user_entry: Option<String>,
     pub(crate) anonymous_idle_timeout: Duration,
@@ -39,7 +40,7 @@ pub(crate) struct ReplicaAcks {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            key_prefix: "session:".to_owned(),
+            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             idle_timeout: Duration::from_secs(30 * 60),
             absolute_timeout: Duration::from_secs(12 * 60 * 60),
             max_state_size: 64 * 1024,
@@ -49,7 +50,7 @@ impl Default for Config {
                 recycle: Some(Duration::from_secs(1)),
             },
             command_timeout: Duration::from_secs(1),
-            trust_window: Duration::from_secs(1),
+            trust_window: None,
             when_unavailable: WhenUnavailable::Fail,
             user_entry: None,
             anonymous_idle_timeout: Duration::from_secs(5 * 60),
@@ -63,6 +64,9 @@ impl Default for Config {
         }
     }
 }
+
+/// The key prefix, and so the metrics label, of a store or pool that sets none.
+pub(crate) const DEFAULT_KEY_PREFIX: &str = "session:";
 
 /// The longest idle timeout or lifetime accepted: far beyond any session, and small enough for
 /// Redis's millisecond expiry arithmetic and Lua's doubles.

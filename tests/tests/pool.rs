@@ -237,3 +237,46 @@ async fn a_pool_checks_the_redis_version_once() {
         assert!(!text.contains("older than"), "{text}");
     }
 }
+
+/// A pool of the application's own keeps the trust window its manager was made with: a zero
+/// window checks the connection at every checkout, an hour's never while nothing fails; and
+/// the builder refuses a trust window of its own for such a pool instead of ignoring it.
+#[tokio::test]
+async fn a_pool_of_ones_own_keeps_its_managers_trust_window() {
+    let server = RedisServer::start();
+    for (window, checks) in [(Duration::ZERO, 4), (Duration::from_secs(3600), 0)] {
+        let manager = Manager::new(server.url())
+            .expect("a valid URL")
+            .trust_window(window);
+        let pool = Pool::builder(manager)
+            .max_size(1)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .expect("a pool");
+        let store = RedisSessionStore::builder()
+            .build_with_pool(pool)
+            .expect("valid settings");
+        let id = saved_session(&store).await;
+        let monitor = Monitor::start(&server.client()).await;
+        load_times(&store, &id, 4).await;
+        assert_health_checks(&monitor, checks, &format!("a trust window of {window:?}")).await;
+    }
+
+    let pool = Pool::builder(Manager::new(server.url()).expect("a valid URL"))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .expect("a pool");
+    let refused = RedisSessionStore::builder()
+        .trust_window(Duration::ZERO)
+        .build_with_pool(pool);
+    assert!(
+        matches!(
+            refused,
+            Err(session_store::StoreError::InvalidSetting {
+                setting: "trust_window",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+}

@@ -263,7 +263,7 @@ mod cluster {
 
     use local_redis::RedisCluster;
     use redis::cluster::{ClusterClient, NodeAddress};
-    use session_store::{Manager, Pool, Runtime};
+    use session_store::Manager;
 
     use super::*;
 
@@ -313,11 +313,9 @@ mod cluster {
                 .node_address_map(relayed)
                 .build()
                 .expect("a cluster client");
-            let pool = Pool::builder(Manager::from(client))
-                .runtime(Runtime::Tokio1)
-                .build()
-                .expect("a pool");
-            builder.build_with_pool(pool).expect("valid settings")
+            builder
+                .build_with_manager(Manager::from(client))
+                .expect("valid settings")
         }
 
         async fn seen(&self) -> (u64, Vec<String>) {

@@ -10,8 +10,8 @@
 //! So the store takes a connection from the pool, clones its handle and gives the connection
 //! back at once: requests share connections and pipeline on them, and the pool bounds the
 //! number of connections, not of requests. The manager skips the health check for a
-//! connection that completed a command within its trust window (the store's `trust_window`
-//! setting, 1 s by default) with no failure in the pool since. A connection whose command
+//! connection that completed a command within its trust window (`Manager::trust_window`, which
+//! the store's `trust_window` setting sets on the pools it makes; 1 s by default) with no failure in the pool since. A connection whose command
 //! failed at the connection level is discarded at its next checkout, and every failure makes
 //! every other connection prove itself again (the `PING`), so a Redis restart costs the
 //! requests in flight on the old connections, and those handed a trusted connection before the
@@ -48,12 +48,13 @@ use crate::{
     backend::connection::{Connection, Link},
     backend::sentinel::{self, Sentinels},
     backend::version,
+    config::DEFAULT_KEY_PREFIX,
     error::StoreError,
     session::clock::millis,
     telemetry::instruments,
 };
 
-/// The trust window of a manager no store has set one on yet: the store's default.
+/// The trust window of a manager that was given none.
 const DEFAULT_TRUST_WINDOW: Duration = Duration::from_secs(1);
 
 /// A deadpool pool of Redis connections managed by [`Manager`].
@@ -214,14 +215,15 @@ impl Manager {
             started: Instant::now(),
             trust_window: millis(DEFAULT_TRUST_WINDOW),
             listen_to: Vec::new(),
-            metrics_label: SharedString::const_str("session:"),
+            metrics_label: SharedString::const_str(DEFAULT_KEY_PREFIX),
             version_checked: AtomicBool::new(false),
         }
     }
 
     /// Sets how long after a command it completed a connection is handed out again without a
     /// health check (1 s by default). A store built on a manager or URL sets its own
-    /// `trust_window` setting here; for a pool of your own, set it before building the pool.
+    /// `trust_window` setting here, when it has one; for a pool of your own, set it before
+    /// building the pool.
     #[must_use]
     pub fn trust_window(mut self, window: Duration) -> Self {
         self.trust_window = millis(window);

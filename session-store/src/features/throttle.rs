@@ -93,7 +93,7 @@ pub enum ThrottleCause {
 /// per window, at the price of `limit` guesses that each may be seen.
 ///
 /// ```no_run
-/// use std::{net::IpAddr, sync::Arc, time::Duration};
+/// use std::{net::IpAddr, time::Duration};
 ///
 /// use session_store::{RedisSessionStore, ThrottleLimits};
 ///

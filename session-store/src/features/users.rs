@@ -310,6 +310,6 @@ impl<'a> Users<'a> {
 }
 
 /// `strings` borrowed.
-pub(crate) fn as_strs(strings: &[String]) -> Vec<&str> {
+fn as_strs(strings: &[String]) -> Vec<&str> {
     strings.iter().map(String::as_str).collect()
 }

@@ -59,7 +59,7 @@ impl RedisSessionStore {
             .is_some_and(|user| loaded.get(user) != renewed.get(user))
     }
 
-    /// Runs `script` on `key` with the common head of arguments (see `lua/prelude.lua`): the
+    /// Runs `script` on `key` with the common head of arguments (see `session/lua/prelude.lua`): the
     /// idle timeout of `class`, the bounds of live creation times, the creation time of a new
     /// session; then those `args` appends.
     pub(super) async fn run_script<T: FromRedisValue>(

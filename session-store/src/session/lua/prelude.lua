@@ -1,6 +1,6 @@
 -- Shared head of every session script. KEYS[1] is the session's hash. ARGV[1] is its idle
 -- timeout in milliseconds. A session is alive while its creation time (the metadata field
--- '\0c', see state.rs for why it cannot collide with an entry) lies after ARGV[2] and no later
+-- '\0c', see fields.rs for why it cannot collide with an entry) lies after ARGV[2] and no later
 -- than ARGV[3], milliseconds since the epoch: the store works out both bounds, its absolute
 -- lifetime and the clock skew it allows, so no rule is written twice. ARGV[4] is the creation
 -- time a new session gets.

@@ -159,25 +159,29 @@ impl LoginThrottle {
             account: key::throttle_counter(self.prefix(), "a", account),
             address: key::throttle_counter(self.prefix(), "ip", &address.to_string()),
         };
-        let (by_account, by_address) = try_join(
-            self.take(&attempt, &attempt.account, self.limits.per_account),
-            self.take(&attempt, &attempt.address, self.limits.per_address),
-        )
-        .await?;
-        let taken = [
-            (by_account, &attempt.account),
-            (by_address, &attempt.address),
-        ];
-        let Some(refused) = by_account.max(by_address) else {
-            return Ok(Ok(attempt));
+        let taking = async {
+            let (by_account, by_address) = try_join(
+                self.take(&attempt, &attempt.account, self.limits.per_account),
+                self.take(&attempt, &attempt.address, self.limits.per_address),
+            )
+            .await?;
+            let taken = [
+                (by_account, &attempt.account),
+                (by_address, &attempt.address),
+            ];
+            let Some(refused) = by_account.max(by_address) else {
+                return Ok(None);
+            };
+            // Where one log refused, the other's attempt goes back: nothing was checked.
+            let give_back = taken
+                .iter()
+                .filter(|(refusal, _)| refusal.is_none())
+                .map(|(_, log)| attempt.settle(log, "given_back"));
+            try_join_all(give_back).await?;
+            Ok(Some(refused))
         };
-        // Where one log refused, the other's attempt goes back: nothing was checked.
-        let give_back = taken
-            .iter()
-            .filter(|(refusal, _)| refusal.is_none())
-            .map(|(_, log)| attempt.settle(log, "given_back"));
-        try_join_all(give_back).await?;
-        Ok(Err(refused))
+        let refused = self.operation(taking).await?;
+        Ok(refused.map_or(Ok(attempt), Err))
     }
 
     /// `attempt` in the log at `log` unless it is at `limit` (taken as 1 when it is 0: a limit
@@ -207,16 +211,23 @@ impl LoginThrottle {
         }))
     }
 
-    /// `script` on `log`, as one operation of the store.
+    /// `script` on `log`.
     async fn run<T: redis::FromRedisValue>(
         &self,
         script: &LuaScript,
         log: &str,
         args: impl Fn(&mut redis::Cmd),
     ) -> Result<T, StoreError> {
-        let running = self.handle.backend().run_script(script, &log, args);
+        self.handle.backend().run_script(script, &log, args).await
+    }
+
+    /// `work` (a call of the throttle: its scripts) as one operation of the store.
+    async fn operation<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         self.handle
-            .run(Operation::LoginThrottle, running, |_| Outcome::Ok)
+            .run(Operation::LoginThrottle, work, |_| Outcome::Ok)
             .await
     }
 
@@ -257,11 +268,11 @@ impl LoginAttempt<'_> {
     /// Settles the attempt in the account's log as `account` says and in the address's as
     /// `address` says, both in one round trip.
     async fn settle_both(&self, account: &str, address: &str) -> Result<(), StoreError> {
-        try_join(
+        let both = try_join(
             self.settle(&self.account, account),
             self.settle(&self.address, address),
-        )
-        .await?;
+        );
+        self.throttle.operation(both).await?;
         Ok(())
     }
 

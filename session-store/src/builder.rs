@@ -7,7 +7,7 @@ use deadpool::Runtime;
 
 use crate::{
     backend::pool::{Manager, Pool},
-    config::{Config, ReplicaAcks, WhenUnavailable},
+    config::{Config, LegacySessions, ReplicaAcks, WhenUnavailable},
     error::StoreError,
     store::RedisSessionStore,
 };
@@ -232,6 +232,17 @@ impl RedisSessionStoreBuilder {
     /// [`WhenUnavailable::Fail`]).
     pub fn when_unavailable(mut self, choice: WhenUnavailable) -> Self {
         self.config.when_unavailable = choice;
+        self
+    }
+
+    /// Reads and writes the sessions of actix-session's own `RedisSessionStore` (0.11): the
+    /// setting for switching from it in a rolling deploy with nobody logged out (default: none;
+    /// such cookies are no session). First deploy with [`LegacySessions::interoperate`] while
+    /// old instances still run, then with [`LegacySessions::migrate`] once none is left, and
+    /// drop the setting when the old store's TTL has passed since; the README's "Switching
+    /// from actix-session's Redis store" tells each step.
+    pub fn legacy_sessions(mut self, sessions: LegacySessions) -> Self {
+        self.config.legacy = Some(sessions);
         self
     }
 

@@ -1,7 +1,7 @@
 //! The settings a store runs with, their defaults and their ranges; the builder that sets
 //! them is [`builder`](crate::builder).
 
-use std::time::Duration;
+use std::{fmt, sync::Arc, time::Duration};
 
 use deadpool::managed::Timeouts;
 
@@ -28,6 +28,7 @@ pub(crate) struct Config {
     pub(crate) publish_events: bool,
     pub(crate) instance_label: Option<String>,
     pub(crate) metrics_label: Option<String>,
+    pub(crate) legacy: Option<LegacySessions>,
 }
 
 /// How many replicas must have a write before it counts, and how long to wait for them.
@@ -61,6 +62,7 @@ impl Default for Config {
             publish_events: false,
             instance_label: None,
             metrics_label: None,
+            legacy: None,
         }
     }
 }
@@ -184,4 +186,80 @@ pub enum WhenUnavailable {
     /// second factor, a forced password change), since an anonymous request does not carry
     /// them.
     Anonymous,
+}
+
+/// Sessions of actix-session's own `RedisSessionStore` (0.11), and what the store does with
+/// them: the setting that switches an application from that store without logging anyone out
+/// (see [`legacy_sessions`](crate::builder::RedisSessionStoreBuilder::legacy_sessions)).
+///
+/// ```
+/// use session_store::{LegacySessions, RedisSessionStore};
+///
+/// # fn main() -> Result<(), session_store::StoreError> {
+/// // The old store was built with `.cache_keygen(|key| format!("shop:{key}"))`.
+/// let store = RedisSessionStore::builder()
+///     .legacy_sessions(LegacySessions::interoperate().key_function(|key| format!("shop:{key}")))
+///     .build_with_url("redis://127.0.0.1:6379")?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct LegacySessions {
+    pub(crate) step: LegacyStep,
+    pub(crate) key_function: Arc<dyn Fn(&str) -> String + Send + Sync>,
+}
+
+/// The two steps of a switch from actix-session's store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LegacyStep {
+    /// Old and new instances serve the same users side by side: old sessions stay where the
+    /// old store keeps them and are read and written there, in its format, and sessions
+    /// created now are created there too, so that an old instance can read them.
+    Interoperate,
+    /// No old instance is left: a session found only where the old store kept it moves to
+    /// this store's layout on its first request (its old key deleted, its user indexed), and
+    /// new sessions are this store's own.
+    Migrate,
+}
+
+impl LegacySessions {
+    /// The first step: old and new instances side by side ([`LegacyStep::Interoperate`]).
+    pub fn interoperate() -> Self {
+        Self::at(LegacyStep::Interoperate)
+    }
+
+    /// The second step: only new instances, moving old sessions over
+    /// ([`LegacyStep::Migrate`]).
+    pub fn migrate() -> Self {
+        Self::at(LegacyStep::Migrate)
+    }
+
+    /// The given step, with the old store's default key function.
+    pub fn at(step: LegacyStep) -> Self {
+        Self {
+            step,
+            key_function: Arc::new(str::to_owned),
+        }
+    }
+
+    /// The old store's key function: what it was given as `cache_keygen` (by default the
+    /// session key itself, with no prefix).
+    pub fn key_function(mut self, key: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        self.key_function = Arc::new(key);
+        self
+    }
+
+    /// The step this setting is for.
+    pub fn step(&self) -> LegacyStep {
+        self.step
+    }
+}
+
+impl fmt::Debug for LegacySessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LegacySessions")
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
 }

@@ -28,7 +28,7 @@ pub use crate::{
     backend::pool::{Manager, Pool, Topology},
     backend::version::MIN_REDIS_VERSION,
     builder::RedisSessionStoreBuilder,
-    config::WhenUnavailable,
+    config::{LegacySessions, LegacyStep, WhenUnavailable},
     error::StoreError,
     features::events::{SessionEvent, SessionEventKind},
     features::location::{CurrentSession, SessionLocation},

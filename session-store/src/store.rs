@@ -4,6 +4,7 @@
 //! [`Handle`]; how a request reaches Redis in [`backend`](crate::backend).
 
 mod delete;
+mod legacy;
 mod read;
 mod rules;
 mod write;
@@ -158,7 +159,8 @@ impl RedisSessionStore {
 }
 
 /// The store's idle timeout and absolute lifetime govern the state's life in Redis; the `ttl`
-/// actix-session passes (its `session_ttl`) is left to the cookie.
+/// actix-session passes (its `session_ttl`) is left to the cookie, but for the sessions that
+/// live by actix-session's own store's rules while the store interoperates with it.
 impl SessionStore for RedisSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
         let found = |state: &Option<SessionState>| {
@@ -193,9 +195,9 @@ impl SessionStore for RedisSessionStore {
     async fn save(
         &self,
         session_state: SessionState,
-        _ttl: &CookieDuration,
+        ttl: &CookieDuration,
     ) -> Result<SessionKey, SaveError> {
-        let saved = self.save_state(&session_state);
+        let saved = self.save_state(&session_state, ttl);
         Ok(self
             .handle
             .run(Operation::Save, saved, |_| Outcome::Ok)
@@ -208,9 +210,9 @@ impl SessionStore for RedisSessionStore {
         &self,
         session_key: SessionKey,
         session_state: SessionState,
-        _ttl: &CookieDuration,
+        ttl: &CookieDuration,
     ) -> Result<SessionKey, UpdateError> {
-        let updated = self.update_state(session_key, &session_state);
+        let updated = self.update_state(session_key, &session_state, ttl);
         let dropped = |(_, dropped): &(SessionKey, bool)| {
             if *dropped {
                 Outcome::Dropped
@@ -224,16 +226,23 @@ impl SessionStore for RedisSessionStore {
 
     /// Costs nothing behind [`TrackChanges`](crate::request::middleware::TrackChanges), where the request's `load`
     /// slid the expiry already (nor is it counted in the metrics, as it does nothing);
-    /// otherwise one `PEXPIRE`.
+    /// otherwise one `PEXPIRE`. A session that lives by actix-session's own store's rules
+    /// gets that store's `EXPIRE` by `ttl`.
     async fn update_ttl(
         &self,
         session_key: &SessionKey,
-        _ttl: &CookieDuration,
+        ttl: &CookieDuration,
     ) -> anyhow::Result<()> {
-        if scope::was_loaded(session_key.as_ref()) {
+        let old = self.interoperating(session_key);
+        if old.is_none() && scope::was_loaded(session_key.as_ref()) {
             return Ok(());
         }
-        let touched = self.touch(session_key);
+        let touched = async {
+            match old {
+                Some(old) => self.touch_old(&old, ttl).await,
+                None => self.touch(session_key).await,
+            }
+        };
         Ok(self
             .handle
             .run(Operation::UpdateTtl, touched, |()| Outcome::Ok)

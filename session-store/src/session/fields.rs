@@ -34,12 +34,19 @@ fn entry_name(mut field: String) -> Option<String> {
 /// The field that holds a session's creation time.
 pub(crate) const CREATED: &str = "\0c";
 
+/// The field that marks a session moved from actix-session's own store whose old key may still
+/// be there: it holds when the move began, in milliseconds since the epoch (see
+/// `store/legacy.rs`).
+pub(crate) const MIGRATING: &str = "\0m";
+
 /// A session as stored: its entries and when it was created.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Stored {
     pub(crate) state: SessionState,
     /// Milliseconds since the epoch; `None` when the hash lacks it (so it is no session of ours).
     pub(crate) created: Option<u64>,
+    /// When its move from actix-session's own store began, while that move is unfinished.
+    pub(crate) migrating: Option<u64>,
 }
 
 /// Rebuilds a session from its hash's fields and values, or `None` when they are not UTF-8, so
@@ -47,16 +54,23 @@ pub(crate) struct Stored {
 pub(crate) fn decode(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Option<Stored> {
     let mut state = SessionState::with_capacity(fields.len());
     let mut created = None;
+    let mut migrating = None;
     for (field, value) in fields {
         let field = String::from_utf8(field).ok()?;
         let value = String::from_utf8(value).ok()?;
         if field == CREATED {
             created = value.parse().ok();
+        } else if field == MIGRATING {
+            migrating = value.parse().ok();
         } else if let Some(name) = entry_name(field) {
             state.insert(name, value);
         }
     }
-    Some(Stored { state, created })
+    Some(Stored {
+        state,
+        created,
+        migrating,
+    })
 }
 
 /// Bytes of the state as the size limit counts them: entry names plus values.

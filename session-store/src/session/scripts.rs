@@ -55,6 +55,10 @@ pub(crate) static SAVE: LazyLock<LuaScript> = session_script!("save.lua");
 /// Replaces a live session's state; a session that is gone stays gone.
 pub(crate) static REPLACE: LazyLock<LuaScript> = session_script!("replace.lua");
 
+/// Writes what a request changed into a session of actix-session's own store.
+pub(crate) static LEGACY_UPDATE: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/legacy_update.lua")));
+
 /// Deletes a session and announces it.
 pub(crate) static DELETE: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new(include_str!("lua/delete.lua")));

@@ -17,12 +17,33 @@ pub(crate) fn generate() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Whether `id` has the shape of an id that [`generate`] makes.
+/// Length of the ids of actix-session's own store: 64 alphanumeric characters.
+pub(crate) const LEGACY_ID_LEN: usize = 64;
+
+/// A fresh id of actix-session's own store's shape (as its `generate_session_key` makes them:
+/// 64 characters from `rand`'s `Alphanumeric`, 381 bits), for a session that old instances
+/// must be able to read.
+pub(crate) fn generate_legacy() -> String {
+    use rand::{RngExt as _, distr::Alphanumeric};
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(LEGACY_ID_LEN)
+        .map(char::from)
+        .collect()
+}
+
+/// Whether `id` has the shape of an id that [`generate`] makes, or of one that actix-session's
+/// own store made ([`is_legacy`]): sessions moved from that store keep their ids.
 ///
 /// The check runs before any Redis call: a cookie that fails it is "no session" and never
 /// becomes part of a Redis command.
 pub(crate) fn is_well_formed(id: &str) -> bool {
-    id.len() == ID_LEN && id.bytes().all(is_id_byte)
+    (id.len() == ID_LEN && id.bytes().all(is_id_byte)) || is_legacy(id)
+}
+
+/// Whether `id` has the shape of actix-session's own store's ids.
+pub(crate) fn is_legacy(id: &str) -> bool {
+    id.len() == LEGACY_ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 fn is_id_byte(b: u8) -> bool {
@@ -64,7 +85,7 @@ pub(crate) fn session_key(id: &str, class: IdleClass) -> SessionKey {
         IdleClass::Normal => id.to_owned(),
         IdleClass::Anonymous => format!("{id}{ANONYMOUS_MARK}"),
     };
-    SessionKey::try_from(key).expect("a 45-byte key is a valid session key")
+    SessionKey::try_from(key).expect("a key of at most 66 bytes is a valid session key")
 }
 
 #[cfg(test)]
@@ -92,6 +113,22 @@ mod tests {
         assert_eq!(parse(&format!("{id}.b")), None);
         assert_eq!(parse(&format!("{id}.a.a")), None);
         assert_eq!(parse(".a"), None);
+    }
+
+    #[test]
+    fn legacy_ids_are_well_formed_and_distinct() {
+        let a = generate_legacy();
+        assert!(is_legacy(&a) && is_well_formed(&a), "{a}");
+        assert_ne!(a, generate_legacy());
+        assert!(!is_legacy(&generate()));
+        for bad in [
+            a[1..].to_owned(),
+            format!("{a}b"),
+            format!("{}-", &a[1..]),
+            format!("{}_", &a[1..]),
+        ] {
+            assert!(!is_well_formed(&bad), "{bad:?} passed");
+        }
     }
 
     #[test]
@@ -159,12 +196,14 @@ mod tests {
             prop_assert!(!is_well_formed(&spoiled), "{:?} passed", spoiled);
         }
 
-        /// Only id characters: well-formed exactly when there are 43 of them. Lengths are
+        /// Only id characters: well-formed exactly when there are 43 of them, or 64 of them
+        /// all alphanumeric (a legacy id). Lengths are
         /// drawn evenly, so about one case in 87 has the right length; the test below covers
         /// that outcome in quantity.
         #[test]
         fn the_length_decides_for_strings_of_id_characters(id in id_characters()) {
-            prop_assert_eq!(is_well_formed(&id), id.len() == ID_LEN);
+            let legacy = id.len() == LEGACY_ID_LEN && !id.contains(['-', '_']);
+            prop_assert_eq!(is_well_formed(&id), id.len() == ID_LEN || legacy);
         }
 
         /// 43 characters drawn from id characters with, in about half the cases, one odd
@@ -182,15 +221,16 @@ mod tests {
             prop_assert_eq!(is_well_formed(&candidate), spoil.is_none());
         }
 
-        /// Any string passes exactly when it is 43 characters of the base64url alphabet, as
-        /// spelt out here rather than as the check computes it. A third of the strings are
+        /// Any string passes exactly when it is 43 characters of the base64url alphabet, or 64
+        /// alphanumerics, as spelt out here rather than as the check computes it. A third of the strings are
         /// real ids, a third real ids with one character replaced, added or removed (any
         /// character at all), a third any string: both outcomes occur in quantity.
         #[test]
         fn a_string_passes_exactly_when_it_is_43_base64url_characters(id in candidates()) {
             const ALPHABET: &str =
                 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-            let shaped = id.chars().count() == 43 && id.chars().all(|c| ALPHABET.contains(c));
+            let shaped = (id.chars().count() == 43 && id.chars().all(|c| ALPHABET.contains(c)))
+                || (id.chars().count() == 64 && id.chars().all(|c| c.is_ascii_alphanumeric()));
             prop_assert_eq!(is_well_formed(&id), shaped, "{:?}", id);
         }
     }

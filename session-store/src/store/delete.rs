@@ -4,7 +4,7 @@ use actix_session::storage::SessionKey;
 use redis::Cmd;
 
 use crate::{
-    backend::batch::Batch, error::StoreError, features::events::SessionEventKind,
+    backend::batch::Batch, config::LegacyStep, error::StoreError, features::events::SessionEventKind,
     features::users::Users, request::scope, session::key::RedisKey, session::scripts,
     store::RedisSessionStore, telemetry::log,
 };
@@ -51,10 +51,24 @@ impl RedisSessionStore {
         Ok(removed)
     }
 
+    /// A logout. A session of actix-session's own store's shape is deleted where that store
+    /// keeps it first, and then, unless the store interoperates (when it lives there only),
+    /// where this store keeps it: a move under way then finds the old key gone and gives up
+    /// (see `legacy.rs`).
     pub(super) async fn delete_state(&self, session_key: &SessionKey) -> Result<(), StoreError> {
         let Some((key, _)) = self.redis_key(session_key) else {
             return Ok(());
         };
+        if let Some(old) = self.old_session(session_key) {
+            let removed = self.delete_old(&old).await?;
+            if old.step == LegacyStep::Interoperate {
+                scope::note_deleted(&key, removed);
+                if removed {
+                    log::deleted(&key);
+                }
+                return Ok(());
+            }
+        }
         let user = self
             .handle
             .config()

@@ -4,16 +4,34 @@ use actix_session::storage::SessionKey;
 
 use crate::{
     backend::batch::Batch,
+    config::LegacyStep,
     error::StoreError,
     request::scope,
-    session::fields::{self, SessionState},
-    store::RedisSessionStore,
+    session::{
+        fields::{self, SessionState},
+        key::RedisKey,
+        session_id::IdleClass,
+    },
+    store::{RedisSessionStore, legacy::OldSession},
     telemetry::log,
 };
 
+/// What a read of a session's hash found.
+pub(super) enum Hash {
+    /// A live session: its state and creation time.
+    Found(SessionState, u64),
+    /// Nothing at the key.
+    Missing,
+    /// Something that is no live session (past its lifetime, corrupt, a write's leftover),
+    /// deleted.
+    Ended,
+}
+
 impl RedisSessionStore {
     /// One round trip: the hash and the sliding of its expiry, pipelined. The absolute lifetime
-    /// is checked here; a session out of it costs one more round trip, to delete it.
+    /// is checked here; a session out of it costs one more round trip, to delete it. A session
+    /// of actix-session's own store is read where that store keeps it while the store
+    /// interoperates, and moved from there when migrating (see `legacy.rs`).
     pub(super) async fn load_state(
         &self,
         session_key: &SessionKey,
@@ -21,10 +39,35 @@ impl RedisSessionStore {
         let Some((key, class)) = self.redis_key(session_key) else {
             return Ok(None);
         };
+        let old = self.old_session(session_key);
+        if let Some(old) = old.as_ref().filter(|old| old.step == LegacyStep::Interoperate) {
+            return self.load_old(session_key, &key, old).await;
+        }
+        match self.read_hash(&key, class, old.as_ref()).await? {
+            Hash::Found(state, created) => {
+                scope::remember(session_key.as_ref(), &key, &state, created);
+                Ok(Some(state))
+            }
+            Hash::Missing => match old {
+                Some(old) => self.migrate(session_key, &key, class, &old).await,
+                None => Ok(None),
+            },
+            Hash::Ended => Ok(None),
+        }
+    }
+
+    /// Reads the hash at `key` and slides its expiry by `class`'s idle timeout. A session
+    /// whose move from `old` was left unfinished is settled on the way.
+    pub(super) async fn read_hash(
+        &self,
+        key: &RedisKey,
+        class: IdleClass,
+        old: Option<&OldSession>,
+    ) -> Result<Hash, StoreError> {
         let mut pipe = Batch::new();
-        pipe.cmd("HGETALL").arg(&key);
+        pipe.cmd("HGETALL").arg(key);
         pipe.cmd("PEXPIRE")
-            .arg(&key)
+            .arg(key)
             .arg(self.idle_millis(class))
             .ignore();
         let fields = match self.handle.backend().query(&pipe).await {
@@ -32,27 +75,33 @@ impl RedisSessionStore {
             Err(StoreError::Redis(err)) if err.code() == Some("WRONGTYPE") => None,
             result => Some(result?),
         };
+        if fields.as_ref().is_some_and(|(fields,): &(Vec<_>,)| fields.is_empty()) {
+            log::unknown(key);
+            return Ok(Hash::Missing);
+        }
         let Some(stored) = fields.and_then(|(fields,)| fields::decode(fields)) else {
-            log::corrupt(&key);
-            self.delete_key(&key).await?;
-            return Ok(None);
+            log::corrupt(key);
+            self.delete_key(key).await?;
+            return Ok(Hash::Ended);
         };
         let Some(created) = stored.created else {
-            log::unknown(&key);
-            if !stored.state.is_empty() {
-                // Entries without a creation time: what a write that raced a logout left
-                // behind. Never a session; the PEXPIRE above must not keep it alive.
-                self.delete_key(&key).await?;
-            }
-            return Ok(None);
+            // Entries without a creation time: what a write that raced a logout left behind.
+            // Never a session; the PEXPIRE above must not keep it alive.
+            log::unknown(key);
+            self.delete_key(key).await?;
+            return Ok(Hash::Ended);
         };
+        let user = self.handle.user_in(&stored.state);
         if !self.handle.within_lifetime(created) {
-            self.end_expired(&key, self.handle.user_in(&stored.state))
-                .await?;
-            return Ok(None);
+            self.end_expired(key, user).await?;
+            return Ok(Hash::Ended);
         }
-        scope::remember(session_key.as_ref(), &key, &stored.state, created);
-        Ok(Some(stored.state))
+        if let (Some(began), Some(old)) = (stored.migrating, old)
+            && !self.settle_move(key, old, began, user).await?
+        {
+            return Ok(Hash::Ended);
+        }
+        Ok(Hash::Found(stored.state, created))
     }
 
     pub(super) async fn touch(&self, session_key: &SessionKey) -> Result<(), StoreError> {

@@ -2,6 +2,7 @@
 //! replacing a whole state; each keeps the users' index in step.
 
 use actix_session::storage::SessionKey;
+use actix_web::cookie::time::Duration as CookieDuration;
 use redis::Cmd;
 
 use crate::{
@@ -30,7 +31,14 @@ impl RedisSessionStore {
     /// changed who the session belongs to (a login starts a new lifetime). A renewal whose
     /// delete found the old session already gone creates nothing, unless it is a login: one
     /// session never becomes two, and a logout is never undone.
-    pub(super) async fn save_state(&self, state: &SessionState) -> Result<SessionKey, StoreError> {
+    ///
+    /// While the store interoperates with actix-session's own store, the session is created
+    /// as that store creates them, so that old instances can read it (see `legacy.rs`).
+    pub(super) async fn save_state(
+        &self,
+        state: &SessionState,
+        ttl: &CookieDuration,
+    ) -> Result<SessionKey, StoreError> {
         if scope::went_anonymous() {
             return Err(StoreError::WentAnonymous);
         }
@@ -48,6 +56,9 @@ impl RedisSessionStore {
                 &session_id::generate(),
                 IdleClass::Normal,
             ));
+        }
+        if self.creates_old_sessions() {
+            return self.save_old(state, ttl).await;
         }
         let previous = renewed.as_ref().map(|renewed| renewed.key.clone());
         let created = renewed
@@ -90,15 +101,24 @@ impl RedisSessionStore {
 
     /// Writes `state` and hands back the session key for it: the same one, unless the write
     /// moved the session to the other idle class (it gained or lost its user); and whether the
-    /// write was dropped, the session having ended meanwhile.
+    /// write was dropped, the session having ended meanwhile. A session that lives by
+    /// actix-session's own store's rules is written where that store keeps it.
     pub(super) async fn update_state(
         &self,
         session_key: SessionKey,
         state: &SessionState,
+        ttl: &CookieDuration,
     ) -> Result<(SessionKey, bool), StoreError> {
         let Some((key, class)) = self.redis_key(&session_key) else {
             return Ok((session_key, false));
         };
+        if let Some(old) = self.interoperating(&session_key) {
+            let written = self.update_old(&key, &old, state, ttl).await?;
+            if !written {
+                log::update_dropped(&key);
+            }
+            return Ok((session_key, !written));
+        }
         self.check_size(state)?;
         let new_class = self.class_of(state);
         let written = match scope::take_loaded(&key) {

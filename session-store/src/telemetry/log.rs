@@ -18,6 +18,15 @@ pub(crate) fn created(key: &RedisKey) {
     lifecycle("session.created", key, "session created");
 }
 
+/// A session of actix-session's own store was moved to this store's layout.
+pub(crate) fn migrated(key: &RedisKey) {
+    lifecycle(
+        "session.migrated",
+        key,
+        "session moved from actix-session's store",
+    );
+}
+
 /// A session was revoked (by its user, from another session).
 pub(crate) fn revoked(key: &RedisKey) {
     lifecycle("session.revoked", key, "session revoked");

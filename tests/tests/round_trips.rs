@@ -256,6 +256,95 @@ async fn a_malformed_cookie_sends_nothing_at_all() {
     drop(watched.server);
 }
 
+/// With the setting for switching from actix-session's own store on, a read of a session in
+/// the store's layout is still one round trip, whether its id is the store's or the old
+/// store's (after its move); only a key found in neither layout costs one more. An old
+/// session read in place (interoperating) is one `GET`, and a tracked write of it one script
+/// more.
+#[actix_web::test]
+async fn the_legacy_setting_keeps_a_read_one_round_trip() {
+    use session_store::LegacySessions;
+
+    let watched = Watched::start().await;
+    let key = Key::generate();
+    let old_session = async |id: &str| {
+        let value = r#"{"user":"\"alice\""}"#;
+        let mut redis = watched.server.connection().await;
+        let () = redis::AsyncCommands::set(&mut redis, id, value)
+            .await
+            .expect("SET");
+    };
+    let old_cookie = |id: &str| forge_cookie(&key, CookieContentSecurity::Private, id);
+    let old_id = |n: char| n.to_string().repeat(64);
+
+    let migrating = trusting().legacy_sessions(LegacySessions::migrate());
+    let app = app_on(watched.store_with(migrating), &key, OnStateChanges, true).await;
+    let own = watched.log_in(&app).await;
+    assert_eq!(get_entry(&app, "user", Some(&own)).await, "alice");
+    watched
+        .assert_seen(1, &READ, "the store's own session")
+        .await;
+    old_session(&old_id('a')).await;
+    assert_eq!(
+        get_entry(&app, "user", Some(&old_cookie(&old_id('a')))).await,
+        "alice"
+    );
+    watched.seen().await;
+    assert_eq!(
+        get_entry(&app, "user", Some(&old_cookie(&old_id('a')))).await,
+        "alice"
+    );
+    watched.assert_seen(1, &READ, "a moved session").await;
+    assert_eq!(
+        get_entry(&app, "user", Some(&old_cookie(&old_id('b')))).await,
+        "none"
+    );
+    let neither = ["hgetall", "pexpire", "get"];
+    watched
+        .assert_seen(2, &neither, "a session in neither layout")
+        .await;
+
+    let interoperating = trusting().legacy_sessions(LegacySessions::interoperate());
+    let app = app_on(
+        watched.store_with(interoperating),
+        &key,
+        OnStateChanges,
+        true,
+    )
+    .await;
+    old_session(&old_id('c')).await;
+    // Its pool's first connection (a version check) out of the count.
+    get_entry(&app, "user", Some(&own)).await;
+    watched.seen().await;
+    assert_eq!(
+        get_entry(&app, "user", Some(&old_cookie(&old_id('c')))).await,
+        "alice"
+    );
+    watched
+        .assert_seen(1, &["get"], "an old session read in place")
+        .await;
+    // Once, so that Redis has the script before the count.
+    send(
+        &app,
+        Method::POST,
+        "/set/theme/dark",
+        Some(&old_cookie(&old_id('c'))),
+    )
+    .await;
+    watched.seen().await;
+    send(
+        &app,
+        Method::POST,
+        "/set/theme/light",
+        Some(&old_cookie(&old_id('c'))),
+    )
+    .await;
+    let write = ["get", "evalsha"];
+    watched
+        .assert_seen(2, &write, "an old session's write")
+        .await;
+}
+
 /// The same counts on a cluster: a relay in front of every node (redis-rs's cluster client
 /// maps the nodes' addresses onto the relays'), a monitor on every primary.
 mod cluster {

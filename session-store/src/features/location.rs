@@ -36,6 +36,12 @@ pub struct CurrentSession {
 }
 
 impl CurrentSession {
+    /// No session: for listing a user's sessions outside a request (a job, an admin tool),
+    /// with none marked as current.
+    pub fn none() -> Self {
+        Self { key: None }
+    }
+
     /// The session's reference: the first 12 characters of its id's SHA-256 digest, as the
     /// store's log lines carry it. It names the session and cannot be turned into a cookie.
     pub fn reference(&self) -> Option<&str> {

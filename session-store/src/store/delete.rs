@@ -4,9 +4,9 @@ use actix_session::storage::SessionKey;
 use redis::Cmd;
 
 use crate::{
-    backend::batch::Batch, config::LegacyStep, error::StoreError, features::events::SessionEventKind,
-    features::users::Users, request::scope, session::key::RedisKey, session::scripts,
-    store::RedisSessionStore, telemetry::log,
+    backend::batch::Batch, config::LegacyStep, error::StoreError,
+    features::events::SessionEventKind, features::users::Users, request::scope,
+    session::key::RedisKey, session::scripts, store::RedisSessionStore, telemetry::log,
 };
 
 impl RedisSessionStore {

@@ -172,7 +172,12 @@ impl RedisSessionStore {
         state: &SessionState,
         ttl: &CookieDuration,
     ) -> Result<SessionKey, StoreError> {
-        let legacy = self.handle.config().legacy.as_ref().expect("interoperating");
+        let legacy = self
+            .handle
+            .config()
+            .legacy
+            .as_ref()
+            .expect("interoperating");
         let value = encode(state);
         for _ in 0..SAVE_ATTEMPTS {
             let id = session_id::generate_legacy();

@@ -40,7 +40,10 @@ impl RedisSessionStore {
             return Ok(None);
         };
         let old = self.old_session(session_key);
-        if let Some(old) = old.as_ref().filter(|old| old.step == LegacyStep::Interoperate) {
+        if let Some(old) = old
+            .as_ref()
+            .filter(|old| old.step == LegacyStep::Interoperate)
+        {
             return self.load_old(session_key, &key, old).await;
         }
         match self.read_hash(&key, class, old.as_ref()).await? {
@@ -75,7 +78,10 @@ impl RedisSessionStore {
             Err(StoreError::Redis(err)) if err.code() == Some("WRONGTYPE") => None,
             result => Some(result?),
         };
-        if fields.as_ref().is_some_and(|(fields,): &(Vec<_>,)| fields.is_empty()) {
+        if fields
+            .as_ref()
+            .is_some_and(|(fields,): &(Vec<_>,)| fields.is_empty())
+        {
             log::unknown(key);
             return Ok(Hash::Missing);
         }

@@ -24,6 +24,9 @@ pub enum StoreKind {
     OursEvents,
     /// The same with every write waiting for a replica (`min_replica_acks(1, 100 ms)`).
     OursDurable,
+    /// The same in the migrating step of a switch from actix-session's store
+    /// (`legacy_sessions(LegacySessions::migrate())`), its sessions its own.
+    OursLegacy,
     /// actix-session's `RedisSessionStore` on a redis-rs `ConnectionManager`.
     ActixCm,
     /// actix-session's `RedisSessionStore` on a deadpool-redis pool (`redis-pool`).
@@ -40,6 +43,7 @@ impl StoreKind {
             Self::OursIndexed => "session-store with users' index",
             Self::OursEvents => "session-store with events",
             Self::OursDurable => "session-store with WAIT for 1 replica",
+            Self::OursLegacy => "session-store migrating from actix-session's store",
             Self::ActixCm => "actix-session (ConnectionManager)",
             Self::ActixPool => "actix-session (deadpool)",
             Self::None => "no session middleware",
@@ -50,7 +54,11 @@ impl StoreKind {
     pub fn is_ours(self) -> bool {
         matches!(
             self,
-            Self::Ours | Self::OursIndexed | Self::OursEvents | Self::OursDurable
+            Self::Ours
+                | Self::OursIndexed
+                | Self::OursEvents
+                | Self::OursDurable
+                | Self::OursLegacy
         )
     }
 
@@ -61,6 +69,7 @@ impl StoreKind {
             Self::OursIndexed => "ours-indexed",
             Self::OursEvents => "ours-events",
             Self::OursDurable => "ours-durable",
+            Self::OursLegacy => "ours-legacy",
             Self::ActixCm => "actix-cm",
             Self::ActixPool => "actix-pool",
             Self::None => "none",

@@ -54,6 +54,9 @@ pub enum Part {
     Memory,
     /// session-store with each of its optional features on, against itself with them off.
     Features,
+    /// session-store in the migrating step of a switch from actix-session's store (its
+    /// sessions all its own), against itself without the setting.
+    Legacy,
 }
 
 /// The stores compared, ours first.
@@ -107,7 +110,34 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     if wanted(Part::Features) {
         let mut redis = Backend::replicated(load_cpu)?;
-        compare_features(&bench, &mut redis, args, &setup)?;
+        println!("\n## What session-store's optional features cost\n");
+        println!(
+            "{setup}, the setups taking turns. The index is of the `user` entry (every login of \
+             the benchmark is alice's, so past her first 100 every login ends her oldest session: \
+             a worst case); \
+             events are published with nobody subscribed; every setup runs against a primary \
+             with a replica (for `WAIT`; the replica's CPU is left out). Ratios are each setup's \
+             figure over session-store's with its features off. (Round trips are left out: the estimate from \
+             `INFO commandstats` does not know these features' commands; the round-trip tests \
+             count them on the wire.)\n"
+        );
+        compare_setups(&bench, &mut redis, args, &FEATURES)?;
+    }
+    if wanted(Part::Legacy) {
+        let mut redis = Backend::server(load_cpu)?;
+        println!("\n## What the legacy setting costs\n");
+        println!(
+            "{setup}, the setups taking turns: session-store with \
+             `legacy_sessions(LegacySessions::migrate())`, every session its own (the state of \
+             an application once its old sessions have moved), over session-store without the \
+             setting.\n"
+        );
+        compare_setups(
+            &bench,
+            &mut redis,
+            args,
+            &[StoreKind::Ours, StoreKind::OursLegacy],
+        )?;
     }
     Ok(())
 }
@@ -171,26 +201,15 @@ fn compare_stores(
     Ok(())
 }
 
-/// What each optional feature costs: session-store with it on against session-store with its
-/// features off, in every scenario.
-fn compare_features(
+/// What each of `setups` costs: its figures against session-store's with its optional
+/// features off (the first of `setups`), in every scenario, the setups taking turns.
+fn compare_setups(
     bench: &Bench,
     redis: &mut Backend,
     args: &RunArgs,
-    setup: &str,
+    setups: &[StoreKind],
 ) -> anyhow::Result<()> {
-    println!("\n## What session-store's optional features cost\n");
-    println!(
-        "{setup}, the setups taking turns. The index is of the `user` entry (every login of \
-         the benchmark is alice's, so past her first 100 every login ends her oldest session: \
-         a worst case); \
-         events are published with nobody subscribed; every setup runs against a primary \
-         with a replica (for `WAIT`; the replica's CPU is left out). Ratios are each setup's \
-         figure over session-store's with its features off. (Round trips are left out: the estimate from \
-         `INFO commandstats` does not know these features' commands; the round-trip tests \
-         count them on the wire.)\n"
-    );
-    let rows = interleaved(bench, redis, &FEATURES, args.rounds)?;
+    let rows = interleaved(bench, redis, setups, args.rounds)?;
     println!(
         "| scenario | setup | server CPU µs/req | ratio | Redis CPU µs/req | ratio | Redis commands/req (scripts' included) |"
     );

@@ -60,12 +60,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         StoreKind::Ours
         | StoreKind::OursIndexed
         | StoreKind::OursEvents
-        | StoreKind::OursDurable => {
+        | StoreKind::OursDurable
+        | StoreKind::OursLegacy => {
             let builder = RedisSessionStore::builder();
             let builder = match args.store {
                 StoreKind::OursIndexed => builder.user_entry("user"),
                 StoreKind::OursEvents => builder.publish_events(true),
                 StoreKind::OursDurable => builder.min_replica_acks(1, Duration::from_millis(100)),
+                StoreKind::OursLegacy => {
+                    builder.legacy_sessions(session_store::LegacySessions::migrate())
+                }
                 _ => builder,
             };
             let store = if args.cluster {

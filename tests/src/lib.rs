@@ -44,3 +44,8 @@ pub struct SecurityDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/users-sessions.md")]
 pub struct UsersSessionsDoctests;
+
+/// The Rust example of `docs/switching.md` (the legacy setting), compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/switching.md")]
+pub struct SwitchingDoctests;

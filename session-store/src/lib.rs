@@ -35,6 +35,7 @@ pub use crate::{
     features::subscriber::{SessionEvents, SessionNotice},
     features::throttle::{LoginAttempt, LoginThrottle, ThrottleCause, ThrottleLimits, Throttled},
     features::users::UserSession,
+    request::keys::CookieKeys,
     request::middleware::{TrackChanges, TrackChangesService},
     store::RedisSessionStore,
 };

@@ -1,9 +1,9 @@
 //! [`TrackChanges`]: actix-session's middleware run inside a per-request [scope](crate::request::scope),
 //! and the answers it gives where actix-session alone would give a bare `500`.
 
-use std::{future::Future, pin::Pin};
+use std::{future::Future, pin::Pin, sync::Arc};
 
-use actix_session::SessionMiddleware;
+use actix_session::{SessionMiddleware, config::SessionMiddlewareBuilder};
 use actix_web::{
     dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
     http::{
@@ -14,6 +14,7 @@ use actix_web::{
 
 use crate::{
     error::{failure_response, log_failure},
+    request::keys::{CookieKeys, ReissueService, Ring},
     request::scope::{self, Failed},
     store::RedisSessionStore,
 };
@@ -25,6 +26,9 @@ use crate::{
 /// instead of actix-session's `500`; state over the store's size limit gets
 /// `413 Payload Too Large`. Responses that set or clear a cookie get
 /// `Cache-Control: no-store`.
+///
+/// Built with [`with_keys`](Self::with_keys), it also accepts cookies sealed by previous keys
+/// and re-issues them under the current one: the cookie key rotates with nobody logged out.
 ///
 /// ```no_run
 /// use actix_session::SessionMiddleware;
@@ -38,29 +42,70 @@ use crate::{
 #[derive(Clone)]
 pub struct TrackChanges {
     inner: SessionMiddleware<RedisSessionStore>,
+    ring: Ring,
 }
 
 impl TrackChanges {
-    /// Wraps `middleware`, configured as you like.
+    /// Wraps `middleware`, configured as you like, with its one key.
     pub fn new(middleware: SessionMiddleware<RedisSessionStore>) -> Self {
-        Self { inner: middleware }
+        Self {
+            inner: middleware,
+            ring: None,
+        }
+    }
+
+    /// actix-session's middleware on `store`, sealing cookies with the current key of `keys`
+    /// under its cookie name and content security, with the other cookie settings that
+    /// `configure` makes (set the name and content security on `keys`, not there); and
+    /// cookies sealed by a previous key of `keys` accepted, and re-issued under the current
+    /// one on the same response (the same session, no Redis write).
+    ///
+    /// ```no_run
+    /// use actix_web::{App, cookie::Key};
+    /// use session_store::{CookieKeys, RedisSessionStore, TrackChanges};
+    ///
+    /// # fn app(store: RedisSessionStore, new_key: Key, old_key: Key) {
+    /// let keys = CookieKeys::new(new_key).previous([old_key]);
+    /// let app = App::new().wrap(TrackChanges::with_keys(store, keys, |cookie| {
+    ///     cookie.cookie_secure(true)
+    /// }));
+    /// # }
+    /// ```
+    pub fn with_keys(
+        store: RedisSessionStore,
+        keys: CookieKeys,
+        configure: impl FnOnce(
+            SessionMiddlewareBuilder<RedisSessionStore>,
+        ) -> SessionMiddlewareBuilder<RedisSessionStore>,
+    ) -> Self {
+        let builder = SessionMiddleware::builder(store, keys.current().clone())
+            .cookie_name(keys.name().to_owned())
+            .cookie_content_security(keys.security());
+        Self {
+            inner: configure(builder).build(),
+            ring: Some(Arc::new(keys)),
+        }
     }
 }
 
-/// The service actix-session's middleware makes of `S`.
-type SessionService<S> =
-    <SessionMiddleware<RedisSessionStore> as Transform<S, ServiceRequest>>::Transform;
+/// The service actix-session's middleware makes of `S`, itself wrapped around the application
+/// (the inner layer that re-issues a cookie a previous key sealed).
+type SessionService<S> = <SessionMiddleware<RedisSessionStore> as Transform<
+    ReissueService<S>,
+    ServiceRequest,
+>>::Transform;
 
 impl<S, B> Transform<S, ServiceRequest> for TrackChanges
 where
     SessionMiddleware<RedisSessionStore>: Transform<
-            S,
+            ReissueService<S>,
             ServiceRequest,
             Response = ServiceResponse<B>,
             Error = actix_web::Error,
             InitError = (),
         >,
-    <SessionMiddleware<RedisSessionStore> as Transform<S, ServiceRequest>>::Future: 'static,
+    <SessionMiddleware<RedisSessionStore> as Transform<ReissueService<S>, ServiceRequest>>::Future:
+        'static,
     <SessionService<S> as Service<ServiceRequest>>::Future: 'static,
 {
     type Response = ServiceResponse<B>;
@@ -70,10 +115,12 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Self::Transform, ()>>>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        let inner = self.inner.new_transform(service);
+        let inner = self.inner.new_transform(ReissueService { service });
+        let ring = self.ring.clone().filter(|keys| keys.rotating());
         Box::pin(async move {
             Ok(TrackChangesService {
                 inner: inner.await?,
+                ring,
             })
         })
     }
@@ -83,6 +130,8 @@ where
 #[doc(hidden)]
 pub struct TrackChangesService<T> {
     inner: T,
+    /// The key ring, when it has previous keys.
+    ring: Option<Arc<CookieKeys>>,
 }
 
 impl<T, B> Service<ServiceRequest> for TrackChangesService<T>
@@ -96,7 +145,10 @@ where
 
     forward_ready!(inner);
 
-    fn call(&self, req: ServiceRequest) -> Self::Future {
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        if let Some(keys) = &self.ring {
+            keys.reseal(&mut req);
+        }
         let safe = req.method().is_safe();
         let response = self.inner.call(req);
         Box::pin(async move {

@@ -62,6 +62,13 @@ pub struct LaunchArgs {
     #[arg(long, env = "DEMO_BALANCER_PORT", default_value_t = 8080)]
     pub balancer_port: u16,
 
+    /// Old instances to start besides: N more instances on the ports after the new ones',
+    /// behind the same balancer and Redis, running actix-session's own `RedisSessionStore`
+    /// with the same cookie (one Redis server only), for playing a switch from that store.
+    /// The new instances interoperate with them unless --legacy-sessions says otherwise.
+    #[arg(long, env = "DEMO_LEGACY_INSTANCES", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=32))]
+    pub legacy_instances: u16,
+
     /// Start no load balancer: only the instances' own ports serve.
     #[arg(long, env = "DEMO_NO_BALANCER")]
     pub no_balancer: bool,
@@ -106,6 +113,11 @@ pub struct ServeArgs {
     #[arg(long, hide = true)]
     pub exit_with_parent: bool,
 
+    /// Run an old instance: actix-session's own `RedisSessionStore` instead of session-store
+    /// (the API, the home page; see --legacy-instances). Needs --redis-url and --cookie-key.
+    #[arg(long, env = "DEMO_LEGACY_STORE")]
+    pub legacy_store: bool,
+
     /// Settings shared with the launcher.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -120,6 +132,33 @@ pub enum TopologyArg {
     Cluster,
     /// A primary and a replica under three Redis Sentinels.
     Sentinel,
+}
+
+/// The steps of a switch from actix-session's own Redis store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LegacyStepArg {
+    /// Old and new instances side by side.
+    Interoperate,
+    /// No old instance left: old sessions move over.
+    Migrate,
+}
+
+impl LegacyStepArg {
+    /// The store's setting for this step.
+    pub fn setting(self) -> session_store::LegacySessions {
+        match self {
+            Self::Interoperate => session_store::LegacySessions::interoperate(),
+            Self::Migrate => session_store::LegacySessions::migrate(),
+        }
+    }
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Interoperate => "interoperate",
+            Self::Migrate => "migrate",
+        }
+    }
 }
 
 /// Settings of both the launcher and `serve`.
@@ -159,6 +198,26 @@ pub struct CommonArgs {
     /// instance. When not given, one is generated at launch and shared with the instances.
     #[arg(long, env = "DEMO_COOKIE_KEY", hide_env_values = true)]
     pub cookie_key: Option<String>,
+
+    /// Keys that sealed cookies before --cookie-key (base64, comma-separated): cookies they
+    /// sealed are still accepted, and re-issued under --cookie-key on the same response, so
+    /// the key rotates with nobody logged out. Drop one once the cookies it sealed have had
+    /// time to come back (or expire): its cookies are then no session.
+    #[arg(
+        long,
+        env = "DEMO_PREVIOUS_COOKIE_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub previous_cookie_keys: Vec<String>,
+
+    /// The step of a switch from actix-session's own Redis store that the instances take:
+    /// `interoperate` while old instances still serve (old sessions read and written where
+    /// the old store keeps them, new ones made so old instances can read them), `migrate`
+    /// once none is left (old sessions moved over on their next request). Default: none, or
+    /// `interoperate` when the launcher starts --legacy-instances.
+    #[arg(long, env = "DEMO_LEGACY_SESSIONS", value_enum)]
+    pub legacy_sessions: Option<LegacyStepArg>,
 
     /// A file of extra accounts, one `username:argon2-hash` per line (see `hash-password`).
     #[arg(long, env = "DEMO_ACCOUNTS")]

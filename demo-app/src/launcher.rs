@@ -74,6 +74,11 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
             target
         }
     };
+    anyhow::ensure!(
+        args.legacy_instances == 0 || matches!(target, RedisTarget::Server(_)),
+        "old instances (--legacy-instances) run actix-session's own store, which talks to one \
+         Redis server: use --topology single or --redis-url"
+    );
     let cookie_key = cookie_key(&args)?;
     let stop = stop_signal()?;
 
@@ -104,13 +109,13 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The instances' ports: `--base-port` and those after it.
+/// The instances' ports: `--base-port` and those after it, the old instances' last.
 fn ports(args: &LaunchArgs) -> anyhow::Result<Vec<u16>> {
-    (0..args.instances)
+    (0..args.instances + args.legacy_instances)
         .map(|i| {
             args.base_port
                 .checked_add(i)
-                .context("--base-port + --instances is over 65535")
+                .context("--base-port + --instances + --legacy-instances is over 65535")
         })
         .collect()
 }

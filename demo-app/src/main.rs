@@ -7,7 +7,7 @@ use demo_app::{
     cli::{Cli, Command},
     launcher, logging,
     web::hashing::Hasher,
-    web::instance,
+    web::{instance, legacy},
 };
 
 fn main() -> anyhow::Result<()> {
@@ -16,6 +16,9 @@ fn main() -> anyhow::Result<()> {
 
     match cli.command {
         None => launcher::run(cli.launch),
+        Some(Command::Serve(args)) if args.legacy_store => {
+            actix_web::rt::System::new().block_on(legacy::serve(*args))
+        }
         Some(Command::Serve(args)) => actix_web::rt::System::new().block_on(instance::serve(*args)),
         Some(Command::Watchdog) => {
             launcher::watchdog::run();

@@ -14,6 +14,7 @@ mod device_name;
 pub mod hashing;
 mod health;
 pub mod instance;
+pub mod legacy;
 mod login_throttle;
 pub mod metrics;
 mod pages;

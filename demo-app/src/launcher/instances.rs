@@ -11,7 +11,10 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use super::output::prefix_lines;
-use crate::{cli::LaunchArgs, redis_target::RedisTarget};
+use crate::{
+    cli::{LaunchArgs, LegacyStepArg},
+    redis_target::RedisTarget,
+};
 
 /// How long a dead instance waits before it is started again: long enough that the balancer
 /// has noticed and a person sees the gap, short enough that it is soon back.
@@ -36,6 +39,8 @@ pub(super) struct Recipe {
     balancer: Option<(String, u16)>,
     target: RedisTarget,
     args: Vec<OsString>,
+    /// The first old instance's port (`--legacy-instances`), if any.
+    first_legacy: Option<u16>,
 }
 
 impl Recipe {
@@ -61,6 +66,9 @@ impl Recipe {
             balancer: balancer_secret.map(|secret| (secret, launch.balancer_port)),
             target,
             args: instance_args(launch),
+            first_legacy: (launch.legacy_instances > 0)
+                .then(|| ports.get(usize::from(launch.instances)).copied())
+                .flatten(),
         })
     }
 
@@ -69,6 +77,11 @@ impl Recipe {
         command
             .args(["serve", "--exit-with-parent", "--port", &port.to_string()])
             .args(&self.args)
+            .args(
+                self.first_legacy
+                    .filter(|first| port >= *first)
+                    .map(|_| "--legacy-store"),
+            )
             .env("DEMO_COOKIE_KEY", &self.cookie_key)
             .env("DEMO_PEERS", &self.peers)
             .stdin(Stdio::piped())
@@ -118,6 +131,19 @@ fn instance_args(launch: &LaunchArgs) -> Vec<OsString> {
         "--max-sessions-per-user",
         Some(common.max_sessions_per_user.to_string().into()),
     );
+    if !common.previous_cookie_keys.is_empty() {
+        flag(
+            "--previous-cookie-keys",
+            Some(common.previous_cookie_keys.join(",").into()),
+        );
+    }
+    let step = common.legacy_sessions.or(
+        // New instances beside old ones serve the old ones' sessions, and theirs to them.
+        (launch.legacy_instances > 0).then_some(LegacyStepArg::Interoperate),
+    );
+    if let Some(step) = step {
+        flag("--legacy-sessions", Some(step.name().into()));
+    }
     if let Some(seconds) = common.idle_timeout {
         flag("--idle-timeout", Some(seconds.to_string().into()));
     }

@@ -28,6 +28,9 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/profile", web::put().to(update_profile));
 }
 
+/// What the store field of the API's answers says on a new instance.
+pub(crate) const STORE: &str = "session-store";
+
 /// Who a session belongs to, and which instance answered.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct Me {
@@ -37,6 +40,10 @@ pub(crate) struct Me {
     pub display_name: Option<String>,
     /// The port of the instance that answered.
     pub instance: u16,
+    /// The session store of the instance that answered: `session-store`, or actix-session's
+    /// own on an old instance (`--legacy-instances`).
+    #[serde(default)]
+    pub store: String,
     /// Where the session lives (`GET /api/me` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisInfo>,
@@ -47,6 +54,7 @@ fn me_of(session: &Session, state: &AppState) -> actix_web::Result<Me> {
         user: user::current(session)?,
         display_name: user::display_name(session)?,
         instance: state.port,
+        store: STORE.to_owned(),
         redis: None,
     })
 }
@@ -96,6 +104,7 @@ async fn logout(state: web::Data<AppState>, session: Session) -> HttpResponse {
         user: None,
         display_name: None,
         instance: state.port,
+        store: STORE.to_owned(),
         redis: None,
     })
 }

@@ -2,10 +2,10 @@
 
 use std::num::NonZeroUsize;
 
-use actix_session::{SessionMiddleware, config::CookieContentSecurity};
+use actix_session::config::CookieContentSecurity;
 use actix_web::{App, HttpServer, cookie::Key, web};
 use anyhow::Context as _;
-use session_store::{RedisSessionStore, TrackChanges, WhenUnavailable};
+use session_store::{CookieKeys, RedisSessionStore, TrackChanges, WhenUnavailable};
 
 use super::{
     accounts::Accounts,
@@ -39,24 +39,35 @@ pub const SECURE_LOGIN_CSRF_COOKIE: &str = "__Host-login-csrf";
 
 /// The session middleware as the demo sets it up: HttpOnly, SameSite=Lax, encrypted cookies,
 /// `Secure` and `__Host-` prefixed unless the demo runs on plain-HTTP localhost; each request
-/// writes only the entries it changed.
-pub fn session_middleware(store: RedisSessionStore, key: Key, secure: bool) -> TrackChanges {
-    let name = if secure {
-        SECURE_SESSION_COOKIE
-    } else {
-        SESSION_COOKIE
-    };
-    TrackChanges::new(
-        SessionMiddleware::builder(store, key)
-            .cookie_name(name.to_owned())
+/// writes only the entries it changed; cookies sealed by one of the `previous` keys are
+/// accepted and re-issued under `key`.
+pub fn session_middleware(
+    store: RedisSessionStore,
+    key: Key,
+    previous: Vec<Key>,
+    secure: bool,
+) -> TrackChanges {
+    let keys = CookieKeys::new(key)
+        .previous(previous)
+        .cookie_name(session_cookie_name(secure))
+        .content_security(CookieContentSecurity::Private);
+    TrackChanges::with_keys(store, keys, |cookie| {
+        cookie
             .cookie_path("/".to_owned())
             .cookie_domain(None)
-            .cookie_content_security(CookieContentSecurity::Private)
             .cookie_http_only(true)
             .cookie_same_site(actix_web::cookie::SameSite::Lax)
             .cookie_secure(secure)
-            .build(),
-    )
+    })
+}
+
+/// The session cookie's name: `__Host-` prefixed when cookies are `Secure`.
+pub(crate) fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
 }
 
 /// The password-hashing threads and their queue, as the settings ask or by default.
@@ -96,6 +107,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Key::generate()
         }
     };
+    let previous_keys = args
+        .common
+        .previous_cookie_keys
+        .iter()
+        .map(|encoded| parse_cookie_key(encoded))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("--previous-cookie-keys")?;
     let accounts = match &args.common.accounts {
         Some(path) => Accounts::demo_and_file(path)?,
         None => Accounts::demo(),
@@ -119,6 +137,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .when_unavailable(when_unavailable);
     if let Some(seconds) = args.common.idle_timeout {
         builder = builder.idle_timeout(std::time::Duration::from_secs(seconds));
+    }
+    if let Some(step) = args.common.legacy_sessions {
+        builder = builder.legacy_sessions(step.setting());
     }
     let store = target.build(RedisTarget::with_replica_acks(builder, replicas))?;
     let peers = if args.peers.is_empty() {
@@ -147,7 +168,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(session_middleware(store.clone(), key.clone(), secure))
+            .wrap(session_middleware(
+                store.clone(),
+                key.clone(),
+                previous_keys.clone(),
+                secure,
+            ))
             // Outside the session middleware: a refused request costs Redis nothing.
             .wrap(actix_web::middleware::from_fn(
                 browser_guard::refuse_cross_origin,

@@ -1,7 +1,7 @@
 //! The launcher: a private Redis (unless one is given), N instance processes kept running,
 //! nginx in front of them, and everything stopped again on Ctrl-C.
 
-mod balancer;
+pub mod balancer;
 mod instances;
 mod output;
 mod redis_wait;

@@ -233,15 +233,19 @@ impl SessionStore for RedisSessionStore {
         session_key: &SessionKey,
         ttl: &CookieDuration,
     ) -> anyhow::Result<()> {
-        let old = self.interoperating(session_key);
+        let old = self
+            .interoperating(session_key)
+            .filter(|_| scope::loaded_in_old_layout(session_key.as_ref()) != Some(false));
         if old.is_none() && scope::was_loaded(session_key.as_ref()) {
             return Ok(());
         }
         let touched = async {
-            match old {
-                Some(old) => self.touch_old(&old, ttl).await,
-                None => self.touch(session_key).await,
+            if let Some(old) = old
+                && self.touch_old(&old, ttl).await?
+            {
+                return Ok(());
             }
+            self.touch(session_key).await
         };
         Ok(self
             .handle

@@ -29,7 +29,7 @@ const INSTALL_HINT: &str = "install it with `sudo apt-get install nginx` (script
     or set NGINX_BIN to its path";
 
 /// A running nginx, killed (with its folder removed) on drop.
-pub(super) struct Balancer {
+pub struct Balancer {
     child: Child,
     port: u16,
     dir: TempDir,
@@ -42,7 +42,7 @@ impl Balancer {
     /// # Errors
     /// When nginx is not installed, the port is taken, or nginx exits or does not listen in
     /// time; each says so in words a person can act on.
-    pub(super) fn start(port: u16, upstreams: &[u16], secret: &str) -> anyhow::Result<Self> {
+    pub fn start(port: u16, upstreams: &[u16], secret: &str) -> anyhow::Result<Self> {
         let nginx = binary().with_context(|| format!("nginx is not installed: {INSTALL_HINT}"))?;
         if let Err(err) = TcpListener::bind(("127.0.0.1", port)) {
             bail!("port {port} is taken ({err}); choose another with --balancer-port");

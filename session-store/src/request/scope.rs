@@ -46,6 +46,8 @@ pub(crate) struct Loaded {
     /// Whether this request's own `delete` of it found it already gone (a logout or another
     /// renewal ended it first).
     pub(crate) ended_elsewhere: bool,
+    /// Whether it was read where actix-session's own store keeps it (see `store/legacy.rs`).
+    pub(crate) old_layout: bool,
 }
 
 /// How a store operation failed a request: what the request deserves, and why, on one line.
@@ -102,8 +104,26 @@ pub(crate) fn remember(session_key: &str, key: &RedisKey, state: &SessionState, 
             state: state.clone(),
             created,
             ended_elsewhere: false,
+            old_layout: false,
         });
     });
+}
+
+/// Notes that the session this request loaded was read where actix-session's own store keeps
+/// it.
+pub(crate) fn note_old_layout() {
+    with(|scope| {
+        if let Some(loaded) = scope.loaded.as_mut() {
+            loaded.old_layout = true;
+        }
+    });
+}
+
+/// Whether this request loaded the session under `session_key` where actix-session's own
+/// store keeps it (`Some(true)`) or in this store's layout (`Some(false)`); `None` when it
+/// loaded no such session.
+pub(crate) fn loaded_in_old_layout(session_key: &str) -> Option<bool> {
+    loaded_as(session_key, |loaded| loaded.old_layout)
 }
 
 /// Notes that this request deleted `key`, and whether the key was still there: a renewal
@@ -217,6 +237,7 @@ mod tests {
             state: state.clone(),
             created: 7,
             ended_elsewhere: false,
+            old_layout: false,
         };
         remember("k", &key, &state, 7);
         assert_eq!(take_loaded(&key), None, "outside a scope nothing is kept");

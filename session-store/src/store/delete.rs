@@ -4,9 +4,9 @@ use actix_session::storage::SessionKey;
 use redis::Cmd;
 
 use crate::{
-    backend::batch::Batch, config::LegacyStep, error::StoreError,
-    features::events::SessionEventKind, features::users::Users, request::scope,
-    session::key::RedisKey, session::scripts, store::RedisSessionStore, telemetry::log,
+    backend::batch::Batch, error::StoreError, features::events::SessionEventKind,
+    features::users::Users, request::scope, session::key::RedisKey, session::scripts,
+    store::RedisSessionStore, telemetry::log,
 };
 
 impl RedisSessionStore {
@@ -52,23 +52,16 @@ impl RedisSessionStore {
     }
 
     /// A logout. A session of actix-session's own store's shape is deleted where that store
-    /// keeps it first, and then, unless the store interoperates (when it lives there only),
-    /// where this store keeps it: a move under way then finds the old key gone and gives up
-    /// (see `legacy.rs`).
+    /// keeps it first, and then where this store keeps it (a migrating instance may have moved
+    /// it): a move under way then finds the old key gone and gives up (see `legacy.rs`).
     pub(super) async fn delete_state(&self, session_key: &SessionKey) -> Result<(), StoreError> {
         let Some((key, _)) = self.redis_key(session_key) else {
             return Ok(());
         };
-        if let Some(old) = self.old_session(session_key) {
-            let removed = self.delete_old(&old).await?;
-            if old.step == LegacyStep::Interoperate {
-                scope::note_deleted(&key, removed);
-                if removed {
-                    log::deleted(&key);
-                }
-                return Ok(());
-            }
-        }
+        let removed_old = match self.old_session(session_key) {
+            Some(old) => self.delete_old(&old).await?,
+            None => false,
+        };
         let user = self
             .handle
             .config()
@@ -76,7 +69,7 @@ impl RedisSessionStore {
             .as_deref()
             .and_then(|name| scope::loaded_entry(&key, name));
         let announcement = self.announce(SessionEventKind::Deleted, &key, user.as_deref(), None);
-        let removed = self.delete_announced(&key, announcement).await? > 0;
+        let removed = self.delete_announced(&key, announcement).await? > 0 || removed_old;
         scope::note_deleted(&key, removed);
         if removed {
             log::deleted(&key);

@@ -82,18 +82,29 @@ impl RedisSessionStore {
             .is_some_and(|legacy| legacy.step == LegacyStep::Interoperate)
     }
 
-    /// Reads an old session: one `GET`. It slides nothing, as the old store's `load`.
+    /// Reads an old session: one `GET`. It slides nothing, as the old store's `load`. A
+    /// session not there may have been moved to this store's layout by a migrating instance
+    /// (instances are restarted into the migrating step one at a time): it is read there, one
+    /// round trip more.
     pub(super) async fn load_old(
         &self,
         session_key: &SessionKey,
         key: &RedisKey,
+        class: IdleClass,
         old: &OldSession,
     ) -> Result<Option<SessionState>, StoreError> {
-        let state = self.read_old(key, old).await?;
-        if let Some(state) = &state {
-            scope::remember(session_key.as_ref(), key, state, now_millis());
+        if let Some(state) = self.read_old(key, old).await? {
+            scope::remember(session_key.as_ref(), key, &state, now_millis());
+            scope::note_old_layout();
+            return Ok(Some(state));
         }
-        Ok(state)
+        Ok(match self.read_hash(key, class, None).await? {
+            Hash::Found(state, created) => {
+                scope::remember(session_key.as_ref(), key, &state, created);
+                Some(state)
+            }
+            Hash::Missing | Hash::Ended => None,
+        })
     }
 
     /// The state at the old key, in the old store's format; a value of another kind or format
@@ -197,17 +208,18 @@ impl RedisSessionStore {
         Err(StoreError::IdCollision)
     }
 
-    /// Slides an old session's TTL, as the old store's `update_ttl`.
+    /// Slides an old session's TTL, as the old store's `update_ttl`; whether it was there.
     pub(super) async fn touch_old(
         &self,
         old: &OldSession,
         ttl: &CookieDuration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let expire = redis::cmd("EXPIRE")
             .arg(&old.key)
             .arg(ttl_seconds(ttl))
             .clone();
-        self.handle.backend().query(&expire).await
+        let slid: u8 = self.handle.backend().query(&expire).await?;
+        Ok(slid == 1)
     }
 
     /// Deletes the old key; whether it was there.

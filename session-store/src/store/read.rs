@@ -44,7 +44,7 @@ impl RedisSessionStore {
             .as_ref()
             .filter(|old| old.step == LegacyStep::Interoperate)
         {
-            return self.load_old(session_key, &key, old).await;
+            return self.load_old(session_key, &key, class, old).await;
         }
         match self.read_hash(&key, class, old.as_ref()).await? {
             Hash::Found(state, created) => {

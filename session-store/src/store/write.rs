@@ -113,11 +113,19 @@ impl RedisSessionStore {
             return Ok((session_key, false));
         };
         if let Some(old) = self.interoperating(&session_key) {
-            let written = self.update_old(&key, &old, state, ttl).await?;
-            if !written {
-                log::update_dropped(&key);
+            // Unless this request read the session in this store's layout (a migrating
+            // instance moved it), it is written where the old store keeps it; a write outside
+            // TrackChanges that does not find it there tries this store's layout next.
+            let layout = scope::loaded_in_old_layout(session_key.as_ref());
+            if layout != Some(false) {
+                let written = self.update_old(&key, &old, state, ttl).await?;
+                if written || layout == Some(true) {
+                    if !written {
+                        log::update_dropped(&key);
+                    }
+                    return Ok((session_key, !written));
+                }
             }
-            return Ok((session_key, !written));
         }
         self.check_size(state)?;
         let new_class = self.class_of(state);

@@ -1,9 +1,14 @@
-//! A switch from actix-session's own Redis store, played with the demo behind nginx under a
-//! steady load of signed-in users (logins, reads, writes, logouts): two old instances
-//! (`serve --legacy-store`), replaced one at a time by new ones interoperating, then restarted
-//! one at a time migrating. Nobody is logged out, no acknowledged write is lost, no logout is
-//! undone, every write is seen by both kinds while both run, and at the end the sessions live
-//! in the store's own layout, listed in their users' index.
+//! Rolling deploys of the demo behind nginx under a steady load of signed-in users (logins,
+//! reads, writes, logouts), instances restarted one at a time:
+//!
+//! - a switch from actix-session's own Redis store: two old instances (`serve
+//!   --legacy-store`), replaced by new ones interoperating, then restarted migrating. Nobody is
+//!   logged out, no acknowledged write is lost, no logout is undone, every write is seen by both
+//!   kinds while both run, and at the end the sessions live in the store's own layout, listed
+//!   in their users' index;
+//! - a rotation of the cookie key across three instances (each first learns the new key, then
+//!   seals with it): nobody is logged out, every cookie after the last restart is sealed by
+//!   the new key, and once the old key is dropped its cookies are no session.
 
 use std::{
     process::{Child, Command, Stdio},
@@ -30,32 +35,54 @@ enum Kind {
     Migrating,
 }
 
-/// The demo's instances on fixed ports, each started in the kind asked for.
+impl Kind {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Self::Old => &["--legacy-store"],
+            Self::Interoperating => &["--legacy-sessions", "interoperate"],
+            Self::Migrating => &["--legacy-sessions", "migrate"],
+        }
+    }
+}
+
+/// The demo's instances on fixed ports, each started with the flags asked for.
 struct Instances {
     url: String,
-    cookie_key: String,
-    ports: [u16; 2],
-    children: [Option<Child>; 2],
+    ports: Vec<u16>,
+    children: Vec<Option<Child>>,
     kinds: Arc<Mutex<[Kind; 2]>>,
 }
 
 impl Instances {
-    fn start(&mut self, index: usize, kind: Kind) {
+    fn new(redis: &RedisServer, ports: Vec<u16>) -> Self {
+        Self {
+            url: redis.url(),
+            children: ports.iter().map(|_| None).collect(),
+            ports,
+            kinds: Arc::new(Mutex::new([Kind::Old, Kind::Old])),
+        }
+    }
+
+    /// Starts instance `index` as a switch from actix-session's store has it, with `key`.
+    fn start(&mut self, index: usize, kind: Kind, key: &str) {
+        self.start_with(index, kind.args(), &[("DEMO_COOKIE_KEY", key)]);
+        self.kinds.lock().expect("kinds")[index] = kind;
+    }
+
+    /// Starts instance `index` with `args` and the environment `env`, and waits until it
+    /// answers.
+    fn start_with(&mut self, index: usize, args: &[&str], env: &[(&str, &str)]) {
         let port = self.ports[index];
-        let peers = format!("{},{}", self.ports[0], self.ports[1]);
+        let peers: Vec<String> = self.ports.iter().map(u16::to_string).collect();
         let mut command = Command::new(binary());
         command
             .args(["serve", "--plain-http", "--port", &port.to_string()])
-            .args(["--redis-url", &self.url, "--peers", &peers])
-            .env("DEMO_COOKIE_KEY", &self.cookie_key)
+            .args(["--redis-url", &self.url, "--peers", &peers.join(",")])
+            .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        match kind {
-            Kind::Old => command.arg("--legacy-store"),
-            Kind::Interoperating => command.args(["--legacy-sessions", "interoperate"]),
-            Kind::Migrating => command.args(["--legacy-sessions", "migrate"]),
-        };
         self.children[index] = Some(command.spawn().expect("demo-app starts"));
         let started = Instant::now();
         let client = ApiClient::default();
@@ -66,11 +93,10 @@ impl Instances {
         {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
-                "{kind:?} on {port} never up"
+                "{args:?} on {port} never up"
             );
             thread::sleep(Duration::from_millis(50));
         }
-        self.kinds.lock().expect("kinds")[index] = kind;
     }
 
     /// Stops instance `index` as a deploy does: `SIGTERM`, requests in flight finished.
@@ -82,9 +108,9 @@ impl Instances {
         }
     }
 
-    fn replace(&mut self, index: usize, kind: Kind) {
+    fn replace(&mut self, index: usize, kind: Kind, key: &str) {
         self.stop(index);
-        self.start(index, kind);
+        self.start(index, kind, key);
     }
 }
 
@@ -248,15 +274,10 @@ fn a_rollout_from_actix_sessions_store_logs_nobody_out() {
     let redis = RedisServer::start();
     let first = free_port_run(3);
     let (ports, balancer_port) = ([first, first + 1], first + 2);
-    let mut instances = Instances {
-        url: redis.url(),
-        cookie_key: generate_cookie_key(),
-        ports,
-        children: [None, None],
-        kinds: Arc::new(Mutex::new([Kind::Old, Kind::Old])),
-    };
-    instances.start(0, Kind::Old);
-    instances.start(1, Kind::Old);
+    let key = generate_cookie_key();
+    let mut instances = Instances::new(&redis, ports.to_vec());
+    instances.start(0, Kind::Old, &key);
+    instances.start(1, Kind::Old, &key);
     let _balancer = Balancer::start(balancer_port, &ports, "secret").expect("nginx starts");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -275,7 +296,7 @@ fn a_rollout_from_actix_sessions_store_logs_nobody_out() {
         (0, Kind::Migrating),
         (1, Kind::Migrating),
     ] {
-        instances.replace(index, kind);
+        instances.replace(index, kind, &key);
         thread::sleep(phase);
     }
     stop.store(true, Ordering::Relaxed);
@@ -336,4 +357,152 @@ fn a_rollout_from_actix_sessions_store_logs_nobody_out() {
             listed.json
         );
     }
+}
+
+/// Whether the cookie key `key` (base64) sealed `cookie`, as a response set it.
+fn sealed_by(cookie: &Cookie<'static>, key: &str) -> bool {
+    let key = demo_app::cookie_key::parse_cookie_key(key).expect("the test's key");
+    let decoded = Cookie::parse_encoded(format!("{}={}", cookie.name(), cookie.value()))
+        .expect("a cookie")
+        .into_owned();
+    let mut jar = actix_web::cookie::CookieJar::new();
+    jar.add_original(decoded);
+    jar.private(&key).get(cookie.name()).is_some()
+}
+
+/// A signed-in user reading and writing through the balancer until `stop`: every answer must
+/// be signed in as `user`. Returns the cookies responses set after `rotated` was raised.
+fn steady_user(
+    user: &'static str,
+    balancer: String,
+    mut cookie: Cookie<'static>,
+    rotated: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    findings: Arc<Findings>,
+) -> Vec<Cookie<'static>> {
+    let client = ApiClient::default();
+    let mut after_rotation = Vec::new();
+    let mut round = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        round += 1;
+        let answer = if round % 5 == 0 {
+            let profile = serde_json::json!({"display_name": format!("{user}-{round}")});
+            client.try_send(
+                "PUT",
+                &format!("{balancer}/api/profile"),
+                Some(&cookie),
+                Some(profile),
+            )
+        } else {
+            client.try_send(
+                "GET",
+                &format!("{balancer}/api/me"),
+                Some(&cookie),
+                None::<()>,
+            )
+        };
+        let Ok(answer) = answer else { continue };
+        if answer.status == 502 {
+            continue;
+        }
+        if answer.status != 200 || answer.json["user"] != user {
+            findings.violation(format!(
+                "{user}: answered {} {:?}",
+                answer.status, answer.json
+            ));
+        }
+        if let Some(set) = answer.cookie {
+            if rotated.load(Ordering::Relaxed) {
+                after_rotation.push(set.clone());
+            }
+            cookie = set;
+        }
+        findings.writes.fetch_add(1, Ordering::Relaxed);
+        thread::sleep(Duration::from_millis(20));
+    }
+    after_rotation.push(cookie);
+    after_rotation
+}
+
+#[test]
+fn a_cookie_key_rotation_one_restart_at_a_time_logs_nobody_out() {
+    let redis = RedisServer::start();
+    let first = free_port_run(4);
+    let ports = vec![first, first + 1, first + 2];
+    let balancer_port = first + 3;
+    let (old_key, new_key) = (generate_cookie_key(), generate_cookie_key());
+    let mut instances = Instances::new(&redis, ports.clone());
+    for index in 0..3 {
+        instances.start_with(index, &[], &[("DEMO_COOKIE_KEY", &old_key)]);
+    }
+    let _balancer = Balancer::start(balancer_port, &ports, "secret").expect("nginx starts");
+    let balancer = format!("http://127.0.0.1:{balancer_port}");
+    let client = ApiClient::default();
+    let old_cookies =
+        ["alice", "bob"].map(|user| log_in(&client, &balancer, user, &format!("{user}-password")));
+
+    let (rotated, stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let findings = Arc::new(Findings::default());
+    let users: Vec<_> = ["alice", "bob"]
+        .into_iter()
+        .zip(old_cookies.clone())
+        .map(|(user, cookie)| {
+            let (balancer, rotated, stop, findings) = (
+                balancer.clone(),
+                rotated.clone(),
+                stop.clone(),
+                findings.clone(),
+            );
+            thread::spawn(move || steady_user(user, balancer, cookie, rotated, stop, findings))
+        })
+        .collect();
+    // First every instance learns the new key (still sealing with the old one), then every
+    // instance seals with the new key (still accepting the old one): at every moment, every
+    // instance accepts every cookie any other instance sets.
+    let learning = [
+        ("DEMO_COOKIE_KEY", old_key.as_str()),
+        ("DEMO_PREVIOUS_COOKIE_KEYS", new_key.as_str()),
+    ];
+    let rotating = [
+        ("DEMO_COOKIE_KEY", new_key.as_str()),
+        ("DEMO_PREVIOUS_COOKIE_KEYS", old_key.as_str()),
+    ];
+    for env in [learning, rotating] {
+        for index in 0..3 {
+            thread::sleep(Duration::from_secs(1));
+            instances.stop(index);
+            instances.start_with(index, &[], &env);
+        }
+    }
+    rotated.store(true, Ordering::Relaxed);
+    thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let seen: Vec<Cookie<'static>> = users
+        .into_iter()
+        .flat_map(|user| user.join().expect("a user"))
+        .collect();
+
+    let violations = findings.violations.lock().expect("violations").clone();
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert!(findings.writes.load(Ordering::Relaxed) > 100);
+    assert!(seen.len() >= 2);
+    for cookie in &seen {
+        assert!(
+            sealed_by(cookie, &new_key),
+            "a cookie after the rotation not under the new key"
+        );
+    }
+    // The old key dropped: its cookies are no session; the re-issued ones are.
+    instances.stop(0);
+    instances.start_with(0, &[], &[("DEMO_COOKIE_KEY", &new_key)]);
+    let direct = format!("http://127.0.0.1:{}/api/me", ports[0]);
+    for old in &old_cookies {
+        let me = client.send("GET", &direct, Some(old), None::<()>);
+        assert!(me.json["user"].is_null(), "{:?}", me.json);
+    }
+    let me = client.send("GET", &direct, seen.last(), None::<()>);
+    assert!(!me.json["user"].is_null(), "{:?}", me.json);
 }

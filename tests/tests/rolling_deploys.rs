@@ -210,7 +210,7 @@ fn virtual_user(
         if both && seen_by == 2 {
             findings.cross_checked.fetch_add(1, Ordering::Relaxed);
         }
-        if round % 7 == 0 {
+        if round.is_multiple_of(7) {
             let Ok(out) = client.try_send(
                 "POST",
                 &format!("{balancer}/api/logout"),
@@ -385,7 +385,7 @@ fn steady_user(
     let mut round = 0u32;
     while !stop.load(Ordering::Relaxed) {
         round += 1;
-        let answer = if round % 5 == 0 {
+        let answer = if round.is_multiple_of(5) {
             let profile = serde_json::json!({"display_name": format!("{user}-{round}")});
             client.try_send(
                 "PUT",

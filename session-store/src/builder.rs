@@ -85,8 +85,9 @@ impl RedisSessionStoreBuilder {
         self
     }
 
-    /// The largest session state accepted, in bytes of entry names plus values (default 64 KiB,
-    /// at least 1). A larger state is refused with [`StoreError::StateTooLarge`] and nothing is
+    /// The largest session state accepted, in bytes of entry names plus values as stored (a
+    /// [sealed](Self::seal_entries) value with its 30 bytes of sealing; default 64 KiB, at
+    /// least 1). A larger state is refused with [`StoreError::StateTooLarge`] and nothing is
     /// written.
     pub fn max_state_size(mut self, bytes: usize) -> Self {
         self.config.max_state_size = bytes;
@@ -186,6 +187,22 @@ impl RedisSessionStoreBuilder {
     /// of a user's sessions (default: none), e.g. a user agent the application keeps at login.
     pub fn exposed_entries<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.config.exposed_entries = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether entry values are sealed (default: on): each encrypted with AES-256-GCM under a
+    /// key derived from the session id, which Redis never holds (only its digest) and only
+    /// the session's cookie carries, bound to its session and entry. A Redis dump, a replica,
+    /// `MONITOR` or the application's configuration then reads none of them. The
+    /// [`user_entry`](Self::user_entry) and the [`exposed_entries`](Self::exposed_entries)
+    /// stay in clear: the store reads them without a cookie. Each sealed value takes 30 bytes
+    /// more, which the [size limit](Self::max_state_size) counts.
+    ///
+    /// Turn it off to inspect sessions in Redis. Either way the store reads both kinds of
+    /// values, so it can be switched either way with nobody logged out; values in clear are
+    /// sealed when their session is next written.
+    pub fn seal_entries(mut self, seal: bool) -> Self {
+        self.config.seal_entries = seal;
         self
     }
 

@@ -25,6 +25,7 @@ pub(crate) struct Config {
     pub(crate) clock_skew_tolerance: Duration,
     pub(crate) replica_acks: Option<ReplicaAcks>,
     pub(crate) exposed_entries: Vec<String>,
+    pub(crate) seal_entries: bool,
     pub(crate) publish_events: bool,
     pub(crate) instance_label: Option<String>,
     pub(crate) metrics_label: Option<String>,
@@ -59,6 +60,7 @@ impl Default for Config {
             clock_skew_tolerance: Duration::from_secs(5 * 60),
             replica_acks: None,
             exposed_entries: Vec::new(),
+            seal_entries: true,
             publish_events: false,
             instance_label: None,
             metrics_label: None,
@@ -96,6 +98,12 @@ impl Config {
         self.metrics_label
             .clone()
             .unwrap_or_else(|| self.key_prefix.clone())
+    }
+
+    /// Whether the store reads entry `name` without a session's cookie: the user entry (the
+    /// index, revocation) and the exposed entries (the sessions list). These stay in clear.
+    pub(crate) fn reads_without_cookie(&self, name: &str) -> bool {
+        self.user_entry.as_deref() == Some(name) || self.exposed_entries.iter().any(|e| e == name)
     }
 
     /// Refuses settings the store cannot work with, naming the first such setting.

@@ -6,4 +6,5 @@ pub(crate) mod clock;
 pub(crate) mod fields;
 pub(crate) mod key;
 pub(crate) mod scripts;
+pub(crate) mod seal;
 pub(crate) mod session_id;

@@ -170,8 +170,9 @@ async fn a_state_of_exactly_the_limit_is_written_and_one_byte_more_is_413() {
     let store =
         server.store_with(session_store::RedisSessionStore::builder().max_state_size(LIMIT));
     let (app, cookie) = logged_in_app(store).await;
-    // Names plus values, as JSON text: `user` + `"alice"`, then `cart` + the quoted value.
-    let room = LIMIT - ("user".len() + "\"alice\"".len()) - ("cart".len() + 2);
+    // Names plus values as stored: `user` + `"alice"`, then `cart` + the quoted value, each
+    // value with 30 bytes of sealing.
+    let room = LIMIT - ("user".len() + "\"alice\"".len() + 30) - ("cart".len() + 2 + 30);
 
     let over = set_entry(&app, "cart", &"y".repeat(room + 1), Some(&cookie)).await;
     assert_eq!(over.status(), 413, "one byte over the limit");

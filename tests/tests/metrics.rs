@@ -83,7 +83,7 @@ async fn every_operation_counts_once_with_its_outcome() {
     let store = server.store_with(
         RedisSessionStore::builder()
             .metrics_label("counted")
-            .max_state_size(64),
+            .max_state_size(128),
     );
     let gate = Gate::default();
     let app = tracked_app(

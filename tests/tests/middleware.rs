@@ -352,3 +352,46 @@ async fn foreign_or_corrupt_data_at_a_session_key_gives_a_fresh_session() {
         let () = server.connection().await.flushdb().await.expect("FLUSHDB");
     }
 }
+
+/// The raw stored value of entry `name` in the one session in Redis.
+async fn raw_entry(server: &RedisServer, name: &str) -> Vec<u8> {
+    let (session, _) = the_session(server).await;
+    server
+        .connection()
+        .await
+        .hget(&session, name)
+        .await
+        .expect("HGET")
+}
+
+/// Behind `TrackChanges` a write sends only what changed, and also the entries it read in
+/// clear that the store seals: once sealing is on, a session's next write seals every value
+/// it holds, and a read alone writes nothing.
+#[actix_web::test]
+async fn a_tracked_write_seals_the_entries_it_read_in_clear() {
+    let server = RedisServer::start();
+    let key = Key::generate();
+    let clear = app(
+        server.store_with(RedisSessionStore::builder().seal_entries(false)),
+        &key,
+    )
+    .await;
+    let cookie = log_in(&clear).await;
+    send(&clear, Method::POST, "/set/theme/dark", Some(&cookie)).await;
+    assert_eq!(raw_entry(&server, "theme").await, b"\"dark\"");
+
+    let sealing = app(server.store(), &key).await;
+    assert_eq!(get_entry(&sealing, "theme", Some(&cookie)).await, "dark");
+    assert_eq!(
+        raw_entry(&server, "theme").await,
+        b"\"dark\"",
+        "a read wrote"
+    );
+    send(&sealing, Method::POST, "/set/lang/en", Some(&cookie)).await;
+    for name in ["user", "theme", "lang"] {
+        let stored = raw_entry(&server, name).await;
+        assert_eq!(stored[..2], [0, 1], "{name} is not sealed");
+    }
+    assert_eq!(get_entry(&clear, "theme", Some(&cookie)).await, "dark");
+    assert_eq!(get_entry(&sealing, "lang", Some(&cookie)).await, "en");
+}

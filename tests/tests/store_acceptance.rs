@@ -212,8 +212,32 @@ mod cases {
         assert_ne!(a, b);
     }
 
-    pub(super) async fn redis_holds_a_hash_of_the_id_and_entries_as_given(fx: Fixture) {
+    pub(super) async fn redis_holds_a_hash_of_the_id_and_sealed_entries(fx: Fixture) {
         let store = fx.store();
+        let id = saved(&store, &[("user", "\"alice\""), ("n", "7")]).await;
+        let keys = fx.stored_keys().await;
+        assert_eq!(keys, vec![fx.redis_key(&id)]);
+        assert!(
+            !keys[0].contains(id.as_ref()),
+            "the id itself reached Redis"
+        );
+        let fields: HashMap<Vec<u8>, Vec<u8>> =
+            fx.redis().await.hgetall(&keys[0]).await.expect("HGETALL");
+        for (name, value) in [("user", "\"alice\""), ("n", "7")] {
+            let stored = &fields[name.as_bytes()];
+            assert_eq!(stored[..2], [0, 1], "{name} is sealed");
+            assert_eq!(stored.len(), value.len() + 30, "{name}: format, nonce, tag");
+        }
+        let user = &fields[b"user".as_slice()];
+        assert!(!user.windows(5).any(|window| window == b"alice"));
+        assert_eq!(
+            store.load(&id).await.expect("load").expect("a session")["n"],
+            "7"
+        );
+    }
+
+    pub(super) async fn with_sealing_off_redis_holds_entries_as_given(fx: Fixture) {
+        let store = fx.store_with(RedisSessionStore::builder().seal_entries(false));
         let id = saved(&store, &[("user", "\"alice\""), ("n", "7")]).await;
         let keys = fx.stored_keys().await;
         assert_eq!(keys, vec![fx.redis_key(&id)]);
@@ -394,8 +418,9 @@ mod cases {
         assert!(
             matches!(
                 cause.downcast_ref(),
+                // Names and values, and 30 bytes of sealing for each value.
                 Some(StoreError::StateTooLarge {
-                    size: 115,
+                    size: 175,
                     limit: 64
                 })
             ),
@@ -412,14 +437,14 @@ mod cases {
         fx: Fixture,
     ) {
         let store = fx.store_with(RedisSessionStore::builder().max_state_size(64));
-        // 4 bytes of name and 60 of value: the limit exactly.
-        let at_limit = state(&[("blob", &"x".repeat(60))]);
+        // 4 bytes of name, 30 of value and 30 of sealing: the limit exactly.
+        let at_limit = state(&[("blob", &"x".repeat(30))]);
         let id = store
             .save(at_limit.clone(), &TTL)
             .await
             .expect("save at the limit");
         assert_eq!(store.load(&id).await.expect("load"), Some(at_limit.clone()));
-        let over = state(&[("blob", &"x".repeat(61))]);
+        let over = state(&[("blob", &"x".repeat(31))]);
         let err = store
             .update(key(id.as_ref()), over.clone(), &TTL)
             .await
@@ -449,6 +474,75 @@ mod cases {
             store.load(&id).await.expect("load"),
             None,
             "an entry overwrote the creation time"
+        );
+    }
+
+    /// The raw stored value of entry `name` of the session `id`.
+    async fn raw(fx: &Fixture, id: &SessionKey, name: &str) -> Vec<u8> {
+        fx.redis()
+            .await
+            .hget(fx.redis_key(id), name)
+            .await
+            .expect("HGET")
+    }
+
+    pub(super) async fn a_sealed_value_moved_to_another_session_is_no_session(fx: Fixture) {
+        let store = fx.store();
+        let alice = saved(&store, &[("cart", "[\"alice's\"]")]).await;
+        let mallory = saved(&store, &[("cart", "[]")]).await;
+        let value = raw(&fx, &alice, "cart").await;
+        let () = fx
+            .redis()
+            .await
+            .hset(fx.redis_key(&mallory), "cart", value)
+            .await
+            .expect("HSET");
+        assert_eq!(store.load(&mallory).await.expect("no error"), None);
+        assert_eq!(
+            fx.stored_keys().await,
+            [fx.redis_key(&alice)],
+            "not deleted"
+        );
+        assert!(store.load(&alice).await.expect("load").is_some());
+    }
+
+    pub(super) async fn a_sealed_value_moved_to_another_entry_is_no_session(fx: Fixture) {
+        let store = fx.store();
+        let id = saved(&store, &[("role", "\"admin\""), ("wish", "\"none\"")]).await;
+        let value = raw(&fx, &id, "role").await;
+        let () = fx
+            .redis()
+            .await
+            .hset(fx.redis_key(&id), "wish", value)
+            .await
+            .expect("HSET");
+        assert_eq!(store.load(&id).await.expect("no error"), None);
+        assert!(fx.stored_keys().await.is_empty(), "not deleted");
+    }
+
+    pub(super) async fn sealing_switches_either_way_and_every_session_reads_back(fx: Fixture) {
+        let (on, off) = (
+            fx.store(),
+            fx.store_with(RedisSessionStore::builder().seal_entries(false)),
+        );
+        let entries = [("cart", "[1]"), ("n", "2")];
+        let clear = saved(&off, &entries).await;
+        assert_eq!(raw(&fx, &clear, "cart").await, b"[1]");
+        assert_eq!(on.load(&clear).await.expect("load"), Some(state(&entries)));
+        // A write seals every value, the unchanged ones too.
+        let clear = updated(&on, clear, &[("cart", "[1,3]"), ("n", "2")]).await;
+        for name in ["cart", "n"] {
+            assert_eq!(raw(&fx, &clear, name).await[..2], [0, 1], "{name} sealed");
+        }
+        // And a store with sealing off still reads what was sealed.
+        let sealed = saved(&on, &entries).await;
+        assert_eq!(
+            off.load(&sealed).await.expect("load"),
+            Some(state(&entries))
+        );
+        assert_eq!(
+            off.load(&clear).await.expect("load"),
+            Some(state(&[("cart", "[1,3]"), ("n", "2")]))
         );
     }
 
@@ -696,7 +790,11 @@ macro_rules! every_case {
             saved_state_loads_back,
             a_state_of_many_entries_round_trips,
             ids_are_256_bit_url_safe_and_fresh,
-            redis_holds_a_hash_of_the_id_and_entries_as_given,
+            redis_holds_a_hash_of_the_id_and_sealed_entries,
+            with_sealing_off_redis_holds_entries_as_given,
+            a_sealed_value_moved_to_another_session_is_no_session,
+            a_sealed_value_moved_to_another_entry_is_no_session,
+            sealing_switches_either_way_and_every_session_reads_back,
             malformed_keys_are_no_session_and_never_reach_redis,
             a_never_issued_key_is_no_session,
             load_slides_the_idle_expiry,

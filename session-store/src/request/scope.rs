@@ -48,6 +48,8 @@ pub(crate) struct Loaded {
     pub(crate) ended_elsewhere: bool,
     /// Whether it was read where actix-session's own store keeps it (see `store/legacy.rs`).
     pub(crate) old_layout: bool,
+    /// Its entries stored in clear that the store seals: a write of the session seals them.
+    pub(crate) unsealed: Vec<String>,
 }
 
 /// How a store operation failed a request: what the request deserves, and why, on one line.
@@ -96,7 +98,13 @@ fn with<R>(f: impl FnOnce(&mut RequestScope) -> R) -> Option<R> {
 }
 
 /// Notes the session a request loaded, under the session key its cookie carried.
-pub(crate) fn remember(session_key: &str, key: &RedisKey, state: &SessionState, created: u64) {
+pub(crate) fn remember(
+    session_key: &str,
+    key: &RedisKey,
+    state: &SessionState,
+    created: u64,
+    unsealed: Vec<String>,
+) {
     with(|scope| {
         scope.loaded = Some(Loaded {
             session_key: session_key.to_owned(),
@@ -105,6 +113,7 @@ pub(crate) fn remember(session_key: &str, key: &RedisKey, state: &SessionState, 
             created,
             ended_elsewhere: false,
             old_layout: false,
+            unsealed,
         });
     });
 }
@@ -238,19 +247,20 @@ mod tests {
             created: 7,
             ended_elsewhere: false,
             old_layout: false,
+            unsealed: Vec::new(),
         };
-        remember("k", &key, &state, 7);
+        remember("k", &key, &state, 7, Vec::new());
         assert_eq!(take_loaded(&key), None, "outside a scope nothing is kept");
         let ((), failure) = run(true, async {
-            remember("k", &key, &state, 7);
+            remember("k", &key, &state, 7, Vec::new());
             assert_eq!(take_loaded(&other), None);
-            remember("k", &key, &state, 7);
+            remember("k", &key, &state, 7, Vec::new());
             assert!(was_loaded("k") && !was_loaded("other"));
             assert_eq!(key_loaded_as("k"), Some(key.clone()));
             assert_eq!(key_loaded_as("other"), None);
             assert_eq!(take_loaded(&key), Some(loaded.clone()));
             assert_eq!(take_loaded(&key), None, "taken once");
-            remember("k", &key, &state, 7);
+            remember("k", &key, &state, 7, Vec::new());
             assert_eq!(take_renewed(), Some(loaded.clone()));
             note_failure(&StoreError::IdCollision);
         })

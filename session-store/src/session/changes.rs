@@ -25,6 +25,18 @@ impl<'a> Changes<'a> {
         Self { set, removed }
     }
 
+    /// Adds the entries of `now` named in `unsealed` that are not set already: entries read
+    /// in clear that the store seals, written again (sealed) by a write that changes anything.
+    pub(crate) fn reseal(&mut self, unsealed: &'a [String], now: &'a SessionState) {
+        for name in unsealed {
+            if let Some(value) = now.get(name)
+                && !self.set.iter().any(|(set, _)| set == name)
+            {
+                self.set.push((name, value));
+            }
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.set.is_empty() && self.removed.is_empty()
     }
@@ -55,5 +67,17 @@ mod tests {
             }
         );
         assert!(Changes::between(&loaded, &loaded).is_empty());
+    }
+
+    #[test]
+    fn resealing_adds_the_unsealed_entries_still_there_once() {
+        let loaded = state(&[("kept", "1"), ("changed", "2"), ("removed", "3")]);
+        let now = state(&[("kept", "1"), ("changed", "20")]);
+        let unsealed = ["kept", "changed", "removed"].map(str::to_owned);
+        let mut changes = Changes::between(&loaded, &now);
+        changes.reseal(&unsealed, &now);
+        changes.set.sort_unstable();
+        assert_eq!(changes.set, vec![("changed", "20"), ("kept", "1")]);
+        assert_eq!(changes.removed, vec!["removed"]);
     }
 }

@@ -94,13 +94,14 @@ impl RedisSessionStore {
         old: &OldSession,
     ) -> Result<Option<SessionState>, StoreError> {
         if let Some(state) = self.read_old(key, old).await? {
-            scope::remember(session_key.as_ref(), key, &state, now_millis());
+            scope::remember(session_key.as_ref(), key, &state, now_millis(), Vec::new());
             scope::note_old_layout();
             return Ok(Some(state));
         }
-        Ok(match self.read_hash(key, class, None).await? {
-            Hash::Found(state, created) => {
-                scope::remember(session_key.as_ref(), key, &state, created);
+        let seal = self.seal(session_key, key);
+        Ok(match self.read_hash(key, class, &seal, None).await? {
+            Hash::Found(state, created, unsealed) => {
+                scope::remember(session_key.as_ref(), key, &state, created, unsealed);
                 Some(state)
             }
             Hash::Missing | Hash::Ended => None,
@@ -248,10 +249,11 @@ impl RedisSessionStore {
             // Before the session exists, as for any new session.
             Users::new(&self.handle).add(user, key, created).await?;
         }
+        let seal = self.seal(session_key, key);
         let entries = |cmd: &mut Cmd| {
             // No announcement: the session is not new to its user.
             cmd.arg("").arg("");
-            append_entries(cmd, &state);
+            append_entries(cmd, &state, &seal);
             if user.is_some() {
                 cmd.arg(INDEXED).arg(1);
             }
@@ -262,9 +264,9 @@ impl RedisSessionStore {
             .await?;
         if !moved {
             // Another request of the session moved it first: take what that one made.
-            return Ok(match self.read_hash(key, class, None).await? {
-                Hash::Found(state, created) => {
-                    scope::remember(session_key.as_ref(), key, &state, created);
+            return Ok(match self.read_hash(key, class, &seal, None).await? {
+                Hash::Found(state, created, unsealed) => {
+                    scope::remember(session_key.as_ref(), key, &state, created, unsealed);
                     Some(state)
                 }
                 Hash::Missing | Hash::Ended => None,
@@ -274,7 +276,7 @@ impl RedisSessionStore {
             return Ok(None);
         }
         log::migrated(key);
-        scope::remember(session_key.as_ref(), key, &state, created);
+        scope::remember(session_key.as_ref(), key, &state, created, Vec::new());
         Ok(Some(state))
     }
 

@@ -10,6 +10,7 @@ use crate::{
     session::{
         fields::{self, SessionState},
         key::RedisKey,
+        seal::Seal,
         session_id::IdleClass,
     },
     store::{RedisSessionStore, legacy::OldSession},
@@ -18,8 +19,9 @@ use crate::{
 
 /// What a read of a session's hash found.
 pub(super) enum Hash {
-    /// A live session: its state and creation time.
-    Found(SessionState, u64),
+    /// A live session: its state, its creation time and the entries stored in clear that the
+    /// store seals.
+    Found(SessionState, u64, Vec<String>),
     /// Nothing at the key.
     Missing,
     /// Something that is no live session (past its lifetime, corrupt, a write's leftover),
@@ -46,9 +48,10 @@ impl RedisSessionStore {
         {
             return self.load_old(session_key, &key, class, old).await;
         }
-        match self.read_hash(&key, class, old.as_ref()).await? {
-            Hash::Found(state, created) => {
-                scope::remember(session_key.as_ref(), &key, &state, created);
+        let seal = self.seal(session_key, &key);
+        match self.read_hash(&key, class, &seal, old.as_ref()).await? {
+            Hash::Found(state, created, unsealed) => {
+                scope::remember(session_key.as_ref(), &key, &state, created, unsealed);
                 Ok(Some(state))
             }
             Hash::Missing => match old {
@@ -59,12 +62,14 @@ impl RedisSessionStore {
         }
     }
 
-    /// Reads the hash at `key` and slides its expiry by `class`'s idle timeout. A session
-    /// whose move from `old` was left unfinished is settled on the way.
+    /// Reads the hash at `key`, opening its values with `seal`, and slides its expiry by
+    /// `class`'s idle timeout. A session whose move from `old` was left unfinished is settled
+    /// on the way.
     pub(super) async fn read_hash(
         &self,
         key: &RedisKey,
         class: IdleClass,
+        seal: &Seal<'_>,
         old: Option<&OldSession>,
     ) -> Result<Hash, StoreError> {
         let mut pipe = Batch::new();
@@ -85,7 +90,7 @@ impl RedisSessionStore {
             log::unknown(key);
             return Ok(Hash::Missing);
         }
-        let Some(stored) = fields.and_then(|(fields,)| fields::decode(fields)) else {
+        let Some(stored) = fields.and_then(|(fields,)| fields::decode(fields, seal)) else {
             log::corrupt(key);
             self.delete_key(key).await?;
             return Ok(Hash::Ended);
@@ -107,7 +112,7 @@ impl RedisSessionStore {
         {
             return Ok(Hash::Ended);
         }
-        Ok(Hash::Found(stored.state, created))
+        Ok(Hash::Found(stored.state, created, stored.unsealed))
     }
 
     pub(super) async fn touch(&self, session_key: &SessionKey) -> Result<(), StoreError> {

@@ -13,6 +13,7 @@ use crate::{
     session::fields::{self, SessionState},
     session::key::RedisKey,
     session::scripts::LuaScript,
+    session::seal::{self, Seal},
     session::session_id::{self, IdleClass},
     store::RedisSessionStore,
     telemetry::{instruments, log},
@@ -30,6 +31,13 @@ impl RedisSessionStore {
             .unwrap_or_else(|| RedisKey::for_id(&self.handle.config().key_prefix, id));
         instruments::session(key.reference());
         Some((key, class))
+    }
+
+    /// The sealing of the entries of the session under `session_key` (already parsed by
+    /// [`redis_key`](Self::redis_key) into `key`).
+    pub(super) fn seal<'a>(&'a self, session_key: &'a SessionKey, key: &'a RedisKey) -> Seal<'a> {
+        let (id, _) = session_id::parse(session_key.as_ref()).expect("a key redis_key parsed");
+        Seal::new(self.handle.config(), id, key)
     }
 
     /// The idle class of a session holding `state`: anonymous when the store names a user
@@ -83,7 +91,7 @@ impl RedisSessionStore {
 
     /// Refuses a state over the size limit; counts the size of one to be written.
     pub(super) fn check_size(&self, state: &SessionState) -> Result<(), StoreError> {
-        let size = fields::size(state);
+        let size = seal::stored_size(self.handle.config(), state);
         let limit = self.handle.config().max_state_size;
         if size > limit {
             return Err(StoreError::StateTooLarge { size, limit });
@@ -109,8 +117,9 @@ impl RedisSessionStore {
 }
 
 /// Appends the hash fields and values of `state` to a script call.
-pub(super) fn append_entries(cmd: &mut Cmd, state: &SessionState) {
+pub(super) fn append_entries(cmd: &mut Cmd, state: &SessionState, seal: &Seal<'_>) {
     for (name, value) in state {
-        cmd.arg(fields::field_name(name).as_ref()).arg(value);
+        cmd.arg(fields::field_name(name).as_ref())
+            .arg(seal.store(name, value).as_ref());
     }
 }

@@ -16,6 +16,7 @@ use crate::{
     session::fields::{self, SessionState},
     session::key::RedisKey,
     session::scripts,
+    session::seal::Seal,
     session::session_id::{self, IdleClass},
     store::{RedisSessionStore, rules::append_entries},
     telemetry::log,
@@ -81,9 +82,10 @@ impl RedisSessionStore {
             let (channel, message) = self
                 .announce(event, &key, user, previous.as_ref())
                 .unwrap_or_default();
+            let seal = Seal::new(self.handle.config(), &id, &key);
             let entries = |cmd: &mut Cmd| {
                 cmd.arg(&channel).arg(&message);
-                append_entries(cmd, state);
+                append_entries(cmd, state, &seal);
                 if user.is_some() {
                     cmd.arg(INDEXED).arg(1);
                 }
@@ -129,16 +131,18 @@ impl RedisSessionStore {
         }
         self.check_size(state)?;
         let new_class = self.class_of(state);
+        let seal = self.seal(&session_key, &key);
         let written = match scope::take_loaded(&key) {
             Some(loaded) => {
-                let changes = Changes::between(&loaded.state, state);
+                let mut changes = Changes::between(&loaded.state, state);
                 if changes.is_empty() {
                     return Ok((session_key, false));
                 }
-                self.write_tracked(&key, &loaded, state, &changes, new_class)
+                changes.reseal(&loaded.unsealed, state);
+                self.write_tracked(&seal, &loaded, state, &changes, new_class)
                     .await?
             }
-            None => self.replace_state(&key, state, new_class).await?,
+            None => self.replace_state(&seal, state, new_class).await?,
         };
         if !written {
             log::update_dropped(&key);
@@ -156,12 +160,13 @@ impl RedisSessionStore {
     /// that lacks its index mark is indexed again (see [`users`](crate::features::users)).
     pub(super) async fn write_tracked(
         &self,
-        key: &RedisKey,
+        seal: &Seal<'_>,
         loaded: &scope::Loaded,
         state: &SessionState,
         changes: &Changes<'_>,
         class: IdleClass,
     ) -> Result<bool, StoreError> {
+        let key = seal.key();
         let (before, after) = (
             self.handle.user_in(&loaded.state),
             self.handle.user_in(state),
@@ -178,7 +183,7 @@ impl RedisSessionStore {
             _ => None,
         };
         let (written, indexed) = self
-            .write_changes(key, changes, class, mark, before)
+            .write_changes(seal, changes, class, mark, before)
             .await?;
         if let Some(user) = before.filter(|user| Some(*user) != after) {
             Users::new(&self.handle).remove(user, key).await;
@@ -205,18 +210,20 @@ impl RedisSessionStore {
     /// absolute lifetime ends as expired, announced with `user`, its user before the write.
     pub(super) async fn write_changes(
         &self,
-        key: &RedisKey,
+        seal: &Seal<'_>,
         changes: &Changes<'_>,
         class: IdleClass,
         mark: Option<bool>,
         user: Option<&str>,
     ) -> Result<(bool, bool), StoreError> {
+        let key = seal.key();
         let mut pipe = Batch::new();
         pipe.cmd("HMGET").arg(key).arg(fields::CREATED).arg(INDEXED);
         if !changes.set.is_empty() || mark == Some(true) {
             pipe.cmd("HSET").arg(key);
             for (name, value) in &changes.set {
-                pipe.arg(fields::field_name(name).as_ref()).arg(*value);
+                pipe.arg(fields::field_name(name).as_ref())
+                    .arg(seal.store(name, value).as_ref());
             }
             if mark == Some(true) {
                 pipe.arg(INDEXED).arg(1);
@@ -258,10 +265,11 @@ impl RedisSessionStore {
     /// price of a round trip), a former user's entry removed after it.
     pub(super) async fn replace_state(
         &self,
-        key: &RedisKey,
+        seal: &Seal<'_>,
         state: &SessionState,
         class: IdleClass,
     ) -> Result<bool, StoreError> {
+        let key = seal.key();
         let user = self.handle.user_in(state);
         let now = now_millis();
         if let Some(user) = user {
@@ -284,7 +292,7 @@ impl RedisSessionStore {
                 .arg(&expired)
                 .arg(user_field.as_ref())
                 .arg(state.len() + usize::from(user.is_some()));
-            append_entries(cmd, state);
+            append_entries(cmd, state, seal);
             if user.is_some() {
                 cmd.arg(INDEXED).arg(1);
             }

@@ -16,7 +16,8 @@ pub mod server;
 /// The session store a benchmark server runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreKind {
-    /// This project's `RedisSessionStore`, behind `TrackChanges`, its optional features off.
+    /// This project's `RedisSessionStore`, behind `TrackChanges`, its optional features off
+    /// (its entries sealed, as by default).
     Ours,
     /// The same with the index of users' sessions on (`user_entry("user")`).
     OursIndexed,
@@ -27,6 +28,8 @@ pub enum StoreKind {
     /// The same in the migrating step of a switch from actix-session's store
     /// (`legacy_sessions(LegacySessions::migrate())`), its sessions its own.
     OursLegacy,
+    /// The same with its entries in clear (`seal_entries(false)`).
+    OursClear,
     /// actix-session's `RedisSessionStore` on a redis-rs `ConnectionManager`.
     ActixCm,
     /// actix-session's `RedisSessionStore` on a deadpool-redis pool (`redis-pool`).
@@ -44,6 +47,7 @@ impl StoreKind {
             Self::OursEvents => "session-store with events",
             Self::OursDurable => "session-store with WAIT for 1 replica",
             Self::OursLegacy => "session-store migrating from actix-session's store",
+            Self::OursClear => "session-store, entries in clear",
             Self::ActixCm => "actix-session (ConnectionManager)",
             Self::ActixPool => "actix-session (deadpool)",
             Self::None => "no session middleware",
@@ -59,6 +63,7 @@ impl StoreKind {
                 | Self::OursEvents
                 | Self::OursDurable
                 | Self::OursLegacy
+                | Self::OursClear
         )
     }
 
@@ -70,6 +75,7 @@ impl StoreKind {
             Self::OursEvents => "ours-events",
             Self::OursDurable => "ours-durable",
             Self::OursLegacy => "ours-legacy",
+            Self::OursClear => "ours-clear",
             Self::ActixCm => "actix-cm",
             Self::ActixPool => "actix-pool",
             Self::None => "none",

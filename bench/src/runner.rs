@@ -57,6 +57,9 @@ pub enum Part {
     /// session-store in the migrating step of a switch from actix-session's store (its
     /// sessions all its own), against itself without the setting.
     Legacy,
+    /// session-store with its entries sealed (the default) and in clear, and actix-session's
+    /// store, against session-store in clear.
+    Sealing,
 }
 
 /// The stores compared, ours first.
@@ -139,6 +142,22 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             &[StoreKind::Ours, StoreKind::OursLegacy],
         )?;
     }
+    if wanted(Part::Sealing) {
+        let mut redis = Backend::server(load_cpu)?;
+        println!("\n## What sealing costs\n");
+        println!(
+            "{setup}, the setups taking turns: session-store with its entries sealed (the \
+             default; every entry of the benchmark's sessions is sealed) and actix-session's \
+             store (ConnectionManager), over session-store with its entries in clear \
+             (`seal_entries(false)`).\n"
+        );
+        compare_setups(
+            &bench,
+            &mut redis,
+            args,
+            &[StoreKind::OursClear, StoreKind::Ours, StoreKind::ActixCm],
+        )?;
+    }
     Ok(())
 }
 
@@ -201,8 +220,8 @@ fn compare_stores(
     Ok(())
 }
 
-/// What each of `setups` costs: its figures against session-store's with its optional
-/// features off (the first of `setups`), in every scenario, the setups taking turns.
+/// What each of `setups` costs: its figures against the first of `setups`', in every scenario,
+/// the setups taking turns.
 fn compare_setups(
     bench: &Bench,
     redis: &mut Backend,
@@ -210,6 +229,7 @@ fn compare_setups(
     setups: &[StoreKind],
 ) -> anyhow::Result<()> {
     let rows = interleaved(bench, redis, setups, args.rounds)?;
+    let base = setups[0];
     println!(
         "| scenario | setup | server CPU µs/req | ratio | Redis CPU µs/req | ratio | Redis commands/req (scripts' included) |"
     );
@@ -217,10 +237,10 @@ fn compare_setups(
     let spread = |s: &Spread| format!("{:.1} ({:.1}–{:.1})", s.median, s.min, s.max);
     for summary in &rows {
         let row = &summary.row;
-        let (server_ratio, redis_ratio) = if row.store == StoreKind::Ours {
+        let (server_ratio, redis_ratio) = if row.store == base {
             (String::new(), String::new())
         } else {
-            let off = ours(&rows, row.scenario);
+            let off = measured(&rows, base, row.scenario);
             (
                 format!("{:.2}×", summary.server_us.median / off.server_us.median),
                 format!("{:.2}×", summary.redis_us.median / off.redis_us.median),
@@ -240,9 +260,14 @@ fn compare_setups(
 
 /// session-store's figure of `scenario` for the store measured in `row`.
 fn ours<'a>(rows: &'a [Summary], scenario: &str) -> &'a Summary {
+    measured(rows, StoreKind::Ours, scenario)
+}
+
+/// The figure of `store` in `scenario`.
+fn measured<'a>(rows: &'a [Summary], store: StoreKind, scenario: &str) -> &'a Summary {
     rows.iter()
-        .find(|summary| summary.row.store == StoreKind::Ours && summary.row.scenario == scenario)
-        .expect("session-store measured in every scenario")
+        .find(|summary| summary.row.store == store && summary.row.scenario == scenario)
+        .expect("every setup measured in every scenario")
 }
 
 /// The scenario's name in a table: the no-session server serves reads only.

@@ -61,7 +61,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         | StoreKind::OursIndexed
         | StoreKind::OursEvents
         | StoreKind::OursDurable
-        | StoreKind::OursLegacy => {
+        | StoreKind::OursLegacy
+        | StoreKind::OursClear => {
             let builder = RedisSessionStore::builder();
             let builder = match args.store {
                 StoreKind::OursIndexed => builder.user_entry("user"),
@@ -70,6 +71,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 StoreKind::OursLegacy => {
                     builder.legacy_sessions(session_store::LegacySessions::migrate())
                 }
+                StoreKind::OursClear => builder.seal_entries(false),
                 _ => builder,
             };
             let store = if args.cluster {

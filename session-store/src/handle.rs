@@ -13,6 +13,7 @@ use crate::{
     session::{
         clock::{millis, now_millis},
         fields::SessionState,
+        seal::OpenedValues,
     },
     telemetry::instruments::{Instruments, Operation, Outcome},
 };
@@ -24,6 +25,7 @@ pub(crate) struct Handle {
     config: Config,
     publisher: Option<Publisher>,
     instruments: Instruments,
+    opened: OpenedValues,
 }
 
 impl Handle {
@@ -39,6 +41,7 @@ impl Handle {
             config,
             publisher,
             instruments,
+            opened: OpenedValues::new(),
         }
     }
 
@@ -53,6 +56,11 @@ impl Handle {
     /// Where and as whom the store publishes its events, when it does.
     pub(crate) fn publisher(&self) -> Option<&Publisher> {
         self.publisher.as_ref()
+    }
+
+    /// The sealed values this instance opened lately (see [`seal`](crate::session::seal)).
+    pub(crate) fn opened(&self) -> &OpenedValues {
+        &self.opened
     }
 
     pub(crate) fn instruments(&self) -> &Instruments {

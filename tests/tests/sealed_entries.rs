@@ -96,8 +96,14 @@ fn redis_and_its_dump_hold_no_profile_and_no_form_token_and_every_instance_reads
         .flat_map(|(key, value)| [key.as_bytes(), value].concat())
         .collect();
     for (what, secret) in [("display name", MARKER), ("form token", token.as_str())] {
-        assert!(!contains(&everything, secret), "the {what} is readable in Redis");
-        assert!(!contains(&file, secret), "the {what} is readable in the RDB file");
+        assert!(
+            !contains(&everything, secret),
+            "the {what} is readable in Redis"
+        );
+        assert!(
+            !contains(&file, secret),
+            "the {what} is readable in the RDB file"
+        );
     }
     // What stays in clear, by design (the index and the sessions list read it without a
     // cookie), is there: the dump and the file are read right.

@@ -544,6 +544,10 @@ mod cases {
             off.load(&clear).await.expect("load"),
             Some(state(&[("cart", "[1,3]"), ("n", "2")]))
         );
+        // Whose next write puts every value in clear again.
+        let sealed = updated(&off, sealed, &[("cart", "[1]"), ("n", "3")]).await;
+        assert_eq!(raw(&fx, &sealed, "cart").await, b"[1]");
+        assert_eq!(raw(&fx, &sealed, "n").await, b"3");
     }
 
     pub(super) async fn corrupt_stored_state_is_no_session_and_is_deleted(fx: Fixture) {

@@ -48,8 +48,9 @@ pub(crate) struct Loaded {
     pub(crate) ended_elsewhere: bool,
     /// Whether it was read where actix-session's own store keeps it (see `store/legacy.rs`).
     pub(crate) old_layout: bool,
-    /// Its entries stored in clear that the store seals: a write of the session seals them.
-    pub(crate) unsealed: Vec<String>,
+    /// Its entries stored in the other form than the store writes now (sealed or in clear): a
+    /// write of the session writes them again.
+    pub(crate) rewrite: Vec<String>,
 }
 
 /// How a store operation failed a request: what the request deserves, and why, on one line.
@@ -103,7 +104,7 @@ pub(crate) fn remember(
     key: &RedisKey,
     state: &SessionState,
     created: u64,
-    unsealed: Vec<String>,
+    rewrite: Vec<String>,
 ) {
     with(|scope| {
         scope.loaded = Some(Loaded {
@@ -113,7 +114,7 @@ pub(crate) fn remember(
             created,
             ended_elsewhere: false,
             old_layout: false,
-            unsealed,
+            rewrite,
         });
     });
 }
@@ -247,7 +248,7 @@ mod tests {
             created: 7,
             ended_elsewhere: false,
             old_layout: false,
-            unsealed: Vec::new(),
+            rewrite: Vec::new(),
         };
         remember("k", &key, &state, 7, Vec::new());
         assert_eq!(take_loaded(&key), None, "outside a scope nothing is kept");

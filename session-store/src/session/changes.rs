@@ -25,10 +25,11 @@ impl<'a> Changes<'a> {
         Self { set, removed }
     }
 
-    /// Adds the entries of `now` named in `unsealed` that are not set already: entries read
-    /// in clear that the store seals, written again (sealed) by a write that changes anything.
-    pub(crate) fn reseal(&mut self, unsealed: &'a [String], now: &'a SessionState) {
-        for name in unsealed {
+    /// Adds the entries of `now` named in `rewrite` that are not set already: entries read in
+    /// the other form than the store writes now (in clear though it seals them, or the other
+    /// way round), written again by a write that changes anything.
+    pub(crate) fn rewrite(&mut self, rewrite: &'a [String], now: &'a SessionState) {
+        for name in rewrite {
             if let Some(value) = now.get(name)
                 && !self.set.iter().any(|(set, _)| set == name)
             {
@@ -70,12 +71,12 @@ mod tests {
     }
 
     #[test]
-    fn resealing_adds_the_unsealed_entries_still_there_once() {
+    fn rewriting_adds_the_entries_still_there_once() {
         let loaded = state(&[("kept", "1"), ("changed", "2"), ("removed", "3")]);
         let now = state(&[("kept", "1"), ("changed", "20")]);
-        let unsealed = ["kept", "changed", "removed"].map(str::to_owned);
+        let rewrite = ["kept", "changed", "removed"].map(str::to_owned);
         let mut changes = Changes::between(&loaded, &now);
-        changes.reseal(&unsealed, &now);
+        changes.rewrite(&rewrite, &now);
         changes.set.sort_unstable();
         assert_eq!(changes.set, vec![("changed", "20"), ("kept", "1")]);
         assert_eq!(changes.removed, vec!["removed"]);

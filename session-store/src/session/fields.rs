@@ -49,8 +49,9 @@ pub(crate) struct Stored {
     pub(crate) created: Option<u64>,
     /// When its move from actix-session's own store began, while that move is unfinished.
     pub(crate) migrating: Option<u64>,
-    /// The entries stored in clear that the store seals: the next write seals them.
-    pub(crate) unsealed: Vec<String>,
+    /// The entries stored in the other form than the store writes now (sealed or in clear):
+    /// the next write writes them again.
+    pub(crate) rewrite: Vec<String>,
 }
 
 /// Rebuilds a session from its hash's fields and values, or `None` when a field is not UTF-8
@@ -60,7 +61,7 @@ pub(crate) fn decode(fields: Vec<(Vec<u8>, Vec<u8>)>, seal: &Seal<'_>) -> Option
         state: SessionState::with_capacity(fields.len()),
         created: None,
         migrating: None,
-        unsealed: Vec::new(),
+        rewrite: Vec::new(),
     };
     for (field, value) in fields {
         let field = String::from_utf8(field).ok()?;
@@ -70,8 +71,8 @@ pub(crate) fn decode(fields: Vec<(Vec<u8>, Vec<u8>)>, seal: &Seal<'_>) -> Option
             stored.migrating = metadata(value);
         } else if let Some(name) = entry_name(field) {
             let opened = seal.open(&name, value)?;
-            if opened.unsealed {
-                stored.unsealed.push(name.clone());
+            if opened.rewrite {
+                stored.rewrite.push(name.clone());
             }
             stored.state.insert(name, opened.value);
         }
@@ -87,13 +88,19 @@ fn metadata(value: Vec<u8>) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::Config, session::key::RedisKey};
+    use crate::{
+        config::Config,
+        session::{key::RedisKey, seal::OpenedValues},
+    };
 
     /// Decodes with sealing as a default store has it, for a session "id".
     fn decode(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Option<Stored> {
         let config = Config::default();
         let key = RedisKey::for_id("test:", "id");
-        super::decode(fields, &Seal::new(&config, "id", &key))
+        super::decode(
+            fields,
+            &Seal::new(&config, &OpenedValues::new(), "id", &key),
+        )
     }
 
     fn stored(state: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {

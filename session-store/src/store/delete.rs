@@ -12,6 +12,7 @@ use crate::{
 impl RedisSessionStore {
     /// A plain `DEL` of `key`; how many keys it removed.
     pub(super) async fn delete_key(&self, key: &RedisKey) -> Result<u64, StoreError> {
+        self.handle.opened().forget(key);
         self.handle
             .backend()
             .query(redis::cmd("DEL").arg(key))
@@ -38,6 +39,7 @@ impl RedisSessionStore {
         key: &RedisKey,
         announcement: Option<(String, String)>,
     ) -> Result<u64, StoreError> {
+        self.handle.opened().forget(key);
         let backend = &self.handle.backend();
         if let Some((channel, message)) = announcement {
             let announce = |cmd: &mut Cmd| {

@@ -100,8 +100,8 @@ impl RedisSessionStore {
         }
         let seal = self.seal(session_key, key);
         Ok(match self.read_hash(key, class, &seal, None).await? {
-            Hash::Found(state, created, unsealed) => {
-                scope::remember(session_key.as_ref(), key, &state, created, unsealed);
+            Hash::Found(state, created, rewrite) => {
+                scope::remember(session_key.as_ref(), key, &state, created, rewrite);
                 Some(state)
             }
             Hash::Missing | Hash::Ended => None,
@@ -265,8 +265,8 @@ impl RedisSessionStore {
         if !moved {
             // Another request of the session moved it first: take what that one made.
             return Ok(match self.read_hash(key, class, &seal, None).await? {
-                Hash::Found(state, created, unsealed) => {
-                    scope::remember(session_key.as_ref(), key, &state, created, unsealed);
+                Hash::Found(state, created, rewrite) => {
+                    scope::remember(session_key.as_ref(), key, &state, created, rewrite);
                     Some(state)
                 }
                 Hash::Missing | Hash::Ended => None,

@@ -19,8 +19,8 @@ use crate::{
 
 /// What a read of a session's hash found.
 pub(super) enum Hash {
-    /// A live session: its state, its creation time and the entries stored in clear that the
-    /// store seals.
+    /// A live session: its state, its creation time and the entries stored in the other form
+    /// than the store writes now.
     Found(SessionState, u64, Vec<String>),
     /// Nothing at the key.
     Missing,
@@ -50,8 +50,8 @@ impl RedisSessionStore {
         }
         let seal = self.seal(session_key, &key);
         match self.read_hash(&key, class, &seal, old.as_ref()).await? {
-            Hash::Found(state, created, unsealed) => {
-                scope::remember(session_key.as_ref(), &key, &state, created, unsealed);
+            Hash::Found(state, created, rewrite) => {
+                scope::remember(session_key.as_ref(), &key, &state, created, rewrite);
                 Ok(Some(state))
             }
             Hash::Missing => match old {
@@ -112,7 +112,8 @@ impl RedisSessionStore {
         {
             return Ok(Hash::Ended);
         }
-        Ok(Hash::Found(stored.state, created, stored.unsealed))
+        seal.remember(&stored.state);
+        Ok(Hash::Found(stored.state, created, stored.rewrite))
     }
 
     pub(super) async fn touch(&self, session_key: &SessionKey) -> Result<(), StoreError> {

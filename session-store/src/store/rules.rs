@@ -37,7 +37,7 @@ impl RedisSessionStore {
     /// [`redis_key`](Self::redis_key) into `key`).
     pub(super) fn seal<'a>(&'a self, session_key: &'a SessionKey, key: &'a RedisKey) -> Seal<'a> {
         let (id, _) = session_id::parse(session_key.as_ref()).expect("a key redis_key parsed");
-        Seal::new(self.handle.config(), id, key)
+        Seal::new(self.handle.config(), self.handle.opened(), id, key)
     }
 
     /// The idle class of a session holding `state`: anonymous when the store names a user

@@ -82,7 +82,7 @@ impl RedisSessionStore {
             let (channel, message) = self
                 .announce(event, &key, user, previous.as_ref())
                 .unwrap_or_default();
-            let seal = Seal::new(self.handle.config(), &id, &key);
+            let seal = Seal::new(self.handle.config(), self.handle.opened(), &id, &key);
             let entries = |cmd: &mut Cmd| {
                 cmd.arg(&channel).arg(&message);
                 append_entries(cmd, state, &seal);
@@ -138,7 +138,7 @@ impl RedisSessionStore {
                 if changes.is_empty() {
                     return Ok((session_key, false));
                 }
-                changes.reseal(&loaded.unsealed, state);
+                changes.rewrite(&loaded.rewrite, state);
                 self.write_tracked(&seal, &loaded, state, &changes, new_class)
                     .await?
             }

@@ -177,7 +177,10 @@ impl Users<'_> {
             })
             .collect();
         let owners = self.handle.backend().query_each(&commands).await?;
-        owners.into_iter().map(parse).collect()
+        owners
+            .into_iter()
+            .map(|owner| Ok(in_clear(parse(owner)?)))
+            .collect()
     }
 
     /// Removes `ended` from `user`'s index.
@@ -240,7 +243,8 @@ impl Users<'_> {
                 break;
             };
             // Nil for a key that holds no hash, as one that is gone.
-            let values: Option<Vec<Option<String>>> = parse(values)?;
+            let values: Option<Vec<Option<Vec<u8>>>> = parse(values)?;
+            let values = values.map(|values| values.into_iter().map(in_clear).collect());
             let ttl: Option<i64> = parse(ttl)?;
             sessions.push(self.user_session(user, digest, values.unwrap_or_default(), ttl));
         }
@@ -287,6 +291,15 @@ impl Users<'_> {
             entries,
         })
     }
+}
+
+/// A field the store keeps in clear, as text: `None` for one that is missing, or sealed (the
+/// entry became the user entry or an exposed one after it was written; its session's next
+/// write puts it in clear), or not text.
+fn in_clear(value: Option<Vec<u8>>) -> Option<String> {
+    String::from_utf8(value?)
+        .ok()
+        .filter(|text| !text.starts_with('\0'))
 }
 
 /// One reply of [`Backend::query_each`](crate::backend::Backend::query_each), as a `T`.

@@ -4,10 +4,11 @@
 
 // The folders are the map. A request passes `request` (the `TrackChanges` middleware opens
 // the request's scope), then `store` (actix-session's `SessionStore`), which applies the
-// `session` rules (ids, Redis keys, the hash's fields, changes, Lua scripts) and reaches Redis
-// through the `backend` (deadlines, batches, the pool of connections, Sentinel). Beside the
-// request path: the `features` built on it (a user's sessions, the login throttle, where a
-// session lives, lifecycle events and their subscriber) and `telemetry` (metrics, log lines).
+// `session` rules (ids, Redis keys, the hash's fields, sealed values, changes, Lua scripts)
+// and reaches Redis through the `backend` (deadlines, batches, the pool of connections,
+// Sentinel). Beside the request path: the `features` built on it (a user's sessions, the
+// login throttle, where a session lives, lifecycle events and their subscriber) and
+// `telemetry` (metrics, log lines).
 // `config` holds the settings and their builder, `error` the one error type.
 mod backend;
 mod builder;

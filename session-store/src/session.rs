@@ -1,5 +1,5 @@
 //! The session rules' parts: ids and their shape, Redis keys, how entries map to hash fields,
-//! what a request changed, the Lua scripts, and the clock.
+//! the sealing of their values, what a request changed, the Lua scripts, and the clock.
 
 pub(crate) mod changes;
 pub(crate) mod clock;

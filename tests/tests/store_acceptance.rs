@@ -486,17 +486,21 @@ mod cases {
             .expect("HGET")
     }
 
+    /// Writes `value` as the stored value of entry `name` of the session `id`.
+    async fn plant(fx: &Fixture, id: &SessionKey, name: &str, value: Vec<u8>) {
+        let () = fx
+            .redis()
+            .await
+            .hset(fx.redis_key(id), name, value)
+            .await
+            .expect("HSET");
+    }
+
     pub(super) async fn a_sealed_value_moved_to_another_session_is_no_session(fx: Fixture) {
         let store = fx.store();
         let alice = saved(&store, &[("cart", "[\"alice's\"]")]).await;
         let mallory = saved(&store, &[("cart", "[]")]).await;
-        let value = raw(&fx, &alice, "cart").await;
-        let () = fx
-            .redis()
-            .await
-            .hset(fx.redis_key(&mallory), "cart", value)
-            .await
-            .expect("HSET");
+        plant(&fx, &mallory, "cart", raw(&fx, &alice, "cart").await).await;
         assert_eq!(store.load(&mallory).await.expect("no error"), None);
         assert_eq!(
             fx.stored_keys().await,
@@ -509,13 +513,7 @@ mod cases {
     pub(super) async fn a_sealed_value_moved_to_another_entry_is_no_session(fx: Fixture) {
         let store = fx.store();
         let id = saved(&store, &[("role", "\"admin\""), ("wish", "\"none\"")]).await;
-        let value = raw(&fx, &id, "role").await;
-        let () = fx
-            .redis()
-            .await
-            .hset(fx.redis_key(&id), "wish", value)
-            .await
-            .expect("HSET");
+        plant(&fx, &id, "wish", raw(&fx, &id, "role").await).await;
         assert_eq!(store.load(&id).await.expect("no error"), None);
         assert!(fx.stored_keys().await.is_empty(), "not deleted");
     }

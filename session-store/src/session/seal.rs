@@ -246,6 +246,7 @@ impl<'a> Seal<'a> {
         };
         values.retain(|name, _| state.contains_key(name));
         values.extend(learned);
+        // Each entry's bytes, and about 64 more for the map's slot and the three allocations.
         let weight = values
             .iter()
             .map(|(name, (sealed, value))| (name.len() + sealed.len() + value.len() + 64) as u64)

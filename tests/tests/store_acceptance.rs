@@ -212,17 +212,21 @@ mod cases {
         assert_ne!(a, b);
     }
 
-    pub(super) async fn redis_holds_a_hash_of_the_id_and_sealed_entries(fx: Fixture) {
-        let store = fx.store();
-        let id = saved(&store, &[("user", "\"alice\""), ("n", "7")]).await;
+    /// The fields of the one key in Redis, which must be the hash of `id`'s digest, not `id`.
+    async fn the_only_hash(fx: &Fixture, id: &SessionKey) -> HashMap<Vec<u8>, Vec<u8>> {
         let keys = fx.stored_keys().await;
-        assert_eq!(keys, vec![fx.redis_key(&id)]);
+        assert_eq!(keys, vec![fx.redis_key(id)]);
         assert!(
             !keys[0].contains(id.as_ref()),
             "the id itself reached Redis"
         );
-        let fields: HashMap<Vec<u8>, Vec<u8>> =
-            fx.redis().await.hgetall(&keys[0]).await.expect("HGETALL");
+        fx.redis().await.hgetall(&keys[0]).await.expect("HGETALL")
+    }
+
+    pub(super) async fn redis_holds_a_hash_of_the_id_and_sealed_entries(fx: Fixture) {
+        let store = fx.store();
+        let id = saved(&store, &[("user", "\"alice\""), ("n", "7")]).await;
+        let fields = the_only_hash(&fx, &id).await;
         for (name, value) in [("user", "\"alice\""), ("n", "7")] {
             let stored = &fields[name.as_bytes()];
             assert_eq!(stored[..2], [0, 1], "{name} is sealed");
@@ -239,15 +243,7 @@ mod cases {
     pub(super) async fn with_sealing_off_redis_holds_entries_as_given(fx: Fixture) {
         let store = fx.store_with(RedisSessionStore::builder().seal_entries(false));
         let id = saved(&store, &[("user", "\"alice\""), ("n", "7")]).await;
-        let keys = fx.stored_keys().await;
-        assert_eq!(keys, vec![fx.redis_key(&id)]);
-        assert!(
-            !keys[0].contains(id.as_ref()),
-            "the id itself reached Redis"
-        );
-
-        let fields: HashMap<Vec<u8>, Vec<u8>> =
-            fx.redis().await.hgetall(&keys[0]).await.expect("HGETALL");
+        let fields = the_only_hash(&fx, &id).await;
         assert_eq!(
             fields[b"user".as_slice()],
             b"\"alice\"",

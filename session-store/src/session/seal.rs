@@ -57,6 +57,16 @@ fn seals(config: &Config, name: &str) -> bool {
     config.seal_entries && !config.reads_without_cookie(name)
 }
 
+/// A value the store keeps in clear, as text: `None` for one that is sealed (an entry that
+/// became the user entry or an exposed one after it was written; its session's next write
+/// puts it in clear) or is not text.
+pub(crate) fn clear_text(stored: Vec<u8>) -> Option<String> {
+    if stored.first() == Some(&SEALED) {
+        return None;
+    }
+    String::from_utf8(stored).ok()
+}
+
 /// How many bytes `state` takes in Redis, entry names plus values as stored: what the size
 /// limit counts.
 pub(crate) fn stored_size(config: &Config, state: &SessionState) -> usize {
@@ -96,7 +106,11 @@ impl Weighter<String, Arc<Memo>> for ByWeight {
 
 impl OpenedValues {
     pub(crate) fn new() -> Self {
-        Self(Cache::with_weighter(5_000, OPENED_BYTES, ByWeight))
+        Self::with_bytes(OPENED_BYTES)
+    }
+
+    fn with_bytes(bytes: u64) -> Self {
+        Self(Cache::with_weighter(5_000, bytes, ByWeight))
     }
 
     /// Forgets the values of the session at `key` (it ended).
@@ -291,6 +305,13 @@ mod tests {
     use super::*;
     use crate::session::session_id;
 
+    /// A fresh id and its key.
+    fn session() -> (String, RedisKey) {
+        let id = session_id::generate();
+        let key = RedisKey::for_id("t:", &id);
+        (id, key)
+    }
+
     fn config() -> Config {
         Config {
             user_entry: Some("user".to_owned()),
@@ -337,8 +358,7 @@ mod tests {
     fn bytes_opened_before_are_recalled_and_any_other_bytes_are_opened() {
         let memo = OpenedValues::new();
         let config = config();
-        let id = session_id::generate();
-        let key = RedisKey::for_id("t:", &id);
+        let (id, key) = session();
         let first = Seal::new(&config, &memo, &id, &key);
         let stored = first.store("cart", "[1]").into_owned();
         assert!(first.open("cart", stored.clone()).is_some());
@@ -363,11 +383,30 @@ mod tests {
     }
 
     #[test]
+    fn the_memo_keeps_within_its_bytes_whatever_the_sessions_hold() {
+        // A memo of 256 KiB (the store's has 16 MiB) and 100 sessions of one 8 KiB value
+        // each: three times its room.
+        let room = 256 << 10;
+        let memo = OpenedValues::with_bytes(room);
+        let config = config();
+        let value = "x".repeat(8 << 10);
+        let state = SessionState::from([("blob".to_owned(), value.clone())]);
+        for _ in 0..100 {
+            let (id, key) = session();
+            let seal = Seal::new(&config, &memo, &id, &key);
+            let stored = seal.store("blob", &value).into_owned();
+            assert_eq!(seal.open("blob", stored).expect("opens").value, value);
+            seal.remember(&state);
+            assert!(memo.0.weight() <= room, "{}", memo.0.weight());
+        }
+        assert!(memo.0.len() < 100, "nothing was let go");
+    }
+
+    #[test]
     fn two_seals_of_one_value_differ() {
         let memo = OpenedValues::new();
         let config = config();
-        let id = session_id::generate();
-        let key = RedisKey::for_id("t:", &id);
+        let (id, key) = session();
         let seal = Seal::new(&config, &memo, &id, &key);
         assert_ne!(seal.store("cart", "1"), seal.store("cart", "1"));
     }
@@ -376,8 +415,7 @@ mod tests {
     fn what_the_store_reads_without_a_cookie_stays_in_clear() {
         let memo = OpenedValues::new();
         let config = config();
-        let id = session_id::generate();
-        let key = RedisKey::for_id("t:", &id);
+        let (id, key) = session();
         let seal = Seal::new(&config, &memo, &id, &key);
         for name in ["user", "agent"] {
             assert_eq!(seal.store(name, "\"alice\"").as_ref(), b"\"alice\"");
@@ -397,8 +435,7 @@ mod tests {
             seal_entries: false,
             ..config()
         };
-        let id = session_id::generate();
-        let key = RedisKey::for_id("t:", &id);
+        let (id, key) = session();
         let sealed = Seal::new(&on, &memo, &id, &key)
             .store("cart", "[1]")
             .into_owned();

@@ -10,6 +10,7 @@ use crate::{
     session::clock::{at, millis, now_millis},
     session::fields,
     session::key::{self, RedisKey},
+    session::seal,
 };
 
 /// How many entries of an index one step of a listing or a revocation reads: large enough
@@ -179,7 +180,7 @@ impl Users<'_> {
         let owners = self.handle.backend().query_each(&commands).await?;
         owners
             .into_iter()
-            .map(|owner| Ok(in_clear(parse(owner)?)))
+            .map(|owner| Ok(parse::<Option<Vec<u8>>>(owner)?.and_then(seal::clear_text)))
             .collect()
     }
 
@@ -244,7 +245,12 @@ impl Users<'_> {
             };
             // Nil for a key that holds no hash, as one that is gone.
             let values: Option<Vec<Option<Vec<u8>>>> = parse(values)?;
-            let values = values.map(|values| values.into_iter().map(in_clear).collect());
+            let values = values.map(|values| {
+                values
+                    .into_iter()
+                    .map(|value| value.and_then(seal::clear_text))
+                    .collect()
+            });
             let ttl: Option<i64> = parse(ttl)?;
             sessions.push(self.user_session(user, digest, values.unwrap_or_default(), ttl));
         }
@@ -291,15 +297,6 @@ impl Users<'_> {
             entries,
         })
     }
-}
-
-/// A field the store keeps in clear, as text: `None` for one that is missing, or sealed (the
-/// entry became the user entry or an exposed one after it was written; its session's next
-/// write puts it in clear), or not text.
-fn in_clear(value: Option<Vec<u8>>) -> Option<String> {
-    String::from_utf8(value?)
-        .ok()
-        .filter(|text| !text.starts_with('\0'))
 }
 
 /// One reply of [`Backend::query_each`](crate::backend::Backend::query_each), as a `T`.

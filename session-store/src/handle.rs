@@ -8,7 +8,7 @@ use crate::{
     backend::{Backend, pool::Pool},
     config::Config,
     error::StoreError,
-    features::events::Publisher,
+    features::{events::Publisher, location::SlotMap},
     request::scope,
     session::{
         clock::{millis, now_millis},
@@ -26,6 +26,7 @@ pub(crate) struct Handle {
     publisher: Option<Publisher>,
     instruments: Instruments,
     opened: OpenedValues,
+    slot_map: SlotMap,
 }
 
 impl Handle {
@@ -42,6 +43,7 @@ impl Handle {
             publisher,
             instruments,
             opened: OpenedValues::new(),
+            slot_map: SlotMap::default(),
         }
     }
 
@@ -61,6 +63,11 @@ impl Handle {
     /// The sealed values this instance opened lately (see [`seal`](crate::session::seal)).
     pub(crate) fn opened(&self) -> &OpenedValues {
         &self.opened
+    }
+
+    /// The cluster's slot map as `location` asked for it last.
+    pub(crate) fn slot_map(&self) -> &SlotMap {
+        &self.slot_map
     }
 
     pub(crate) fn instruments(&self) -> &Instruments {

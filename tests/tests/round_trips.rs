@@ -256,6 +256,44 @@ async fn a_malformed_cookie_sends_nothing_at_all() {
     drop(watched.server);
 }
 
+/// A signed-in page of the demo and its `/api/me`, both of which say where the session lives,
+/// cost Redis no more than the read of the session: where it lives is known without asking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_page_of_the_demo_costs_only_the_read() {
+    use integration_tests::demo::{ApiClient, Demo};
+
+    let server = RedisServer::start();
+    let monitor = Monitor::start(&server.client()).await;
+    let demo = Demo::launch_on(&server, 1, &[]);
+    let api = ApiClient::default();
+    let cookie = api
+        .log_in(&demo, 0, "alice", "alice-password")
+        .cookie
+        .expect("a session cookie");
+    sent_by_clients(&monitor).await;
+    let me = api.call("GET", &demo, 0, "/api/me", Some(&cookie));
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(
+        me.json["redis"]["node"].as_str(),
+        Some(format!("127.0.0.1:{}", server.port()).as_str()),
+        "/api/me names the server: {}",
+        me.json
+    );
+    assert_eq!(
+        sent_by_clients(&monitor).await,
+        trips(0, &READ).1,
+        "/api/me"
+    );
+    let home = api.get_page(&demo.url(0, "/"), &[&cookie]);
+    assert_eq!(home.status, 200);
+    assert!(home.text.contains(&format!("127.0.0.1:{}", server.port())));
+    assert_eq!(
+        sent_by_clients(&monitor).await,
+        trips(0, &READ).1,
+        "the home page"
+    );
+}
+
 /// With the setting for switching from actix-session's own store on, a read of a session in
 /// the store's layout is still one round trip, whether its id is the store's or the old
 /// store's (after its move); only a key found in neither layout costs one more. An old

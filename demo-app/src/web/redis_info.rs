@@ -19,8 +19,9 @@ pub(crate) struct RedisInfo {
 }
 
 impl RedisInfo {
-    /// Asks `store` where the request's session lives (one round trip, when it has one). A
-    /// Redis that cannot say leaves the place out: the page is shown all the same.
+    /// Where the request's session lives, as `store` knows it (no question to Redis but, on a
+    /// cluster, the slot map at most once a second). A Redis that cannot say leaves the place
+    /// out: the page is shown all the same.
     pub(crate) async fn of(store: &RedisSessionStore, current: &CurrentSession) -> Self {
         let location = store.location(current).await.ok().flatten();
         Self {

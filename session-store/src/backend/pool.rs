@@ -274,6 +274,16 @@ impl Manager {
         }
     }
 
+    /// The server its connections go to (`host:port`), when one server takes them all and its
+    /// address is known: the server of its URL, or the primary the sentinels named last.
+    pub(crate) fn known_server(&self) -> Option<String> {
+        match &self.source {
+            Source::Node(_) => self.listen_to.first().map(|info| info.addr().to_string()),
+            Source::Sentinel(sentinels) => sentinels.primary(),
+            Source::Cluster(_) => None,
+        }
+    }
+
     /// The kind of deployment its connections go to.
     pub(crate) fn topology(&self) -> Topology {
         match self.source {

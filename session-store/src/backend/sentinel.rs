@@ -101,6 +101,14 @@ impl Sentinels {
         self.client.lock().await.async_get_client().await
     }
 
+    /// The address of the primary the sentinels named last, once known.
+    pub(crate) fn primary(&self) -> Option<String> {
+        self.primary
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Whether the sentinels still name the server at `address` as primary, as far as the
     /// watch has heard.
     pub(crate) fn is_current(&self, address: &str) -> bool {

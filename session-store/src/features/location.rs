@@ -1,13 +1,18 @@
 //! Where a request's session lives: for pages that show it, and for handlers that need their
 //! own session's reference.
 
-use std::{convert::Infallible, future::Ready};
+use std::{
+    convert::Infallible,
+    future::Ready,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload};
 use redis::Value;
 
 use crate::{
-    backend::{batch::Batch, pool::Topology},
+    backend::pool::Topology,
     error::StoreError,
     handle::Handle,
     request::scope,
@@ -80,6 +85,11 @@ pub struct SessionLocation {
 }
 
 /// Where the session of `current` lives now: see `RedisSessionStore::location`.
+///
+/// Known without asking, where the store knows it: the server it connects to, the primary the
+/// sentinels named last, and on a cluster the slot (computed from the key) and its owner in a
+/// slot map asked for at most once per [`SLOT_MAP_AGE`]. Only a store on a manager of its own
+/// (no address known) asks the server (`CLIENT INFO`).
 pub(crate) async fn locate(
     handle: &Handle,
     current: &CurrentSession,
@@ -87,33 +97,78 @@ pub(crate) async fn locate(
     let Some(key) = &current.key else {
         return Ok(None);
     };
-    let backend = handle.backend();
-    let topology = backend.pool().manager().topology();
-    let asking = async {
-        Ok(if topology == Topology::Cluster {
-            let mut pipe = Batch::new();
-            pipe.cmd("CLUSTER").arg("KEYSLOT").arg(key);
-            pipe.cmd("CLUSTER").arg("SLOTS");
-            let (slot, slots): (u16, Value) = backend.query(&pipe).await?;
-            SessionLocation {
-                topology: Topology::Cluster,
-                node: owner(&slots, slot).unwrap_or_default(),
-                slot: Some(slot),
-            }
-        } else {
-            let info: String = backend.query(redis::cmd("CLIENT").arg("INFO")).await?;
-            SessionLocation {
-                topology,
-                node: server_address(&info).unwrap_or_default().to_owned(),
-                slot: None,
-            }
-        })
+    let manager = handle.backend().pool().manager();
+    let topology = manager.topology();
+    let (node, slot) = if topology == Topology::Cluster {
+        let slot = slot_of(key.as_str().as_bytes());
+        (handle.slot_map().owner(handle, slot).await?, Some(slot))
+    } else if let Some(node) = manager.known_server() {
+        (node, None)
+    } else {
+        let question = redis::cmd("CLIENT").arg("INFO").clone();
+        let asking = handle.backend().query::<String>(&question);
+        let info = handle
+            .run(Operation::Location, asking, |_| Outcome::Ok)
+            .await?;
+        (server_address(&info).unwrap_or_default().to_owned(), None)
     };
-    let location = handle
-        .run(Operation::Location, asking, |_| Outcome::Ok)
-        .await?;
-    Ok(Some(location))
+    Ok(Some(SessionLocation {
+        topology,
+        node,
+        slot,
+    }))
 }
+
+/// The hash slot of `key`, as Redis Cluster computes it (CRC16 of the key or of its hash tag).
+fn slot_of(key: &[u8]) -> u16 {
+    let tag = key
+        .iter()
+        .position(|&byte| byte == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&byte| byte == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(tag) % 16384
+}
+
+/// How long a cluster's slot map serves `location` before it is asked for again.
+pub(crate) const SLOT_MAP_AGE: Duration = Duration::from_secs(1);
+
+/// The cluster's slot map (`CLUSTER SLOTS`) as asked for last, and when.
+#[derive(Debug, Default)]
+pub(crate) struct SlotMap(Mutex<Option<(Instant, Arc<Value>)>>);
+
+impl SlotMap {
+    /// The address of the primary that owns `slot`, from a map no older than [`SLOT_MAP_AGE`].
+    async fn owner(&self, handle: &Handle, slot: u16) -> Result<String, StoreError> {
+        let fresh = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|(asked, _)| asked.elapsed() < SLOT_MAP_AGE)
+            .map(|(_, map)| Arc::clone(map));
+        let map = match fresh {
+            Some(map) => map,
+            None => {
+                let question = redis::cmd("CLUSTER").arg("SLOTS").clone();
+                let asking = handle.backend().query::<Value>(&question);
+                let map = Arc::new(
+                    handle
+                        .run(Operation::Location, asking, |_| Outcome::Ok)
+                        .await?,
+                );
+                *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((Instant::now(), Arc::clone(&map)));
+                map
+            }
+        };
+        Ok(owner(&map, slot).unwrap_or_default())
+    }
+}
+
 /// The address of the primary that owns `slot`, from a `CLUSTER SLOTS` reply: entries of
 /// `[first slot, last slot, [host, port, id], replicas...]`.
 fn owner(slots: &Value, slot: u16) -> Option<String> {
@@ -146,4 +201,19 @@ fn owner(slots: &Value, slot: u16) -> Option<String> {
 fn server_address(info: &str) -> Option<&str> {
     info.split_whitespace()
         .find_map(|field| field.strip_prefix("laddr="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot_of;
+
+    #[test]
+    fn slots_are_the_clusters() {
+        // Values from Redis's `CLUSTER KEYSLOT`.
+        assert_eq!(slot_of(b"foo"), 12182);
+        assert_eq!(slot_of(b"session:abc"), 14788);
+        assert_eq!(slot_of(b"{user1000}.following"), 3443);
+        // An empty tag: the whole key.
+        assert_eq!(slot_of(b"foo{}{bar}"), 8363);
+    }
 }

@@ -39,6 +39,11 @@ impl RedisKey {
         Self { key, digest_at }
     }
 
+    /// The whole key, as Redis names it.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.key
+    }
+
     /// The digest of the id: what the user index lists.
     pub(crate) fn digest(&self) -> &str {
         &self.key[self.digest_at..]

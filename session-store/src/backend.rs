@@ -89,7 +89,7 @@ impl Backend {
     /// (the primary has it all the same).
     pub(crate) async fn write<T: FromRedisValue>(&self, pipe: Batch) -> Result<T, StoreError> {
         let (_held, mut connection) = self.write_connection().await?;
-        self.write_on(&mut connection, pipe).await
+        self.write_on(&mut connection, pipe, true).await
     }
 
     /// Runs `script` on `key` with the arguments `args` appends, as a [write](Self::write):
@@ -107,21 +107,46 @@ impl Backend {
         key: &impl ToRedisArgs,
         args: impl Fn(&mut Cmd),
     ) -> Result<T, StoreError> {
+        self.script(script, key, args, true).await
+    }
+
+    /// Runs `script` like [`run_script`](Self::run_script), but as a read: it never waits
+    /// for replicas (the near cache's read, whose only write is the sliding of an expiry).
+    pub(crate) async fn run_read_script<T: FromRedisValue>(
+        &self,
+        script: &LuaScript,
+        key: &impl ToRedisArgs,
+        args: impl Fn(&mut Cmd),
+    ) -> Result<T, StoreError> {
+        self.script(script, key, args, false).await
+    }
+
+    async fn script<T: FromRedisValue>(
+        &self,
+        script: &LuaScript,
+        key: &impl ToRedisArgs,
+        args: impl Fn(&mut Cmd),
+        write: bool,
+    ) -> Result<T, StoreError> {
         let call = |mut cmd: Cmd| {
             args(&mut cmd);
             let mut pipe = Batch::new();
             pipe.add_command(cmd);
             pipe
         };
-        let (_held, mut connection) = self.write_connection().await?;
+        let (_held, mut connection) = if write {
+            self.write_connection().await?
+        } else {
+            (None, self.connection().await?)
+        };
         let first = self
-            .write_on(&mut connection, call(script.evalsha(key)))
+            .write_on(&mut connection, call(script.evalsha(key)), write)
             .await;
         let (reply,): (T,) = match first {
             Err(StoreError::Redis(err))
                 if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
             {
-                self.write_on(&mut connection, call(script.eval(key)))
+                self.write_on(&mut connection, call(script.eval(key)), write)
                     .await?
             }
             result => result?,
@@ -129,12 +154,15 @@ impl Backend {
         Ok(reply)
     }
 
+    /// Sends `pipe` on `connection`; as a `write`, followed by the `WAIT` for replicas when
+    /// writes wait for them.
     async fn write_on<T: FromRedisValue>(
         &self,
         connection: &mut SharedConnection,
         mut pipe: Batch,
+        write: bool,
     ) -> Result<T, StoreError> {
-        let Some(acks) = self.replica_acks else {
+        let Some(acks) = self.replica_acks.filter(|_| write) else {
             return self.send(connection, &pipe).await;
         };
         pipe.cmd("WAIT")

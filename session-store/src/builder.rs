@@ -263,6 +263,36 @@ impl RedisSessionStoreBuilder {
         self
     }
 
+    /// Keeps up to `max_sessions` recently read sessions in this instance's memory and serves
+    /// reads of them with no Redis command, for as long as Redis says none of them changed
+    /// (default: off). See the crate README's "Near cache" for when to turn it on.
+    ///
+    /// Each instance tracks the session keys on every server that holds sessions (Redis
+    /// client-side caching, `CLIENT TRACKING ... BCAST`, on a thread of its own): any change of
+    /// a session on any instance (a write, a logout, a revocation, an expiry) drops every
+    /// instance's copy. While that link is down, or silent for more than 400 ms, nothing is
+    /// served from memory. A session of more than 4 KiB takes the room of several. The
+    /// expiry then slides coarsely (see [`slide_granularity`](Self::slide_granularity)).
+    ///
+    /// The store must know where Redis is: build it from a URL or a [`Manager`] made by
+    /// [`Manager::new`], [`Manager::cluster`] or [`Manager::sentinel`]. The servers must
+    /// speak RESP3 (Redis 6 or later).
+    pub fn near_cache(mut self, max_sessions: usize) -> Self {
+        self.config.near_cache = Some(max_sessions);
+        self
+    }
+
+    /// With the [near cache](Self::near_cache) on, how often at most a session's idle expiry
+    /// slides: a read slides it only once it has been this long since the last slide
+    /// (default: a sixteenth of the idle timeout of the session's class, and never more than
+    /// that timeout). Each slide drops every instance's copy, so sliding on every read would
+    /// leave nothing to serve. A session lives from `idle_timeout` up to `idle_timeout` plus
+    /// this after its last request, and its copies are served until its next slide is due.
+    pub fn slide_granularity(mut self, granularity: Duration) -> Self {
+        self.config.slide_granularity = Some(granularity);
+        self
+    }
+
     /// Builds a store on an existing pool, e.g.
     /// `Pool::builder(Manager::new(url)?).max_size(32).runtime(Runtime::Tokio1).build()?`.
     ///
@@ -292,6 +322,13 @@ impl RedisSessionStoreBuilder {
     /// The store on `pool`, once its settings are checked.
     fn finish(self, pool: Pool) -> Result<RedisSessionStore, StoreError> {
         self.config.validate()?;
+        if self.config.near_cache.is_some() && !pool.manager().knows_servers() {
+            return Err(StoreError::InvalidSetting {
+                setting: "near_cache",
+                problem: "needs the servers' addresses: build the store from a URL, or from \
+                          a Manager made by Manager::new, Manager::cluster or Manager::sentinel",
+            });
+        }
         Ok(RedisSessionStore::from_parts(pool, self.config))
     }
 

@@ -30,6 +30,11 @@ pub(crate) struct Config {
     pub(crate) instance_label: Option<String>,
     pub(crate) metrics_label: Option<String>,
     pub(crate) legacy: Option<LegacySessions>,
+    /// How many sessions the near cache holds; `None`: no near cache.
+    pub(crate) near_cache: Option<usize>,
+    /// With the near cache, how much longer than its idle timeout a session may live;
+    /// `None`: a sixteenth of the idle timeout.
+    pub(crate) slide_granularity: Option<Duration>,
 }
 
 /// How many replicas must have a write before it counts, and how long to wait for them.
@@ -65,6 +70,8 @@ impl Default for Config {
             instance_label: None,
             metrics_label: None,
             legacy: None,
+            near_cache: None,
+            slide_granularity: None,
         }
     }
 }
@@ -106,6 +113,15 @@ impl Config {
         self.user_entry.as_deref() == Some(name) || self.exposed_entries.iter().any(|e| e == name)
     }
 
+    /// With the near cache on, how far apart two slides of the expiry of a session idle for
+    /// `idle` may be: how much longer than `idle` it may live. Zero without the near cache.
+    pub(crate) fn slide_granularity(&self, idle: Duration) -> Duration {
+        if self.near_cache.is_none() {
+            return Duration::ZERO;
+        }
+        self.slide_granularity.unwrap_or(idle / 16).min(idle)
+    }
+
     /// Refuses settings the store cannot work with, naming the first such setting.
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
         let lifetimes = [
@@ -136,6 +152,18 @@ impl Config {
             if timeout.is_none_or(|timeout| timeout.is_zero()) {
                 return Err(invalid(setting, "must be longer than zero"));
             }
+        }
+        if self.near_cache == Some(0) {
+            return Err(invalid("near_cache", "must hold at least one session"));
+        }
+        if self
+            .slide_granularity
+            .is_some_and(|granularity| granularity.is_zero() || granularity > LONGEST_LIFETIME)
+        {
+            return Err(invalid(
+                "slide_granularity",
+                "must be between one millisecond and 100 years",
+            ));
         }
         if self.clock_skew_tolerance > LONGEST_LIFETIME {
             return Err(invalid("clock_skew_tolerance", "must be at most 100 years"));

@@ -2,17 +2,19 @@
 //! each feature: the backend (the way to Redis), the settings, the publisher of events, the
 //! metrics; and the one way an operation runs ([`Handle::run`]).
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use crate::{
     backend::{Backend, pool::Pool},
     config::Config,
     error::StoreError,
     features::{events::Publisher, location::SlotMap},
+    near::{NearCache, link},
     request::scope,
     session::{
         clock::{millis, now_millis},
         fields::SessionState,
+        key::RedisKey,
         seal::OpenedValues,
     },
     telemetry::instruments::{Instruments, Operation, Outcome},
@@ -27,6 +29,7 @@ pub(crate) struct Handle {
     instruments: Instruments,
     opened: OpenedValues,
     slot_map: SlotMap,
+    near: Option<Arc<NearCache>>,
 }
 
 impl Handle {
@@ -37,6 +40,15 @@ impl Handle {
             instance: config.instance_label.clone(),
         });
         let instruments = Instruments::new(config.metrics_label());
+        let near = config.near_cache.map(|sessions| {
+            let cache = Arc::new(NearCache::new(sessions, &config.metrics_label()));
+            link::start(
+                &cache,
+                backend.pool().clone(),
+                RedisKey::sessions_prefix(&config.key_prefix),
+            );
+            cache
+        });
         Self {
             backend,
             config,
@@ -44,6 +56,7 @@ impl Handle {
             instruments,
             opened: OpenedValues::new(),
             slot_map: SlotMap::default(),
+            near,
         }
     }
 
@@ -63,6 +76,11 @@ impl Handle {
     /// The sealed values this instance opened lately (see [`seal`](crate::session::seal)).
     pub(crate) fn opened(&self) -> &OpenedValues {
         &self.opened
+    }
+
+    /// The near cache, when the store keeps one.
+    pub(crate) fn near(&self) -> Option<&NearCache> {
+        self.near.as_deref()
     }
 
     /// The cluster's slot map as `location` asked for it last.

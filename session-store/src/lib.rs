@@ -16,6 +16,7 @@ mod config;
 mod error;
 mod features;
 mod handle;
+mod near;
 mod request;
 mod session;
 mod store;

@@ -212,6 +212,8 @@ impl SessionStore for RedisSessionStore {
         session_state: SessionState,
         ttl: &CookieDuration,
     ) -> Result<SessionKey, UpdateError> {
+        self.forget_copy(&session_key);
+        let written = session_key.as_ref().to_owned();
         let updated = self.update_state(session_key, &session_state, ttl);
         let dropped = |(_, dropped): &(SessionKey, bool)| {
             if *dropped {
@@ -220,7 +222,11 @@ impl SessionStore for RedisSessionStore {
                 Outcome::Ok
             }
         };
-        let (session_key, _) = self.handle.run(Operation::Update, updated, dropped).await?;
+        let updated = self.handle.run(Operation::Update, updated, dropped).await;
+        if let Ok(written) = SessionKey::try_from(written) {
+            self.forget_copy(&written);
+        }
+        let (session_key, _) = updated?;
         Ok(session_key)
     }
 
@@ -254,11 +260,14 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn delete(&self, session_key: &SessionKey) -> anyhow::Result<()> {
+        self.forget_copy(session_key);
         let deleted = self.delete_state(session_key);
-        Ok(self
+        let deleted = self
             .handle
             .run(Operation::Delete, deleted, |()| Outcome::Ok)
-            .await?)
+            .await;
+        self.forget_copy(session_key);
+        Ok(deleted?)
     }
 }
 

@@ -144,11 +144,20 @@ async fn requests(
 ) {
     let mut pending = Vec::new();
     let mut buffer = vec![0u8; 64 * 1024];
+    // The near cache's tracking connections, the only ones that speak RESP3 and so open with
+    // `HELLO`, are no request's: their heartbeats are not counted.
+    let mut tracking = None;
     while let Ok(read @ 1..) = client.read(&mut buffer).await {
-        if replied.swap(false, Ordering::AcqRel) {
+        let starts_trip = replied.swap(false, Ordering::AcqRel);
+        pending.extend_from_slice(&buffer[..read]);
+        if tracking.is_none()
+            && let Some((_, name)) = next_command(&pending)
+        {
+            tracking = Some(name == "HELLO");
+        }
+        if starts_trip && tracking == Some(false) {
             shared.round_trips.fetch_add(1, Ordering::AcqRel);
         }
-        pending.extend_from_slice(&buffer[..read]);
         while let Some((length, name)) = next_command(&pending) {
             wait_if_held(&shared, &name).await;
             if server.write_all(&pending[..length]).await.is_err() {

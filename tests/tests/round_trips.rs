@@ -256,6 +256,49 @@ async fn a_malformed_cookie_sends_nothing_at_all() {
     drop(watched.server);
 }
 
+/// With the near cache, a read of a session the instance read before is served from memory:
+/// no command reaches Redis. A read after a write is one round trip again (the read's script,
+/// which slides the expiry only when it is due), and a write costs what it costs without it.
+#[actix_web::test]
+async fn with_the_near_cache_a_cached_read_sends_nothing() {
+    let (watched, app, cookie) =
+        Watched::logged_in(trusting().near_cache(100), OnStateChanges, true).await;
+    wait_for_the_link().await;
+    // The link's heartbeats (`PING` on its own connections, which the relay does not count)
+    // are no request's.
+    let seen = async || {
+        let (round_trips, mut commands) = watched.seen().await;
+        commands.retain(|command| command != "ping");
+        (round_trips, commands)
+    };
+    // The first read also leaves the script in Redis's cache (`EVAL` after `NOSCRIPT`).
+    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
+    seen().await;
+    for _ in 0..3 {
+        assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
+        assert_eq!(seen().await, trips(0, &[]), "a cached read");
+    }
+    send(&app, Method::POST, "/set/a/1", Some(&cookie)).await;
+    assert_eq!(
+        seen().await,
+        trips(1, &["hmget", "hset", "pexpire"]),
+        "a write (its load cached)"
+    );
+    assert_eq!(get_entry(&app, "a", Some(&cookie)).await, "1");
+    assert_eq!(
+        seen().await,
+        trips(1, &["evalsha"]),
+        "the read after a write"
+    );
+    assert_eq!(get_entry(&app, "a", Some(&cookie)).await, "1");
+    assert_eq!(seen().await, trips(0, &[]), "a cached read after a write");
+}
+
+/// Waits for a new near cache's invalidation link to come up (a few heartbeats).
+async fn wait_for_the_link() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
 /// A signed-in page of the demo and its `/api/me`, both of which say where the session lives,
 /// cost Redis no more than the read of the session: where it lives is known without asking.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

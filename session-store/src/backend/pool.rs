@@ -37,8 +37,8 @@ use std::{
 use ::metrics::SharedString;
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use redis::{
-    AsyncConnectionConfig, Client, ConnectionInfo, ErrorKind, IntoConnectionInfo, RedisError,
-    RedisResult, Value,
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
+    RedisError, RedisResult, Value,
     aio::PubSub,
     cluster::{ClusterClient, ClusterClientBuilder},
     sentinel::SentinelNodeConnectionInfo,
@@ -254,7 +254,7 @@ impl Manager {
                 let Some(info) = self.listen_to.get(attempt % self.listen_to.len().max(1)) else {
                     return Err(RedisError::from((
                         ErrorKind::InvalidClientConfig,
-                        "a store built on a manager of its own has no address to subscribe at",
+                        NO_ADDRESS,
                     )));
                 };
                 Client::open(info.clone())?
@@ -284,6 +284,66 @@ impl Manager {
         }
     }
 
+    /// The servers that hold sessions, for the near cache to track: the server; behind
+    /// Sentinel the primary and its replicas (`ROLE`); on a cluster every node that is not
+    /// failed (`CLUSTER NODES` of the first node given that answers), replicas included.
+    pub(crate) async fn session_servers(&self) -> RedisResult<Vec<ConnectionInfo>> {
+        match &self.source {
+            Source::Node(_) => self
+                .listen_to
+                .first()
+                .cloned()
+                .map(|info| vec![info])
+                .ok_or_else(|| RedisError::from((ErrorKind::InvalidClientConfig, NO_ADDRESS))),
+            Source::Sentinel(sentinels) => {
+                let primary = sentinels.primary_client().await?;
+                let mut connection = primary.get_multiplexed_async_connection().await?;
+                let role: Value = redis::cmd("ROLE").query_async(&mut connection).await?;
+                let info = primary.get_connection_info().clone();
+                let mut servers: Vec<_> = sentinel::replicas(&role)
+                    .into_iter()
+                    .map(|(host, port)| at(&info, host, port))
+                    .collect();
+                servers.push(info);
+                Ok(servers)
+            }
+            Source::Cluster(_) => {
+                let mut failure = None;
+                for seed in &self.listen_to {
+                    let asked = async {
+                        let client = Client::open(seed.clone())?;
+                        let mut connection = client.get_multiplexed_async_connection().await?;
+                        redis::cmd("CLUSTER")
+                            .arg("NODES")
+                            .query_async::<String>(&mut connection)
+                            .await
+                    };
+                    match asked.await {
+                        Ok(nodes) => {
+                            return Ok(live_nodes(&nodes)
+                                .map(|(host, port)| at(seed, host.to_owned(), port))
+                                .collect());
+                        }
+                        Err(err) => failure = Some(err),
+                    }
+                }
+                Err(failure.unwrap_or_else(|| {
+                    RedisError::from((ErrorKind::InvalidClientConfig, NO_ADDRESS))
+                }))
+            }
+        }
+    }
+
+    /// Whether it can tell [`session_servers`](Self::session_servers): it was given addresses.
+    pub(crate) fn knows_servers(&self) -> bool {
+        matches!(self.source, Source::Sentinel(_)) || !self.listen_to.is_empty()
+    }
+
+    /// Whether the servers that hold sessions can change while it runs (a cluster, Sentinel).
+    pub(crate) fn has_many_servers(&self) -> bool {
+        !matches!(self.source, Source::Node(_))
+    }
+
     /// The kind of deployment its connections go to.
     pub(crate) fn topology(&self) -> Topology {
         match self.source {
@@ -292,6 +352,46 @@ impl Manager {
             Source::Sentinel(_) => Topology::Sentinel,
         }
     }
+}
+
+/// Why a store on a manager of its own cannot track or subscribe.
+const NO_ADDRESS: &str = "a store built on a manager of its own has no address to connect to";
+
+/// `info` for the server at `host:port` instead: the same credentials and TLS settings.
+fn at(info: &ConnectionInfo, host: String, port: u16) -> ConnectionInfo {
+    let addr = match info.addr() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host, port),
+    };
+    info.clone().set_addr(addr)
+}
+
+/// The `host` and `port` of the nodes in a `CLUSTER NODES` reply that are not failed (nor
+/// joining, nor without an address).
+fn live_nodes(nodes: &str) -> impl Iterator<Item = (&str, u16)> {
+    nodes.lines().filter_map(|line| {
+        let mut fields = line.split(' ');
+        let address = fields.nth(1)?;
+        let flags = fields.next()?;
+        if flags
+            .split(',')
+            .any(|flag| matches!(flag, "fail" | "handshake" | "noaddr"))
+        {
+            return None;
+        }
+        let address = address.split(['@', ',']).next()?;
+        let (host, port) = address.rsplit_once(':')?;
+        Some((host, port.parse().ok()?))
+    })
 }
 
 fn install_crypto_provider() {

@@ -174,6 +174,27 @@ fn switched_to(payload: &str, master_name: &str) -> Option<String> {
 }
 
 /// Whether a `ROLE` reply says the server is a primary.
+/// The replicas (`host`, `port`) a primary's `ROLE` reply lists.
+pub(crate) fn replicas(role: &Value) -> Vec<(String, u16)> {
+    let Value::Array(parts) = role else {
+        return Vec::new();
+    };
+    let Some(Value::Array(replicas)) = parts.get(2) else {
+        return Vec::new();
+    };
+    replicas
+        .iter()
+        .filter_map(|replica| {
+            let Value::Array(fields) = replica else {
+                return None;
+            };
+            let host: String = redis::from_redis_value_ref(fields.first()?).ok()?;
+            let port: String = redis::from_redis_value_ref(fields.get(1)?).ok()?;
+            Some((host, port.parse().ok()?))
+        })
+        .collect()
+}
+
 pub(crate) fn is_primary(role: &Value) -> bool {
     match role {
         Value::Array(fields) => fields

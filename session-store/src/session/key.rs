@@ -9,6 +9,9 @@ use sha2::{Digest as _, Sha256};
 /// session through the logs.
 const REFERENCE_LEN: usize = 12;
 
+/// What follows the store's prefix in every session key.
+const SESSIONS: &str = "s:";
+
 /// The Redis key of one session, `{prefix}s:{base64url(sha256(id))}`, and the short reference
 /// to it that logs carry.
 ///
@@ -29,11 +32,16 @@ impl RedisKey {
         Self::from_digest(prefix, &digest(id))
     }
 
+    /// The part every session key under `prefix` starts with.
+    pub(crate) fn sessions_prefix(prefix: &str) -> String {
+        format!("{prefix}{SESSIONS}")
+    }
+
     /// The key of the session whose id has this digest, under `prefix`.
     pub(crate) fn from_digest(prefix: &str, digest: &str) -> Self {
-        let mut key = String::with_capacity(prefix.len() + 2 + digest.len());
+        let mut key = String::with_capacity(prefix.len() + SESSIONS.len() + digest.len());
         key.push_str(prefix);
-        key.push_str("s:");
+        key.push_str(SESSIONS);
         let digest_at = key.len();
         key.push_str(digest);
         Self { key, digest_at }

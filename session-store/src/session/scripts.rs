@@ -1,7 +1,8 @@
 //! The Lua scripts for the writes that must be atomic: creating a session without overwriting
 //! another, replacing a whole state, ending a session with its announcement, the users' index
-//! and the login throttle's counters. (Reads and the writes of changed entries need none:
-//! plain commands in one pipeline cost Redis a fraction of a script call.)
+//! and the login throttle's counters; and the near cache's read, which slides an expiry only
+//! when it is due. (Other reads and the writes of changed entries need none: plain commands in
+//! one pipeline cost Redis a fraction of a script call.)
 
 use std::sync::LazyLock;
 
@@ -54,6 +55,10 @@ pub(crate) static SAVE: LazyLock<LuaScript> = session_script!("save.lua");
 
 /// Replaces a live session's state; a session that is gone stays gone.
 pub(crate) static REPLACE: LazyLock<LuaScript> = session_script!("replace.lua");
+
+/// Reads a session for the near cache, sliding its expiry only when it is due.
+pub(crate) static NEAR_READ: LazyLock<LuaScript> =
+    LazyLock::new(|| LuaScript::new(include_str!("lua/near_read.lua")));
 
 /// Writes what a request changed into a session of actix-session's own store.
 pub(crate) static LEGACY_UPDATE: LazyLock<LuaScript> =

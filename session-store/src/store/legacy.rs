@@ -100,7 +100,7 @@ impl RedisSessionStore {
         }
         let seal = self.seal(session_key, key);
         Ok(match self.read_hash(key, class, &seal, None).await? {
-            Hash::Found(state, created, rewrite) => {
+            Hash::Found(state, created, rewrite, _) => {
                 scope::remember(session_key.as_ref(), key, &state, created, rewrite);
                 Some(state)
             }
@@ -265,7 +265,7 @@ impl RedisSessionStore {
         if !moved {
             // Another request of the session moved it first: take what that one made.
             return Ok(match self.read_hash(key, class, &seal, None).await? {
-                Hash::Found(state, created, rewrite) => {
+                Hash::Found(state, created, rewrite, _) => {
                     scope::remember(session_key.as_ref(), key, &state, created, rewrite);
                     Some(state)
                 }

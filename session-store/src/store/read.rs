@@ -1,27 +1,35 @@
 //! Reading a session: one round trip for the hash and the sliding of its expiry.
 
+use std::time::Duration;
+
 use actix_session::storage::SessionKey;
 
 use crate::{
     backend::batch::Batch,
     config::LegacyStep,
     error::StoreError,
+    near::Lookup,
     request::scope,
     session::{
+        clock::millis,
         fields::{self, SessionState},
         key::RedisKey,
+        scripts,
         seal::Seal,
         session_id::IdleClass,
     },
     store::{RedisSessionStore, legacy::OldSession},
-    telemetry::log,
+    telemetry::{instruments, log},
 };
+
+/// A hash's fields and values, as Redis lists them.
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// What a read of a session's hash found.
 pub(super) enum Hash {
-    /// A live session: its state, its creation time and the entries stored in the other form
-    /// than the store writes now.
-    Found(SessionState, u64, Vec<String>),
+    /// A live session: its state, its creation time, the entries stored in the other form
+    /// than the store writes now, and (with the near cache) the time it had left to live.
+    Found(SessionState, u64, Vec<String>, Option<Duration>),
     /// Nothing at the key.
     Missing,
     /// Something that is no live session (past its lifetime, corrupt, a write's leftover),
@@ -48,9 +56,40 @@ impl RedisSessionStore {
         {
             return self.load_old(session_key, &key, class, old).await;
         }
+        let mark = match self.handle.near().filter(|_| old.is_none()) {
+            Some(near) => match near.lookup(key.as_str()) {
+                Lookup::Hit(copy) if self.handle.within_lifetime(copy.created) => {
+                    instruments::near_cache("hit");
+                    let state = copy.state.clone();
+                    scope::remember(
+                        session_key.as_ref(),
+                        &key,
+                        &state,
+                        copy.created,
+                        copy.rewrite.clone(),
+                    );
+                    return Ok(Some(state));
+                }
+                // A copy past its lifetime: Redis's answer ends the session.
+                Lookup::Hit(_) => None,
+                Lookup::Miss(mark) => Some(mark),
+            },
+            None => None,
+        };
         let seal = self.seal(session_key, &key);
         match self.read_hash(&key, class, &seal, old.as_ref()).await? {
-            Hash::Found(state, created, rewrite) => {
+            Hash::Found(state, created, rewrite, left) => {
+                if let (Some(near), Some(mark), Some(left)) = (self.handle.near(), mark, left) {
+                    instruments::near_cache("miss");
+                    let slide_after = self.idle_timeout(class);
+                    near.keep(
+                        key.as_str(),
+                        mark,
+                        (&state, created, &rewrite),
+                        left,
+                        slide_after,
+                    );
+                }
                 scope::remember(session_key.as_ref(), &key, &state, created, rewrite);
                 Ok(Some(state))
             }
@@ -72,25 +111,19 @@ impl RedisSessionStore {
         seal: &Seal<'_>,
         old: Option<&OldSession>,
     ) -> Result<Hash, StoreError> {
-        let mut pipe = Batch::new();
-        pipe.cmd("HGETALL").arg(key);
-        pipe.cmd("PEXPIRE")
-            .arg(key)
-            .arg(self.idle_millis(class))
-            .ignore();
-        let fields = match self.handle.backend().query(&pipe).await {
+        let (fields, left) = match self.fetch_hash(key, class).await {
             // Something other than a hash at the key: no session of ours either.
-            Err(StoreError::Redis(err)) if err.code() == Some("WRONGTYPE") => None,
-            result => Some(result?),
+            Err(StoreError::Redis(err)) if err.code() == Some("WRONGTYPE") => (None, None),
+            result => {
+                let (fields, left) = result?;
+                (Some(fields), left)
+            }
         };
-        if fields
-            .as_ref()
-            .is_some_and(|(fields,): &(Vec<_>,)| fields.is_empty())
-        {
+        if fields.as_ref().is_some_and(Vec::is_empty) {
             log::unknown(key);
             return Ok(Hash::Missing);
         }
-        let Some(stored) = fields.and_then(|(fields,)| fields::decode(fields, seal)) else {
+        let Some(stored) = fields.and_then(|fields| fields::decode(fields, seal)) else {
             log::corrupt(key);
             self.delete_key(key).await?;
             return Ok(Hash::Ended);
@@ -113,14 +146,51 @@ impl RedisSessionStore {
             return Ok(Hash::Ended);
         }
         seal.remember(&stored.state);
-        Ok(Hash::Found(stored.state, created, stored.rewrite))
+        // A move settled on the way changed the hash since it was read: no copy of it.
+        let left = left.filter(|_| stored.migrating.is_none());
+        Ok(Hash::Found(stored.state, created, stored.rewrite, left))
+    }
+
+    /// The hash's fields, in one round trip that slides its expiry: on every read, or with the
+    /// near cache only once the slide is due (a script), which also tells how long the
+    /// session has left to live.
+    async fn fetch_hash(
+        &self,
+        key: &RedisKey,
+        class: IdleClass,
+    ) -> Result<(Fields, Option<Duration>), StoreError> {
+        let backend = self.handle.backend();
+        if self.handle.near().is_none() {
+            let mut pipe = Batch::new();
+            pipe.cmd("HGETALL").arg(key);
+            pipe.cmd("PEXPIRE")
+                .arg(key)
+                .arg(self.idle_millis(class))
+                .ignore();
+            let (fields,) = backend.query(&pipe).await?;
+            return Ok((fields, None));
+        }
+        let slide_after = millis(self.idle_timeout(class));
+        let ttl = self.idle_millis(class);
+        let (left, fields): (i64, Fields) = backend
+            .run_read_script(&scripts::NEAR_READ, key, |cmd| {
+                cmd.arg(slide_after).arg(ttl);
+            })
+            .await?;
+        let left = u64::try_from(left).ok().map(Duration::from_millis);
+        Ok((fields, left))
     }
 
     pub(super) async fn touch(&self, session_key: &SessionKey) -> Result<(), StoreError> {
         let Some((key, class)) = self.redis_key(session_key) else {
             return Ok(());
         };
-        // A plain PEXPIRE cannot create a key, so it cannot revive an ended session.
+        // A plain PEXPIRE cannot create a key, so it cannot revive an ended session. With the
+        // near cache, the read's script slides it only when due.
+        if self.handle.near().is_some() {
+            self.fetch_hash(&key, class).await?;
+            return Ok(());
+        }
         let idle = self.idle_millis(class);
         self.handle
             .backend()

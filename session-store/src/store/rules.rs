@@ -2,6 +2,8 @@
 //! must never reach Redis as), idle classes and lifetimes, the size limit, and the head of
 //! arguments every script takes.
 
+use std::time::Duration;
+
 use actix_session::storage::SessionKey;
 use redis::{Cmd, FromRedisValue};
 
@@ -33,6 +35,21 @@ impl RedisSessionStore {
         Some((key, class))
     }
 
+    /// Drops this instance's near-cache copy of the session under `session_key`, and keeps
+    /// reads in flight from putting one back: called before and after a write of it, so that
+    /// no request here sees the session as it was before the write once the write is done
+    /// (other instances hear of the write from Redis).
+    pub(super) fn forget_copy(&self, session_key: &SessionKey) {
+        let Some(near) = self.handle.near() else {
+            return;
+        };
+        if let Some((id, _)) = session_id::parse(session_key.as_ref()) {
+            let key = scope::key_loaded_as(session_key.as_ref())
+                .unwrap_or_else(|| RedisKey::for_id(&self.handle.config().key_prefix, id));
+            near.forget([key.as_str().as_bytes()]);
+        }
+    }
+
     /// The sealing of the entries of the session under `session_key` (already parsed by
     /// [`redis_key`](Self::redis_key) into `key`).
     pub(super) fn seal<'a>(&'a self, session_key: &'a SessionKey, key: &'a RedisKey) -> Seal<'a> {
@@ -49,13 +66,20 @@ impl RedisSessionStore {
         }
     }
 
-    /// How long a session of `class` lives without being used, in milliseconds.
+    /// The time to live a session of `class` gets at each slide of its expiry, in
+    /// milliseconds: its idle timeout, and with the near cache the slide granularity on top.
     pub(super) fn idle_millis(&self, class: IdleClass) -> u64 {
+        let idle = self.idle_timeout(class);
+        millis(idle + self.handle.config().slide_granularity(idle))
+    }
+
+    /// How long a session of `class` lives without being used.
+    pub(super) fn idle_timeout(&self, class: IdleClass) -> Duration {
         let config = self.handle.config();
-        millis(match class {
+        match class {
             IdleClass::Normal => config.idle_timeout,
             IdleClass::Anonymous => config.anonymous_idle_timeout.min(config.idle_timeout),
-        })
+        }
     }
 
     /// Whether a renewal from `loaded` to `renewed` changed who the session belongs to.

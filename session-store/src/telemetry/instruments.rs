@@ -27,6 +27,7 @@ macro_rules! span {
             db.system = "redis",
             db.operation.name = Empty,
             session = Empty,
+            near_cache = Empty,
             outcome = Empty,
             round_trips = Empty,
             duration_ms = Empty,
@@ -137,6 +138,12 @@ tokio::task_local! {
 /// Counts one round trip of the operation under way, for its span.
 pub(crate) fn round_trip() {
     let _ = ROUND_TRIPS.try_with(|trips| trips.set(trips.get() + 1));
+}
+
+/// Records whether a read came from the near cache (`"hit"`) or from Redis (`"miss"`), in
+/// its span.
+pub(crate) fn near_cache(result: &'static str) {
+    tracing::Span::current().record("near_cache", result);
 }
 
 /// Records the session an operation is about, in its span.

@@ -1,0 +1,370 @@
+//! The invalidation link: one RESP3 connection to each server that holds sessions, each
+//! tracking the session keys' prefix (`CLIENT TRACKING ON BCAST PREFIX`), on a thread of its
+//! own so that a busy application never delays an invalidation.
+//!
+//! Which servers: the single server; behind Sentinel the primary and its replicas; on a
+//! cluster every node that is not failed, replicas included. A replica sends invalidations
+//! for the writes it replicates, so when a failover promotes it, its link was there before its
+//! first write. The servers are asked for again every [`REDISCOVER_EVERY`]; a change of the
+//! set (a node added, a failover behind Sentinel that moved the replicas) rebuilds the link.
+//!
+//! Every [`HEARTBEAT`] each connection is sent a `PING`: on one connection invalidations and
+//! replies arrive in order, so once every `PONG` is in, every change Redis made before the
+//! `PING`s were sent has reached the cache. A connection that closes, a `PING` that fails or
+//! takes longer than [`LINK_SILENCE`](super::LINK_SILENCE), or a changed set of servers puts the
+//! link down (nothing served, every copy dropped) until a new one is up.
+
+use std::{
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use std::{
+    io,
+    pin::Pin,
+    sync::atomic::AtomicU64,
+    task::{Context, Poll},
+};
+
+use futures_util::future::try_join_all;
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, ProtocolVersion, PushInfo,
+    PushKind, RedisError, RedisResult, Value, aio::MultiplexedConnection,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::{LINK_SILENCE, NearCache};
+use crate::backend::pool::Pool;
+
+/// How often each tracking connection is sent a `PING`.
+pub(crate) const HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// How often the servers that hold sessions are asked for again.
+pub(crate) const REDISCOVER_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest pause between two attempts to bring the link up.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Starts the link of `cache` for the sessions under `prefix`, on the servers `pool` reaches,
+/// on a thread of its own that ends once the cache is dropped.
+pub(crate) fn start(cache: &Arc<NearCache>, pool: Pool, prefix: String) {
+    let cache = Arc::downgrade(cache);
+    let started = std::thread::Builder::new()
+        .name("session-store-near-cache".to_owned())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the near cache's link");
+            runtime.block_on(run(&cache, &pool, &prefix));
+        });
+    if let Err(err) = started {
+        tracing::error!(error = %err, "near cache: no thread for its link, so it serves nothing");
+    }
+}
+
+/// Brings the link up again and again, until the cache is dropped.
+async fn run(cache: &Weak<NearCache>, pool: &Pool, prefix: &str) {
+    let mut backoff = HEARTBEAT;
+    let mut failures = 0_u32;
+    while cache.strong_count() > 0 {
+        let generation = match cache.upgrade() {
+            Some(cache) => cache.next_generation(),
+            None => return,
+        };
+        let Err(err) = track(cache, pool, prefix, generation).await else {
+            return;
+        };
+        if let Some(cache) = cache.upgrade() {
+            cache.link_down(generation);
+        }
+        // One line per outage, not one per attempt.
+        if failures == 0 {
+            tracing::warn!(error = %err, "near cache: link down, reads go to Redis");
+        }
+        failures += 1;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        if err.was_up {
+            backoff = HEARTBEAT;
+            failures = 0;
+        }
+    }
+}
+
+/// Why a link ended, and whether it had been up.
+struct Broken {
+    reason: String,
+    was_up: bool,
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Connects to every server, brings the link of `generation` up and keeps it beating; returns
+/// `Ok` once the cache is dropped, or why the link broke.
+async fn track(
+    cache: &Weak<NearCache>,
+    pool: &Pool,
+    prefix: &str,
+    generation: u64,
+) -> Result<(), Broken> {
+    let broken = |was_up: bool| {
+        move |err: redis::RedisError| Broken {
+            reason: err.to_string(),
+            was_up,
+        }
+    };
+    let manager = pool.manager();
+    let servers = manager.session_servers().await.map_err(broken(false))?;
+    let mut links = Vec::with_capacity(servers.len());
+    for server in &servers {
+        links.push(
+            Tracking::connect(cache, server, prefix, generation)
+                .await
+                .map_err(broken(false))?,
+        );
+    }
+    {
+        let Some(cache) = cache.upgrade() else {
+            return Ok(());
+        };
+        let watches = links.iter().map(|link| Arc::clone(&link.watch)).collect();
+        if !cache.link_up(generation, watches, || links.iter().all(Tracking::is_alive)) {
+            return Err(Broken {
+                reason: "a connection closed as the link came up".to_owned(),
+                was_up: false,
+            });
+        }
+    }
+    let mut discovered = Instant::now();
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let sent = Instant::now();
+        let beats = links.iter_mut().map(Tracking::beat);
+        let beat = tokio::time::timeout(LINK_SILENCE, try_join_all(beats)).await;
+        let Some(cache) = cache.upgrade() else {
+            return Ok(());
+        };
+        if !cache.is_current(generation) {
+            return Err(Broken {
+                reason: "a tracking connection closed".to_owned(),
+                was_up: true,
+            });
+        }
+        match beat {
+            Ok(Ok(_)) => cache.heard(sent),
+            Ok(Err(err)) => return Err(broken(true)(err)),
+            Err(_) => {
+                return Err(Broken {
+                    reason: format!("no answer to a heartbeat within {LINK_SILENCE:?}"),
+                    was_up: true,
+                });
+            }
+        }
+        if discovered.elapsed() >= REDISCOVER_EVERY && manager.has_many_servers() {
+            discovered = Instant::now();
+            let now = manager.session_servers().await.map_err(broken(true))?;
+            if addresses(&now) != addresses(&servers) {
+                return Err(Broken {
+                    reason: "the servers that hold sessions changed".to_owned(),
+                    was_up: true,
+                });
+            }
+        }
+    }
+}
+
+fn addresses(servers: &[ConnectionInfo]) -> Vec<String> {
+    let mut addresses: Vec<_> = servers.iter().map(|s| s.addr().to_string()).collect();
+    addresses.sort();
+    addresses
+}
+
+/// One server's tracking connection, whether it is still open, and the watch on its socket.
+struct Tracking {
+    connection: MultiplexedConnection,
+    alive: Arc<AtomicBool>,
+    watch: Arc<Watch>,
+}
+
+impl Tracking {
+    /// A RESP3 connection to `server` whose invalidations of keys under `prefix` go to
+    /// `cache`, and whose closing puts the link of `generation` down.
+    async fn connect(
+        cache: &Weak<NearCache>,
+        server: &ConnectionInfo,
+        prefix: &str,
+        generation: u64,
+    ) -> RedisResult<Self> {
+        let settings = server
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let ConnectionAddr::Tcp(host, port) = server.addr() else {
+            return Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "the near cache tracks over plain TCP only",
+            )));
+        };
+        let stream = tokio::time::timeout(
+            LINK_SILENCE,
+            tokio::net::TcpStream::connect((host.as_str(), *port)),
+        )
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        stream.set_nodelay(true)?;
+        let stream = stream.into_std()?;
+        let watch = Arc::new(Watch {
+            socket: stream.try_clone()?,
+            begun: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
+        });
+        let stream = Watched {
+            inner: tokio::net::TcpStream::from_std(stream)?,
+            watch: Arc::clone(&watch),
+        };
+        let alive = Arc::new(AtomicBool::new(true));
+        let pushes = {
+            let cache = cache.clone();
+            let alive = Arc::clone(&alive);
+            move |push: PushInfo| {
+                if let Some(cache) = cache.upgrade() {
+                    receive(&cache, push, generation, &alive);
+                }
+                Ok::<(), ()>(())
+            }
+        };
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(LINK_SILENCE))
+            .set_push_sender(pushes);
+        let (mut connection, driver) = tokio::time::timeout(
+            LINK_SILENCE,
+            MultiplexedConnection::new_with_config(&settings, stream, config),
+        )
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        tokio::spawn(driver);
+        redis::cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .arg("BCAST")
+            .arg("PREFIX")
+            .arg(prefix)
+            .exec_async(&mut connection)
+            .await?;
+        Ok(Self {
+            connection,
+            alive,
+            watch,
+        })
+    }
+
+    fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    async fn beat(&mut self) -> RedisResult<()> {
+        redis::cmd("PING").exec_async(&mut self.connection).await
+    }
+}
+
+/// Applies one push of a tracking connection of the link of `generation` to `cache`.
+fn receive(cache: &NearCache, push: PushInfo, generation: u64, alive: &AtomicBool) {
+    match push.kind {
+        PushKind::Invalidate => match push.data.first() {
+            Some(Value::Array(keys)) => {
+                cache.invalidated(keys.len());
+                cache.forget(keys.iter().filter_map(|key| match key {
+                    Value::BulkString(key) => Some(key.as_slice()),
+                    _ => None,
+                }));
+            }
+            // A flush: every key is gone.
+            _ => cache.forget_all(),
+        },
+        PushKind::Disconnection => {
+            alive.store(false, Ordering::Release);
+            cache.link_down(generation);
+        }
+        _ => {}
+    }
+}
+
+/// What tells, without waiting, whether everything Redis sent on a tracking connection has
+/// been applied: a second handle on its socket, to look for bytes not yet read, and counts of
+/// the reads begun and of those that found the socket empty.
+///
+/// Redis writes a change's invalidations out before (or in the same pass as) the answer to the
+/// change, so once a client has that answer, the invalidation is at least in this socket: if
+/// the socket holds nothing and every read taken from it was applied, no change whose answer
+/// is out can be missing from the cache. (The connection's driver reads again only after it
+/// applied every message of its last read.)
+#[derive(Debug)]
+pub(crate) struct Watch {
+    socket: std::net::TcpStream,
+    begun: AtomicU64,
+    settled: AtomicU64,
+}
+
+impl Watch {
+    /// Whether every byte Redis sent so far has been applied: no read in progress or
+    /// unapplied, and nothing waiting in the socket.
+    pub(crate) fn is_quiet(&self) -> bool {
+        let begun = self.begun.load(Ordering::SeqCst);
+        if self.settled.load(Ordering::SeqCst) != begun {
+            return false;
+        }
+        let mut byte = [0_u8];
+        let empty = matches!(
+            self.socket.peek(&mut byte),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock
+        );
+        empty && self.begun.load(Ordering::SeqCst) == begun
+    }
+}
+
+/// A tracking connection's socket, counting the reads of its [`Watch`].
+struct Watched {
+    inner: tokio::net::TcpStream,
+    watch: Arc<Watch>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let begun = self.watch.begun.fetch_add(1, Ordering::SeqCst) + 1;
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if read.is_pending() {
+            self.watch.settled.store(begun, Ordering::SeqCst);
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

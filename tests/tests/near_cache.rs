@@ -40,6 +40,7 @@ fn near(prefix: &str) -> RedisSessionStoreBuilder {
         .key_prefix(prefix)
         .user_entry("user")
         .near_cache(10_000)
+        .seal_entries(std::env::var("NO_NEAR").is_err())
 }
 
 /// The process's metrics recorder (each test runs in a process of its own).
@@ -186,20 +187,32 @@ async fn worker(
     tally
 }
 
-/// Waits until instance `app` serves a read of `cookie`'s session from memory, as its store's
-/// link is up: reads of a session whose copy is servable leave Redis untouched, so a change
-/// made behind the store's back (straight in Redis) is what tells.
-async fn wait_until_linked(apps: &[impl TestApp]) {
-    // The links come up within a few heartbeats; give them a generous bound.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = apps;
+/// Waits until every instance serves reads of `cookie`'s session from memory (their links are
+/// up); panics after 10 s.
+async fn wait_until_linked(apps: &[impl TestApp], cookie: &Cookie<'static>, store: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for app in apps {
+        loop {
+            near_reads(store);
+            prime(app, "user", cookie).await;
+            if near_reads(store).0 > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the near cache never served a read"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 async fn no_change_is_served_stale(deployment: Deployment) {
     let prefix = unique_prefix();
     snapshotter();
     let (stores, apps, key) = instances(&deployment, near, &prefix).await;
-    wait_until_linked(&apps).await;
+    wait_until_linked(&apps, &log_in(&apps[0]).await, &prefix).await;
+    near_reads(&prefix);
     let started = Instant::now();
     let per_worker = PAIRS.div_ceil(WORKERS);
     let tallies = join_all(
@@ -236,4 +249,262 @@ async fn no_change_is_served_stale_on_a_cluster() {
 #[actix_web::test]
 async fn no_change_is_served_stale_behind_sentinel() {
     no_change_is_served_stale(Deployment::sentinel()).await;
+}
+
+/// The tracking connections of every server of `deployment`, killed by Redis (`CLIENT KILL`):
+/// returns how many.
+async fn kill_tracking_connections(deployment: &Deployment) -> usize {
+    let mut killed = 0;
+    for client in deployment.clients() {
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the server answers");
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut connection)
+            .await
+            .expect("CLIENT LIST");
+        for line in clients.lines() {
+            let field = |name: &str| {
+                line.split(' ')
+                    .find_map(|field| field.strip_prefix(name))
+                    .unwrap_or_default()
+            };
+            if field("flags=").contains('t') {
+                let _: u64 = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("ID")
+                    .arg(field("id="))
+                    .query_async(&mut connection)
+                    .await
+                    .expect("CLIENT KILL");
+                killed += 1;
+            }
+        }
+    }
+    killed
+}
+
+/// Redis cuts every instance's invalidation link: each instance reads from Redis meanwhile
+/// (a change made then is never served stale) and from memory again once its link is back.
+async fn a_cut_link_fails_closed_and_comes_back(deployment: Deployment) {
+    let prefix = unique_prefix();
+    snapshotter();
+    let (_stores, apps, _) = instances(&deployment, near, &prefix).await;
+    let cookie = log_in(&apps[0]).await;
+    wait_until_linked(&apps, &cookie, &prefix).await;
+    for round in 0..5 {
+        for app in &apps {
+            prime(app, "user", &cookie).await;
+        }
+        assert!(kill_tracking_connections(&deployment).await >= INSTANCES);
+        let value = format!("after-cut-{round}");
+        let path = format!("/set/n/{value}");
+        assert_eq!(
+            send(&apps[0], Method::POST, &path, Some(&cookie))
+                .await
+                .status(),
+            200
+        );
+        for (number, app) in apps.iter().enumerate().skip(1) {
+            let read = get_entry(app, "n", Some(&cookie)).await;
+            assert_eq!(
+                read, value,
+                "round {round}: instance {number} read a stale copy"
+            );
+        }
+        wait_until_linked(&apps, &cookie, &prefix).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_cut_link_fails_closed_and_comes_back_on_a_single_server() {
+    a_cut_link_fails_closed_and_comes_back(Deployment::single()).await;
+}
+
+#[actix_web::test]
+async fn a_cut_link_fails_closed_and_comes_back_on_a_cluster() {
+    a_cut_link_fails_closed_and_comes_back(Deployment::cluster().alone()).await;
+}
+
+#[actix_web::test]
+async fn a_cut_link_fails_closed_and_comes_back_behind_sentinel() {
+    a_cut_link_fails_closed_and_comes_back(Deployment::sentinel().alone()).await;
+}
+
+/// A session idle for longer than its idle timeout plus the slide granularity is gone on
+/// every instance, though each held a copy; one read within that time keeps it.
+#[actix_web::test]
+async fn an_idle_session_ends_on_every_instance() {
+    let deployment = Deployment::single();
+    let prefix = unique_prefix();
+    snapshotter();
+    let (_stores, apps, _) = instances(
+        &deployment,
+        |prefix| {
+            near(prefix)
+                .idle_timeout(Duration::from_millis(1500))
+                .slide_granularity(Duration::from_millis(300))
+        },
+        &prefix,
+    )
+    .await;
+    let idle = log_in(&apps[0]).await;
+    let active = log_in(&apps[0]).await;
+    wait_until_linked(&apps, &idle, &prefix).await;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        for app in &apps {
+            assert_eq!(get_entry(app, "user", Some(&active)).await, "alice");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (number, app) in apps.iter().enumerate() {
+        assert_eq!(
+            get_entry(app, "user", Some(&idle)).await,
+            "none",
+            "instance {number}: a session idle for {:?}",
+            started.elapsed()
+        );
+        assert_eq!(get_entry(app, "user", Some(&active)).await, "alice");
+    }
+}
+
+/// `GET /get/{name}` with `cookie`: the entry's value or `"none"`, or `None` when the
+/// instance could not answer (Redis unavailable during a failover).
+async fn try_get(app: &impl TestApp, name: &str, cookie: &Cookie<'static>) -> Option<String> {
+    let response = send(app, Method::GET, &format!("/get/{name}"), Some(cookie)).await;
+    if !response.status().is_success() {
+        return None;
+    }
+    let body = actix_web::test::read_body(response).await;
+    Some(String::from_utf8(body.to_vec()).expect("a UTF-8 body"))
+}
+
+/// Writes on one instance, each read on another as soon as its answer is back, until
+/// `until`: the stale reads among them, and how many pairs completed. A pair whose write or
+/// read Redis could not take (during a failover) is left out.
+async fn pairs_until(apps: &[impl TestApp], number: usize, until: Instant) -> (Vec<String>, usize) {
+    let (mut stale, mut done) = (Vec::new(), 0);
+    let mut cookie = None;
+    let mut i = 0;
+    while Instant::now() < until {
+        i += 1;
+        let writer = (number + i) % INSTANCES;
+        let reader = (writer + 1) % INSTANCES;
+        let Some(session) = &cookie else {
+            let login = send(&apps[writer], Method::POST, "/set/user/alice", None).await;
+            cookie = session_cookie(&login).filter(|_| login.status() == 200);
+            continue;
+        };
+        if try_get(&apps[reader], "n", session).await.is_none() {
+            continue;
+        }
+        try_get(&apps[reader], "n", session).await;
+        let value = i.to_string();
+        let set = send(
+            &apps[writer],
+            Method::POST,
+            &format!("/set/n/{value}"),
+            Some(session),
+        )
+        .await;
+        if set.status() != 200 {
+            // Unknown whether it landed; a session lost to the failover starts again.
+            cookie = None;
+            continue;
+        }
+        match try_get(&apps[reader], "n", session).await {
+            Some(read) if read != value => {
+                stale.push(format!("pair {i}: read {read}, wrote {value}"))
+            }
+            Some(_) => done += 1,
+            None => {}
+        }
+    }
+    (stale, done)
+}
+
+/// Promotes a replica: on a cluster, one of the first primary's (`CLUSTER FAILOVER`); behind
+/// Sentinel, whichever the sentinels pick (`SENTINEL FAILOVER`).
+async fn fail_over(deployment: &Deployment) {
+    let (client, command) = match deployment {
+        Deployment::Cluster(cluster) => {
+            let primary = cluster.primaries().expect("the cluster's primaries")[0];
+            let replica = cluster.replicas_of(primary).expect("its replicas")[0];
+            let node = cluster.node(replica);
+            (
+                redis::Client::open(node.url()).expect("a node's URL"),
+                redis::cmd("CLUSTER").arg("FAILOVER").clone(),
+            )
+        }
+        Deployment::Sentinel(sentinels) => {
+            let url = &sentinels.sentinel_urls()[0];
+            let mut command = redis::cmd("SENTINEL");
+            command.arg("FAILOVER").arg(sentinels.master_name());
+            (
+                redis::Client::open(url.as_str()).expect("a sentinel's URL"),
+                command,
+            )
+        }
+        Deployment::Single(_) => panic!("a single server has no replica"),
+    };
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the server answers");
+    let () = command
+        .query_async(&mut connection)
+        .await
+        .expect("the failover starts");
+}
+
+/// Writes on one instance read on another while a replica is promoted: no read is stale, and
+/// once the failover is over the instances serve from memory again.
+async fn a_failover_serves_nothing_stale(deployment: Deployment) {
+    let prefix = unique_prefix();
+    snapshotter();
+    // Writes wait for the replica: a write the old primary took after the promotion, which
+    // the failover loses with or without a cache, fails instead of being acknowledged.
+    let builder = |prefix: &str| near(prefix).min_replica_acks(1, Duration::from_millis(200));
+    let (_stores, apps, _) = instances(&deployment, builder, &prefix).await;
+    wait_until_linked(&apps, &log_in(&apps[0]).await, &prefix).await;
+    let until = Instant::now() + Duration::from_secs(8);
+    let workers = join_all((0..WORKERS).map(|number| pairs_until(&apps, number, until)));
+    let failover = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        fail_over(&deployment).await;
+    };
+    let (results, ()) = futures_util::join!(workers, failover);
+    let stale: Vec<&String> = results.iter().flat_map(|(stale, _)| stale).collect();
+    let done: usize = results.iter().map(|(_, done)| done).sum();
+    eprintln!(
+        "{}: {done} pairs through a failover, {} stale",
+        deployment.name(),
+        stale.len()
+    );
+    assert!(stale.is_empty(), "{} stale reads: {stale:?}", stale.len());
+    assert!(done > 100, "only {done} pairs completed");
+    // Once the failover is over (writes are taken again), reads come from memory again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cookie = loop {
+        let login = send(&apps[0], Method::POST, "/set/user/alice", None).await;
+        if login.status() == 200 {
+            break session_cookie(&login).expect("a session cookie");
+        }
+        assert!(Instant::now() < deadline, "no login after the failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    wait_until_linked(&apps, &cookie, &prefix).await;
+}
+
+#[actix_web::test]
+async fn a_cluster_failover_serves_nothing_stale() {
+    a_failover_serves_nothing_stale(Deployment::cluster().alone()).await;
+}
+
+#[actix_web::test]
+async fn a_sentinel_failover_serves_nothing_stale() {
+    a_failover_serves_nothing_stale(Deployment::sentinel().alone()).await;
 }

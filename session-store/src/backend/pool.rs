@@ -334,6 +334,15 @@ impl Manager {
         }
     }
 
+    /// How many switches of primary the sentinels announced so far (none but behind
+    /// Sentinel).
+    pub(crate) fn switches(&self) -> u64 {
+        match &self.source {
+            Source::Sentinel(sentinels) => sentinels.switches(),
+            Source::Node(_) | Source::Cluster(_) => 0,
+        }
+    }
+
     /// Whether it can tell [`session_servers`](Self::session_servers): it was given addresses.
     pub(crate) fn knows_servers(&self) -> bool {
         matches!(self.source, Source::Sentinel(_)) || !self.listen_to.is_empty()

@@ -101,6 +101,11 @@ impl Sentinels {
         self.client.lock().await.async_get_client().await
     }
 
+    /// How many switches of primary the watch has heard of.
+    pub(crate) fn switches(&self) -> u64 {
+        self.switches.load(Ordering::Acquire)
+    }
+
     /// The address of the primary the sentinels named last, once known.
     pub(crate) fn primary(&self) -> Option<String> {
         self.primary

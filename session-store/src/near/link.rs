@@ -8,6 +8,10 @@
 //! first write. The servers are asked for again every [`REDISCOVER_EVERY`]; a change of the
 //! set (a node added, a failover behind Sentinel that moved the replicas) rebuilds the link.
 //!
+//! Behind Sentinel, a switch of primary the sentinels announce rebuilds the link too (within
+//! a heartbeat): copies read from the old primary, which goes on taking writes until the
+//! sentinels reconfigure it, do not outlive the switch.
+//!
 //! Every [`HEARTBEAT`] each connection is sent a `PING`: on one connection invalidations and
 //! replies arrive in order, so once every `PONG` is in, every change Redis made before the
 //! `PING`s were sent has reached the cache. A connection that closes, a `PING` that fails or
@@ -122,6 +126,7 @@ async fn track(
         }
     };
     let manager = pool.manager();
+    let switches = manager.switches();
     let servers = manager.session_servers().await.map_err(broken(false))?;
     let mut links = Vec::with_capacity(servers.len());
     for server in &servers {
@@ -155,6 +160,14 @@ async fn track(
         if !cache.is_current(generation) {
             return Err(Broken {
                 reason: "a tracking connection closed".to_owned(),
+                was_up: true,
+            });
+        }
+        if manager.switches() != switches {
+            // Copies read from the old primary, which goes on taking writes until it is
+            // reconfigured, must not outlive the switch.
+            return Err(Broken {
+                reason: "the sentinels switched primary".to_owned(),
                 was_up: true,
             });
         }

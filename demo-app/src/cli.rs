@@ -228,6 +228,11 @@ pub struct CommonArgs {
     #[arg(long, env = "DEMO_ANONYMOUS_WHEN_REDIS_DOWN")]
     pub anonymous_when_redis_down: bool,
 
+    /// Sessions each instance keeps in its near cache, served with no Redis round trip while
+    /// Redis says they did not change; 0 turns the near cache off.
+    #[arg(long, env = "DEMO_NEAR_CACHE", default_value_t = 10_000)]
+    pub near_cache: usize,
+
     /// Seconds a session may go unused before it ends (default: the store's, 30 minutes).
     #[arg(long, env = "DEMO_IDLE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout: Option<u64>,

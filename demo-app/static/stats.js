@@ -83,6 +83,15 @@
       now: function (p) { return "p99 " + millis(p.duration_ms.p99); }
     },
     {
+      id: "reads",
+      unit: perSecond,
+      series: [
+        { key: "from_memory", label: "from memory", color: "#2e7d32", value: function (p) { return p.reads.from_memory; } },
+        { key: "from_redis", label: "from Redis", color: "#2f5d8a", value: function (p) { return p.reads.from_redis; } }
+      ],
+      now: function (p) { return format(p.round_trips_per_request) + " Redis round trips/request"; }
+    },
+    {
       id: "pool",
       unit: format,
       series: [

@@ -301,40 +301,56 @@ async fn wait_for_the_link() {
 
 /// A signed-in page of the demo and its `/api/me`, both of which say where the session lives,
 /// cost Redis no more than the read of the session: where it lives is known without asking.
+/// With the demo's near cache, the first is the read's script and the next nothing at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_in_page_of_the_demo_costs_only_the_read() {
     use integration_tests::demo::{ApiClient, Demo};
 
     let server = RedisServer::start();
     let monitor = Monitor::start(&server.client()).await;
-    let demo = Demo::launch_on(&server, 1, &[]);
-    let api = ApiClient::default();
-    let cookie = api
-        .log_in(&demo, 0, "alice", "alice-password")
-        .cookie
-        .expect("a session cookie");
-    sent_by_clients(&monitor).await;
-    let me = api.call("GET", &demo, 0, "/api/me", Some(&cookie));
-    assert_eq!(me.status, 200, "{}", me.text);
-    assert_eq!(
-        me.json["redis"]["node"].as_str(),
-        Some(format!("127.0.0.1:{}", server.port()).as_str()),
-        "/api/me names the server: {}",
-        me.json
-    );
-    assert_eq!(
-        sent_by_clients(&monitor).await,
-        trips(0, &READ).1,
-        "/api/me"
-    );
-    let home = api.get_page(&demo.url(0, "/"), &[&cookie]);
-    assert_eq!(home.status, 200);
-    assert!(home.text.contains(&format!("127.0.0.1:{}", server.port())));
-    assert_eq!(
-        sent_by_clients(&monitor).await,
-        trips(0, &READ).1,
-        "the home page"
-    );
+    // The near cache's heartbeats are no request's.
+    let sent = async || {
+        let mut commands = sent_by_clients(&monitor).await;
+        commands.retain(|command| command != "ping");
+        commands
+    };
+    for near_cache in ["0", "1000"] {
+        let demo = Demo::launch_on(&server, 1, &["--near-cache", near_cache]);
+        let api = ApiClient::default();
+        let cookie = api
+            .log_in(&demo, 0, "alice", "alice-password")
+            .cookie
+            .expect("a session cookie");
+        // The near cache serves reads once its invalidation link is up.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let me = api.call("GET", &demo, 0, "/api/me", Some(&cookie));
+        assert_eq!(me.status, 200, "{}", me.text);
+        assert_eq!(
+            me.json["redis"]["node"].as_str(),
+            Some(format!("127.0.0.1:{}", server.port()).as_str()),
+            "/api/me names the server: {}",
+            me.json
+        );
+        sent().await;
+        for round in 0..3 {
+            let me = api.call("GET", &demo, 0, "/api/me", Some(&cookie));
+            assert_eq!(me.status, 200);
+            let home = api.get_page(&demo.url(0, "/"), &[&cookie]);
+            assert_eq!(home.status, 200);
+            assert!(home.text.contains(&format!("127.0.0.1:{}", server.port())));
+            let expected: &[&str] = match near_cache {
+                "0" => &[READ, READ].concat(),
+                _ => &[],
+            };
+            assert_eq!(
+                sent().await,
+                trips(0, expected).1,
+                "/api/me and the home page, round {round}, near cache {near_cache}"
+            );
+        }
+        drop(demo);
+        sent().await;
+    }
 }
 
 /// With the setting for switching from actix-session's own store on, a read of a session in

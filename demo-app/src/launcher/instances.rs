@@ -147,6 +147,7 @@ fn instance_args(launch: &LaunchArgs) -> Vec<OsString> {
     if let Some(seconds) = common.idle_timeout {
         flag("--idle-timeout", Some(seconds.to_string().into()));
     }
+    flag("--near-cache", Some(common.near_cache.to_string().into()));
     if let Some(threads) = common.hash_threads {
         flag("--hash-threads", Some(threads.to_string().into()));
     }

@@ -138,6 +138,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(seconds) = args.common.idle_timeout {
         builder = builder.idle_timeout(std::time::Duration::from_secs(seconds));
     }
+    if args.common.near_cache > 0 {
+        builder = builder.near_cache(args.common.near_cache);
+    }
     if let Some(step) = args.common.legacy_sessions {
         builder = builder.legacy_sessions(step.setting());
     }

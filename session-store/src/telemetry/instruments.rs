@@ -9,7 +9,10 @@
 //! - `session_store_pool_connections{store, state="idle|in_use"}` and
 //!   `session_store_pool_waiters{store}`, gauges, read after each operation;
 //! - `session_store_pool_checks_total{store, result}`, counter of the health checks sent;
-//! - `session_store_state_bytes{store}`, histogram of the size of the states written.
+//! - `session_store_state_bytes{store}`, histogram of the size of the states written;
+//! - `session_store_redis_round_trips_total{store}`, counter of the round trips operations
+//!   made (a read served by the near cache makes none);
+//! - the near cache's, when it is on (see `near.rs`).
 
 use std::{cell::Cell, future::Future, sync::OnceLock, time::Instant};
 
@@ -160,6 +163,7 @@ pub(crate) struct Instruments {
     operations: [[OnceLock<Counter>; Outcome::COUNT]; Operation::COUNT],
     durations: [OnceLock<Histogram>; Operation::COUNT],
     state_bytes: OnceLock<Histogram>,
+    round_trips: OnceLock<Counter>,
     /// Idle connections, connections in use, waiters.
     pool: OnceLock<[Gauge; 3]>,
 }
@@ -179,6 +183,7 @@ impl Instruments {
             operations: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
             durations: std::array::from_fn(|_| OnceLock::new()),
             state_bytes: OnceLock::new(),
+            round_trips: OnceLock::new(),
             pool: OnceLock::new(),
         }
     }
@@ -206,6 +211,13 @@ impl Instruments {
         let ended = result.as_ref().map_or_else(Outcome::of_error, outcome);
         span.record("outcome", ended.name());
         span.record("round_trips", trips);
+        if trips > 0 {
+            self.round_trips
+                .get_or_init(|| {
+                    metrics::counter!("session_store_redis_round_trips_total", "store" => self.store.clone())
+                })
+                .increment(u64::from(trips));
+        }
         span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
         self.operations[operation as usize][ended as usize]
             .get_or_init(|| {

@@ -31,6 +31,17 @@ pub(crate) struct Reading {
     /// sorted by bound.
     durations: Vec<(f64, f64)>,
     pool: Pool,
+    /// Redis round trips of store operations.
+    round_trips: f64,
+    /// Session reads by where they came from.
+    reads: Reads,
+}
+
+/// Session reads by where they came from: the near cache, or Redis.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(crate) struct Reads {
+    from_memory: f64,
+    from_redis: f64,
 }
 
 /// Requests by how they were answered.
@@ -71,6 +82,10 @@ pub(crate) struct Point {
     operations: BTreeMap<String, f64>,
     duration_ms: Durations,
     pool: Pool,
+    /// Session reads per second, by where they came from (the near cache's counters).
+    reads: Reads,
+    /// Redis round trips per request; `None` in a second without requests.
+    round_trips_per_request: Option<f64>,
 }
 
 impl Reading {
@@ -119,6 +134,11 @@ impl Reading {
                 _ => {}
             },
             "session_store_pool_waiters" => self.pool.waiters += sample.value,
+            "session_store_redis_round_trips_total" => self.round_trips += sample.value,
+            "session_store_near_cache_reads_total" => match sample.label("result") {
+                Some("hit") => self.reads.from_memory += sample.value,
+                _ => self.reads.from_redis += sample.value,
+            },
             _ => {}
         }
     }
@@ -147,6 +167,8 @@ impl Reading {
             })
             .collect();
         let millis = |q| quantile(q, &buckets).map(|seconds| rounded(seconds * 1000.0));
+        let requests = self.requests.total() - earlier.requests.total();
+        let round_trips = (self.round_trips - earlier.round_trips).max(0.0);
         Point {
             t,
             requests: Requests {
@@ -160,7 +182,18 @@ impl Reading {
                 p99: millis(0.99),
             },
             pool: self.pool,
+            reads: Reads {
+                from_memory: rate(self.reads.from_memory, earlier.reads.from_memory),
+                from_redis: rate(self.reads.from_redis, earlier.reads.from_redis),
+            },
+            round_trips_per_request: (requests > 0.0).then(|| rounded(round_trips / requests)),
         }
+    }
+}
+
+impl Requests {
+    fn total(self) -> f64 {
+        self.ok + self.client_error + self.server_error
     }
 }
 

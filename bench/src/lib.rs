@@ -30,10 +30,15 @@ pub enum StoreKind {
     OursLegacy,
     /// The same with its entries in clear (`seal_entries(false)`).
     OursClear,
+    /// The same with its near cache on (`near_cache(10_000)`).
+    OursNear,
     /// actix-session's `RedisSessionStore` on a redis-rs `ConnectionManager`.
     ActixCm,
     /// actix-session's `RedisSessionStore` on a deadpool-redis pool (`redis-pool`).
     ActixPool,
+    /// actix-session's `CookieSessionStore`: the same middleware with the state in the
+    /// cookie and no server-side store, the ceiling a server-side store can approach.
+    Cookie,
     /// No session middleware at all: the ceiling of the server itself.
     None,
 }
@@ -48,8 +53,10 @@ impl StoreKind {
             Self::OursDurable => "session-store with WAIT for 1 replica",
             Self::OursLegacy => "session-store migrating from actix-session's store",
             Self::OursClear => "session-store, entries in clear",
+            Self::OursNear => "session-store with near cache",
             Self::ActixCm => "actix-session (ConnectionManager)",
             Self::ActixPool => "actix-session (deadpool)",
+            Self::Cookie => "actix-session's CookieSessionStore",
             Self::None => "no session middleware",
         }
     }
@@ -64,6 +71,7 @@ impl StoreKind {
                 | Self::OursDurable
                 | Self::OursLegacy
                 | Self::OursClear
+                | Self::OursNear
         )
     }
 
@@ -76,8 +84,10 @@ impl StoreKind {
             Self::OursDurable => "ours-durable",
             Self::OursLegacy => "ours-legacy",
             Self::OursClear => "ours-clear",
+            Self::OursNear => "ours-near",
             Self::ActixCm => "actix-cm",
             Self::ActixPool => "actix-pool",
+            Self::Cookie => "cookie",
             Self::None => "none",
         }
     }

@@ -19,9 +19,10 @@ pub struct Request {
     pub method: &'static str,
     /// The path on the server.
     pub path: &'static str,
-    /// `name=value` of the session cookies to send, one per request in turn (none when
-    /// empty): many sessions, so that on a cluster the load spreads over every primary as
-    /// real users' sessions would.
+    /// `name=value` of the session cookies to send, each request one picked at random (none
+    /// when empty): many sessions, so that on a cluster the load spreads over every primary
+    /// as real users' sessions would, and a cache holds many sessions as it would for real
+    /// users. (The built-in generator takes them in turn.)
     pub cookies: Vec<String>,
 }
 
@@ -104,7 +105,7 @@ fn wrk(
 }
 
 /// The Lua script that makes wrk send `request`: with one cookie or none, a fixed request
-/// (wrk builds it once); with more, each request takes the next cookie.
+/// (wrk builds it once); with more, each request picks one at random.
 fn wrk_script(request: &Request) -> String {
     let mut script = format!(
         "wrk.method = \"{}\"\nwrk.path = \"{}\"\n",
@@ -117,10 +118,8 @@ fn wrk_script(request: &Request) -> String {
             let list: Vec<String> = cookies.iter().map(|c| format!("\"{c}\"")).collect();
             script.push_str(&format!("local cookies = {{{}}}\n", list.join(", ")));
             script.push_str(
-                "local turn = 0\n\
-                 request = function()\n\
-                 turn = turn % #cookies + 1\n\
-                 return wrk.format(nil, nil, {[\"Cookie\"] = cookies[turn]})\n\
+                "request = function()\n\
+                 return wrk.format(nil, nil, {[\"Cookie\"] = cookies[math.random(#cookies)]})\n\
                  end\n",
             );
         }

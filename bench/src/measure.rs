@@ -236,6 +236,8 @@ pub struct Summary {
     pub server_us: Spread,
     /// Redis CPU µs per request, all nodes together.
     pub redis_us: Spread,
+    /// Requests per second.
+    pub rate: Spread,
 }
 
 /// Sums up the rounds of one store in one scenario.
@@ -245,10 +247,12 @@ pub struct Summary {
 pub fn summarize(rounds: Vec<Row>) -> Summary {
     let server_us = Spread::of(rounds.iter().map(|row| row.server_us));
     let redis_us = Spread::of(rounds.iter().map(|row| row.redis_us.iter().sum()));
+    let rate = Spread::of(rounds.iter().map(|row| row.load.rate));
     Summary {
         row: median(rounds),
         server_us,
         redis_us,
+        rate,
     }
 }
 

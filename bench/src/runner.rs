@@ -38,6 +38,9 @@ pub struct RunArgs {
     /// over every primary.
     #[arg(long, default_value_t = 256)]
     pub cluster_sessions: usize,
+    /// Logged-in sessions read at random in the near cache's many-sessions rows.
+    #[arg(long, default_value_t = 5_000)]
+    pub near_sessions: usize,
     /// Run only these parts (all of them by default).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Part>,
@@ -60,6 +63,9 @@ pub enum Part {
     /// session-store with its entries sealed (the default) and in clear, and actix-session's
     /// store, against session-store in clear.
     Sealing,
+    /// session-store with its near cache against itself without, actix-session's Redis store
+    /// and its cookie store: hot reads of one session and of 5,000, and writes.
+    Near,
 }
 
 /// The stores compared, ours first.
@@ -157,6 +163,88 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             args,
             &[StoreKind::OursClear, StoreKind::Ours, StoreKind::ActixCm],
         )?;
+    }
+    if wanted(Part::Near) {
+        let mut redis = Backend::server(load_cpu)?;
+        println!("\n## The near cache\n");
+        println!(
+            "{setup}, the setups taking turns. Hot reads slide the expiry on every request \
+             (`OnEveryRequest`), of one session and of {} sessions picked at random (all \
+             within the cache's 10,000); writes change one entry of one session. Ratios are \
+             session-store with its near cache over actix-session's cookie store (the same \
+             middleware with no server-side store) and over actix-session's Redis store \
+             (ConnectionManager). Redis commands include the near cache's heartbeats.\n",
+            args.near_sessions
+        );
+        near(&bench, &mut redis, args)?;
+    }
+    Ok(())
+}
+
+/// The setups of the near cache's comparison: with it first.
+const NEAR: [StoreKind; 4] = [
+    StoreKind::OursNear,
+    StoreKind::Ours,
+    StoreKind::ActixCm,
+    StoreKind::Cookie,
+];
+
+/// Hot reads of one session and of many, and writes, on each of [`NEAR`], in rounds where
+/// the setups take turns; a table with throughput, CPU and commands, and the ratios.
+fn near(bench: &Bench, redis: &mut Backend, args: &RunArgs) -> anyhow::Result<()> {
+    let cases = [
+        (&SCENARIOS[0], 1),
+        (&SCENARIOS[0], args.near_sessions),
+        (&SCENARIOS[2], 1),
+    ];
+    println!(
+        "| scenario | sessions | setup | req/s | server CPU µs/req | Redis commands/req | req/s vs cookie store | req/s vs actix-session Redis | server CPU vs actix-session Redis |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (scenario, sessions) in cases {
+        let mut measured: Vec<Vec<Row>> = NEAR.iter().map(|_| Vec::new()).collect();
+        for _ in 0..args.rounds.max(1) {
+            for (store, rounds) in NEAR.iter().zip(&mut measured) {
+                rounds.push(bench.measure(redis, scenario, *store, sessions)?);
+            }
+        }
+        let rows: Vec<Summary> = measured.into_iter().map(summarize).collect();
+        let of = |store| {
+            rows.iter()
+                .find(|summary| summary.row.store == store)
+                .expect("every setup measured")
+        };
+        let (cookie, actix) = (of(StoreKind::Cookie), of(StoreKind::ActixCm));
+        let spread = |s: &Spread, decimals: usize| {
+            format!(
+                "{:.decimals$} ({:.decimals$}–{:.decimals$})",
+                s.median, s.min, s.max
+            )
+        };
+        for summary in &rows {
+            let row = &summary.row;
+            let ratio =
+                |other: &Summary| format!("{:.2}×", summary.rate.median / other.rate.median);
+            let (vs_cookie, vs_actix) = if row.store.is_ours() {
+                (ratio(cookie), ratio(actix))
+            } else {
+                (String::new(), String::new())
+            };
+            let cpu = if row.store.is_ours() {
+                format!("{:.2}×", summary.server_us.median / actix.server_us.median)
+            } else {
+                String::new()
+            };
+            println!(
+                "| {} | {sessions} | {} | {} | {} | {:.3} | {vs_cookie} | {vs_actix} | {cpu} |",
+                scenario.name,
+                row.store.label(),
+                spread(&summary.rate, 0),
+                spread(&summary.server_us, 1),
+                row.commands,
+            );
+        }
+        eprintln!("measured: {} ({sessions} sessions)", scenario.name);
     }
     Ok(())
 }

@@ -62,7 +62,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         | StoreKind::OursEvents
         | StoreKind::OursDurable
         | StoreKind::OursLegacy
-        | StoreKind::OursClear => {
+        | StoreKind::OursClear
+        | StoreKind::OursNear => {
             let builder = RedisSessionStore::builder();
             let builder = match args.store {
                 StoreKind::OursIndexed => builder.user_entry("user"),
@@ -72,6 +73,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     builder.legacy_sessions(session_store::LegacySessions::migrate())
                 }
                 StoreKind::OursClear => builder.seal_entries(false),
+                StoreKind::OursNear => builder.near_cache(10_000),
                 _ => builder,
             };
             let store = if args.cluster {
@@ -101,6 +103,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 &args,
             )?
         }
+        StoreKind::Cookie => HttpServer::new(move || {
+            App::new()
+                .wrap(middleware(
+                    actix_session::storage::CookieSessionStore::default(),
+                    policy,
+                ))
+                .configure(routes)
+        })
+        .workers(args.workers)
+        .bind(("127.0.0.1", args.port))?
+        .run(),
         StoreKind::None => HttpServer::new(|| App::new().configure(routes))
             .workers(args.workers)
             .bind(("127.0.0.1", args.port))?

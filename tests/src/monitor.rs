@@ -55,7 +55,9 @@ impl Monitor {
     }
 
     /// The commands received since the last call (or since the start), once Redis has
-    /// reported every one of them: server by server, each in the order it received them.
+    /// reported every one of them: server by server, each in the order it received them. The
+    /// near cache's heartbeats (`PING near-cache` on its tracking connections) are left out:
+    /// they are no request's.
     pub async fn take(&self) -> Vec<Command> {
         let mut commands = Vec::new();
         for node in &self.nodes {
@@ -118,7 +120,13 @@ impl NodeMonitor {
         let mut lines = self.lines.lock().expect("monitor lock");
         let end = lines.iter().position(|line| line.contains(marker))?;
         let taken: Vec<String> = lines.drain(..=end).collect();
-        Some(taken[..end].iter().map(|line| parse(line)).collect())
+        Some(
+            taken[..end]
+                .iter()
+                .filter(|line| !line.ends_with(NEAR_CACHE_HEARTBEAT))
+                .map(|line| parse(line))
+                .collect(),
+        )
     }
 }
 
@@ -127,6 +135,9 @@ impl Drop for NodeMonitor {
         self.reader.abort();
     }
 }
+
+/// How `MONITOR` shows a near cache's heartbeat: the end of its line.
+const NEAR_CACHE_HEARTBEAT: &str = "\"PING\" \"near-cache\"";
 
 /// Parses `1700000000.000000 [0 127.0.0.1:5000] "evalsha" "..."` (or `[0 lua]`).
 fn parse(line: &str) -> Command {

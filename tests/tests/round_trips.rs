@@ -65,7 +65,11 @@ impl Watched {
     /// Asserts that what reached Redis since the last look is `round_trips` round trips
     /// carrying `commands`.
     async fn assert_seen(&self, round_trips: u64, commands: &[&str], what: &str) {
-        assert_eq!(self.seen().await, trips(round_trips, commands), "{what}");
+        assert_eq!(
+            self.seen().await,
+            trips(round_trips, commands),
+            "{what}"
+        );
     }
 
     /// A watched server, the app (see [`app_on`]) on a store through the relay built by
@@ -264,34 +268,31 @@ async fn with_the_near_cache_a_cached_read_sends_nothing() {
     let (watched, app, cookie) =
         Watched::logged_in(trusting().near_cache(100), OnStateChanges, true).await;
     wait_for_the_link().await;
-    // The link's heartbeats (`PING` on its own connections, which the relay does not count)
-    // are no request's.
-    let seen = async || {
-        let (round_trips, mut commands) = watched.seen().await;
-        commands.retain(|command| command != "ping");
-        (round_trips, commands)
-    };
     // The first read also leaves the script in Redis's cache (`EVAL` after `NOSCRIPT`).
     assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
-    seen().await;
+    watched.seen().await;
     for _ in 0..3 {
         assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
-        assert_eq!(seen().await, trips(0, &[]), "a cached read");
+        assert_eq!(watched.seen().await, trips(0, &[]), "a cached read");
     }
     send(&app, Method::POST, "/set/a/1", Some(&cookie)).await;
     assert_eq!(
-        seen().await,
+        watched.seen().await,
         trips(1, &["hmget", "hset", "pexpire"]),
         "a write (its load cached)"
     );
     assert_eq!(get_entry(&app, "a", Some(&cookie)).await, "1");
     assert_eq!(
-        seen().await,
+        watched.seen().await,
         trips(1, &["evalsha"]),
         "the read after a write"
     );
     assert_eq!(get_entry(&app, "a", Some(&cookie)).await, "1");
-    assert_eq!(seen().await, trips(0, &[]), "a cached read after a write");
+    assert_eq!(
+        watched.seen().await,
+        trips(0, &[]),
+        "a cached read after a write"
+    );
 }
 
 /// Waits for a new near cache's invalidation link to come up (a few heartbeats).
@@ -308,12 +309,6 @@ async fn a_signed_in_page_of_the_demo_costs_only_the_read() {
 
     let server = RedisServer::start();
     let monitor = Monitor::start(&server.client()).await;
-    // The near cache's heartbeats are no request's.
-    let sent = async || {
-        let mut commands = sent_by_clients(&monitor).await;
-        commands.retain(|command| command != "ping");
-        commands
-    };
     for near_cache in ["0", "1000"] {
         let demo = Demo::launch_on(&server, 1, &["--near-cache", near_cache]);
         let api = ApiClient::default();
@@ -331,7 +326,7 @@ async fn a_signed_in_page_of_the_demo_costs_only_the_read() {
             "/api/me names the server: {}",
             me.json
         );
-        sent().await;
+        sent_by_clients(&monitor).await;
         for round in 0..3 {
             let me = api.call("GET", &demo, 0, "/api/me", Some(&cookie));
             assert_eq!(me.status, 200);
@@ -343,13 +338,13 @@ async fn a_signed_in_page_of_the_demo_costs_only_the_read() {
                 _ => &[],
             };
             assert_eq!(
-                sent().await,
+                sent_by_clients(&monitor).await,
                 trips(0, expected).1,
                 "/api/me and the home page, round {round}, near cache {near_cache}"
             );
         }
         drop(demo);
-        sent().await;
+        sent_by_clients(&monitor).await;
     }
 }
 
@@ -512,7 +507,11 @@ mod cluster {
 
         /// As [`Watched::assert_seen`], over every node.
         async fn assert_seen(&self, round_trips: u64, commands: &[&str], what: &str) {
-            assert_eq!(self.seen().await, trips(round_trips, commands), "{what}");
+            assert_eq!(
+                self.seen().await,
+                trips(round_trips, commands),
+                "{what}"
+            );
         }
     }
 

@@ -283,8 +283,12 @@ impl Tracking {
         self.alive.load(Ordering::Acquire)
     }
 
+    /// A heartbeat: a `PING` that names itself, so that `MONITOR` tells it apart.
     async fn beat(&mut self) -> RedisResult<()> {
-        redis::cmd("PING").exec_async(&mut self.connection).await
+        redis::cmd("PING")
+            .arg("near-cache")
+            .exec_async(&mut self.connection)
+            .await
     }
 }
 

@@ -54,7 +54,19 @@ async fn a_least_privileged_acl_user_is_enough() {
     .await;
     walk_through_every_operation(&tracked_app(store, &key, mode.clone(), Gate::default()).await)
         .await;
-    every_feature_works_as(&url, &key, mode).await;
+    every_feature_works_as(&url, &key, mode.clone()).await;
+
+    // The near cache as that user: its invalidation link tracks, and every operation works.
+    let near = RedisSessionStore::builder()
+        .near_cache(100)
+        .build_with_url(&url)
+        .expect("a valid URL");
+    walk_through_every_operation(&tracked_app(near.clone(), &key, mode, Gate::default()).await)
+        .await;
+    assert!(
+        tracks_as(&server, "sessions").await,
+        "the near cache's link never tracked as the ACL user"
+    );
 
     // The user really is confined: its own commands on a key outside the prefix, or another
     // command, are refused.
@@ -74,6 +86,34 @@ async fn a_least_privileged_acl_user_is_enough() {
             .expect_err("refused");
         assert_eq!(err.code(), Some("NOPERM"), "{err}");
     }
+}
+
+/// Whether a client of `user` tracks keys on `server` (`CLIENT LIST` shows its `t` flag)
+/// within 5 s.
+async fn tracks_as(server: &RedisServer, user: &str) -> bool {
+    let mut admin = server.connection().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut admin)
+            .await
+            .expect("CLIENT LIST");
+        let tracking = clients.lines().any(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            fields.contains(&format!("user={user}").as_str())
+                && fields.iter().any(|field| {
+                    field
+                        .strip_prefix("flags=")
+                        .is_some_and(|f| f.contains('t'))
+                })
+        });
+        if tracking {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
 }
 
 /// The user index, events, the login throttle and `location`, as the user of `url`.

@@ -65,11 +65,7 @@ impl Watched {
     /// Asserts that what reached Redis since the last look is `round_trips` round trips
     /// carrying `commands`.
     async fn assert_seen(&self, round_trips: u64, commands: &[&str], what: &str) {
-        assert_eq!(
-            self.seen().await,
-            trips(round_trips, commands),
-            "{what}"
-        );
+        assert_eq!(self.seen().await, trips(round_trips, commands), "{what}");
     }
 
     /// A watched server, the app (see [`app_on`]) on a store through the relay built by
@@ -507,11 +503,7 @@ mod cluster {
 
         /// As [`Watched::assert_seen`], over every node.
         async fn assert_seen(&self, round_trips: u64, commands: &[&str], what: &str) {
-            assert_eq!(
-                self.seen().await,
-                trips(round_trips, commands),
-                "{what}"
-            );
+            assert_eq!(self.seen().await, trips(round_trips, commands), "{what}");
         }
     }
 

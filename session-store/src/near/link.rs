@@ -49,6 +49,9 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_millis(100);
 /// How often the servers that hold sessions are asked for again.
 pub(crate) const REDISCOVER_EVERY: Duration = Duration::from_secs(1);
 
+/// How long the link may fail to come up before it says so.
+const QUIET_FOR: Duration = Duration::from_secs(10);
+
 /// The longest pause between two attempts to bring the link up.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -70,11 +73,13 @@ pub(crate) fn start(cache: &Arc<NearCache>, pool: Pool, prefix: String) {
     }
 }
 
-/// Brings the link up again and again, until the cache is dropped.
+/// Brings the link up again and again, until the cache is dropped. Says so once when a link
+/// that was up goes down, and once when none has come up for [`QUIET_FOR`] (a store started
+/// before its Redis is no news until then).
 async fn run(cache: &Weak<NearCache>, pool: &Pool, prefix: &str) {
     let mut backoff = HEARTBEAT;
-    let mut failures = 0_u32;
-    while cache.strong_count() > 0 {
+    let mut outage: Option<(Instant, bool)> = None;
+    loop {
         let generation = match cache.upgrade() {
             Some(cache) => cache.next_generation(),
             None => return,
@@ -85,17 +90,19 @@ async fn run(cache: &Weak<NearCache>, pool: &Pool, prefix: &str) {
         if let Some(cache) = cache.upgrade() {
             cache.link_down(generation);
         }
-        // One line per outage, not one per attempt.
-        if failures == 0 {
-            tracing::warn!(error = %err, "near cache: link down, reads go to Redis");
+        if err.was_up {
+            // A new outage: the link was up until now.
+            tracing::warn!(error = %err, "near cache: link down, reads go to Redis until it is back");
+            outage = Some((Instant::now(), true));
+            backoff = HEARTBEAT;
         }
-        failures += 1;
+        let (since, said) = outage.get_or_insert((Instant::now(), false));
+        if !*said && since.elapsed() >= QUIET_FOR {
+            tracing::warn!(error = %err, "near cache: no link yet, reads go to Redis");
+            *said = true;
+        }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
-        if err.was_up {
-            backoff = HEARTBEAT;
-            failures = 0;
-        }
     }
 }
 

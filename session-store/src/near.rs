@@ -45,7 +45,7 @@ pub(crate) const ROOM_BYTES: u64 = 4 * 1024;
 /// A session as Redis had it when this instance read it.
 #[derive(Debug)]
 pub(crate) struct Copy {
-    pub(crate) state: SessionState,
+    pub(crate) state: Arc<SessionState>,
     /// Its creation time, milliseconds since the epoch.
     pub(crate) created: u64,
     /// The entries stored in the other form than the store writes now.
@@ -183,7 +183,7 @@ impl NearCache {
         &self,
         key: &str,
         mark: Mark,
-        (state, created, rewrite): (&SessionState, u64, &[String]),
+        (state, created, rewrite): (Arc<SessionState>, u64, &[String]),
         left: Duration,
         slide_after: Duration,
     ) {
@@ -191,7 +191,7 @@ impl NearCache {
             return;
         };
         let copy = Arc::new(Copy {
-            state: state.clone(),
+            state,
             created,
             rewrite: rewrite.to_vec(),
             slide_at: mark.sent + servable,
@@ -394,7 +394,13 @@ mod tests {
     }
 
     fn keep(cache: &NearCache, key: &str, mark: Mark, value: &str) {
-        cache.keep(key, mark, (&state(value), 1, &[]), LEFT, SLIDE_AFTER);
+        cache.keep(
+            key,
+            mark,
+            (Arc::new(state(value)), 1, &[]),
+            LEFT,
+            SLIDE_AFTER,
+        );
     }
 
     fn served(cache: &NearCache, key: &str) -> Option<String> {
@@ -472,7 +478,7 @@ mod tests {
         cache.keep(
             "a",
             mark,
-            (&state("alice"), 1, &[]),
+            (Arc::new(state("alice")), 1, &[]),
             SLIDE_AFTER + Duration::from_millis(30),
             SLIDE_AFTER,
         );
@@ -480,7 +486,13 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(served(&cache, "a"), None);
         let mark = miss(&cache, "b");
-        cache.keep("b", mark, (&state("bob"), 1, &[]), SLIDE_AFTER, SLIDE_AFTER);
+        cache.keep(
+            "b",
+            mark,
+            (Arc::new(state("bob")), 1, &[]),
+            SLIDE_AFTER,
+            SLIDE_AFTER,
+        );
         assert_eq!(served(&cache, "b"), None, "due already");
     }
 

@@ -8,7 +8,11 @@
 //! is safe (only such a request may go on anonymous), and how a failed operation failed (so the
 //! middleware can answer `503` or `413` instead of actix-session's `500`).
 
-use std::{cell::RefCell, future::Future, sync::Once};
+use std::{
+    cell::RefCell,
+    future::Future,
+    sync::{Arc, Once},
+};
 
 use actix_web::{ResponseError as _, http::StatusCode};
 
@@ -40,7 +44,7 @@ pub(crate) struct Loaded {
     /// The session key its cookie carried.
     pub(crate) session_key: String,
     pub(crate) key: RedisKey,
-    pub(crate) state: SessionState,
+    pub(crate) state: Arc<SessionState>,
     /// Its creation time, in milliseconds since the epoch.
     pub(crate) created: u64,
     /// Whether this request's own `delete` of it found it already gone (a logout or another
@@ -106,11 +110,22 @@ pub(crate) fn remember(
     created: u64,
     rewrite: Vec<String>,
 ) {
+    remember_shared(session_key, key, Arc::new(state.clone()), created, rewrite);
+}
+
+/// [`remember`], of a state shared with the near cache (no copy of it made).
+pub(crate) fn remember_shared(
+    session_key: &str,
+    key: &RedisKey,
+    state: Arc<SessionState>,
+    created: u64,
+    rewrite: Vec<String>,
+) {
     with(|scope| {
         scope.loaded = Some(Loaded {
             session_key: session_key.to_owned(),
             key: key.clone(),
-            state: state.clone(),
+            state,
             created,
             ended_elsewhere: false,
             old_layout: false,
@@ -207,6 +222,13 @@ pub(crate) fn may_go_anonymous() -> bool {
     with(|scope| scope.safe).unwrap_or(false)
 }
 
+/// Whether this request's method is unsafe (a form post, a logout: it likely changes its
+/// session), as far as [`TrackChanges`](crate::request::middleware::TrackChanges) knows;
+/// `false` outside it.
+pub(crate) fn likely_writes() -> bool {
+    with(|scope| !scope.safe).unwrap_or(false)
+}
+
 /// Notes that this request goes on anonymous: the failed load is no failure of the request, but
 /// the request must not write a session either (it would replace the visitor's cookie).
 pub(crate) fn note_anonymous() {
@@ -244,7 +266,7 @@ mod tests {
         let loaded = Loaded {
             session_key: "k".to_owned(),
             key: key.clone(),
-            state: state.clone(),
+            state: Arc::new(state.clone()),
             created: 7,
             ended_elsewhere: false,
             old_layout: false,

@@ -1,6 +1,6 @@
 //! Reading a session: one round trip for the hash and the sliding of its expiry.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use actix_session::storage::SessionKey;
 
@@ -60,15 +60,16 @@ impl RedisSessionStore {
             Some(near) => match near.lookup(key.as_str()) {
                 Lookup::Hit(copy) if self.handle.within_lifetime(copy.created) => {
                     instruments::near_cache("hit");
-                    let state = copy.state.clone();
-                    scope::remember(
+                    let state = Arc::clone(&copy.state);
+                    let rewrite = copy.rewrite.clone();
+                    scope::remember_shared(
                         session_key.as_ref(),
                         &key,
-                        &state,
+                        Arc::clone(&state),
                         copy.created,
-                        copy.rewrite.clone(),
+                        rewrite,
                     );
-                    return Ok(Some(state));
+                    return Ok(Some(SessionState::clone(&state)));
                 }
                 // A copy past its lifetime: Redis's answer ends the session.
                 Lookup::Hit(_) => None,
@@ -79,18 +80,19 @@ impl RedisSessionStore {
         let seal = self.seal(session_key, &key);
         match self.read_hash(&key, class, &seal, old.as_ref()).await? {
             Hash::Found(state, created, rewrite, left) => {
-                if let (Some(near), Some(mark), Some(left)) = (self.handle.near(), mark, left) {
+                let shared = Arc::new(state);
+                if let Some(near) = self.handle.near() {
                     instruments::near_cache("miss");
-                    let slide_after = self.idle_timeout(class);
-                    near.keep(
-                        key.as_str(),
-                        mark,
-                        (&state, created, &rewrite),
-                        left,
-                        slide_after,
-                    );
+                    // `left` is known only to a read that did not likely write: a copy made
+                    // for a request that writes would be dropped by its own write at once.
+                    if let (Some(mark), Some(left)) = (mark, left) {
+                        let slide_after = self.idle_timeout(class);
+                        let copy = (Arc::clone(&shared), created, rewrite.as_slice());
+                        near.keep(key.as_str(), mark, copy, left, slide_after);
+                    }
                 }
-                scope::remember(session_key.as_ref(), &key, &state, created, rewrite);
+                let state = SessionState::clone(&shared);
+                scope::remember_shared(session_key.as_ref(), &key, shared, created, rewrite);
                 Ok(Some(state))
             }
             Hash::Missing => match old {
@@ -153,14 +155,15 @@ impl RedisSessionStore {
 
     /// The hash's fields, in one round trip that slides its expiry: on every read, or with the
     /// near cache only once the slide is due (a script), which also tells how long the
-    /// session has left to live.
+    /// session has left to live. A request that likely writes slides it as without the near
+    /// cache (its write slides it anyway, and it keeps no copy).
     async fn fetch_hash(
         &self,
         key: &RedisKey,
         class: IdleClass,
     ) -> Result<(Fields, Option<Duration>), StoreError> {
         let backend = self.handle.backend();
-        if self.handle.near().is_none() {
+        if self.handle.near().is_none() || scope::likely_writes() {
             let mut pipe = Batch::new();
             pipe.cmd("HGETALL").arg(key);
             pipe.cmd("PEXPIRE")

@@ -508,3 +508,69 @@ async fn a_cluster_failover_serves_nothing_stale() {
 async fn a_sentinel_failover_serves_nothing_stale() {
     a_failover_serves_nothing_stale(Deployment::sentinel().alone()).await;
 }
+
+/// How long after a change's answer its invalidation reaches a tracking connection: a client
+/// writes a session key over and over (`HSET`, each awaited); a connection of the test's own,
+/// tracking the session prefix as an instance's link does, notes when each invalidation
+/// arrives. Every write's invalidation must arrive within a second; the median, the 99th
+/// percentile and the largest delay are printed (negative: before the answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_invalidation_arrives_and_its_delay_is_measured() {
+    const WRITES: usize = 5_000;
+    let server = integration_tests::RedisServer::start();
+    let prefix = unique_prefix();
+    let (sender, arrivals) = std::sync::mpsc::channel::<Instant>();
+    let tracking =
+        redis::Client::open(format!("{}?protocol=resp3", server.url())).expect("a valid URL");
+    let config =
+        redis::AsyncConnectionConfig::new().set_push_sender(move |push: redis::PushInfo| {
+            if push.kind == redis::PushKind::Invalidate {
+                sender.send(Instant::now())
+            } else {
+                Ok(())
+            }
+        });
+    let mut link = tracking
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("a RESP3 connection");
+    let () = redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .arg("BCAST")
+        .arg("PREFIX")
+        .arg(format!("{prefix}s:"))
+        .query_async(&mut link)
+        .await
+        .expect("CLIENT TRACKING");
+    let mut writer = server.connection().await;
+    let key = format!("{prefix}s:probe");
+    let mut delays = Vec::with_capacity(WRITES);
+    for i in 0..WRITES {
+        let _: u64 = redis::cmd("HSET")
+            .arg(&key)
+            .arg("n")
+            .arg(i)
+            .query_async(&mut writer)
+            .await
+            .expect("HSET");
+        let answered = Instant::now();
+        let arrived = arrivals
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_or_else(|_| panic!("write {i}: no invalidation within 1 s"));
+        delays.push(if arrived >= answered {
+            arrived.duration_since(answered).as_secs_f64()
+        } else {
+            -answered.duration_since(arrived).as_secs_f64()
+        });
+    }
+    delays.sort_by(f64::total_cmp);
+    let micros = |seconds: f64| seconds * 1e6;
+    eprintln!(
+        "invalidation delay after the write's answer, {WRITES} writes: median {:.0} µs, \
+         99th percentile {:.0} µs, largest {:.0} µs (negative: before the answer)",
+        micros(delays[WRITES / 2]),
+        micros(delays[WRITES * 99 / 100]),
+        micros(delays[WRITES - 1]),
+    );
+}

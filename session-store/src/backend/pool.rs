@@ -39,7 +39,7 @@ use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
     RedisError, RedisResult, Value,
-    aio::PubSub,
+    aio::{MultiplexedConnection, PubSub},
     cluster::{ClusterClient, ClusterClientBuilder},
     sentinel::SentinelNodeConnectionInfo,
 };
@@ -348,9 +348,42 @@ impl Manager {
         matches!(self.source, Source::Sentinel(_)) || !self.listen_to.is_empty()
     }
 
-    /// Whether the servers that hold sessions can change while it runs (a cluster, Sentinel).
-    pub(crate) fn has_many_servers(&self) -> bool {
-        !matches!(self.source, Source::Node(_))
+    /// The addresses (`host:port`) of the servers that hold sessions as the server behind
+    /// `connection` sees them now, for the near cache's link to notice a change: on a cluster
+    /// its `CLUSTER NODES`; behind Sentinel (`connection` to the primary at `primary`) its
+    /// `ROLE`, the primary and its replicas, or nothing once it is no primary; `None` on a
+    /// single server, whose set never changes.
+    pub(crate) async fn session_addresses_from(
+        &self,
+        connection: &mut MultiplexedConnection,
+        primary: &str,
+    ) -> RedisResult<Option<Vec<String>>> {
+        Ok(match self.source {
+            Source::Node(_) => None,
+            Source::Cluster(_) => {
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(connection)
+                    .await?;
+                Some(
+                    live_nodes(&nodes)
+                        .map(|(host, port)| format!("{host}:{port}"))
+                        .collect(),
+                )
+            }
+            Source::Sentinel(_) => {
+                let role: Value = redis::cmd("ROLE").query_async(connection).await?;
+                if !sentinel::is_primary(&role) {
+                    return Ok(Some(Vec::new()));
+                }
+                let mut addresses: Vec<_> = sentinel::replicas(&role)
+                    .into_iter()
+                    .map(|(host, port)| format!("{host}:{port}"))
+                    .collect();
+                addresses.push(primary.to_owned());
+                Some(addresses)
+            }
+        })
     }
 
     /// The kind of deployment its connections go to.

@@ -5,8 +5,10 @@
 //! Which servers: the single server; behind Sentinel the primary and its replicas; on a
 //! cluster every node that is not failed, replicas included. A replica sends invalidations
 //! for the writes it replicates, so when a failover promotes it, its link was there before its
-//! first write. The servers are asked for again every [`REDISCOVER_EVERY`]; a change of the
-//! set (a node added, a failover behind Sentinel that moved the replicas) rebuilds the link.
+//! first write. With every heartbeat, one tracked server is asked for the set again (a
+//! cluster node's `CLUSTER NODES`, the Sentinel primary's `ROLE`, on its tracking
+//! connection); a change of the set (a node added or failed, a primary demoted) rebuilds the
+//! link.
 //!
 //! Behind Sentinel, a switch of primary the sentinels announce rebuilds the link too (within
 //! a heartbeat): copies read from the old primary, which goes on taking writes until the
@@ -45,9 +47,6 @@ use crate::backend::pool::Pool;
 
 /// How often each tracking connection is sent a `PING`.
 pub(crate) const HEARTBEAT: Duration = Duration::from_millis(100);
-
-/// How often the servers that hold sessions are asked for again.
-pub(crate) const REDISCOVER_EVERY: Duration = Duration::from_secs(1);
 
 /// How long the link may fail to come up before it says so.
 const QUIET_FOR: Duration = Duration::from_secs(10);
@@ -155,7 +154,10 @@ async fn track(
             });
         }
     }
-    let mut discovered = Instant::now();
+    let tracked = addresses(&servers);
+    // Behind Sentinel the primary is the last of the servers; on a cluster any node answers.
+    let asked = links.len() - 1;
+    let primary = servers[asked].addr().to_string();
     loop {
         tokio::time::sleep(HEARTBEAT).await;
         let sent = Instant::now();
@@ -188,10 +190,14 @@ async fn track(
                 });
             }
         }
-        if discovered.elapsed() >= REDISCOVER_EVERY && manager.has_many_servers() {
-            discovered = Instant::now();
-            let now = manager.session_servers().await.map_err(broken(true))?;
-            if addresses(&now) != addresses(&servers) {
+        let seen = manager.session_addresses_from(&mut links[asked].connection, &primary);
+        let seen = tokio::time::timeout(LINK_SILENCE, seen)
+            .await
+            .unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::TimedOut).into()))
+            .map_err(broken(true))?;
+        if let Some(mut seen) = seen {
+            seen.sort();
+            if seen != tracked {
                 return Err(Broken {
                     reason: "the servers that hold sessions changed".to_owned(),
                     was_up: true,

@@ -574,3 +574,48 @@ async fn every_invalidation_arrives_and_its_delay_is_measured() {
         micros(delays[WRITES - 1]),
     );
 }
+
+/// A primary added to the cluster and given a quarter of the slots while writes on one
+/// instance are read on another: the link tracks the new node within a heartbeat of its
+/// joining, before the reshard moves anything to it, and no read is stale.
+#[actix_web::test]
+async fn a_reshard_onto_a_new_primary_serves_nothing_stale() {
+    use integration_tests::deployment::cluster_store;
+    use local_redis::RedisCluster;
+
+    let prefix = unique_prefix();
+    snapshotter();
+    let mut cluster = RedisCluster::start().expect("a cluster starts");
+    let key = Key::generate();
+    let mut apps = Vec::new();
+    for _ in 0..INSTANCES {
+        apps.push(app(cluster_store(&cluster, near(&prefix)), &key).await);
+    }
+    wait_until_linked(&apps, &log_in(&apps[0]).await, &prefix).await;
+    let until = Instant::now() + Duration::from_secs(10);
+    let workers = join_all((0..WORKERS).map(|number| pairs_until(&apps, number, until)));
+    let reshard = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::task::spawn_blocking(move || {
+            let primaries = cluster.primaries().expect("the slot map");
+            let added = cluster.add_primary().expect("the primary joins");
+            cluster
+                .reshard(&primaries, added, 4096)
+                .expect("the slots move");
+            cluster
+        })
+        .await
+        .expect("the reshard succeeds")
+    };
+    let (results, cluster) = futures_util::join!(workers, reshard);
+    let stale: Vec<&String> = results.iter().flat_map(|(stale, _)| stale).collect();
+    let done: usize = results.iter().map(|(_, done)| done).sum();
+    eprintln!(
+        "cluster: {done} pairs through a reshard onto a new primary, {} stale",
+        stale.len()
+    );
+    assert!(stale.is_empty(), "{} stale reads: {stale:?}", stale.len());
+    assert!(done > 100, "only {done} pairs completed");
+    wait_until_linked(&apps, &log_in(&apps[0]).await, &prefix).await;
+    drop(cluster);
+}

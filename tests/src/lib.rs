@@ -11,6 +11,7 @@ pub mod failover;
 mod logs;
 mod monitor;
 pub mod prometheus;
+pub mod recorder;
 mod redis_server;
 mod relay;
 pub mod session_app;

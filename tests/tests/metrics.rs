@@ -3,33 +3,19 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Mutex, MutexGuard, OnceLock, PoisonError},
+    sync::{Mutex, MutexGuard, PoisonError},
 };
 
 use actix_web::{cookie::Key, http::Method};
 use integration_tests::{
     RedisServer,
+    recorder::snapshotter,
     session_app::{Gate, MiddlewareMode, get_entry, log_in, send, tracked_app},
 };
-use metrics_util::{
-    MetricKind,
-    debugging::{DebugValue, DebuggingRecorder, Snapshotter},
-};
+use metrics_util::{MetricKind, debugging::DebugValue};
 use session_store::RedisSessionStore;
 
 const N: u64 = 5;
-
-/// The process's recorder: installed once, read by every test, each under a store label of its
-/// own.
-fn snapshotter() -> &'static Snapshotter {
-    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
-    SNAPSHOTTER.get_or_init(|| {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        metrics::set_global_recorder(recorder).expect("the only recorder");
-        snapshotter
-    })
-}
 
 /// Every counter so far, by name and labels. A snapshot drains the recorder's counters, the
 /// other tests' too, so every test adds what it drains to these totals.

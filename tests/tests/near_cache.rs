@@ -2,12 +2,10 @@
 //! invalidation link) on one Redis deployment. A change on one instance (a write, a logout, a
 //! revocation, a renewal) is never served stale by another once the change's answer is back;
 //! an invalidation link cut by Redis makes its instance read from Redis until the link is
-//! back; a session idle past its timeout and the granularity is gone everywhere.
+//! back; failovers and a reshard serve nothing stale; a session idle past its timeout and the
+//! granularity is gone everywhere; every invalidation arrives, and how late is measured.
 
-use std::{
-    sync::OnceLock,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use actix_web::{
     cookie::{Cookie, Key},
@@ -16,14 +14,12 @@ use actix_web::{
 use futures_util::future::join_all;
 use integration_tests::{
     deployment::{Deployment, unique_prefix},
+    recorder::snapshotter,
     session_app::{
         TestApp, app, get_entry, log_in, redis_key, send, session_cookie, session_key_in,
     },
 };
-use metrics_util::{
-    MetricKind,
-    debugging::{DebugValue, DebuggingRecorder, Snapshotter},
-};
+use metrics_util::{MetricKind, debugging::DebugValue};
 use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
 
 /// Instances sharing each deployment.
@@ -41,17 +37,6 @@ fn near(prefix: &str) -> RedisSessionStoreBuilder {
         .user_entry("user")
         .near_cache(10_000)
         .seal_entries(std::env::var("NO_NEAR").is_err())
-}
-
-/// The process's metrics recorder (each test runs in a process of its own).
-fn snapshotter() -> &'static Snapshotter {
-    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
-    SNAPSHOTTER.get_or_init(|| {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        metrics::set_global_recorder(recorder).expect("the only recorder");
-        snapshotter
-    })
 }
 
 /// The near-cache reads of the stores labelled `store` since the last call: hits, misses.

@@ -18,6 +18,7 @@
 //!   then goes to Redis, which slides it and so drops every other instance's copy.
 
 pub(crate) mod link;
+mod watch;
 
 use std::{
     sync::{
@@ -106,8 +107,8 @@ pub(crate) struct NearCache {
     heard_at: AtomicU64,
     origin: Instant,
     /// The sockets of the link that is up: a copy is served only while each has nothing
-    /// unapplied (see [`link::Watch`]).
-    watches: RwLock<Vec<Arc<link::Watch>>>,
+    /// unapplied (see [`watch::Watch`]).
+    watches: RwLock<Vec<Arc<watch::Watch>>>,
     metrics: NearMetrics,
 }
 
@@ -255,7 +256,7 @@ impl NearCache {
     pub(crate) fn link_up(
         &self,
         generation: u64,
-        watches: Vec<Arc<link::Watch>>,
+        watches: Vec<Arc<watch::Watch>>,
         all_alive: impl FnOnce() -> bool,
     ) -> bool {
         let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);

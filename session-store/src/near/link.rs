@@ -18,9 +18,12 @@
 //! replies arrive in order, so once every `PONG` is in, every change Redis made before the
 //! `PING`s were sent has reached the cache. A connection that closes, a `PING` that fails or
 //! takes longer than [`LINK_SILENCE`](super::LINK_SILENCE), or a changed set of servers puts the
-//! link down (nothing served, every copy dropped) until a new one is up.
+//! link down (nothing served, every copy dropped) until a new one is up. Each connection's
+//! socket is watched (see [`watch`](super::watch)), so that a read never serves a copy while
+//! an invalidation waits in it.
 
 use std::{
+    io,
     sync::{
         Arc, Weak,
         atomic::{AtomicBool, Ordering},
@@ -28,22 +31,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use std::{
-    io,
-    pin::Pin,
-    sync::atomic::AtomicU64,
-    task::{Context, Poll},
+use super::{
+    LINK_SILENCE, NearCache,
+    watch::{Watch, Watched},
 };
-
+use crate::backend::pool::Pool;
 use futures_util::future::try_join_all;
 use redis::{
     AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, ProtocolVersion, PushInfo,
     PushKind, RedisError, RedisResult, Value, aio::MultiplexedConnection,
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-use super::{LINK_SILENCE, NearCache};
-use crate::backend::pool::Pool;
 
 /// How often each tracking connection is sent a `PING`.
 pub(crate) const HEARTBEAT: Duration = Duration::from_millis(100);
@@ -246,16 +243,7 @@ impl Tracking {
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
         stream.set_nodelay(true)?;
-        let stream = stream.into_std()?;
-        let watch = Arc::new(Watch {
-            socket: stream.try_clone()?,
-            begun: AtomicU64::new(0),
-            settled: AtomicU64::new(0),
-        });
-        let stream = Watched {
-            inner: tokio::net::TcpStream::from_std(stream)?,
-            watch: Arc::clone(&watch),
-        };
+        let (stream, watch) = Watched::new(stream.into_std()?)?;
         let alive = Arc::new(AtomicBool::new(true));
         let pushes = {
             let cache = cache.clone();
@@ -324,77 +312,5 @@ fn receive(cache: &NearCache, push: PushInfo, generation: u64, alive: &AtomicBoo
             cache.link_down(generation);
         }
         _ => {}
-    }
-}
-
-/// What tells, without waiting, whether everything Redis sent on a tracking connection has
-/// been applied: a second handle on its socket, to look for bytes not yet read, and counts of
-/// the reads begun and of those that found the socket empty.
-///
-/// Redis writes a change's invalidations out before (or in the same pass as) the answer to the
-/// change, so once a client has that answer, the invalidation is at least in this socket: if
-/// the socket holds nothing and every read taken from it was applied, no change whose answer
-/// is out can be missing from the cache. (The connection's driver reads again only after it
-/// applied every message of its last read.)
-#[derive(Debug)]
-pub(crate) struct Watch {
-    socket: std::net::TcpStream,
-    begun: AtomicU64,
-    settled: AtomicU64,
-}
-
-impl Watch {
-    /// Whether every byte Redis sent so far has been applied: no read in progress or
-    /// unapplied, and nothing waiting in the socket.
-    pub(crate) fn is_quiet(&self) -> bool {
-        let begun = self.begun.load(Ordering::SeqCst);
-        if self.settled.load(Ordering::SeqCst) != begun {
-            return false;
-        }
-        let mut byte = [0_u8];
-        let empty = matches!(
-            self.socket.peek(&mut byte),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock
-        );
-        empty && self.begun.load(Ordering::SeqCst) == begun
-    }
-}
-
-/// A tracking connection's socket, counting the reads of its [`Watch`].
-struct Watched {
-    inner: tokio::net::TcpStream,
-    watch: Arc<Watch>,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let begun = self.watch.begun.fetch_add(1, Ordering::SeqCst) + 1;
-        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if read.is_pending() {
-            self.watch.settled.store(begun, Ordering::SeqCst);
-        }
-        read
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

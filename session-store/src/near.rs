@@ -4,12 +4,15 @@
 //! Validity comes from Redis's client-side caching: the [link](link) tracks the prefix of the
 //! session keys (`CLIENT TRACKING ON BCAST PREFIX`) on every server that holds sessions, and
 //! each change of a session there (a write, a logout, a revocation, an expiry, a sliding of
-//! its expiry) drops the copy from every instance that tracks it. Three rules keep a copy from
+//! its expiry) drops the copy from every instance that tracks it. Four rules keep a copy from
 //! ever outliving what it copies:
 //!
-//! - A read's answer goes in only if no invalidation (of any key) and no change of the link
-//!   came since the read was sent ([`Mark`]): an invalidation that overtook the answer cannot
-//!   be undone by it.
+//! - A copy is served only while every tracking socket holds nothing unread and everything
+//!   read from it was applied ([`watch`]): Redis sends a change's invalidation before the
+//!   change's answer, so no change whose answer is out can still be on its way.
+//! - A read's answer goes in only if no invalidation of its key's slot and no change of the
+//!   link came since the read was sent ([`Mark`]): an invalidation that overtook the answer
+//!   cannot be undone by it.
 //! - While the link is down, or has not answered its heartbeat for [`LINK_SILENCE`], nothing is
 //!   served; when it goes down every copy is dropped, and copies of an earlier link are never
 //!   served (the link's generation). It fails closed.

@@ -1,55 +1,15 @@
 //! The store's metrics, read back through a recorder: each operation through the middleware
 //! counts once, with the outcome it had.
 
-use std::{
-    collections::BTreeMap,
-    sync::{Mutex, MutexGuard, PoisonError},
-};
-
 use actix_web::{cookie::Key, http::Method};
 use integration_tests::{
     RedisServer,
-    recorder::snapshotter,
+    recorder::{self, counter},
     session_app::{Gate, MiddlewareMode, get_entry, log_in, send, tracked_app},
 };
-use metrics_util::{MetricKind, debugging::DebugValue};
 use session_store::RedisSessionStore;
 
 const N: u64 = 5;
-
-/// Every counter so far, by name and labels. A snapshot drains the recorder's counters, the
-/// other tests' too, so every test adds what it drains to these totals.
-fn totals() -> MutexGuard<'static, BTreeMap<(String, Labels), u64>> {
-    static TOTALS: Mutex<BTreeMap<(String, Labels), u64>> = Mutex::new(BTreeMap::new());
-    let mut totals = TOTALS.lock().unwrap_or_else(PoisonError::into_inner);
-    for (key, _, _, value) in snapshotter().snapshot().into_vec() {
-        if let (MetricKind::Counter, DebugValue::Counter(count)) = (key.kind(), value) {
-            let labels = key
-                .key()
-                .labels()
-                .map(|label| (label.key().to_owned(), label.value().to_owned()))
-                .collect();
-            *totals
-                .entry((key.key().name().to_owned(), labels))
-                .or_default() += count;
-        }
-    }
-    totals
-}
-
-type Labels = Vec<(String, String)>;
-
-/// The counter `name` with exactly these labels.
-fn counter(name: &str, labels: &[(&str, &str)]) -> u64 {
-    let labels: Labels = labels
-        .iter()
-        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-        .collect();
-    totals()
-        .get(&(name.to_owned(), labels))
-        .copied()
-        .unwrap_or(0)
-}
 
 fn operations(store: &str, operation: &str, outcome: &str) -> u64 {
     counter(
@@ -64,7 +24,7 @@ fn operations(store: &str, operation: &str, outcome: &str) -> u64 {
 
 #[actix_web::test]
 async fn every_operation_counts_once_with_its_outcome() {
-    snapshotter();
+    recorder::install();
     let server = RedisServer::start();
     let store = server.store_with(
         RedisSessionStore::builder()
@@ -119,7 +79,7 @@ async fn every_operation_counts_once_with_its_outcome() {
 
 #[actix_web::test]
 async fn an_unavailable_redis_and_health_checks_are_counted() {
-    snapshotter();
+    recorder::install();
     let mut server = RedisServer::start();
     let store = server.store_with(
         RedisSessionStore::builder()

@@ -102,7 +102,7 @@ mod wait;
 pub use crate::{
     cluster::{ClusterBuilder, RedisCluster, SlotMigration},
     error::Error,
-    ports::{free_port, wait_until_listening},
+    ports::{free_port, free_ports, wait_until_listening},
     sentinel::{RedisSentinels, SentinelsBuilder},
     server::RedisServer,
 };

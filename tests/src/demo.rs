@@ -2,7 +2,6 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex, OnceLock},
@@ -136,15 +135,8 @@ impl Demo {
         balancer: bool,
         env: &[(&str, &str)],
     ) -> Self {
-        let base = free_port_run(instances);
-        let balancer = balancer.then(|| {
-            loop {
-                let port = local_redis::free_port().expect("a free port");
-                if !(base..base + instances).contains(&port) {
-                    break port;
-                }
-            }
-        });
+        let base = local_redis::free_ports(instances).expect("free ports");
+        let balancer = balancer.then(|| local_redis::free_port().expect("a free port"));
         let balancer_args = match balancer {
             Some(port) => ["--balancer-port".to_owned(), port.to_string()].to_vec(),
             None => ["--no-balancer".to_owned()].to_vec(),
@@ -343,22 +335,6 @@ fn collect(stream: impl std::io::Read + Send + 'static, sink: &Arc<Mutex<Vec<Str
             sink.lock().expect("lock").push(line);
         }
     });
-}
-
-/// The first of `count` consecutive free loopback ports.
-pub fn free_port_run(count: u16) -> u16 {
-    for _ in 0..100 {
-        let base = local_redis::free_port().expect("a free port");
-        if base.checked_add(count).is_none() {
-            continue;
-        }
-        let all_free =
-            (base..base + count).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no run of {count} free ports");
 }
 
 /// The balancer secret of instances launched without a balancer (see

@@ -100,7 +100,8 @@ fn an_instance_killed_while_alice_is_signed_in_logs_nobody_out_and_comes_back() 
         answers += 1;
         assert!(
             Instant::now() < deadline,
-            "instance {victim} (pid {new_pid}) did not rejoin within 20 s"
+            "instance {victim} (pid {new_pid}) did not rejoin within 20 s:\n{}",
+            demo.output().join("\n")
         );
         std::thread::sleep(Duration::from_millis(50));
     }

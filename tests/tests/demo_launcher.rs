@@ -2,6 +2,7 @@
 
 use std::{
     collections::BTreeSet,
+    io::{Read as _, Seek as _},
     net::TcpStream,
     process::{Command, Stdio},
     thread,
@@ -10,7 +11,7 @@ use std::{
 
 use integration_tests::{
     RedisServer,
-    demo::{ApiClient, Demo, binary, free_port_run},
+    demo::{ApiClient, Demo, binary},
     prometheus::Exposition,
 };
 use nix::{sys::signal, unistd::Pid};
@@ -57,10 +58,10 @@ fn a_launcher_killed_outright_takes_everything_with_it() {
     let (base, balancer) = (ports[0], ports[2]);
     let again = launch_on(base, balancer, &[]);
     let up = answers_within(balancer, Duration::from_secs(30));
-    stop(again);
+    let printed = again.stop();
     assert!(
         up,
-        "a launcher on the same ports did not come up within 30 s"
+        "a launcher on the same ports did not come up within 30 s:\n{printed}"
     );
 }
 
@@ -73,25 +74,48 @@ fn an_odd_temporary_folder_does_not_break_the_balancer() {
         .tempdir()
         .expect("a temporary folder");
     let tmpdir = odd.path().to_str().expect("a UTF-8 path").to_owned();
-    let base = free_port_run(2);
+    let base = local_redis::free_ports(2).expect("free ports");
     let balancer = local_redis::free_port().expect("a free port");
     let launcher = launch_on(base, balancer, &[("TMPDIR", &tmpdir)]);
     let up = answers_within(balancer, Duration::from_secs(30));
-    stop(launcher);
-    assert!(up, "no balancer with TMPDIR={tmpdir:?}");
+    let printed = launcher.stop();
+    assert!(up, "no balancer with TMPDIR={tmpdir:?}:\n{printed}");
 }
 
-/// A launcher of one instance on `base`, behind a balancer on `balancer`, with `env`.
-fn launch_on(base: u16, balancer: u16, env: &[(&str, &str)]) -> std::process::Child {
-    Command::new(binary())
+/// A launcher of one instance on `base`, behind a balancer on `balancer`, with `env`; its
+/// output goes to a file, for the failure message.
+fn launch_on(base: u16, balancer: u16, env: &[(&str, &str)]) -> Launched {
+    let output = tempfile::tempfile().expect("a file for the output");
+    let child = Command::new(binary())
         .args(["--instances", "1", "--base-port", &base.to_string()])
         .args(["--balancer-port", &balancer.to_string()])
         .envs(env.iter().copied())
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(output.try_clone().expect("the output file"))
+        .stderr(output.try_clone().expect("the output file"))
         .spawn()
-        .expect("the launcher starts")
+        .expect("the launcher starts");
+    Launched { child, output }
+}
+
+/// A launcher started by [`launch_on`].
+struct Launched {
+    child: std::process::Child,
+    output: std::fs::File,
+}
+
+impl Launched {
+    /// Stops it as Ctrl-C would, waits for it and returns what it printed.
+    fn stop(mut self) -> String {
+        signal::kill(pid(self.child.id()), signal::Signal::SIGINT).expect("stopped");
+        self.child.wait().expect("the launcher exits");
+        let mut printed = String::new();
+        self.output.rewind().expect("the output file");
+        self.output
+            .read_to_string(&mut printed)
+            .expect("the output file");
+        printed
+    }
 }
 
 /// Whether the balancer on `port` answers a health check with `200` within `limit`.
@@ -111,12 +135,6 @@ fn answers_within(port: u16, limit: Duration) -> bool {
     false
 }
 
-/// Stops a launcher as Ctrl-C would, and waits for it.
-fn stop(mut launcher: std::process::Child) {
-    signal::kill(pid(launcher.id()), signal::Signal::SIGINT).expect("stopped");
-    launcher.wait().expect("the launcher exits");
-}
-
 /// A launcher whose output nobody reads (piped into a pager that is not scrolled, say) soon
 /// blocks on its writes; its instances go on serving, dropping log lines instead, and say how
 /// many they dropped.
@@ -124,7 +142,7 @@ fn stop(mut launcher: std::process::Child) {
 fn a_launcher_whose_output_is_never_read_keeps_its_instances_serving() {
     const FOR: Duration = Duration::from_secs(30);
     let redis = RedisServer::start();
-    let base = free_port_run(2);
+    let base = local_redis::free_ports(2).expect("free ports");
     let mut launcher = Command::new(binary())
         .args(["--instances", "2", "--base-port", &base.to_string()])
         .args(["--no-balancer", "--redis-url", &redis.url()])

@@ -24,7 +24,7 @@ use actix_web::cookie::Cookie;
 use demo_app::{cookie_key::generate_cookie_key, launcher::balancer::Balancer};
 use integration_tests::{
     RedisServer,
-    demo::{ApiClient, ApiResponse, binary, free_port_run},
+    demo::{ApiClient, ApiResponse, binary},
 };
 
 /// How an instance runs.
@@ -272,7 +272,7 @@ fn log_in(client: &ApiClient, balancer: &str, user: &str, password: &str) -> Coo
 #[test]
 fn a_rollout_from_actix_sessions_store_logs_nobody_out() {
     let redis = RedisServer::start();
-    let first = free_port_run(3);
+    let first = local_redis::free_ports(3).expect("free ports");
     let (ports, balancer_port) = ([first, first + 1], first + 2);
     let key = generate_cookie_key();
     let mut instances = Instances::new(&redis, ports.to_vec());
@@ -427,7 +427,7 @@ fn steady_user(
 #[test]
 fn a_cookie_key_rotation_one_restart_at_a_time_logs_nobody_out() {
     let redis = RedisServer::start();
-    let first = free_port_run(4);
+    let first = local_redis::free_ports(4).expect("free ports");
     let ports = vec![first, first + 1, first + 2];
     let balancer_port = first + 3;
     let (old_key, new_key) = (generate_cookie_key(), generate_cookie_key());

@@ -1,5 +1,6 @@
 //! A TCP relay between the store and a Redis server: it counts round trips where they happen,
-//! on the wire, and can hold a connection's commands at a chosen one.
+//! on the wire, can hold a connection's commands at a chosen one, and can stall what Redis
+//! sends to the near cache's tracking connections (a lagging network path).
 //!
 //! A round trip is counted each time a client sends after it last received (or sends for the
 //! first time): a pipeline of commands written at once is one, two commands each awaited
@@ -35,6 +36,8 @@ struct Shared {
     upstream: SocketAddr,
     round_trips: AtomicU64,
     hold: Mutex<Option<Hold>>,
+    /// Whether what Redis sends to tracking connections is held back.
+    stalled: watch::Sender<bool>,
 }
 
 /// A hold on the next command of a given name: it, and everything its connection sends after
@@ -69,6 +72,7 @@ impl Relay {
             upstream,
             round_trips: AtomicU64::new(0),
             hold: Mutex::new(None),
+            stalled: watch::channel(false).0,
         });
         let accepting = Arc::clone(&shared);
         let accept = tokio::spawn(async move {
@@ -104,6 +108,12 @@ impl Relay {
         *self.shared.hold.lock().expect("hold lock") = Some(hold.clone());
         hold
     }
+
+    /// Holds back (`true`) or lets through (`false`) everything Redis sends to the tracking
+    /// connections (those that open with `HELLO`), in order, as a lagging path would.
+    pub fn stall_tracking(&self, stalled: bool) {
+        self.shared.stalled.send_replace(stalled);
+    }
 }
 
 impl Drop for Relay {
@@ -121,15 +131,31 @@ async fn relay(client: TcpStream, shared: Arc<Shared>) {
     // Whether the server's last bytes came after the client's: the client's next bytes then
     // start a round trip.
     let replied = Arc::new(AtomicBool::new(true));
-    let to_client = tokio::spawn(replies(server_read, client_write, Arc::clone(&replied)));
-    requests(client_read, server_write, replied, shared).await;
+    let tracking = Arc::new(AtomicBool::new(false));
+    let to_client = tokio::spawn(replies(
+        server_read,
+        client_write,
+        Arc::clone(&replied),
+        Arc::clone(&tracking),
+        shared.stalled.subscribe(),
+    ));
+    requests(client_read, server_write, replied, tracking, shared).await;
     to_client.abort();
 }
 
-async fn replies(mut server: OwnedReadHalf, mut client: OwnedWriteHalf, replied: Arc<AtomicBool>) {
+async fn replies(
+    mut server: OwnedReadHalf,
+    mut client: OwnedWriteHalf,
+    replied: Arc<AtomicBool>,
+    tracking: Arc<AtomicBool>,
+    mut stalled: watch::Receiver<bool>,
+) {
     let mut buffer = vec![0u8; 64 * 1024];
     while let Ok(read @ 1..) = server.read(&mut buffer).await {
         replied.store(true, Ordering::Release);
+        if tracking.load(Ordering::Acquire) {
+            let _ = stalled.wait_for(|stalled| !*stalled).await;
+        }
         if client.write_all(&buffer[..read]).await.is_err() {
             return;
         }
@@ -140,6 +166,7 @@ async fn requests(
     mut client: OwnedReadHalf,
     mut server: OwnedWriteHalf,
     replied: Arc<AtomicBool>,
+    is_tracking: Arc<AtomicBool>,
     shared: Arc<Shared>,
 ) {
     let mut pending = Vec::new();
@@ -154,6 +181,7 @@ async fn requests(
             && let Some((_, name)) = next_command(&pending)
         {
             tracking = Some(name == "HELLO");
+            is_tracking.store(name == "HELLO", Ordering::Release);
         }
         if starts_trip && tracking == Some(false) {
             shared.round_trips.fetch_add(1, Ordering::AcqRel);

@@ -31,10 +31,14 @@ const PAIRS: usize = 10_000;
 const WORKERS: usize = 8;
 
 fn near(prefix: &str) -> RedisSessionStoreBuilder {
+    without_near_cache(prefix).near_cache(10_000)
+}
+
+/// The instances' settings but the near cache.
+fn without_near_cache(prefix: &str) -> RedisSessionStoreBuilder {
     RedisSessionStore::builder()
         .key_prefix(prefix)
         .user_entry("user")
-        .near_cache(10_000)
         .seal_entries(std::env::var("NO_NEAR").is_err())
 }
 
@@ -590,4 +594,66 @@ async fn a_reshard_onto_a_new_primary_serves_nothing_stale() {
     assert!(done > 100, "only {done} pairs completed");
     wait_until_linked(&apps, &log_in(&apps[0]).await, &prefix).await;
     drop(cluster);
+}
+
+/// A lagging path from Redis to one instance (what Redis sends its tracking connection held
+/// back, as a lost and resent packet or a congested link would hold it): a change's answer
+/// can then reach its client before the invalidation reaches the instance, so the socket
+/// check cannot see it coming. The heartbeat bounds it: the instance may serve its copy only
+/// until 400 ms after the last heartbeat its link answered, which was sent before the path
+/// stalled, so at most 400 ms after the change; then its reads go to Redis, and once the path
+/// is clear, from memory again.
+#[actix_web::test]
+async fn a_lagging_link_serves_a_changed_copy_for_at_most_its_silence() {
+    use integration_tests::{RedisServer, Relay};
+
+    const SILENCE: Duration = Duration::from_millis(400);
+    let server = RedisServer::start();
+    let relay = Relay::start(([127, 0, 0, 1], server.port()).into()).await;
+    let prefix = unique_prefix();
+    recorder::install();
+    let key = Key::generate();
+    let writer = app(server.store_with(without_near_cache(&prefix)), &key).await;
+    let reader = near(&prefix).build_with_url(&relay.url()).expect("a store");
+    let reader = app(reader, &key).await;
+    let cookie = log_in(&writer).await;
+    set_entry_on(&writer, "0", &cookie).await;
+    wait_until_linked(std::slice::from_ref(&reader), &cookie, &prefix).await;
+    assert_eq!(prime(&reader, "n", &cookie).await, "0");
+
+    relay.stall_tracking(true);
+    set_entry_on(&writer, "1", &cookie).await;
+    let changed = Instant::now();
+    let (mut last_stale, mut stale, mut fresh) = (None, 0, 0);
+    while changed.elapsed() < 3 * SILENCE {
+        let sent = changed.elapsed();
+        match get_entry(&reader, "n", Some(&cookie)).await.as_str() {
+            "0" => {
+                stale += 1;
+                last_stale = Some(sent);
+            }
+            "1" => fresh += 1,
+            other => panic!("read {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "path stalled: {stale} reads served the old copy, the last sent {last_stale:?} after \
+         the change's answer; {fresh} read the change"
+    );
+    assert!(
+        last_stale.is_none_or(|sent| sent <= SILENCE),
+        "the old copy was served to a read sent {last_stale:?} after the change"
+    );
+    assert!(fresh > 0, "no read after the silence went to Redis");
+
+    relay.stall_tracking(false);
+    wait_until_linked(std::slice::from_ref(&reader), &cookie, &prefix).await;
+    assert_eq!(get_entry(&reader, "n", Some(&cookie)).await, "1");
+}
+
+/// `POST /set/n/{value}` with `cookie` on `app`, answered `200`.
+async fn set_entry_on(app: &impl TestApp, value: &str, cookie: &Cookie<'static>) {
+    let set = send(app, Method::POST, &format!("/set/n/{value}"), Some(cookie)).await;
+    assert_eq!(set.status(), 200);
 }

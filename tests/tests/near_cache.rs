@@ -3,7 +3,9 @@
 //! revocation, a renewal) is never served stale by another once the change's answer is back;
 //! an invalidation link cut by Redis makes its instance read from Redis until the link is
 //! back; failovers and a reshard serve nothing stale; a session idle past its timeout and the
-//! granularity is gone everywhere; every invalidation arrives, and how late is measured.
+//! granularity is gone everywhere; every invalidation arrives, and how late is measured; a
+//! lagging path from Redis to one instance serves a changed copy for at most the link's
+//! silence.
 
 use std::time::{Duration, Instant};
 

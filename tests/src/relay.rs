@@ -126,6 +126,11 @@ async fn relay(client: TcpStream, shared: Arc<Shared>) {
     let Ok(server) = TcpStream::connect(shared.upstream).await else {
         return;
     };
+    // As Redis does on its own sockets: without it, Nagle's algorithm holds a small write back
+    // until the last one is acknowledged, up to the peer's delayed ACK (40 ms).
+    if client.set_nodelay(true).is_err() || server.set_nodelay(true).is_err() {
+        return;
+    }
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     // Whether the server's last bytes came after the client's: the client's next bytes then

@@ -659,3 +659,38 @@ async fn set_entry_on(app: &impl TestApp, value: &str, cookie: &Cookie<'static>)
     let set = send(app, Method::POST, &format!("/set/n/{value}"), Some(cookie)).await;
     assert_eq!(set.status(), 200);
 }
+
+/// A read from memory is still a load in the store's metrics (`outcome="ok"`), and costs no
+/// round trip.
+#[actix_web::test]
+async fn a_read_from_memory_counts_as_a_load_with_no_round_trip() {
+    const READS: u64 = 20;
+    let deployment = Deployment::single();
+    let prefix = unique_prefix();
+    recorder::install();
+    let (_stores, apps, _) = instances(&deployment, near, &prefix).await;
+    let cookie = log_in(&apps[0]).await;
+    wait_until_linked(&apps[..1], &cookie, &prefix).await;
+    let counters = || {
+        let store = [("store", prefix.as_str())];
+        let loads = [store[0], ("operation", "load"), ("outcome", "ok")];
+        (
+            recorder::counter("session_store_operations_total", &loads),
+            recorder::counter("session_store_redis_round_trips_total", &store),
+            near_reads(&prefix).0,
+        )
+    };
+    let before = counters();
+    for _ in 0..READS {
+        assert_eq!(get_entry(&apps[0], "user", Some(&cookie)).await, "alice");
+    }
+    let after = counters();
+    let hits = after.2 - before.2;
+    assert!(hits >= READS - 1, "{hits} of {READS} reads from memory");
+    assert_eq!(after.0 - before.0, READS, "loads counted");
+    assert_eq!(
+        after.1 - before.1,
+        READS - hits,
+        "round trips: one per read from Redis"
+    );
+}

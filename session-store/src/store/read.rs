@@ -8,7 +8,7 @@ use crate::{
     backend::batch::Batch,
     config::LegacyStep,
     error::StoreError,
-    near::Lookup,
+    near::{Lookup, Mark},
     request::scope,
     session::{
         clock::millis,
@@ -38,13 +38,46 @@ pub(super) enum Hash {
 }
 
 impl RedisSessionStore {
+    /// The session from this instance's near cache, with no Redis command, when it holds a
+    /// copy it may serve; otherwise the mark a read from Redis must carry for its answer to
+    /// become a copy (none without the near cache, or for a session read elsewhere: one of
+    /// actix-session's own store).
+    pub(super) fn read_near(&self, session_key: &SessionKey) -> Result<SessionState, Option<Mark>> {
+        let Some(near) = self.handle.near() else {
+            return Err(None);
+        };
+        let Some((key, _)) = self.redis_key(session_key) else {
+            return Err(None);
+        };
+        if self.old_session(session_key).is_some() {
+            return Err(None);
+        }
+        match near.lookup(key.as_str()) {
+            Lookup::Hit(copy) if self.handle.within_lifetime(copy.created) => {
+                scope::remember_shared(
+                    session_key.as_ref(),
+                    &key,
+                    Arc::clone(&copy.state),
+                    copy.created,
+                    copy.rewrite.clone(),
+                );
+                Ok(SessionState::clone(&copy.state))
+            }
+            // A copy past its lifetime: Redis's answer ends the session.
+            Lookup::Hit(_) => Err(None),
+            Lookup::Miss(mark) => Err(Some(mark)),
+        }
+    }
+
     /// One round trip: the hash and the sliding of its expiry, pipelined. The absolute lifetime
     /// is checked here; a session out of it costs one more round trip, to delete it. A session
     /// of actix-session's own store is read where that store keeps it while the store
-    /// interoperates, and moved from there when migrating (see `legacy.rs`).
+    /// interoperates, and moved from there when migrating (see `legacy.rs`). With the near
+    /// cache, what it finds becomes a copy if `mark` (from [`Self::read_near`]) allows.
     pub(super) async fn load_state(
         &self,
         session_key: &SessionKey,
+        mark: Option<Mark>,
     ) -> Result<Option<SessionState>, StoreError> {
         let Some((key, class)) = self.redis_key(session_key) else {
             return Ok(None);
@@ -56,33 +89,12 @@ impl RedisSessionStore {
         {
             return self.load_old(session_key, &key, class, old).await;
         }
-        let mark = match self.handle.near().filter(|_| old.is_none()) {
-            Some(near) => match near.lookup(key.as_str()) {
-                Lookup::Hit(copy) if self.handle.within_lifetime(copy.created) => {
-                    instruments::near_cache("hit");
-                    let state = Arc::clone(&copy.state);
-                    let rewrite = copy.rewrite.clone();
-                    scope::remember_shared(
-                        session_key.as_ref(),
-                        &key,
-                        Arc::clone(&state),
-                        copy.created,
-                        rewrite,
-                    );
-                    return Ok(Some(SessionState::clone(&state)));
-                }
-                // A copy past its lifetime: Redis's answer ends the session.
-                Lookup::Hit(_) => None,
-                Lookup::Miss(mark) => Some(mark),
-            },
-            None => None,
-        };
         let seal = self.seal(session_key, &key);
         match self.read_hash(&key, class, &seal, old.as_ref()).await? {
             Hash::Found(state, created, rewrite, left) => {
                 let shared = Arc::new(state);
                 if let Some(near) = self.handle.near() {
-                    instruments::near_cache("miss");
+                    instruments::near_cache_miss();
                     // `left` is known only to a read that did not likely write: a copy made
                     // for a request that writes would be dropped by its own write at once.
                     if let (Some(mark), Some(left)) = (mark, left) {

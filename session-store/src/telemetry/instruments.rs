@@ -143,10 +143,10 @@ pub(crate) fn round_trip() {
     let _ = ROUND_TRIPS.try_with(|trips| trips.set(trips.get() + 1));
 }
 
-/// Records whether a read came from the near cache (`"hit"`) or from Redis (`"miss"`), in
-/// its span.
-pub(crate) fn near_cache(result: &'static str) {
-    tracing::Span::current().record("near_cache", result);
+/// Records in its span that a read went to Redis though the near cache is on (a read served
+/// from the cache has a span of its own, [`Instruments::near_hit`]).
+pub(crate) fn near_cache_miss() {
+    tracing::Span::current().record("near_cache", "miss");
 }
 
 /// Records the session an operation is about, in its span.
@@ -207,8 +207,32 @@ impl Instruments {
             })
             .instrument(span.clone())
             .await;
-        let elapsed = started.elapsed();
         let ended = result.as_ref().map_or_else(Outcome::of_error, outcome);
+        self.record(operation, &span, ended, trips, started);
+        self.pool(pool);
+        result
+    }
+
+    /// A load served from the near cache, begun at `started`: its span and its metrics, as
+    /// [`Self::observe`] records them for a load that waited for Redis.
+    pub(crate) fn near_hit(&self, started: Instant) {
+        let span = Operation::Load.span_name();
+        span.record("db.operation.name", Operation::Load.name());
+        span.record("near_cache", "hit");
+        self.record(Operation::Load, &span, Outcome::Ok, 0, started);
+    }
+
+    /// Records how an operation begun at `started` ended, after `trips` round trips, in
+    /// `span` and in the metrics.
+    fn record(
+        &self,
+        operation: Operation,
+        span: &tracing::Span,
+        ended: Outcome,
+        trips: u32,
+        started: Instant,
+    ) {
+        let elapsed = started.elapsed();
         span.record("outcome", ended.name());
         span.record("round_trips", trips);
         if trips > 0 {
@@ -238,8 +262,6 @@ impl Instruments {
                 )
             })
             .record(elapsed.as_secs_f64());
-        self.pool(pool);
-        result
     }
 
     /// The size of a state written.

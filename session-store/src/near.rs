@@ -8,8 +8,9 @@
 //! ever outliving what it copies:
 //!
 //! - A copy is served only while every tracking socket holds nothing unread and everything
-//!   read from it was applied ([`watch`]): Redis sends a change's invalidation before the
-//!   change's answer, so no change whose answer is out can still be on its way.
+//!   read from it was applied ([`watch`], one `poll` for all of them): Redis sends a change's
+//!   invalidation before the change's answer, so no change whose answer is out can still be
+//!   on its way.
 //! - A read's answer goes in only if no invalidation of its key's slot and no change of the
 //!   link came since the read was sent ([`Mark`]): an invalidation that overtook the answer
 //!   cannot be undone by it.
@@ -168,11 +169,7 @@ impl NearCache {
 
     /// Whether every invalidation Redis sent so far has been applied.
     fn link_is_quiet(&self) -> bool {
-        self.watches
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .all(|watch| watch.is_quiet())
+        watch::all_quiet(&self.watches.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn heard_lately(&self, now: Instant) -> bool {

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod cpu;
 pub mod load;
 pub mod measure;
+pub mod near_memory;
 pub mod redis_stats;
 pub mod runner;
 pub mod scaling;
@@ -121,6 +122,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/set/{name}", web::post().to(set))
         .route("/count", web::get().to(count));
 }
+
+/// The sessions the near cache of the benchmark's servers holds.
+pub const NEAR_CACHE_SESSIONS: usize = 10_000;
 
 /// The state of a logged-in session, also used for the memory measurement.
 pub const LOGIN_STATE: [(&str, &str); 3] = [

@@ -9,11 +9,11 @@ use clap::{Args, ValueEnum};
 use futures_util::future::try_join_all;
 
 use crate::{
-    LOGIN_STATE, Policy, StoreKind,
+    LOGIN_STATE, NEAR_CACHE_SESSIONS, Policy, StoreKind,
     backend::Backend,
     load,
     measure::{Bench, Row, SCENARIOS, Server, Spread, Summary, summarize},
-    scaling,
+    near_memory, scaling,
 };
 
 /// Settings of a benchmark run.
@@ -53,7 +53,7 @@ pub enum Part {
     Stores,
     /// session-store on one server and on clusters of one, two and three primaries.
     Cluster,
-    /// Redis memory per session.
+    /// Redis memory per session, and the near cache's memory per session.
     Memory,
     /// session-store with each of its optional features on, against itself with them off.
     Features,
@@ -461,7 +461,7 @@ fn concurrent_writers(
 }
 
 /// Redis memory per session: session-store and actix-session on one server, session-store on
-/// a cluster of three primaries.
+/// a cluster of three primaries; then the near cache's memory per session.
 fn memory(sessions: usize, cpu: Option<usize>) -> anyhow::Result<()> {
     println!("\n### Redis memory per session: {sessions} sessions of three small entries\n");
     println!("| store | Redis | bytes per session |\n|---|---|---|");
@@ -489,7 +489,8 @@ fn memory(sessions: usize, cpu: Option<usize>) -> anyhow::Result<()> {
         ours / anchor,
         on_cluster / ours
     );
-    Ok(())
+    redis.flush()?;
+    near_memory::print(&mut redis, NEAR_CACHE_SESSIONS)
 }
 
 /// Average growth of Redis's `used_memory` (all nodes together) per session saved through

@@ -73,7 +73,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     builder.legacy_sessions(session_store::LegacySessions::migrate())
                 }
                 StoreKind::OursClear => builder.seal_entries(false),
-                StoreKind::OursNear => builder.near_cache(10_000),
+                StoreKind::OursNear => builder.near_cache(crate::NEAR_CACHE_SESSIONS),
                 _ => builder,
             };
             let store = if args.cluster {

@@ -1,8 +1,15 @@
 //! The benchmark's shared pieces: which store a server runs with, and the one app all stores
 //! serve, so that the store is the only difference between runs.
 
-use actix_session::{Session, config::TtlExtensionPolicy};
-use actix_web::{HttpResponse, web};
+use std::collections::HashMap;
+
+use actix_session::{
+    Session,
+    config::TtlExtensionPolicy,
+    storage::{SessionKey, SessionStore},
+};
+use actix_web::{HttpResponse, cookie::time::Duration as CookieDuration, web};
+use futures_util::future::try_join_all;
 
 pub mod backend;
 pub mod cpu;
@@ -132,6 +139,30 @@ pub const LOGIN_STATE: [(&str, &str); 3] = [
     ("theme", "\"dark\""),
     ("visits", "3"),
 ];
+
+/// Saves `sessions` sessions of [`LOGIN_STATE`] through `store`, 256 at a time, and returns
+/// their keys.
+///
+/// # Errors
+/// When the store fails a save.
+pub async fn save_logged_in<S: SessionStore>(
+    store: &S,
+    sessions: usize,
+) -> anyhow::Result<Vec<SessionKey>> {
+    let state: HashMap<String, String> = LOGIN_STATE
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let ttl = CookieDuration::days(1);
+    let mut keys = Vec::with_capacity(sessions);
+    for batch in (0..sessions).collect::<Vec<_>>().chunks(256) {
+        let saved = try_join_all(batch.iter().map(|_| store.save(state.clone(), &ttl)))
+            .await
+            .map_err(|err| anyhow::anyhow!("{err}"))?;
+        keys.extend(saved);
+    }
+    Ok(keys)
+}
 
 async fn login(session: Session) -> actix_web::Result<HttpResponse> {
     session.insert("user", "alice")?;

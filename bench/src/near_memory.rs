@@ -1,14 +1,13 @@
 //! The near cache's memory: how much a process's resident memory grows per session its near
 //! cache holds.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use actix_session::storage::SessionStore;
-use actix_web::cookie::time::Duration as CookieDuration;
 use futures_util::future::try_join_all;
 use session_store::RedisSessionStore;
 
-use crate::{LOGIN_STATE, backend::Backend};
+use crate::{backend::Backend, save_logged_in};
 
 /// Saves `sessions` sessions of three small entries and reads each once, through a store with
 /// a near cache of as many sessions and through one without; prints how much this process's
@@ -49,18 +48,7 @@ pub fn print(redis: &mut Backend, sessions: usize) -> anyhow::Result<()> {
 /// Saves `sessions` sessions through `store`, then reads each once: the growth of this
 /// process's resident memory over the reads, per session.
 async fn growth_per_read(store: RedisSessionStore, sessions: usize) -> anyhow::Result<f64> {
-    let state: HashMap<String, String> = LOGIN_STATE
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let ttl = CookieDuration::days(1);
-    let mut keys = Vec::with_capacity(sessions);
-    for batch in (0..sessions).collect::<Vec<_>>().chunks(256) {
-        let saved = try_join_all(batch.iter().map(|_| store.save(state.clone(), &ttl)))
-            .await
-            .map_err(|err| anyhow::anyhow!("{err}"))?;
-        keys.extend(saved);
-    }
+    let keys = save_logged_in(&store, sessions).await?;
     // The near cache's link comes up within milliseconds of the store's start; a read before
     // it keeps no copy.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -1,19 +1,17 @@
 //! `bench run`: every scenario against every store on one Redis server, then session-store on
 //! one server and on clusters of one to three primaries, in one run, then tables.
 
-use std::{collections::HashMap, thread, time::Duration};
+use std::{thread, time::Duration};
 
 use actix_session::storage::SessionStore;
-use actix_web::cookie::time::Duration as CookieDuration;
 use clap::{Args, ValueEnum};
-use futures_util::future::try_join_all;
 
 use crate::{
-    LOGIN_STATE, NEAR_CACHE_SESSIONS, Policy, StoreKind,
+    NEAR_CACHE_SESSIONS, Policy, StoreKind,
     backend::Backend,
     load,
     measure::{Bench, Row, SCENARIOS, Server, Spread, Summary, summarize},
-    near_memory, scaling,
+    near_memory, save_logged_in, scaling,
 };
 
 /// Settings of a benchmark run.
@@ -501,16 +499,7 @@ async fn memory_per_session<S: SessionStore>(
     sessions: usize,
 ) -> anyhow::Result<f64> {
     let before = redis.used_memory()?;
-    let state: HashMap<String, String> = LOGIN_STATE
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let ttl = CookieDuration::days(1);
-    for batch in (0..sessions).collect::<Vec<_>>().chunks(256) {
-        try_join_all(batch.iter().map(|_| store.save(state.clone(), &ttl)))
-            .await
-            .map_err(|err| anyhow::anyhow!("{err}"))?;
-    }
+    save_logged_in(store, sessions).await?;
     let after = redis.used_memory()?;
     Ok(after.saturating_sub(before) as f64 / sessions as f64)
 }

@@ -18,7 +18,7 @@ use integration_tests::{
     deployment::{Deployment, unique_prefix},
     recorder,
     session_app::{
-        TestApp, app, get_entry, log_in, redis_key, send, session_cookie, session_key_in,
+        TestApp, app, get_entry, log_in, redis_key, send, session_cookie, session_key_in, set_entry,
     },
 };
 use session_store::{RedisSessionStore, RedisSessionStoreBuilder};
@@ -643,12 +643,18 @@ async fn a_lagging_link_serves_a_changed_copy_for_at_most_its_silence() {
     let reader = near(&prefix).build_with_url(&relay.url()).expect("a store");
     let reader = app(reader, &key).await;
     let cookie = log_in(&writer).await;
-    set_entry_on(&writer, "0", &cookie).await;
+    assert_eq!(
+        set_entry(&writer, "n", "0", Some(&cookie)).await.status(),
+        200
+    );
     wait_until_linked(std::slice::from_ref(&reader), &cookie, &prefix).await;
     assert_eq!(prime(&reader, "n", &cookie).await, "0");
 
     relay.stall_tracking(true);
-    set_entry_on(&writer, "1", &cookie).await;
+    assert_eq!(
+        set_entry(&writer, "n", "1", Some(&cookie)).await.status(),
+        200
+    );
     let changed = Instant::now();
     let (mut last_stale, mut stale, mut fresh) = (None, 0, 0);
     while changed.elapsed() < 3 * SILENCE {
@@ -676,12 +682,6 @@ async fn a_lagging_link_serves_a_changed_copy_for_at_most_its_silence() {
     relay.stall_tracking(false);
     wait_until_linked(std::slice::from_ref(&reader), &cookie, &prefix).await;
     assert_eq!(get_entry(&reader, "n", Some(&cookie)).await, "1");
-}
-
-/// `POST /set/n/{value}` with `cookie` on `app`, answered `200`.
-async fn set_entry_on(app: &impl TestApp, value: &str, cookie: &Cookie<'static>) {
-    let set = send(app, Method::POST, &format!("/set/n/{value}"), Some(cookie)).await;
-    assert_eq!(set.status(), 200);
 }
 
 /// A read from memory is still a load in the store's metrics (`outcome="ok"`), and costs no

@@ -242,6 +242,16 @@ async fn a_logout_between_a_writes_check_and_its_write_leaves_nothing_usable() {
         ["theme"],
         "what the write left: entries without a creation time"
     );
+    let ttl: i64 = server
+        .connection()
+        .await
+        .pttl(&session)
+        .await
+        .expect("PTTL");
+    assert!(
+        ttl > 0,
+        "the leftover expires even if no load ever meets it: PTTL {ttl}"
+    );
 
     assert_eq!(
         get_entry(&app, "theme", Some(&cookie)).await,

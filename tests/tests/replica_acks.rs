@@ -254,6 +254,34 @@ async fn a_primary_without_a_replica_refuses_every_write() {
     fresh_logins_are_refused(&app, &deployment).await;
 }
 
+/// A write that waits for its replica holds its connection to itself: a read meanwhile goes
+/// on another connection and is not held up behind the `WAIT` (the store sends on the
+/// connection it used last only while nobody holds a pooled one).
+#[actix_web::test]
+async fn a_write_waiting_for_its_replica_holds_up_no_read() {
+    let deployment = Deployment::single();
+    let (key, app) = durable_app(&deployment).await;
+    let plain = app_without_wait(&deployment, &key).await;
+    let cookie = logged_in(&plain).await;
+    assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
+
+    let write = async {
+        let response = send(&app, Method::POST, "/set/theme/dark", Some(&cookie)).await;
+        assert_refused(&response, "a write with no replica");
+    };
+    let read = async {
+        tokio::time::sleep(WAIT_FOR / 5).await;
+        let started = Instant::now();
+        assert_eq!(get_entry(&app, "user", Some(&cookie)).await, "alice");
+        started.elapsed()
+    };
+    let ((), took) = futures_util::join!(write, read);
+    assert!(
+        took < WAIT_FOR / 2,
+        "the read waited {took:?}, behind the write's WAIT"
+    );
+}
+
 /// An app on `deployment` whose store waits for no replica, under the same prefix.
 async fn app_without_wait(deployment: &Deployment, key: &Key) -> impl TestApp + use<> {
     app(

@@ -65,6 +65,16 @@ impl Connection {
         }
     }
 
+    /// Another handle on the same connection, with the same health (the pool's copy stays
+    /// in the pool).
+    pub(crate) fn handle(&self) -> Self {
+        Self {
+            link: self.link.clone(),
+            server: self.server.clone(),
+            health: Arc::clone(&self.health),
+        }
+    }
+
     /// A handle on this connection for one request, which shares it with other requests.
     pub(crate) fn share(&self) -> SharedConnection {
         SharedConnection {

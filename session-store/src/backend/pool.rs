@@ -9,7 +9,9 @@
 //!
 //! So the store takes a connection from the pool, clones its handle and gives the connection
 //! back at once: requests share connections and pipeline on them, and the pool bounds the
-//! number of connections, not of requests. The manager skips the health check for a
+//! number of connections, not of requests. While the connection it took last would be handed
+//! out again as it is and nobody holds or waits for a pooled one, the store goes on sending on
+//! it without a checkout (`Backend::connection`). The manager skips the health check for a
 //! connection that completed a command within its trust window (`Manager::trust_window`, which
 //! the store's `trust_window` setting sets on the pools it makes; 1 s by default) with no failure in the pool since. A connection whose command
 //! failed at the connection level is discarded at its next checkout, and every failure makes
@@ -474,13 +476,8 @@ impl managed::Manager for Manager {
     }
 
     async fn recycle(&self, conn: &mut Connection, metrics: &Metrics) -> RecycleResult<RedisError> {
-        if conn.health.is_broken() {
-            return Err(RecycleError::message("the connection failed"));
-        }
-        if let (Source::Sentinel(sentinels), Some(server)) = (&self.source, &conn.server)
-            && !sentinels.is_current(server)
-        {
-            return Err(RecycleError::message("the sentinels named another primary"));
+        if let Some(why) = self.unfit(conn) {
+            return Err(RecycleError::message(why));
         }
         if conn.health.is_trusted(self.trust_window) {
             return Ok(());
@@ -490,6 +487,25 @@ impl managed::Manager for Manager {
 }
 
 impl Manager {
+    /// Why `conn` must be replaced, if it must: it failed, or behind Sentinel its server is
+    /// no longer the primary.
+    fn unfit(&self, conn: &Connection) -> Option<&'static str> {
+        if conn.health.is_broken() {
+            return Some("the connection failed");
+        }
+        match (&self.source, &conn.server) {
+            (Source::Sentinel(sentinels), Some(server)) if !sentinels.is_current(server) => {
+                Some("the sentinels named another primary")
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the pool would hand `conn` out again as it is: fit, and trusted (no check).
+    pub(crate) fn trusts(&self, conn: &Connection) -> bool {
+        self.unfit(conn).is_none() && conn.health.is_trusted(self.trust_window)
+    }
+
     /// A new connection of its source's kind.
     async fn connect(&self) -> Result<Connection, RedisError> {
         let (mut link, server) = match &self.source {

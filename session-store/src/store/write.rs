@@ -240,6 +240,8 @@ impl RedisSessionStore {
             }
             pipe.ignore();
         }
+        // Also when the request's load slid the expiry already: should a logout land before
+        // the HSET, this bounds the life of the hash the HSET leaves behind.
         pipe.cmd("PEXPIRE")
             .arg(key)
             .arg(self.idle_millis(class))

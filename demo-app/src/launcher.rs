@@ -52,6 +52,11 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     let target = match RedisTarget::from_args(&args.common)? {
         Some(target) => target,
         None => {
+            // The terminal's Ctrl-C reaches the launcher and the instances, not the private
+            // Redis: it stops after the instances (dropped last), which would otherwise see
+            // it go first and warn that their links to it are down. The watchdog below kills
+            // it should the launcher be killed outright.
+            local_redis::start_apart_from_the_terminal();
             embedded = Embedded::start(args.topology).context(
                 "no --redis-url, --redis-cluster or --redis-sentinel given, and the private \
                  Redis could not be started (name a Redis you run with one of those)",

@@ -103,6 +103,7 @@ pub use crate::{
     cluster::{ClusterBuilder, RedisCluster, SlotMigration},
     error::Error,
     ports::{free_port, free_ports, wait_until_listening},
+    programs::start_apart_from_the_terminal,
     sentinel::{RedisSentinels, SentinelsBuilder},
     server::RedisServer,
 };

@@ -5,8 +5,10 @@ use std::{
     ffi::OsString,
     fs::OpenOptions,
     io::ErrorKind,
+    os::unix::process::CommandExt as _,
     path::Path,
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
     thread,
     time::{Duration, Instant},
 };
@@ -36,6 +38,19 @@ pub(crate) const REDIS_CLI: Program = Program {
               `brew install redis` (macOS)",
 };
 
+/// Whether programs started from now on run in a process group of their own.
+static APART: AtomicBool = AtomicBool::new(false);
+
+/// Servers (and every other program this crate runs) started from now on run in a process
+/// group of their own, out of reach of a Ctrl-C at the terminal, which signals the whole
+/// foreground group at once: for a program that stops them itself, after what uses them
+/// (the demo's launcher). They still stop when dropped; a caller killed outright leaves them
+/// running unless it has a watchdog of its own, so tests, whose servers must die with a
+/// Ctrl-C'd run, leave this off.
+pub fn start_apart_from_the_terminal() {
+    APART.store(true, Ordering::Release);
+}
+
 impl Program {
     /// The program's name, for messages.
     pub(crate) fn name(&self) -> &'static str {
@@ -47,7 +62,11 @@ impl Program {
     pub(crate) fn spawn(&self, args: &[OsString], output: &Path) -> Result<Child, Error> {
         let file = OpenOptions::new().create(true).append(true).open(output)?;
         let errors = file.try_clone()?;
-        Command::new(self.path())
+        let mut command = Command::new(self.path());
+        if APART.load(Ordering::Acquire) {
+            command.process_group(0);
+        }
+        command
             .args(args)
             .stdin(Stdio::null())
             .stdout(file)

@@ -194,7 +194,7 @@ impl Backend {
     /// other requests share it meanwhile.
     ///
     /// The connection of the last checkout is used again without a checkout (its semaphore,
-    /// queue, recycling and timer: about 4% of the instance's CPU per write) while the pool
+    /// queue, recycling and timer: about 3% of the instance's CPU per write) while the pool
     /// would hand it out as it is (it answered within the trust window, nothing failed
     /// since, behind Sentinel it is still the primary's) and nobody holds or waits for a
     /// pooled connection (a write waiting for replicas holds its own, so may the

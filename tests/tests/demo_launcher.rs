@@ -4,6 +4,7 @@ use std::{
     collections::BTreeSet,
     io::{Read as _, Seek as _},
     net::TcpStream,
+    os::unix::process::CommandExt as _,
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -82,11 +83,34 @@ fn an_odd_temporary_folder_does_not_break_the_balancer() {
     assert!(up, "no balancer with TMPDIR={tmpdir:?}:\n{printed}");
 }
 
-/// A launcher of one instance on `base`, behind a balancer on `balancer`, with `env`; its
-/// output goes to a file, for the failure message.
+/// A Ctrl-C at the terminal signals the launcher's whole process group: the instances stop
+/// before their private Redis, so none of them sees its Redis go first and warns that its
+/// near cache's link is down, and nothing is left running.
+#[test]
+fn a_ctrl_c_at_the_terminal_stops_the_instances_before_their_redis() {
+    let base = local_redis::free_ports(2).expect("free ports");
+    let balancer = local_redis::free_port().expect("a free port");
+    let launcher = launch_on(base, balancer, &[]);
+    let up = answers_within(balancer, Duration::from_secs(30));
+    let family = descendants(launcher.child.id());
+    let printed = launcher.ctrl_c();
+    assert!(up, "the demo did not come up:\n{printed}");
+    assert!(printed.contains("Stopped."), "{printed}");
+    assert!(
+        !printed.contains("link down"),
+        "an instance saw its Redis stop first:\n{printed}"
+    );
+    let left: Vec<u32> = family.into_iter().filter(|&pid| alive(pid)).collect();
+    assert!(left.is_empty(), "left running: {left:?}\n{printed}");
+}
+
+/// A launcher of one instance on `base`, behind a balancer on `balancer`, with `env`, in a
+/// process group of its own as a shell runs a command; its output goes to a file, for the
+/// failure message.
 fn launch_on(base: u16, balancer: u16, env: &[(&str, &str)]) -> Launched {
     let output = tempfile::tempfile().expect("a file for the output");
     let child = Command::new(binary())
+        .process_group(0)
         .args(["--instances", "1", "--base-port", &base.to_string()])
         .args(["--balancer-port", &balancer.to_string()])
         .envs(env.iter().copied())
@@ -105,9 +129,21 @@ struct Launched {
 }
 
 impl Launched {
-    /// Stops it as Ctrl-C would, waits for it and returns what it printed.
-    fn stop(mut self) -> String {
+    /// Stops it with a SIGINT of its own, waits for it and returns what it printed.
+    fn stop(self) -> String {
         signal::kill(pid(self.child.id()), signal::Signal::SIGINT).expect("stopped");
+        self.printed()
+    }
+
+    /// Stops it as a Ctrl-C at the terminal does, with a SIGINT to its whole process group,
+    /// waits for it and returns what it printed.
+    fn ctrl_c(self) -> String {
+        signal::killpg(pid(self.child.id()), signal::Signal::SIGINT).expect("stopped");
+        self.printed()
+    }
+
+    /// Waits for it to exit and returns what it printed.
+    fn printed(mut self) -> String {
         self.child.wait().expect("the launcher exits");
         let mut printed = String::new();
         self.output.rewind().expect("the output file");

@@ -47,6 +47,9 @@ enum Waited {
 pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     let ports = ports(&args)?;
     let mut watchdog = Watchdog::start()?;
+    // Before anything starts: a Ctrl-C during start-up, which takes seconds for a cluster,
+    // must stop what started (the private Redis is out of the terminal's reach).
+    let stop = stop_signal()?;
     // Declared first, so dropped last: the instances stop before their Redis does.
     let embedded;
     let target = match RedisTarget::from_args(&args.common)? {
@@ -85,7 +88,6 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
          Redis server: use --topology single or --redis-url"
     );
     let cookie_key = cookie_key(&args)?;
-    let stop = stop_signal()?;
 
     // What nginx proves itself with to the instances, so that they believe the client address
     // it forwards and nobody else's: new every run, never shown.

@@ -22,7 +22,7 @@ use redis::{
 
 use crate::{
     backend::batch::Batch,
-    backend::connection::{CommandFate, Connection, SharedConnection},
+    backend::connection::{CommandFate, Remembered, SharedConnection},
     backend::pool::{Manager, Pool},
     config::{Config, ReplicaAcks},
     error::StoreError,
@@ -35,7 +35,7 @@ pub(crate) struct Backend {
     pool: Pool,
     /// The connection the last checkout handed out, used again with no checkout while the
     /// pool would hand it out as it is (see [`Backend::connection`]).
-    last: Mutex<Option<Connection>>,
+    last: Mutex<Option<Remembered>>,
     pool_timeouts: Timeouts,
     command_timeout: Duration,
     deadline: Duration,
@@ -203,21 +203,24 @@ impl Backend {
         if let Some(connection) = self.reusable() {
             return Ok(connection);
         }
+        // Forgotten before the checkout: should it fail, nothing stale is kept for later.
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = None;
         let pooled = self.pool.timeout_get(&self.pool_timeouts).await?;
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(pooled.handle());
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(pooled.remember());
         Ok(pooled.share())
     }
 
-    /// The last checkout's connection, if the pool would hand it out as it is.
+    /// The last checkout's connection, if the pool would hand it out as it is and nobody
+    /// holds, waits for or is creating a pooled connection.
     fn reusable(&self) -> Option<SharedConnection> {
         let status = self.pool.status();
-        if status.available < status.size || self.pool.is_closed() {
+        if status.waiting > 0 || status.available < status.size || self.pool.is_closed() {
             return None;
         }
         let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         last.as_ref()
             .filter(|connection| self.pool.manager().trusts(connection))
-            .map(Connection::share)
+            .map(Remembered::share)
     }
 
     /// A handle on a pooled connection for a write, and, when writes wait for replicas, the

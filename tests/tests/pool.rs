@@ -123,6 +123,23 @@ async fn a_failed_connection_makes_the_next_one_in_use_prove_itself_once() {
     assert_health_checks(&monitor, 0, "and trusted again after").await;
 }
 
+/// A connection the application takes out of the pool (`Object::take`) is the application's:
+/// the store sends nothing more on it, so losing it costs the store no request.
+#[tokio::test]
+async fn a_connection_taken_out_of_the_pool_carries_none_of_the_stores_requests() {
+    let (server, store, id, _monitor) = a_session_on_idle_connections(1).await;
+    load_times(&store, &id, 2).await;
+    let taken = deadpool::managed::Object::take(store.pool().get().await.expect("a connection"));
+    kill_the_client_in_use(&server).await;
+    for _ in 0..3 {
+        store
+            .load(&id)
+            .await
+            .expect("a load on a connection of the pool");
+    }
+    drop(taken);
+}
+
 #[tokio::test]
 async fn a_command_cut_off_without_an_answer_makes_the_pool_check_its_connections() {
     let (server, store, id, monitor) = a_session_on_idle_connections(2).await;

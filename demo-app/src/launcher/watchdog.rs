@@ -11,6 +11,7 @@
 
 use std::{
     io::{BufRead as _, Write as _},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
 };
@@ -25,13 +26,15 @@ pub(super) struct Watchdog {
 }
 
 impl Watchdog {
-    /// Starts the watchdog process.
+    /// Starts the watchdog process, in a process group of its own: a Ctrl-C at the terminal
+    /// must not end it before the launcher it watches.
     ///
     /// # Errors
     /// When it cannot be started.
     pub(super) fn start() -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the demo-app binary")?;
         let mut child = Command::new(exe)
+            .process_group(0)
             .arg("watchdog")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

@@ -4,7 +4,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Instant,
@@ -33,6 +33,8 @@ pub struct Connection {
     /// The server's address, when it matters which server it is (behind Sentinel).
     pub(crate) server: Option<String>,
     pub(crate) health: Arc<Health>,
+    /// Held by this, the pool's copy, alone, while the pool holds it (see [`Remembered`]).
+    pooled: Arc<()>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -62,20 +64,69 @@ impl Connection {
             link,
             server,
             health,
+            pooled: Arc::new(()),
         }
     }
 
-    /// Another handle on the same connection, with the same health (the pool's copy stays
-    /// in the pool).
-    pub(crate) fn handle(&self) -> Self {
-        Self {
+    /// A handle on this connection kept beside the pool.
+    pub(crate) fn remember(&self) -> Remembered {
+        Remembered {
             link: self.link.clone(),
             server: self.server.clone(),
             health: Arc::clone(&self.health),
+            pooled: Arc::downgrade(&self.pooled),
         }
     }
 
+    /// Leaves the pool (the application took it, or the pool let it go): a [`Remembered`]
+    /// handle on it no longer counts as pooled.
+    pub(crate) fn leave_pool(&mut self) {
+        self.pooled = Arc::new(());
+    }
+
     /// A handle on this connection for one request, which shares it with other requests.
+    pub(crate) fn share(&self) -> SharedConnection {
+        SharedConnection {
+            link: self.link.clone(),
+            health: Arc::clone(&self.health),
+        }
+    }
+}
+
+/// A handle on a pooled connection kept outside the pool, which knows whether the pool still
+/// holds the connection: one the pool dropped (resized, reaped, failed) or the application
+/// took is not the pool's to share any more.
+pub(crate) struct Remembered {
+    link: Link,
+    server: Option<String>,
+    health: Arc<Health>,
+    pooled: Weak<()>,
+}
+
+impl std::fmt::Debug for Remembered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remembered")
+            .field("health", &self.health)
+            .field("pooled", &self.is_pooled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Remembered {
+    /// Whether the pool still holds the connection.
+    pub(crate) fn is_pooled(&self) -> bool {
+        self.pooled.strong_count() > 0
+    }
+
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
+    }
+
+    pub(crate) fn server(&self) -> Option<&str> {
+        self.server.as_deref()
+    }
+
+    /// A handle for one request, as [`Connection::share`] makes.
     pub(crate) fn share(&self) -> SharedConnection {
         SharedConnection {
             link: self.link.clone(),

@@ -47,7 +47,7 @@ use redis::{
 };
 
 use crate::{
-    backend::connection::{Connection, Link},
+    backend::connection::{Connection, Health, Link, Remembered},
     backend::sentinel::{self, Sentinels},
     backend::version,
     config::DEFAULT_KEY_PREFIX,
@@ -476,7 +476,7 @@ impl managed::Manager for Manager {
     }
 
     async fn recycle(&self, conn: &mut Connection, metrics: &Metrics) -> RecycleResult<RedisError> {
-        if let Some(why) = self.unfit(conn) {
+        if let Some(why) = self.unfit(&conn.health, conn.server.as_deref()) {
             return Err(RecycleError::message(why));
         }
         if conn.health.is_trusted(self.trust_window) {
@@ -484,16 +484,20 @@ impl managed::Manager for Manager {
         }
         Box::pin(self.check(conn, metrics)).await
     }
+
+    fn detach(&self, conn: &mut Connection) {
+        conn.leave_pool();
+    }
 }
 
 impl Manager {
-    /// Why `conn` must be replaced, if it must: it failed, or behind Sentinel its server is
-    /// no longer the primary.
-    fn unfit(&self, conn: &Connection) -> Option<&'static str> {
-        if conn.health.is_broken() {
+    /// Why a connection must be replaced, if it must: it failed, or behind Sentinel its server
+    /// is no longer the primary.
+    fn unfit(&self, health: &Health, server: Option<&str>) -> Option<&'static str> {
+        if health.is_broken() {
             return Some("the connection failed");
         }
-        match (&self.source, &conn.server) {
+        match (&self.source, server) {
             (Source::Sentinel(sentinels), Some(server)) if !sentinels.is_current(server) => {
                 Some("the sentinels named another primary")
             }
@@ -501,9 +505,12 @@ impl Manager {
         }
     }
 
-    /// Whether the pool would hand `conn` out again as it is: fit, and trusted (no check).
-    pub(crate) fn trusts(&self, conn: &Connection) -> bool {
-        self.unfit(conn).is_none() && conn.health.is_trusted(self.trust_window)
+    /// Whether the pool would hand `conn` out again as it is: still in the pool, fit, and
+    /// trusted (no check).
+    pub(crate) fn trusts(&self, conn: &Remembered) -> bool {
+        conn.is_pooled()
+            && self.unfit(conn.health(), conn.server()).is_none()
+            && conn.health().is_trusted(self.trust_window)
     }
 
     /// A new connection of its source's kind.

@@ -195,10 +195,10 @@ impl Backend {
     ///
     /// The connection of the last checkout is used again without a checkout (its semaphore,
     /// queue, recycling and timer: about 3% of the instance's CPU per write) while the pool
-    /// would hand it out as it is (it answered within the trust window, nothing failed
-    /// since, behind Sentinel it is still the primary's) and nobody holds or waits for a
-    /// pooled connection (a write waiting for replicas holds its own, so may the
-    /// application): then requests go through the pool as before.
+    /// would hand it out as it is (it is still in the pool, answered within the trust window,
+    /// nothing failed since, behind Sentinel it is still the primary's) and nobody holds or
+    /// waits for a pooled connection (a write waiting for replicas holds its own, so may the
+    /// application): otherwise requests go through the pool as before.
     async fn connection(&self) -> Result<SharedConnection, StoreError> {
         if let Some(connection) = self.reusable() {
             return Ok(connection);

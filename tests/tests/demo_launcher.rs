@@ -100,8 +100,20 @@ fn a_ctrl_c_at_the_terminal_stops_the_instances_before_their_redis() {
         !printed.contains("link down"),
         "an instance saw its Redis stop first:\n{printed}"
     );
-    let left: Vec<u32> = family.into_iter().filter(|&pid| alive(pid)).collect();
-    assert!(left.is_empty(), "left running: {left:?}\n{printed}");
+    // The watchdog, in a process group of its own, ends once the launcher's pipe closes.
+    let stopped = Instant::now();
+    while family.iter().any(|&pid| alive(pid)) && stopped.elapsed() < Duration::from_secs(2) {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<String> = family
+        .iter()
+        .filter(|&&pid| alive(pid))
+        .map(|&pid| format!("{pid} {}", name(pid)))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "left running 2 s after the launcher: {left:?}\n{printed}"
+    );
 }
 
 /// A launcher of one instance on `base`, behind a balancer on `balancer`, with `env`, in a
